@@ -1,0 +1,1 @@
+//! proxy-wasm edge (wasm32 only).

@@ -1,0 +1,30 @@
+//! llm-gateway: an LLM gateway that runs inside Envoy as a proxy-wasm filter.
+//!
+//! Applications speak the OpenAI API to their Envoy; this filter turns each
+//! request into the native API of the provider that serves the model, selects
+//! the provider's Envoy cluster, and turns the answer (JSON or a live stream)
+//! back into OpenAI shape.
+//!
+//! # Layout
+//!
+//! - [`config`]: the plugin configuration (LiteLLM `model_list` format), parsed
+//!   and validated once.
+//! - [`openai`]: OpenAI request types and request validation.
+//! - [`error`]: the OpenAI error envelope every refusal becomes.
+//! - [`provider`]: one translator per provider family, behind one trait.
+//! - [`sse`]: incremental server-sent-events decoder and encoder.
+//! - [`routing`]: alias -> deployment choice.
+//! - [`pipeline`]: the per-request decisions, as data, for the filter to apply.
+//! - `filter` (wasm32 only): the proxy-wasm contexts; the only code that calls
+//!   the host.
+
+pub mod config;
+pub mod error;
+pub mod openai;
+pub mod pipeline;
+pub mod provider;
+pub mod routing;
+pub mod sse;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;

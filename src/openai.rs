@@ -1,0 +1,370 @@
+//! OpenAI Chat Completions wire types, as clients send them.
+//!
+//! The request is parsed once into a `serde_json::Map` (so an OpenAI-compatible
+//! upstream gets every field back, unknown ones included) and then viewed
+//! through the typed [`ChatRequest`] by translators that must understand it.
+//! Responses and chunks are built as JSON values by each translator.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::GatewayError;
+
+/// `POST /v1/chat/completions` body, the fields translators read.
+///
+/// Unknown fields are kept in `extra` so a translator can decide to forward,
+/// drop or reject them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<Message>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    #[serde(default)]
+    pub max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    #[serde(default)]
+    pub stop: Option<Stop>,
+    #[serde(default)]
+    pub tools: Option<Vec<ToolDef>>,
+    #[serde(default)]
+    pub tool_choice: Option<Value>,
+    #[serde(default)]
+    pub parallel_tool_calls: Option<bool>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub n: Option<u64>,
+    #[serde(default)]
+    pub response_format: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ChatRequest {
+    /// Whether the client asked for a stream.
+    pub fn is_stream(&self) -> bool {
+        self.stream.unwrap_or(false)
+    }
+
+    /// Whether a streamed answer must end with a usage chunk.
+    pub fn include_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false)
+    }
+
+    /// `max_completion_tokens` (the newer name) wins over `max_tokens`.
+    pub fn max_output_tokens(&self) -> Option<u64> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+}
+
+/// `stream_options`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: Option<bool>,
+}
+
+/// `stop`: one string or a list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Stop {
+    /// The stop sequences as a list.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            Stop::One(s) => vec![s.clone()],
+            Stop::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// One chat message.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    #[serde(default)]
+    pub content: Option<Content>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
+}
+
+/// Message roles. `developer` is OpenAI's newer name for `system`;
+/// `function` is the legacy tool-result role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+    Function,
+}
+
+/// Message content: a plain string or a list of typed parts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+impl Content {
+    /// All text parts joined (image parts skipped), for roles that only take text.
+    pub fn joined_text(&self) -> String {
+        match self {
+            Content::Text(s) => s.clone(),
+            Content::Parts(parts) => parts
+                .iter()
+                .filter_map(|p| p.text.as_deref())
+                .collect::<Vec<_>>()
+                .join(""),
+        }
+    }
+}
+
+/// One content part: `{"type":"text","text":..}` or
+/// `{"type":"image_url","image_url":{"url":..}}`; other types are kept by name
+/// so a translator can say which one it does not support.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ContentPart {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub image_url: Option<ImageUrl>,
+}
+
+/// `image_url` of an image part: a URL, or a `data:` URL with base64 bytes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ImageUrl {
+    Object {
+        url: String,
+        #[serde(default)]
+        detail: Option<String>,
+    },
+    Bare(String),
+}
+
+impl ImageUrl {
+    /// The URL string.
+    pub fn url(&self) -> &str {
+        match self {
+            ImageUrl::Object { url, .. } => url,
+            ImageUrl::Bare(url) => url,
+        }
+    }
+}
+
+/// An assistant message's tool call.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ToolCall {
+    pub id: String,
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+fn function_type() -> String {
+    "function".to_string()
+}
+
+/// Name and JSON-encoded arguments of a tool call.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct FunctionCall {
+    pub name: String,
+    #[serde(default)]
+    pub arguments: String,
+}
+
+/// A tool the model may call.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ToolDef {
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    pub function: FunctionDef,
+}
+
+/// A function tool's declaration.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FunctionDef {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub parameters: Option<Value>,
+}
+
+/// Token usage in OpenAI's shape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+impl Usage {
+    /// Usage from prompt and completion counts.
+    pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+        }
+    }
+}
+
+/// A request body parsed and checked: the raw object (for passthrough) and its
+/// typed view (for translation).
+#[derive(Debug, Clone)]
+pub struct ParsedRequest {
+    pub raw: Map<String, Value>,
+    pub chat: ChatRequest,
+}
+
+/// Parse and validate a chat completion request body.
+///
+/// Checks the fields every provider needs with errors that name them, so a
+/// client learns exactly what is wrong: malformed JSON, a body that is not an
+/// object, missing or mistyped `model` / `messages` / `stream`, and any
+/// message that does not fit the schema.
+pub fn parse_chat_request(body: &[u8]) -> Result<ParsedRequest, GatewayError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        GatewayError::bad_request(format!("request body is not valid JSON: {e}"))
+            .with_code("invalid_json")
+    })?;
+    let Value::Object(raw) = value else {
+        return Err(GatewayError::bad_request(
+            "request body must be a JSON object",
+        ));
+    };
+    match raw.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => {}
+        None | Some(Value::Null) => {
+            return Err(GatewayError::bad_param(
+                "model",
+                "missing required parameter: 'model'",
+            ))
+        }
+        Some(_) => {
+            return Err(GatewayError::bad_param(
+                "model",
+                "'model' must be a non-empty string",
+            ))
+        }
+    }
+    match raw.get("messages") {
+        Some(Value::Array(list)) if !list.is_empty() => {
+            for (i, m) in list.iter().enumerate() {
+                if let Err(e) = Message::deserialize(m) {
+                    return Err(GatewayError::bad_param(
+                        &format!("messages[{i}]"),
+                        format!("invalid message at messages[{i}]: {e}"),
+                    ));
+                }
+            }
+        }
+        Some(Value::Array(_)) => {
+            return Err(GatewayError::bad_param(
+                "messages",
+                "'messages' must not be empty",
+            ))
+        }
+        None | Some(Value::Null) => {
+            return Err(GatewayError::bad_param(
+                "messages",
+                "missing required parameter: 'messages'",
+            ))
+        }
+        Some(_) => {
+            return Err(GatewayError::bad_param(
+                "messages",
+                "'messages' must be an array",
+            ))
+        }
+    }
+    if let Some(s) = raw.get("stream") {
+        if !(s.is_boolean() || s.is_null()) {
+            return Err(GatewayError::bad_param(
+                "stream",
+                "'stream' must be a boolean",
+            ));
+        }
+    }
+    let chat = ChatRequest::deserialize(&Value::Object(raw.clone())).map_err(|e| {
+        let msg = e.to_string();
+        let param = field_in_serde_message(&msg);
+        let err = GatewayError::bad_request(format!("invalid request: {msg}"));
+        match param {
+            Some(p) => err.with_param(&p),
+            None => err,
+        }
+    })?;
+    Ok(ParsedRequest { raw, chat })
+}
+
+/// Serde says "... for field `x`" in some messages; use it as `param`.
+fn field_in_serde_message(msg: &str) -> Option<String> {
+    let start = msg.find('`')? + 1;
+    let end = start + msg[start..].find('`')?;
+    Some(msg[start..end].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_malformed_json() {
+        let e = parse_chat_request(b"{\"model\": ").unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.message.contains("not valid JSON"));
+    }
+
+    #[test]
+    fn rejects_missing_model_and_wrong_types() {
+        let e =
+            parse_chat_request(br#"{"messages":[{"role":"user","content":"hi"}]}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("model"));
+        let e = parse_chat_request(br#"{"model":"m","messages":"hi"}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages"));
+        let e = parse_chat_request(br#"{"model":"m","messages":[{"role":"wizard"}]}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0]"));
+        let e = parse_chat_request(
+            br#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("invalid type"), "{}", e.message);
+    }
+
+    #[test]
+    fn keeps_unknown_fields() {
+        let p = parse_chat_request(
+            br#"{"model":"m","messages":[{"role":"user","content":"x"}],"seed":7}"#,
+        )
+        .unwrap();
+        assert_eq!(p.chat.extra.get("seed"), Some(&Value::from(7)));
+        assert_eq!(p.raw.get("seed"), Some(&Value::from(7)));
+    }
+}

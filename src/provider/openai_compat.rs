@@ -1,0 +1,226 @@
+//! OpenAI and every server that speaks its Chat Completions API (vLLM, LM
+//! Studio, llama.cpp server, Groq, Together, Fireworks, DeepSeek, Mistral,
+//! OpenRouter, Perplexity, xAI ...).
+//!
+//! The request is forwarded as the client wrote it, unknown fields included,
+//! with `model` replaced by the deployment's model id. Successful answers are
+//! already in OpenAI shape and pass through untouched; streams are watched (not
+//! rewritten) so a stream cut before `data: [DONE]` still ends cleanly for the
+//! client. Errors are normalised to the OpenAI envelope, since compatible
+//! servers differ there (vLLM's `{"object":"error"}`, FastAPI's `{"detail"}`).
+
+use serde_json::Value;
+
+use super::{
+    endpoint_path, stream_error_event, ResponseMeta, StreamTranslator, Translated, Translator,
+    UpstreamRequest,
+};
+use crate::config::Deployment;
+use crate::error::{upstream_status_kind, ErrorKind, GatewayError};
+use crate::openai::{ParsedRequest, Usage};
+use crate::sse::{write_done, SseDecoder};
+
+/// The OpenAI-compatible translator.
+pub struct OpenAiCompat;
+
+impl Translator for OpenAiCompat {
+    fn request(
+        &self,
+        req: &ParsedRequest,
+        dep: &Deployment,
+        _drop_params: bool,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        let mut body = req.raw.clone();
+        body.insert("model".into(), Value::String(dep.model.clone()));
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| GatewayError::new(500, ErrorKind::Internal, e.to_string()))?;
+        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+        if let Some(key) = &dep.api_key {
+            headers.push(("authorization".to_string(), format!("Bearer {key}")));
+        }
+        Ok(UpstreamRequest {
+            path: endpoint_path(&dep.api_base.path, "/chat/completions"),
+            headers,
+            body,
+        })
+    }
+
+    fn passes_response_through(&self) -> bool {
+        true
+    }
+
+    fn response(&self, body: &[u8], _meta: &ResponseMeta) -> Result<Translated, GatewayError> {
+        let usage = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+            v.get("usage")
+                .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
+        });
+        Ok(Translated {
+            body: body.to_vec(),
+            usage,
+        })
+    }
+
+    fn stream(&self, _meta: ResponseMeta) -> Box<dyn StreamTranslator> {
+        Box::new(PassthroughStream::default())
+    }
+
+    fn error(&self, status: u16, body: &[u8]) -> GatewayError {
+        openai_style_error(status, body)
+    }
+}
+
+/// Map an error body of the OpenAI family to the envelope, keeping the
+/// provider's message, type and code when it gave them.
+pub fn openai_style_error(status: u16, body: &[u8]) -> GatewayError {
+    let (mapped, kind) = upstream_status_kind(status);
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let mut e = GatewayError::new(mapped, kind, format!("upstream returned HTTP {status}"));
+    let Some(v) = parsed else {
+        if !body.is_empty() {
+            e.message = format!("upstream returned HTTP {status}: {}", snippet(body));
+        }
+        return e;
+    };
+    let obj = match v.get("error") {
+        Some(Value::Object(o)) => Some(o.clone()),
+        Some(Value::String(s)) => {
+            e.message = s.clone();
+            None
+        }
+        _ => v.as_object().cloned(),
+    };
+    if let Some(o) = obj {
+        if let Some(m) = o
+            .get("message")
+            .or_else(|| o.get("detail"))
+            .and_then(Value::as_str)
+        {
+            e.message = m.to_string();
+        }
+        if let Some(c) = o.get("code") {
+            e.code = match c {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            };
+        }
+        if let Some(p) = o.get("param").and_then(Value::as_str) {
+            e.param = Some(p.to_string());
+        }
+    }
+    e
+}
+
+/// At most 300 characters of a non-JSON error body, for the message.
+pub fn snippet(body: &[u8]) -> String {
+    let s = String::from_utf8_lossy(body);
+    let s = s.trim();
+    match s.char_indices().nth(300) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Forwards an OpenAI stream byte for byte, watching for `[DONE]` and usage.
+#[derive(Default)]
+struct PassthroughStream {
+    decoder: SseDecoder,
+    done: bool,
+    usage: Option<Usage>,
+}
+
+impl StreamTranslator for PassthroughStream {
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(bytes);
+        for ev in self.decoder.feed(bytes) {
+            self.observe(&ev.data);
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        for ev in self.decoder.finish() {
+            self.observe(&ev.data);
+        }
+        if !self.done {
+            if out.last().is_some_and(|b| *b != b'\n') {
+                out.extend_from_slice(b"\n\n");
+            }
+            let err = GatewayError::new(
+                502,
+                ErrorKind::Upstream,
+                "the upstream stream ended before it was complete",
+            )
+            .with_code("upstream_stream_truncated");
+            stream_error_event(&err, out);
+            write_done(out);
+        }
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+}
+
+impl PassthroughStream {
+    fn observe(&mut self, data: &str) {
+        if data == "[DONE]" {
+            self.done = true;
+            return;
+        }
+        if data.contains("\"usage\"") {
+            if let Ok(v) = serde_json::from_str::<Value>(data) {
+                if let Some(u) = v
+                    .get("usage")
+                    .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
+                {
+                    self.usage = Some(u);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vllm_and_fastapi_errors_are_normalised() {
+        let e = openai_style_error(
+            400,
+            br#"{"object":"error","message":"bad","type":"BadRequestError","code":400}"#,
+        );
+        assert_eq!(
+            (e.status, e.message.as_str(), e.code.as_deref()),
+            (400, "bad", Some("400"))
+        );
+        let e = openai_style_error(422, br#"{"detail":"nope"}"#);
+        assert_eq!(e.message, "nope");
+        let e = openai_style_error(502, b"<html>bad gateway</html>");
+        assert!(e.message.contains("bad gateway"));
+        let e = openai_style_error(429, br#"{"error":{"message":"slow down","type":"rate_limit_error","code":"rate_limit_exceeded"}}"#);
+        assert_eq!((e.status, e.kind), (429, ErrorKind::RateLimit));
+    }
+
+    #[test]
+    fn truncated_stream_ends_with_error_and_done() {
+        let mut s = PassthroughStream::default();
+        let mut out = Vec::new();
+        s.feed(b"data: {\"choices\":[]}\n\ndata: {\"cho", &mut out);
+        s.finish(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("upstream_stream_truncated"), "{text}");
+        assert!(text.ends_with("data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn complete_stream_is_untouched() {
+        let mut s = PassthroughStream::default();
+        let mut out = Vec::new();
+        let input = b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\ndata: [DONE]\n\n";
+        s.feed(input, &mut out);
+        s.finish(&mut out);
+        assert_eq!(out, input);
+        assert_eq!(s.usage(), Some(Usage::new(1, 2)));
+    }
+}
