@@ -1,0 +1,101 @@
+//! Thin, non-panicking wrappers over the host calls the filter uses.
+
+use log::warn;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType};
+
+use crate::error::GatewayError;
+
+pub fn request_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+}
+
+pub fn response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
+        .ok()
+        .flatten()
+}
+
+pub fn set_request_header(name: &str, value: &str) {
+    if let Err(s) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)) {
+        warn!("llm-gateway: cannot set request header {name}: {s:?}");
+    }
+}
+
+pub fn remove_request_header(name: &str) {
+    let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+}
+
+pub fn set_response_header(name: &str, value: &str) {
+    if let Err(s) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)) {
+        warn!("llm-gateway: cannot set response header {name}: {s:?}");
+    }
+}
+
+pub fn remove_response_header(name: &str) {
+    let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name);
+}
+
+pub fn body(kind: BufferType, size: usize) -> Vec<u8> {
+    match hostcalls::get_buffer(kind, 0, size) {
+        Ok(Some(b)) => b,
+        _ => Vec::new(),
+    }
+}
+
+pub fn replace_body(kind: BufferType, size: usize, bytes: &[u8]) {
+    if let Err(s) = hostcalls::set_buffer(kind, 0, size, bytes) {
+        warn!("llm-gateway: cannot replace body: {s:?}");
+    }
+}
+
+/// Ask Envoy to pick the route again, now that the cluster header is set.
+/// The Rust SDK has no wrapper for this foreign function.
+pub fn clear_route_cache() {
+    if let Err(s) = hostcalls::call_foreign_function("clear_route_cache", None) {
+        warn!("llm-gateway: clear_route_cache failed ({s:?}); the route may not follow the chosen cluster");
+    }
+}
+
+/// Answer the client directly with an OpenAI-shaped error.
+pub fn send_error(err: &GatewayError) {
+    let body = err.to_body();
+    send_json(err.status, &body, &[]);
+}
+
+/// Answer the client directly with a JSON body.
+pub fn send_json(status: u16, body: &[u8], extra: &[(&str, &str)]) {
+    let mut headers = vec![("content-type", "application/json")];
+    headers.extend_from_slice(extra);
+    if let Err(s) = hostcalls::send_http_response(u32::from(status), headers, Some(body)) {
+        warn!("llm-gateway: cannot send local reply: {s:?}");
+    }
+}
+
+/// Unix seconds from the host clock.
+pub fn now_unix() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Random bytes from WASI's random source.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    if getrandom::fill(&mut buf).is_err() {
+        // A clock-derived fallback keeps ids unique enough and routing spread.
+        let t = hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (t >> ((i % 16) * 8)) as u8;
+        }
+    }
+    buf
+}
