@@ -14,6 +14,7 @@
 //! - [`provider`]: one translator per provider family, behind one trait.
 //! - [`sse`]: incremental server-sent-events decoder and encoder.
 //! - [`routing`]: alias -> deployment choice.
+//! - [`render`]: a complete Envoy bootstrap from a LiteLLM-style config.
 //! - [`pipeline`]: the per-request decisions, as data, for the filter to apply.
 //! - `filter` (wasm32 only): the proxy-wasm contexts; the only code that calls
 //!   the host.
@@ -23,6 +24,7 @@ pub mod error;
 pub mod openai;
 pub mod pipeline;
 pub mod provider;
+pub mod render;
 pub mod routing;
 pub mod sse;
 

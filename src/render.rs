@@ -1,0 +1,368 @@
+//! Render a complete Envoy bootstrap from a LiteLLM-style gateway config.
+//!
+//! A LiteLLM user moves over with the `config.yaml` they already have: this
+//! validates it with the filter's own parser (exact field and reason on error)
+//! and emits a bootstrap with a listener, the filter with the config embedded,
+//! and one cluster per provider endpoint (TLS for `https` endpoints, the
+//! system CA bundle for verification). The provider -> cluster mapping it
+//! generates is written into the embedded config's `gateway.clusters`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use crate::config::{self, ApiBase, ConfigError};
+use crate::provider;
+
+/// Where the rendered Envoy listens and finds the module.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    /// Listener address (LiteLLM's proxy listens on port 4000).
+    pub listen_address: String,
+    /// Listener port.
+    pub listen_port: u16,
+    /// Admin interface port (bound to 127.0.0.1).
+    pub admin_port: u16,
+    /// Path of `llm_gateway.wasm` as Envoy will see it.
+    pub wasm_path: String,
+    /// CA bundle used to verify provider certificates.
+    pub ca_bundle: String,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            listen_address: "127.0.0.1".into(),
+            listen_port: 4000,
+            admin_port: 9901,
+            wasm_path: "target/wasm32-wasip1/release/llm_gateway.wasm".into(),
+            ca_bundle: "/etc/ssl/certs/ca-certificates.crt".into(),
+        }
+    }
+}
+
+fn err(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The api_base a `model_list` entry will use, decided without the environment.
+fn entry_api_base(entry: &Value, i: usize) -> Result<ApiBase, ConfigError> {
+    let path = format!("model_list[{i}].litellm_params");
+    let params = entry
+        .get("litellm_params")
+        .and_then(Value::as_object)
+        .ok_or_else(|| err(&path, "missing or not a mapping"))?;
+    let model = params
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or_else(|| err(format!("{path}.model"), "missing or not a string"))?;
+    let prefix = match model.split_once('/') {
+        Some((p, _)) => p,
+        None => provider::infer_prefix(model),
+    };
+    let spec = provider::spec_for_prefix(prefix).ok_or_else(|| {
+        err(
+            format!("{path}.model"),
+            format!("unknown provider prefix `{prefix}/`"),
+        )
+    })?;
+    let base = match params.get("api_base") {
+        Some(Value::String(b)) if b.starts_with("os.environ/") => {
+            return Err(err(
+                format!("{path}.api_base"),
+                "an api_base read from the environment cannot be rendered into a cluster; \
+                 write it literally",
+            ))
+        }
+        Some(Value::String(b)) => b.clone(),
+        None | Some(Value::Null) => spec
+            .default_base
+            .ok_or_else(|| err(format!("{path}.api_base"), "this provider needs api_base"))?
+            .to_string(),
+        Some(_) => return Err(err(format!("{path}.api_base"), "must be a string")),
+    };
+    ApiBase::parse(&base).map_err(|r| err(format!("{path}.api_base"), r))
+}
+
+/// A stable Envoy cluster name for an endpoint.
+fn cluster_name(base: &ApiBase) -> String {
+    let mut name = String::from("llm_");
+    for c in base.authority.chars() {
+        name.push(if c.is_ascii_alphanumeric() {
+            c.to_ascii_lowercase()
+        } else {
+            '_'
+        });
+    }
+    name
+}
+
+/// Every `os.environ/NAME` in the config, plus provider key variables used
+/// when `api_key` is absent: these are passed from Envoy's environment to the VM.
+fn env_names(cfg: &Value) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => {
+                if let Some(n) = s.strip_prefix("os.environ/") {
+                    out.push(n.to_string());
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            Value::Object(o) => o.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(cfg, &mut out);
+    if let Some(list) = cfg.get("model_list").and_then(Value::as_array) {
+        for entry in list {
+            let params = entry.get("litellm_params");
+            if params.and_then(|p| p.get("api_key")).is_some() {
+                continue;
+            }
+            let model = params
+                .and_then(|p| p.get("model"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let prefix = model
+                .split_once('/')
+                .map_or(provider::infer_prefix(model), |(p, _)| p);
+            if let Some(k) = provider::spec_for_prefix(prefix).and_then(|s| s.key_env) {
+                out.push(k.to_string());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The plugin config the filter will get (with generated `gateway.clusters`),
+/// the endpoints behind each cluster, and the parsed result with its warnings.
+pub struct Prepared {
+    /// The plugin configuration to embed.
+    pub plugin: Value,
+    /// Cluster name -> endpoint.
+    pub clusters: BTreeMap<String, ApiBase>,
+    /// The configuration as the filter parses it (variables as placeholders).
+    pub parsed: config::Config,
+}
+
+/// Fill `gateway.clusters` and validate exactly as the filter will, with every
+/// environment variable present.
+pub fn prepare(cfg: &Value) -> Result<Prepared, ConfigError> {
+    let Value::Object(root) = cfg else {
+        return Err(err("<root>", "the configuration must be a mapping"));
+    };
+    let list = root
+        .get("model_list")
+        .and_then(Value::as_array)
+        .ok_or_else(|| err("model_list", "missing or not a list"))?;
+    let mut clusters: BTreeMap<String, ApiBase> = BTreeMap::new();
+    for (i, entry) in list.iter().enumerate() {
+        let base = entry_api_base(entry, i)?;
+        clusters.insert(cluster_name(&base), base);
+    }
+    let mut plugin = root.clone();
+    let gateway = plugin
+        .entry("gateway")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(gateway) = gateway else {
+        return Err(err("gateway", "must be a mapping"));
+    };
+    let mut mapping = Map::new();
+    for (name, base) in &clusters {
+        mapping.insert(base.authority.clone(), Value::String(name.clone()));
+    }
+    gateway.insert("clusters".into(), Value::Object(mapping));
+    let plugin = Value::Object(plugin);
+    let parsed = config::parse(plugin.to_string().as_bytes(), &|_| {
+        Some("set-at-runtime".into())
+    })?;
+    Ok(Prepared {
+        plugin,
+        clusters,
+        parsed,
+    })
+}
+
+/// Render the Envoy bootstrap for a gateway config (already parsed from YAML
+/// or JSON into a value).
+pub fn render(cfg: &Value, opts: &RenderOptions) -> Result<Value, ConfigError> {
+    let Prepared {
+        plugin,
+        clusters,
+        parsed,
+    } = prepare(cfg)?;
+    let cluster_header = parsed.cluster_header.clone();
+    let plugin_json = plugin.to_string();
+    let envoy_clusters: Vec<Value> = clusters
+        .iter()
+        .map(|(name, base)| envoy_cluster(name, base, &opts.ca_bundle))
+        .collect();
+    let env = env_names(cfg);
+
+    Ok(json!({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": opts.admin_port}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "llm_gateway",
+                "address": {"socket_address": {"address": opts.listen_address, "port_value": opts.listen_port}},
+                // Above the filter's body limit, so the filter answers 413 in OpenAI shape first.
+                "per_connection_buffer_limit_bytes": 33554432,
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "llm_gateway",
+                        "route_config": {"virtual_hosts": [{
+                            "name": "providers",
+                            "domains": ["*"],
+                            "routes": [{
+                                "match": {"prefix": "/"},
+                                "route": {"cluster_header": cluster_header, "timeout": "600s"},
+                                "request_headers_to_remove": [cluster_header]
+                            }]
+                        }]},
+                        "http_filters": [
+                            {
+                                "name": "envoy.filters.http.wasm",
+                                "typed_config": {
+                                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                                    "config": {
+                                        "name": "llm_gateway",
+                                        "root_id": "llm_gateway",
+                                        "allow_on_headers_stop_iteration": true,
+                                        "vm_config": {
+                                            "vm_id": "llm_gateway",
+                                            "runtime": "envoy.wasm.runtime.v8",
+                                            "code": {"local": {"filename": opts.wasm_path}},
+                                            "environment_variables": {"host_env_keys": env}
+                                        },
+                                        "configuration": {
+                                            "@type": "type.googleapis.com/google.protobuf.StringValue",
+                                            "value": plugin_json
+                                        }
+                                    }
+                                }
+                            },
+                            {
+                                "name": "envoy.filters.http.router",
+                                "typed_config": {
+                                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+                                    "suppress_envoy_headers": true
+                                }
+                            }
+                        ]
+                    }
+                }]}]
+            }],
+            "clusters": envoy_clusters
+        }
+    }))
+}
+
+fn envoy_cluster(name: &str, base: &ApiBase, ca_bundle: &str) -> Value {
+    let host = base
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let tls = base.scheme == "https";
+    let port: u16 = base
+        .authority
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(if tls { 443 } else { 80 });
+    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+    let mut c = json!({
+        "name": name,
+        "type": if is_ip { "STATIC" } else { "LOGICAL_DNS" },
+        "dns_lookup_family": "V4_PREFERRED",
+        "connect_timeout": "5s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
+            "address": {"socket_address": {"address": host, "port_value": port}}
+        }}]}]}
+    });
+    if tls {
+        if let Value::Object(m) = &mut c {
+            m.insert(
+                "transport_socket".into(),
+                json!({
+                    "name": "envoy.transport_sockets.tls",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                        "sni": host,
+                        "common_tls_context": {"validation_context": {
+                            "trusted_ca": {"filename": ca_bundle},
+                            "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": host}}]
+                        }}
+                    }
+                }),
+            );
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_tls_clusters_and_env() {
+        let cfg = json!({"model_list": [
+            {"model_name": "smart", "litellm_params": {"model": "anthropic/claude-sonnet-4-5"}},
+            {"model_name": "fast", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "os.environ/OAI"}},
+            {"model_name": "local", "litellm_params": {"model": "hosted_vllm/qwen", "api_base": "http://127.0.0.1:8000/v1"}}
+        ]});
+        let out = render(&cfg, &RenderOptions::default()).unwrap();
+        let clusters = out["static_resources"]["clusters"].as_array().unwrap();
+        let names: Vec<&str> = clusters
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "llm_127_0_0_1_8000",
+                "llm_api_anthropic_com",
+                "llm_api_openai_com"
+            ]
+        );
+        assert_eq!(
+            clusters[1]["transport_socket"]["typed_config"]["sni"],
+            "api.anthropic.com"
+        );
+        assert!(clusters[0].get("transport_socket").is_none());
+        let wasm = &out["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"]["http_filters"][0]["typed_config"]["config"];
+        let env = wasm["vm_config"]["environment_variables"]["host_env_keys"]
+            .as_array()
+            .unwrap();
+        assert_eq!(
+            env,
+            &vec![
+                json!("ANTHROPIC_API_KEY"),
+                json!("HOSTED_VLLM_API_KEY"),
+                json!("OAI")
+            ]
+        );
+        let plugin: Value =
+            serde_json::from_str(wasm["configuration"]["value"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            plugin["gateway"]["clusters"]["api.anthropic.com"],
+            "llm_api_anthropic_com"
+        );
+    }
+
+    #[test]
+    fn bad_config_names_the_field() {
+        let cfg = json!({"model_list": [{"model_name": "x", "litellm_params": {"model": "anthropic/c", "weight": -1}}]});
+        let e = render(&cfg, &RenderOptions::default()).unwrap_err();
+        assert_eq!(e.field, "model_list[0].litellm_params.weight");
+    }
+}
