@@ -16,7 +16,9 @@
 //!   exact OpenAI SSE output; optional `stream/<case>.json`:
 //!   `{"include_usage": bool, "expected_usage": {..} | null}`. Each stream is
 //!   also fed split at every single split point and one byte at a time, and
-//!   must give the same bytes.
+//!   must give the same bytes. With `BLESS_FIXTURES=1` a differing or missing
+//!   `.expected.sse` is (re)written and the case fails: review the file, then
+//!   run again.
 //! - `error/<case>.json`: `{"status": <upstream status>, "<provider>": <body>}`
 //!   (or `"body_raw": "<text>"`), `"expected": {"status", "body"}`.
 //!
@@ -349,8 +351,11 @@ fn stream_fixtures() {
             let input = fs::read(&path).unwrap();
             let dir = path.parent().unwrap();
             let expected_path = dir.join(format!("{case}.expected.sse"));
-            let want = fs::read(&expected_path)
-                .map_err(|e| format!("{}: {e}", expected_path.display()))?;
+            let want = match fs::read(&expected_path) {
+                Ok(w) => w,
+                Err(_) if std::env::var_os("BLESS_FIXTURES").is_some() => Vec::new(),
+                Err(e) => return Err(format!("{}: {e}", expected_path.display())),
+            };
             let side = dir.join(format!("{case}.json"));
             let side = if side.exists() {
                 read_json(&side)
@@ -366,6 +371,11 @@ fn stream_fixtures() {
             let m = meta(&dep, include_usage);
 
             let (whole, usage) = run_stream(t, m.clone(), [input.as_slice()]);
+            if whole != want && std::env::var_os("BLESS_FIXTURES").is_some() {
+                // Golden files are written, then read and reviewed like code.
+                fs::write(&expected_path, &whole).unwrap();
+                return Err(format!("blessed {}", expected_path.display()));
+            }
             if whole != want {
                 return Err(first_difference(&whole, &want));
             }

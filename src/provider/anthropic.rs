@@ -224,9 +224,13 @@ fn request_body(
             .then(|| t.get("budget_tokens").and_then(Value::as_u64))
             .flatten()
     });
+    // Any thinking mode but `disabled` rules out forcing a tool.
+    let thinking_on = thinking
+        .as_ref()
+        .is_some_and(|t| t.get("type").and_then(Value::as_str) != Some("disabled"));
     let max_tokens = chat
         .max_output_tokens()
-        .unwrap_or_else(|| DEFAULT_MAX_TOKENS + thinking_budget.unwrap_or(0));
+        .unwrap_or_else(|| DEFAULT_MAX_TOKENS.saturating_add(thinking_budget.unwrap_or(0)));
     body.insert("max_tokens".into(), Value::from(max_tokens));
     if let Some(t) = thinking {
         body.insert("thinking".into(), t);
@@ -263,12 +267,8 @@ fn request_body(
     };
     let mut tool_choice = map_tool_choice(chat.tool_choice.as_ref(), chat.parallel_tool_calls)?;
     if let Some(schema) = json_mode_schema(chat.response_format.as_ref())? {
-        tools.push(json!({
-            "name": JSON_TOOL_NAME,
-            "description": "Respond with a JSON object that follows the schema.",
-            "input_schema": schema,
-        }));
-        if thinking_budget.is_none() {
+        tools.push(json!({ "name": JSON_TOOL_NAME, "input_schema": schema }));
+        if !thinking_on {
             tool_choice = Some(json!({ "type": "tool", "name": JSON_TOOL_NAME }));
         }
     }
@@ -945,18 +945,32 @@ impl TokenCounts {
     }
 
     /// The OpenAI `usage` object.
-    fn to_value(self) -> Value {
+    fn openai(&self) -> UsageOut {
         let u = self.usage();
-        let mut v = json!({
-            "prompt_tokens": u.prompt_tokens,
-            "completion_tokens": u.completion_tokens,
-            "total_tokens": u.total_tokens,
-        });
-        if let Some(read) = self.cache_read {
-            v["prompt_tokens_details"] = json!({ "cached_tokens": read });
+        UsageOut {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.total_tokens,
+            prompt_tokens_details: self
+                .cache_read
+                .map(|cached_tokens| PromptTokensDetails { cached_tokens }),
         }
-        v
     }
+}
+
+/// OpenAI `usage`, fields in OpenAI's order.
+#[derive(Debug, Serialize)]
+struct UsageOut {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+#[derive(Debug, Serialize)]
+struct PromptTokensDetails {
+    cached_tokens: u64,
 }
 
 fn invalid_response(detail: impl std::fmt::Display) -> GatewayError {
@@ -1068,7 +1082,7 @@ fn translate_response(body: &[u8], meta: &ResponseMeta) -> Result<Translated, Ga
         Some(u) => {
             let mut counts = TokenCounts::default();
             counts.merge(u);
-            out["usage"] = counts.to_value();
+            out["usage"] = json!(counts.openai());
             Some(counts.usage())
         }
         None => None,
@@ -1102,9 +1116,9 @@ fn status_for_error_type(kind: &str) -> u16 {
 
 /// An Anthropic error body (`{"type":"error","error":{"type","message"}}`) as
 /// a gateway error: status and kind from [`upstream_status_kind`], message
-/// from the body, `code` = Anthropic's error type. Bodies of another shape
-/// (a proxy in between) go through the OpenAI-family reader; non-JSON bodies
-/// are quoted.
+/// from the body, `code` = Anthropic's error type. JSON bodies of another
+/// shape (no top-level `"type": "error"`: a proxy in between) go through the
+/// OpenAI-family reader; non-JSON bodies are quoted.
 fn error_from_body(status: u16, body: &[u8]) -> GatewayError {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         let (mapped, kind) = upstream_status_kind(status);
@@ -1114,7 +1128,8 @@ fn error_from_body(status: u16, body: &[u8]) -> GatewayError {
         }
         return e;
     };
-    match anthropic_error(status, &v) {
+    let anthropic_shaped = v.get("type").and_then(Value::as_str) == Some("error");
+    match anthropic_error(status, &v).filter(|_| anthropic_shaped) {
         Some(e) => e,
         None => openai_style_error(status, body),
     }
@@ -1171,7 +1186,7 @@ struct Chunk<'a> {
     model: &'a str,
     choices: Vec<ChunkChoice>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<Value>,
+    usage: Option<UsageOut>,
 }
 
 #[derive(Serialize)]
@@ -1265,7 +1280,7 @@ impl AnthropicStream {
         }
     }
 
-    fn write_chunk(&self, out: &mut Vec<u8>, choices: Vec<ChunkChoice>, usage: Option<Value>) {
+    fn write_chunk(&self, out: &mut Vec<u8>, choices: Vec<ChunkChoice>, usage: Option<UsageOut>) {
         let chunk = Chunk {
             id: &self.meta.id,
             object: "chat.completion.chunk",
@@ -1319,7 +1334,10 @@ impl AnthropicStream {
             .map(|(_, b)| b)
     }
 
-    fn handle(&mut self, event: &str, data: &str, out: &mut Vec<u8>) {
+    /// Translate one event. `at_end`: the event was cut off by the end of the
+    /// upstream stream (no closing blank line), so unreadable data means
+    /// truncation, reported by `finish`, not a malformed event.
+    fn handle(&mut self, event: &str, data: &str, at_end: bool, out: &mut Vec<u8>) {
         if self.done {
             return;
         }
@@ -1328,6 +1346,7 @@ impl AnthropicStream {
         } else {
             match serde_json::from_str(data) {
                 Ok(v) => v,
+                Err(_) if at_end => return,
                 Err(e) => {
                     let err = invalid_response(format!("stream event `{event}` is not JSON: {e}"));
                     self.fail(out, &err);
@@ -1376,7 +1395,7 @@ impl AnthropicStream {
                     }
                     Some("tool_use") => {
                         let i = self.tool_calls;
-                        self.tool_calls += 1;
+                        self.tool_calls = self.tool_calls.saturating_add(1);
                         let call = ToolCallDelta {
                             index: i,
                             id: Some(field("id")),
@@ -1428,11 +1447,11 @@ impl AnthropicStream {
                         }
                         let target = match self.block(index) {
                             Some(Block::Tool { index: i, args }) => {
-                                *args += partial.len();
+                                *args = args.saturating_add(partial.len());
                                 Some(*i)
                             }
                             Some(Block::JsonTool { args }) => {
-                                *args += partial.len();
+                                *args = args.saturating_add(partial.len());
                                 None
                             }
                             _ => return,
@@ -1499,7 +1518,7 @@ impl AnthropicStream {
             "message_stop" => {
                 self.ensure_started(out);
                 if self.meta.include_usage {
-                    self.write_chunk(out, Vec::new(), Some(self.counts.to_value()));
+                    self.write_chunk(out, Vec::new(), Some(self.counts.openai()));
                 }
                 write_done(out);
                 self.done = true;
@@ -1527,13 +1546,13 @@ impl AnthropicStream {
 impl StreamTranslator for AnthropicStream {
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         for ev in self.decoder.feed(bytes) {
-            self.handle(&ev.event, &ev.data, out);
+            self.handle(&ev.event, &ev.data, false, out);
         }
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
         for ev in self.decoder.finish() {
-            self.handle(&ev.event, &ev.data, out);
+            self.handle(&ev.event, &ev.data, true, out);
         }
         if !self.done {
             let err = GatewayError::new(
@@ -1616,7 +1635,10 @@ mod tests {
         c.merge(&json!({"input_tokens": 10, "output_tokens": 1, "cache_read_input_tokens": 5, "cache_creation_input_tokens": null}));
         c.merge(&json!({"output_tokens": 7}));
         assert_eq!(c.usage(), Usage::new(15, 7));
-        assert_eq!(c.to_value()["prompt_tokens_details"]["cached_tokens"], 5);
+        assert_eq!(
+            json!(c.openai())["prompt_tokens_details"]["cached_tokens"],
+            5
+        );
     }
 
     #[test]
@@ -1630,15 +1652,99 @@ mod tests {
         assert_eq!(e.code.as_deref(), Some("overloaded_error"));
     }
 
-    #[test]
-    fn finish_is_idempotent() {
-        let meta = ResponseMeta {
+    fn test_meta(include_usage: bool) -> ResponseMeta {
+        ResponseMeta {
             id: "x".into(),
             created: 1,
             model: "m".into(),
-            include_usage: false,
-        };
-        let mut s = AnthropicStream::new(meta);
+            include_usage,
+        }
+    }
+
+    #[test]
+    fn stream_holds_no_more_than_a_partial_line() {
+        let mut s = AnthropicStream::new(test_meta(true));
+        let mut out = Vec::new();
+        let delta = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"abc\"}}\n\n";
+        s.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n", &mut out);
+        for _ in 0..1000 {
+            s.feed(delta.as_bytes(), &mut out);
+            assert_eq!(s.decoder.pending_bytes(), 0);
+            assert!(s.blocks.len() <= 1);
+        }
+        s.feed(&delta.as_bytes()[..10], &mut out);
+        assert_eq!(s.decoder.pending_bytes(), 10);
+        assert_eq!(String::from_utf8(out).unwrap().matches("abc").count(), 1000);
+    }
+
+    #[test]
+    fn nothing_follows_done() {
+        let mut s = AnthropicStream::new(test_meta(false));
+        let mut out = Vec::new();
+        s.feed(
+            b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+            &mut out,
+        );
+        let done_len = out.len();
+        s.feed(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"x\"}}\n\n", &mut out);
+        s.finish(&mut out);
+        assert_eq!(out.len(), done_len);
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .ends_with("data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn malformed_event_ends_the_stream() {
+        let mut s = AnthropicStream::new(test_meta(false));
+        let mut out = Vec::new();
+        s.feed(
+            b"event: content_block_delta\ndata: {not json}\n\n",
+            &mut out,
+        );
+        s.finish(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("upstream_invalid_response"), "{text}");
+        assert_eq!(text.matches("[DONE]").count(), 1);
+    }
+
+    #[test]
+    fn odd_shapes_do_not_panic() {
+        let meta = test_meta(true);
+        for body in [
+            &b"null"[..],
+            b"[]",
+            b"{\"content\": [1, \"x\", null, {\"type\": 5}]}",
+            b"{\"content\": [{\"type\": \"text\", \"text\": 7}], \"usage\": [1], \"model\": 3}",
+            b"{\"content\": [{\"type\": \"tool_use\", \"id\": \"a\", \"name\": \"b\", \"input\": \"str\"}], \"stop_reason\": 9}",
+            b"{\"type\": \"error\", \"error\": \"boom\"}",
+        ] {
+            let _ = translate_response(body, &meta);
+            let _ = error_from_body(500, body);
+        }
+        let events = [
+            "{\"type\":\"content_block_start\",\"index\":\"x\",\"content_block\":5}",
+            "{\"type\":\"content_block_delta\",\"index\":-1,\"delta\":null}",
+            "{\"type\":\"content_block_delta\",\"index\":99,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\"}}",
+            "{\"type\":\"content_block_stop\",\"index\":99}",
+            "{\"type\":\"message_delta\",\"delta\":null,\"usage\":[1]}",
+            "{\"type\":\"message_start\",\"message\":[]}",
+            "[1,2]",
+            "\"str\"",
+            "{\"type\":\"error\",\"error\":7}",
+        ];
+        for ev in events {
+            let mut s = AnthropicStream::new(meta.clone());
+            let mut out = Vec::new();
+            s.feed(format!("data: {ev}\n\n").as_bytes(), &mut out);
+            s.finish(&mut out);
+            assert_eq!(String::from_utf8(out).unwrap().matches("[DONE]").count(), 1);
+        }
+    }
+
+    #[test]
+    fn finish_is_idempotent() {
+        let mut s = AnthropicStream::new(test_meta(false));
         let mut out = Vec::new();
         s.finish(&mut out);
         s.finish(&mut out);
