@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The committed Envoy bootstraps in `envoy/` are exactly what
 //! `llm-gateway render` makes of their `*-config.yaml` sources, so they can
 //! never drift from the filter's config parser. (`make envoy-configs`
@@ -17,6 +18,9 @@ fn committed_bootstraps_match_their_sources() {
         let source = yaml(&format!("envoy/{name}-config.yaml"));
         let rendered = render(&source, &RenderOptions::default()).unwrap();
         let committed = yaml(&format!("envoy/{name}.yaml"));
-        assert_eq!(committed, rendered, "envoy/{name}.yaml is stale: run `make envoy-configs`");
+        assert_eq!(
+            committed, rendered,
+            "envoy/{name}.yaml is stale: run `make envoy-configs`"
+        );
     }
 }

@@ -121,39 +121,61 @@ pub fn snippet(body: &[u8]) -> String {
     }
 }
 
-/// Forwards an OpenAI stream byte for byte, watching for `[DONE]` and usage.
+/// Forwards an OpenAI stream unchanged, watching for `[DONE]` and usage.
+///
+/// Only whole lines are forwarded: a line cut across body callbacks is held
+/// (never more than one line) until its end arrives. So if the upstream stops
+/// mid-line, the client never sees half an event glued to the error event.
 #[derive(Default)]
 struct PassthroughStream {
     decoder: SseDecoder,
+    /// The bytes after the last line break seen.
+    tail: Vec<u8>,
     done: bool,
     usage: Option<Usage>,
 }
 
 impl StreamTranslator for PassthroughStream {
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
-        out.extend_from_slice(bytes);
         for ev in self.decoder.feed(bytes) {
             self.observe(&ev.data);
+        }
+        match bytes.iter().rposition(|&b| b == b'\n' || b == b'\r') {
+            Some(i) => {
+                out.append(&mut self.tail);
+                out.extend_from_slice(&bytes[..=i]);
+                self.tail.extend_from_slice(&bytes[i + 1..]);
+            }
+            None => self.tail.extend_from_slice(bytes),
         }
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
+        let was_done = self.done;
         for ev in self.decoder.finish() {
             self.observe(&ev.data);
         }
-        if !self.done {
-            if out.last().is_some_and(|b| *b != b'\n') {
+        if self.done {
+            // A final event without its closing blank line: complete it.
+            if !self.tail.is_empty() {
+                out.append(&mut self.tail);
                 out.extend_from_slice(b"\n\n");
+            } else if !was_done {
+                out.extend_from_slice(b"\n");
             }
-            let err = GatewayError::new(
-                502,
-                ErrorKind::Upstream,
-                "the upstream stream ended before it was complete",
-            )
-            .with_code("upstream_stream_truncated");
-            stream_error_event(&err, out);
-            write_done(out);
+            return;
         }
+        // Cut short: drop the partial line, close any open event, report.
+        self.tail.clear();
+        out.extend_from_slice(b"\n");
+        let err = GatewayError::new(
+            502,
+            ErrorKind::Upstream,
+            "the upstream stream ended before it was complete",
+        )
+        .with_code("upstream_stream_truncated");
+        stream_error_event(&err, out);
+        write_done(out);
     }
 
     fn usage(&self) -> Option<Usage> {
