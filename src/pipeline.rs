@@ -133,7 +133,8 @@ pub struct HeaderEdits {
     pub content_type: Option<&'static str>,
     /// Remove `content-length` because the body changes.
     pub remove_content_length: bool,
-    /// Hold the whole body before forwarding (translation needs all of it).
+    /// Hold the headers and the whole body before forwarding (translation
+    /// needs all of it, and may still change the status).
     pub buffer_body: bool,
 }
 
@@ -225,21 +226,23 @@ impl Exchange {
         }
     }
 
-    /// A whole buffered body (translate and error modes): the body to send.
-    /// Returns `None` when the body passes unchanged.
+    /// A whole buffered body (translate and error modes): the body to send,
+    /// and a new status when the body turned out to be unreadable. Returns
+    /// `None` when the body passes unchanged.
     ///
-    /// A success body that cannot be translated becomes a 502 error body; the
-    /// status was already sent, so the body alone carries the error.
-    pub fn complete_body(&mut self, body: &[u8]) -> Option<Vec<u8>> {
+    /// A success body that cannot be translated becomes a 502 error: the
+    /// filter holds the response headers while it buffers, so the status can
+    /// still change.
+    pub fn complete_body(&mut self, body: &[u8]) -> Option<(Vec<u8>, Option<u16>)> {
         match &self.mode {
             Mode::Translate => match self.translator.response(body, &self.meta) {
                 Ok(t) => {
                     self.usage = t.usage;
-                    Some(t.body)
+                    Some((t.body, None))
                 }
-                Err(e) => Some(e.to_body()),
+                Err(e) => Some((e.to_body(), Some(e.status))),
             },
-            Mode::Error(status) => Some(self.translator.error(*status, body).to_body()),
+            Mode::Error(status) => Some((self.translator.error(*status, body).to_body(), None)),
             _ => None,
         }
     }

@@ -151,7 +151,10 @@ impl HttpContext for GatewayHttp {
         let edits = exchange.response_headers(status);
         if end_of_stream && edits.buffer_body {
             // No body will come: answer now with the translated (empty-body) result.
-            let body = exchange.complete_body(b"").unwrap_or_default();
+            let body = exchange
+                .complete_body(b"")
+                .map(|(b, _)| b)
+                .unwrap_or_default();
             self.replied = true;
             host::send_json(edits.status.unwrap_or(status), &body, &[]);
             return Action::Pause;
@@ -166,7 +169,12 @@ impl HttpContext for GatewayHttp {
             host::remove_response_header("content-length");
         }
         self.buffer_response = edits.buffer_body;
-        Action::Continue
+        if edits.buffer_body {
+            // Held until the body is translated, so the status can still change.
+            Action::Pause
+        } else {
+            Action::Continue
+        }
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -181,7 +189,10 @@ impl HttpContext for GatewayHttp {
                 return Action::Pause;
             }
             let body = host::body(BufferType::HttpResponseBody, body_size);
-            if let Some(out) = exchange.complete_body(&body) {
+            if let Some((out, status)) = exchange.complete_body(&body) {
+                if let Some(s) = status {
+                    host::set_response_header(":status", &s.to_string());
+                }
                 host::replace_body(BufferType::HttpResponseBody, body_size, &out);
             }
             return Action::Continue;
