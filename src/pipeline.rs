@@ -339,7 +339,7 @@ mod tests {
         let h = plan.exchange.response_headers(529);
         assert_eq!(h.status, Some(503));
         assert!(h.buffer_body);
-        let body = plan
+        let (body, _) = plan
             .exchange
             .complete_body(br#"{"error":{"message":"busy"}}"#)
             .unwrap();
