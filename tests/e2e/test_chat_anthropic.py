@@ -285,3 +285,12 @@ def test_provider_delay_is_waited_for(gw):
     assert r.status == 200, r.body
     assert r.elapsed >= 0.5
     assert r.json()["choices"][0]["message"]["content"] == ANTHROPIC_HELLO + "slow"
+
+
+def test_client_cannot_pick_the_cluster(gw):
+    """A routing header sent by the client is overwritten by the filter's own choice."""
+    r = gw.chat(chat_body("claude", user("route me")), headers={"x-llm-gateway-cluster": "mock_openai"})
+    assert r.status == 200, r.body
+    assert gw.requests("openai") == []
+    req = gw.only_request("anthropic")
+    check_completion(r.json(), ANTHROPIC_HELLO + "route me", "stop", req)
