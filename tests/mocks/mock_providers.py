@@ -58,6 +58,7 @@ flavour's error format:
   image blocks without a valid `source`, tools without `input_schema`,
   `tool_result` without a matching `tool_use` in the previous assistant turn,
   `tool_use` not answered by `tool_result` in the next user turn,
+  `tool_use` / `tool_result` blocks in a request without `tools`,
   temperature outside [0, 1] -> 400 invalid_request_error.
 * OpenAI: missing bearer -> 401; body not JSON, missing `model` / `messages`,
   unknown roles, `tool` messages not answering a preceding `tool_calls`,
