@@ -241,6 +241,19 @@ def test_upstream_reset_before_response(gw, provider):
     assert r.status in (502, 503), (r.status, err)
 
 
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_upstream_reset_mid_body(gw, provider):
+    """The provider sends headers and half a JSON body, then RST: a connection error or an OpenAI-shaped 5xx."""
+    gw.script(provider, {"reset_after_events": 1})
+    try:
+        r = gw.chat(chat_body(ALIASES[provider], user("x")))
+    except (OSError, http.client.HTTPException):
+        return  # the client saw the failure as a connection error: acceptable
+    assert r.elapsed < 5
+    assert r.status >= 500, (r.status, r.body[:300])
+    assert_openai_error(r, r.status)
+
+
 def test_anthropic_unreadable_success_body(gw):
     """A 200 whose body is not a Messages response: the client must get an error status, not 200."""
     gw.script("anthropic", {"status": 200, "body": "garbage"})
