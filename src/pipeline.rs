@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::config::{Config, Deployment};
 use crate::error::{upstream_status_kind, ErrorKind, GatewayError};
-use crate::openai::{parse_chat_request, Usage};
+use crate::openai::{parse_chat_request, ParsedRequest, Usage};
 use crate::provider::{translator, ResponseMeta, StreamTranslator, Translator, UpstreamRequest};
 use crate::routing;
 
@@ -86,14 +86,47 @@ pub fn models_body(cfg: &Config, created: u64) -> Vec<u8> {
         .into_bytes()
 }
 
-/// A chat request resolved to one attempt on one deployment.
-pub struct Plan<'a> {
-    /// The chosen deployment.
+/// One attempt of a chat request on one deployment.
+pub struct Attempt<'a> {
+    /// The deployment tried.
     pub deployment: &'a Deployment,
     /// The native request to send.
     pub upstream: UpstreamRequest,
     /// How the response must be handled.
     pub exchange: Exchange,
+}
+
+/// Translate the request for one deployment. Called again for each retry or
+/// fallback: `parsed` is never changed, so every attempt starts from the
+/// client's original request, in its own provider's format.
+pub fn attempt<'a>(
+    cfg: &Config,
+    parsed: &ParsedRequest,
+    deployment: &'a Deployment,
+    id: &str,
+    now: u64,
+) -> Result<Attempt<'a>, GatewayError> {
+    let t = translator(deployment.provider);
+    let upstream = t.request(parsed, deployment, cfg.drop_params)?;
+    let meta = ResponseMeta {
+        id: id.to_string(),
+        created: now,
+        model: deployment.model.clone(),
+        include_usage: parsed.chat.include_usage(),
+    };
+    Ok(Attempt {
+        deployment,
+        upstream,
+        exchange: Exchange::new(t, meta, parsed.chat.is_stream()),
+    })
+}
+
+/// A chat request resolved to its first attempt.
+pub struct Plan<'a> {
+    /// The parsed client request, kept for later attempts.
+    pub parsed: ParsedRequest,
+    /// The first attempt.
+    pub first: Attempt<'a>,
 }
 
 /// Parse the body, resolve the alias, choose a deployment, translate.
@@ -109,19 +142,20 @@ pub fn plan_chat<'a>(
 ) -> Result<Plan<'a>, GatewayError> {
     let parsed = parse_chat_request(body)?;
     let deployment = routing::choose(cfg, &parsed.chat.model, rand)?;
-    let t = translator(deployment.provider);
-    let upstream = t.request(&parsed, deployment, cfg.drop_params)?;
-    let meta = ResponseMeta {
-        id,
-        created: now,
-        model: deployment.model.clone(),
-        include_usage: parsed.chat.include_usage(),
-    };
-    Ok(Plan {
-        deployment,
-        upstream,
-        exchange: Exchange::new(t, meta, parsed.chat.is_stream()),
-    })
+    let first = attempt(cfg, &parsed, deployment, &id, now)?;
+    Ok(Plan { parsed, first })
+}
+
+/// A whole upstream answer, translated at once (used for attempts made with
+/// `dispatch_http_call`, whose answer arrives complete): status, content type
+/// and body for the client.
+pub struct WholeResponse {
+    /// Status for the client.
+    pub status: u16,
+    /// `content-type` for the client.
+    pub content_type: &'static str,
+    /// Body for the client.
+    pub body: Vec<u8>,
 }
 
 /// What to do with the upstream response headers.
@@ -262,10 +296,55 @@ impl Exchange {
         Some(out)
     }
 
+    /// Translate a complete upstream answer in one go.
+    pub fn whole_response(&mut self, status: u16, body: &[u8]) -> WholeResponse {
+        let edits = self.response_headers(status);
+        let mut status_out = edits.status.unwrap_or(status);
+        let content_type = edits.content_type.unwrap_or("application/json");
+        let body = if let Some(out) = self.stream_chunk(body, true) {
+            out
+        } else if let Some((out, s)) = self.complete_body(body) {
+            if let Some(s) = s {
+                status_out = s;
+            }
+            out
+        } else {
+            body.to_vec()
+        };
+        WholeResponse {
+            status: status_out,
+            content_type,
+            body,
+        }
+    }
+
     /// Whether the response is being streamed and translated chunk by chunk.
     pub fn is_streaming_response(&self) -> bool {
         matches!(self.mode, Mode::Stream(_))
     }
+}
+
+/// Deployments to try after `first` fails, in order: the other deployments
+/// of the same alias, in config order.
+pub fn retry_order<'a>(cfg: &'a Config, first: &Deployment) -> Vec<&'a Deployment> {
+    cfg.deployments_for(&first.alias)
+        .into_iter()
+        .filter(|d| !std::ptr::eq(*d, first))
+        .collect()
+}
+
+/// Whether an upstream status is worth another attempt: server errors, rate
+/// limits and timeouts (including the router's own 503 for a refused
+/// connection or a reset before headers, and 504 for a timeout); never a
+/// client error, which another deployment would refuse the same way.
+pub fn is_retryable(status: u16) -> bool {
+    status >= 500 || status == 429 || status == 408
+}
+
+/// How the `x-llm-gateway-deployment` header names a deployment: alias and
+/// provider model, never a key.
+pub fn deployment_label(dep: &Deployment) -> String {
+    format!("{}:{}", dep.alias, dep.litellm_model)
 }
 
 /// A short label for logs: never the key, only alias and provider model.
@@ -315,12 +394,13 @@ mod tests {
             5,
         )
         .unwrap();
-        assert_eq!(plan.upstream.path, "/v1/chat/completions");
+        assert_eq!(plan.first.upstream.path, "/v1/chat/completions");
         assert!(plan
+            .first
             .upstream
             .headers
             .contains(&("authorization".into(), "Bearer sk-up".into())));
-        let body: serde_json::Value = serde_json::from_slice(&plan.upstream.body).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&plan.first.upstream.body).unwrap();
         assert_eq!(body["model"], "gpt-x");
         assert_eq!(body["seed"], 1);
     }
@@ -336,10 +416,11 @@ mod tests {
             5,
         )
         .unwrap();
-        let h = plan.exchange.response_headers(529);
+        let h = plan.first.exchange.response_headers(529);
         assert_eq!(h.status, Some(503));
         assert!(h.buffer_body);
         let (body, _) = plan
+            .first
             .exchange
             .complete_body(br#"{"error":{"message":"busy"}}"#)
             .unwrap();

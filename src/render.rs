@@ -218,6 +218,7 @@ pub fn render(cfg: &Value, opts: &RenderOptions) -> Result<Value, ConfigError> {
                     "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                         "stat_prefix": "llm_gateway",
+                        "local_reply_config": upstream_failure_reply(),
                         "route_config": {"virtual_hosts": [{
                             "name": "providers",
                             "domains": ["*"],
@@ -263,6 +264,23 @@ pub fn render(cfg: &Value, opts: &RenderOptions) -> Result<Value, ConfigError> {
             "clusters": envoy_clusters
         }
     }))
+}
+
+/// Envoy's own replies for upstream failures the filter cannot see (a reset
+/// after the response headers arrived, a refused connection or timeout on the
+/// last attempt) in the OpenAI error shape. Only replies carrying an upstream
+/// response flag are rewritten, so the filter's own OpenAI-shaped replies pass
+/// unchanged.
+pub fn upstream_failure_reply() -> Value {
+    json!({"mappers": [{
+        "filter": {"response_flag_filter": {"flags": ["UF", "UH", "UR", "UC", "UT", "URX", "UO", "NR", "UMSDR", "UPE"]}},
+        "body_format_override": {"json_format": {"error": {
+            "message": "upstream failure: %LOCAL_REPLY_BODY%",
+            "type": "api_error",
+            "param": null,
+            "code": "%RESPONSE_CODE_DETAILS%"
+        }}}
+    }]})
 }
 
 fn envoy_cluster(name: &str, base: &ApiBase, ca_bundle: &str) -> Value {

@@ -60,15 +60,15 @@ pub fn clear_route_cache() {
 }
 
 /// Answer the client directly with an OpenAI-shaped error.
-pub fn send_error(err: &GatewayError) {
-    let body = err.to_body();
-    send_json(err.status, &body, &[]);
+pub fn send_error(err: &GatewayError, extra: &[(String, String)]) {
+    send_json_with(err.status, "application/json", &err.to_body(), extra);
 }
 
-/// Answer the client directly with a JSON body.
-pub fn send_json(status: u16, body: &[u8], extra: &[(&str, &str)]) {
-    let mut headers = vec![("content-type", "application/json")];
-    headers.extend_from_slice(extra);
+/// Answer the client directly (a local reply replaces any upstream response
+/// not yet sent).
+pub fn send_json_with(status: u16, content_type: &str, body: &[u8], extra: &[(String, String)]) {
+    let mut headers = vec![("content-type", content_type)];
+    headers.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     if let Err(s) = hostcalls::send_http_response(u32::from(status), headers, Some(body)) {
         warn!("llm-gateway: cannot send local reply: {s:?}");
     }

@@ -97,6 +97,19 @@ def _static_cluster(name: str, port: int) -> dict:
     }
 
 
+# Same as src/render.rs `upstream_failure_reply`: Envoy's own replies for
+# upstream failures, in the OpenAI error shape.
+UPSTREAM_FAILURE_REPLY = {"mappers": [{
+    "filter": {"response_flag_filter": {"flags": ["UF", "UH", "UR", "UC", "UT", "URX", "UO", "NR", "UMSDR", "UPE"]}},
+    "body_format_override": {"json_format": {"error": {
+        "message": "upstream failure: %LOCAL_REPLY_BODY%",
+        "type": "api_error",
+        "param": None,
+        "code": "%RESPONSE_CODE_DETAILS%",
+    }}},
+}]}
+
+
 def envoy_bootstrap(port: int, admin_port: int, wasm_path: str, anthropic_port: int, openai_port: int) -> dict:
     """The contract with the filter: listener, route by `x-llm-gateway-cluster`, wasm filter, two clusters."""
     return {
@@ -112,6 +125,7 @@ def envoy_bootstrap(port: int, admin_port: int, wasm_path: str, anthropic_port: 
                         "@type": "type.googleapis.com/envoy.extensions.filters.network."
                                  "http_connection_manager.v3.HttpConnectionManager",
                         "stat_prefix": "llm_gateway",
+                        "local_reply_config": UPSTREAM_FAILURE_REPLY,
                         "route_config": {"virtual_hosts": [{
                             "name": "providers",
                             "domains": ["*"],
