@@ -269,11 +269,15 @@ pub fn render(cfg: &Value, opts: &RenderOptions) -> Result<Value, ConfigError> {
 /// Envoy's own replies for upstream failures the filter cannot see (a reset
 /// after the response headers arrived, a refused connection or timeout on the
 /// last attempt) in the OpenAI error shape. Only replies carrying an upstream
-/// response flag are rewritten, so the filter's own OpenAI-shaped replies pass
-/// unchanged.
+/// response flag are rewritten, and never the filter's own OpenAI-shaped
+/// replies (marked by the request header `x-llm-gateway-local-reply`).
 pub fn upstream_failure_reply() -> Value {
     json!({"mappers": [{
-        "filter": {"response_flag_filter": {"flags": ["UF", "UH", "UR", "UC", "UT", "URX", "UO", "NR", "UMSDR", "UPE"]}},
+        "filter": {"and_filter": {"filters": [
+            {"response_flag_filter": {"flags": ["UF", "UH", "UR", "UC", "UT", "URX", "UO", "NR", "UMSDR", "UPE"]}},
+            // The filter's own replies (after a failed attempt flagged the stream) carry this.
+            {"header_filter": {"header": {"name": "x-llm-gateway-local-reply", "present_match": true, "invert_match": true}}}
+        ]}},
         "body_format_override": {"json_format": {"error": {
             "message": "upstream failure: %LOCAL_REPLY_BODY%",
             "type": "api_error",

@@ -59,6 +59,9 @@ pub fn clear_route_cache() {
     }
 }
 
+/// Request header set just before the filter's own local replies.
+pub const LOCAL_REPLY_MARKER: &str = "x-llm-gateway-local-reply";
+
 /// Answer the client directly with an OpenAI-shaped error.
 pub fn send_error(err: &GatewayError, extra: &[(String, String)]) {
     send_json_with(err.status, "application/json", &err.to_body(), extra);
@@ -67,6 +70,10 @@ pub fn send_error(err: &GatewayError, extra: &[(String, String)]) {
 /// Answer the client directly (a local reply replaces any upstream response
 /// not yet sent).
 pub fn send_json_with(status: u16, content_type: &str, body: &[u8], extra: &[(String, String)]) {
+    // Marks the reply as the filter's own, so the listener's local_reply_config
+    // (which rewrites Envoy's upstream-failure replies) leaves it alone even
+    // when an earlier attempt set an upstream failure flag.
+    set_request_header(LOCAL_REPLY_MARKER, "1");
     let mut headers = vec![("content-type", content_type)];
     headers.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     if let Err(s) = hostcalls::send_http_response(u32::from(status), headers, Some(body)) {

@@ -273,6 +273,7 @@ impl Context for GatewayHttp {
 
 impl HttpContext for GatewayHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        host::remove_request_header(host::LOCAL_REPLY_MARKER);
         let method = host::request_header(":method").unwrap_or_default();
         let path = host::request_header(":path").unwrap_or_default();
         match pipeline::classify(&method, &path) {

@@ -71,9 +71,44 @@ def envoy_binary() -> str:
     raise AssertionError("unreachable")
 
 
+# A loopback port nothing listens on: deployments there are refused at connect.
+DEAD_PORT: int | None = None
+
+
+def dead_port() -> int:
+    global DEAD_PORT
+    if DEAD_PORT is None:
+        DEAD_PORT = free_port()
+    return DEAD_PORT
+
+
+# Retry aliases (issue 4). The primary's weight makes it the first choice in all
+# but about one request in a million.
+PRIMARY_WEIGHT = 1_000_000
+
+
+def retry_deployments(anthropic_port: int, openai_port: int) -> list[dict]:
+    return [
+        # ha: Anthropic first, the OpenAI mock behind it (a cross-provider retry)
+        {"model_name": "ha", "litellm_params": {
+            "model": f"anthropic/{ANTHROPIC_MODEL}", "api_base": f"http://127.0.0.1:{anthropic_port}",
+            "api_key": "os.environ/MOCK_ANTHROPIC_KEY", "weight": PRIMARY_WEIGHT}},
+        {"model_name": "ha", "litellm_params": {
+            "model": f"openai/{OPENAI_MODEL}", "api_base": f"http://127.0.0.1:{openai_port}/v1",
+            "api_key": "os.environ/MOCK_OPENAI_KEY", "weight": 1}},
+        # dead-first: a deployment whose connection is refused, then Anthropic
+        {"model_name": "dead-first", "litellm_params": {
+            "model": "openai/dead-model", "api_base": f"http://127.0.0.1:{dead_port()}/v1",
+            "api_key": "dead-key", "weight": PRIMARY_WEIGHT}},
+        {"model_name": "dead-first", "litellm_params": {
+            "model": f"anthropic/{ANTHROPIC_MODEL}", "api_base": f"http://127.0.0.1:{anthropic_port}",
+            "api_key": "os.environ/MOCK_ANTHROPIC_KEY", "weight": 1}},
+    ]
+
+
 def plugin_config(anthropic_port: int, openai_port: int) -> dict:
     return {
-        "model_list": [
+        "model_list": retry_deployments(anthropic_port, openai_port) + [
             {"model_name": "claude", "litellm_params": {
                 "model": f"anthropic/{ANTHROPIC_MODEL}", "api_base": f"http://127.0.0.1:{anthropic_port}",
                 "api_key": "os.environ/MOCK_ANTHROPIC_KEY"}},
@@ -83,7 +118,8 @@ def plugin_config(anthropic_port: int, openai_port: int) -> dict:
         ],
         "general_settings": {"max_request_size_mb": MAX_BODY_MB},
         "gateway": {"clusters": {f"127.0.0.1:{anthropic_port}": "mock_anthropic",
-                                 f"127.0.0.1:{openai_port}": "mock_openai"}},
+                                 f"127.0.0.1:{openai_port}": "mock_openai",
+                                 f"127.0.0.1:{dead_port()}": "mock_dead"}},
     }
 
 
@@ -100,7 +136,11 @@ def _static_cluster(name: str, port: int) -> dict:
 # Same as src/render.rs `upstream_failure_reply`: Envoy's own replies for
 # upstream failures, in the OpenAI error shape.
 UPSTREAM_FAILURE_REPLY = {"mappers": [{
-    "filter": {"response_flag_filter": {"flags": ["UF", "UH", "UR", "UC", "UT", "URX", "UO", "NR", "UMSDR", "UPE"]}},
+    "filter": {"and_filter": {"filters": [
+        {"response_flag_filter": {"flags": ["UF", "UH", "UR", "UC", "UT", "URX", "UO", "NR", "UMSDR", "UPE"]}},
+        {"header_filter": {"header": {"name": "x-llm-gateway-local-reply", "present_match": True,
+                                      "invert_match": True}}},
+    ]}},
     "body_format_override": {"json_format": {"error": {
         "message": "upstream failure: %LOCAL_REPLY_BODY%",
         "type": "api_error",
@@ -162,7 +202,8 @@ def envoy_bootstrap(port: int, admin_port: int, wasm_path: str, anthropic_port: 
                 }]}],
             }],
             "clusters": [_static_cluster("mock_anthropic", anthropic_port),
-                         _static_cluster("mock_openai", openai_port)],
+                         _static_cluster("mock_openai", openai_port),
+                         _static_cluster("mock_dead", dead_port())],
         },
     }
 

@@ -127,7 +127,7 @@ def test_models_list(gw):
     assert r.headers["content-type"].startswith("application/json")
     body = r.json()
     assert body["object"] == "list"
-    assert sorted(m["id"] for m in body["data"]) == ["claude", "gpt"]
+    assert sorted(m["id"] for m in body["data"]) == ["claude", "dead-first", "gpt", "ha"]
     assert all(m["object"] == "model" for m in body["data"])
     assert_no_upstream_request(gw)
 

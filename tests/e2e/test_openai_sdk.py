@@ -137,7 +137,7 @@ def test_image_and_system_via_sdk(gw, client):
 
 
 def test_models_list(gw, client):
-    assert sorted(m.id for m in client.models.list()) == ["claude", "gpt"]
+    assert sorted(m.id for m in client.models.list()) == ["claude", "dead-first", "gpt", "ha"]
 
 
 def test_unknown_model_raises_not_found(gw, client):
