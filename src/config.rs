@@ -122,8 +122,144 @@ pub struct Deployment {
     pub api_version: Option<String>,
     /// The Envoy cluster requests for this deployment go to.
     pub cluster: String,
-    /// Weight for balancing among deployments of the same alias.
-    pub weight: u32,
+    /// Stable identity, `<alias>#<index in model_list>`: the key component of
+    /// this deployment's health and load record in Envoy shared data, and the
+    /// value of the `x-llm-gateway-deployment` response header. It never
+    /// contains the key or the upstream URL.
+    pub id: String,
+    /// `litellm_params.weight`: share of `simple-shuffle` traffic among the
+    /// alias's deployments. `None` when not configured.
+    pub weight: Option<u32>,
+    /// `litellm_params.rpm`: requests per minute this deployment takes; the
+    /// `simple-shuffle` proportion when no weights are set, and a ceiling for
+    /// `usage-based-routing`.
+    pub rpm: Option<u64>,
+    /// `litellm_params.tpm`: tokens per minute this deployment takes; the
+    /// `usage-based-routing` denominator.
+    pub tpm: Option<u64>,
+    /// `litellm_params.timeout` in milliseconds: overrides `router_settings.timeout`.
+    pub timeout_ms: Option<u64>,
+    /// `litellm_params.stream_timeout` in milliseconds: overrides
+    /// `router_settings.stream_timeout` for streaming requests.
+    pub stream_timeout_ms: Option<u64>,
+    /// `litellm_params.cooldown_time` in milliseconds: overrides
+    /// `router_settings.cooldown_time` for this deployment (LiteLLM reads it
+    /// from `model_info` or `litellm_params`, `router_utils/cooldown_handlers.py`).
+    pub cooldown_time_ms: Option<u64>,
+}
+
+/// `router_settings.routing_strategy`: how one deployment of an alias is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RoutingStrategy {
+    /// `simple-shuffle` (LiteLLM's default): weighted random by `weight`,
+    /// else by `rpm`, else by `tpm`, else uniform.
+    #[default]
+    SimpleShuffle,
+    /// `least-busy`: fewest requests in flight across every worker thread.
+    LeastBusy,
+    /// `latency-based-routing`: lowest decayed latency (time to first token
+    /// for streams).
+    LatencyBased,
+    /// `usage-based-routing` (and `usage-based-routing-v2`, the same here):
+    /// lowest share of its `tpm` used in the current minute.
+    UsageBased,
+}
+
+impl RoutingStrategy {
+    /// Parse LiteLLM's name for a strategy.
+    pub fn from_litellm(name: &str) -> Option<RoutingStrategy> {
+        match name {
+            "simple-shuffle" => Some(RoutingStrategy::SimpleShuffle),
+            "least-busy" => Some(RoutingStrategy::LeastBusy),
+            "latency-based-routing" => Some(RoutingStrategy::LatencyBased),
+            "usage-based-routing" | "usage-based-routing-v2" => Some(RoutingStrategy::UsageBased),
+            _ => None,
+        }
+    }
+}
+
+/// LiteLLM's default `num_retries`: `openai.DEFAULT_MAX_RETRIES`, 2 (the
+/// Router uses it when neither `router_settings.num_retries` nor
+/// `litellm_settings.num_retries` is set, `litellm/router.py` `__init__`;
+/// `litellm/constants.py` has the same `DEFAULT_MAX_RETRIES = 2`).
+pub const DEFAULT_NUM_RETRIES: u32 = 2;
+/// LiteLLM's default `allowed_fails`: `litellm.allowed_fails = 3`
+/// (`litellm/__init__.py`; `DEFAULT_ALLOWED_FAILS = 3` in `litellm/constants.py`).
+pub const DEFAULT_ALLOWED_FAILS: u32 = 3;
+/// LiteLLM's default `cooldown_time`: `DEFAULT_COOLDOWN_TIME_SECONDS = 5`
+/// (`litellm/constants.py`; `router.py` does `cooldown_time or DEFAULT_COOLDOWN_TIME_SECONDS`).
+pub const DEFAULT_COOLDOWN_TIME_MS: u64 = 5_000;
+/// LiteLLM's default request timeout: `litellm.request_timeout = 6000`
+/// seconds (`litellm/__init__.py`; `router.py` does `timeout or litellm.request_timeout`).
+pub const DEFAULT_TIMEOUT_MS: u64 = 6_000_000;
+/// LiteLLM's cap on fallback aliases tried for one request:
+/// `ROUTER_MAX_FALLBACKS = 5` (`litellm/constants.py`).
+pub const MAX_FALLBACKS: usize = 5;
+/// The key of a fallback entry that applies to every alias without its own
+/// entry (LiteLLM: `default_fallbacks` become `{"*": [...]}` in `router.py`).
+pub const ANY_ALIAS: &str = "*";
+
+/// Fallback aliases per alias, in config order: `[{alias: [fallback, ...]}, ...]`.
+pub type FallbackMap = Vec<(String, Vec<String>)>;
+
+/// The implemented part of LiteLLM's `router_settings` (with the
+/// `litellm_settings` keys the LiteLLM Router falls back to) and the
+/// gateway's own reliability switches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouterSettings {
+    /// How a deployment is chosen among an alias's healthy ones.
+    pub routing_strategy: RoutingStrategy,
+    /// Further attempts on other deployments of the same alias after the first fails.
+    pub num_retries: u32,
+    /// Aliases tried, in order, once the alias's own attempts are spent.
+    pub fallbacks: FallbackMap,
+    /// Aliases tried when the provider says the prompt exceeds its context window.
+    pub context_window_fallbacks: FallbackMap,
+    /// Aliases tried when the provider refuses on content policy.
+    pub content_policy_fallbacks: FallbackMap,
+    /// Failures within a minute a deployment may have before it cools down
+    /// (it cools down on the failure that makes the count exceed this).
+    pub allowed_fails: u32,
+    /// How long a cooled-down deployment is skipped, in milliseconds.
+    pub cooldown_time_ms: u64,
+    /// LiteLLM's `disable_cooldowns`: never cool a deployment down.
+    pub disable_cooldowns: bool,
+    /// Per-attempt timeout, in milliseconds.
+    pub timeout_ms: u64,
+    /// Per-attempt timeout for streaming requests (to the first byte), in
+    /// milliseconds; `None`: `timeout_ms`.
+    pub stream_timeout_ms: Option<u64>,
+    /// `gateway.use_cooled_down_when_all_cooled`: when every candidate is
+    /// cooling down, try them anyway instead of failing fast with 503.
+    pub use_cooled_down_when_all_cooled: bool,
+}
+
+impl Default for RouterSettings {
+    fn default() -> Self {
+        RouterSettings {
+            routing_strategy: RoutingStrategy::SimpleShuffle,
+            num_retries: DEFAULT_NUM_RETRIES,
+            fallbacks: Vec::new(),
+            context_window_fallbacks: Vec::new(),
+            content_policy_fallbacks: Vec::new(),
+            allowed_fails: DEFAULT_ALLOWED_FAILS,
+            cooldown_time_ms: DEFAULT_COOLDOWN_TIME_MS,
+            disable_cooldowns: false,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            stream_timeout_ms: None,
+            use_cooled_down_when_all_cooled: false,
+        }
+    }
+}
+
+/// The fallback aliases configured for `alias` in `map`: its own entry, else
+/// the `"*"` entry, else none.
+pub fn fallbacks_in<'a>(map: &'a FallbackMap, alias: &str) -> &'a [String] {
+    map.iter()
+        .find(|(k, _)| k == alias)
+        .or_else(|| map.iter().find(|(k, _)| k == ANY_ALIAS))
+        .map(|(_, v)| v.as_slice())
+        .unwrap_or(&[])
 }
 
 /// The validated, immutable configuration shared by every request.
@@ -137,6 +273,8 @@ pub struct Config {
     pub cluster_header: String,
     /// LiteLLM's `drop_params`: drop parameters a provider cannot take instead of failing.
     pub drop_params: bool,
+    /// Balancing, retries, fallbacks, cooldowns and timeouts.
+    pub router: RouterSettings,
     /// Things worth a log line at start (ignored LiteLLM keys ...).
     pub warnings: Vec<String>,
 }
@@ -172,6 +310,8 @@ struct GatewaySection {
     cluster_header: Option<String>,
     #[serde(default)]
     max_request_body_bytes: Option<usize>,
+    #[serde(default)]
+    use_cooled_down_when_all_cooled: bool,
 }
 
 /// Top-level keys of a LiteLLM config that this gateway knows it ignores.
@@ -257,15 +397,17 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         Some(_) => return Err(err("litellm_settings.drop_params", "must be a boolean")),
     };
     for k in litellm.keys() {
-        if k != "drop_params" {
+        if !LITELLM_ROUTER_KEYS.contains(&k.as_str()) && k != "drop_params" {
             warnings.push(format!("litellm_settings.{k} is ignored by this gateway"));
         }
     }
-    let router = object_or_empty(&root, "router_settings")?;
-    for k in router.keys() {
-        warnings.push(format!(
-            "router_settings.{k} is not implemented in this version and is ignored"
-        ));
+    let router_raw = object_or_empty(&root, "router_settings")?;
+    for k in router_raw.keys() {
+        if !ROUTER_KEYS.contains(&k.as_str()) {
+            warnings.push(format!(
+                "router_settings.{k} is not implemented in this version and is ignored"
+            ));
+        }
     }
 
     let list = match root.get("model_list") {
@@ -279,6 +421,7 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     for (i, entry) in list.iter().enumerate() {
         let path = format!("model_list[{i}]");
         deployments.push(parse_deployment(
+            i,
             entry,
             &path,
             &gateway,
@@ -289,6 +432,13 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     if deployments.is_empty() {
         return Err(err("model_list", "is empty: list at least one model"));
     }
+    let aliases: Vec<&str> = deployments.iter().map(|d| d.alias.as_str()).collect();
+    let router = parse_router(
+        router_raw,
+        litellm,
+        &aliases,
+        gateway.use_cooled_down_when_all_cooled,
+    )?;
 
     let cluster_header = gateway
         .cluster_header
@@ -307,8 +457,187 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         max_body_bytes,
         cluster_header,
         drop_params,
+        router,
         warnings,
     })
+}
+
+/// `router_settings` keys this gateway implements.
+const ROUTER_KEYS: &[&str] = &[
+    "routing_strategy",
+    "num_retries",
+    "fallbacks",
+    "context_window_fallbacks",
+    "content_policy_fallbacks",
+    "allowed_fails",
+    "cooldown_time",
+    "disable_cooldowns",
+    "timeout",
+    "stream_timeout",
+];
+
+/// `litellm_settings` keys the LiteLLM Router reads when `router_settings`
+/// lacks them: the proxy sets each `litellm_settings` key as a `litellm.<key>`
+/// module attribute, and `Router.__init__` does `num_retries` ->
+/// `litellm.num_retries`, `timeout or litellm.request_timeout`, `fallbacks or
+/// litellm.fallbacks` (same for the two special fallback lists) and
+/// `allowed_fails` -> `litellm.allowed_fails` (`litellm/router.py`).
+const LITELLM_ROUTER_KEYS: &[&str] = &[
+    "num_retries",
+    "request_timeout",
+    "fallbacks",
+    "context_window_fallbacks",
+    "content_policy_fallbacks",
+    "allowed_fails",
+];
+
+/// Build [`RouterSettings`]: `router_settings` first, then the
+/// `litellm_settings` alias, then LiteLLM's default.
+fn parse_router(
+    router: &Map<String, Value>,
+    litellm: &Map<String, Value>,
+    aliases: &[&str],
+    use_cooled_down_when_all_cooled: bool,
+) -> Result<RouterSettings, ConfigError> {
+    // The value and the dotted field it came from.
+    let pick = |rkey: &'static str, lkey: &'static str| -> Option<(&Value, String)> {
+        match router.get(rkey) {
+            Some(v) if !v.is_null() => Some((v, format!("router_settings.{rkey}"))),
+            _ => match litellm.get(lkey) {
+                Some(v) if !v.is_null() => Some((v, format!("litellm_settings.{lkey}"))),
+                _ => None,
+            },
+        }
+    };
+    let mut s = RouterSettings {
+        use_cooled_down_when_all_cooled,
+        ..RouterSettings::default()
+    };
+    if let Some(v) = router.get("routing_strategy").filter(|v| !v.is_null()) {
+        let name = v.as_str().unwrap_or_default();
+        s.routing_strategy = RoutingStrategy::from_litellm(name).ok_or_else(|| {
+            err(
+                "router_settings.routing_strategy",
+                format!(
+                    "unknown strategy {v}; supported: simple-shuffle, least-busy, \
+                     latency-based-routing, usage-based-routing (usage-based-routing-v2)"
+                ),
+            )
+        })?;
+    }
+    if let Some((v, f)) = pick("num_retries", "num_retries") {
+        s.num_retries = count(v, &f)?;
+    }
+    if let Some((v, f)) = pick("allowed_fails", "allowed_fails") {
+        s.allowed_fails = count(v, &f)?;
+    }
+    if let Some(v) = router.get("cooldown_time").filter(|v| !v.is_null()) {
+        s.cooldown_time_ms = seconds_ms(v, "router_settings.cooldown_time")?;
+    }
+    match router.get("disable_cooldowns") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(b)) => s.disable_cooldowns = *b,
+        Some(_) => {
+            return Err(err(
+                "router_settings.disable_cooldowns",
+                "must be a boolean",
+            ))
+        }
+    }
+    if let Some((v, f)) = pick("timeout", "request_timeout") {
+        s.timeout_ms = seconds_ms(v, &f)?;
+    }
+    if let Some(v) = router.get("stream_timeout").filter(|v| !v.is_null()) {
+        s.stream_timeout_ms = Some(seconds_ms(v, "router_settings.stream_timeout")?);
+    }
+    if let Some((v, f)) = pick("fallbacks", "fallbacks") {
+        s.fallbacks = fallback_map(v, &f, aliases)?;
+    }
+    if let Some((v, f)) = pick("context_window_fallbacks", "context_window_fallbacks") {
+        s.context_window_fallbacks = fallback_map(v, &f, aliases)?;
+    }
+    if let Some((v, f)) = pick("content_policy_fallbacks", "content_policy_fallbacks") {
+        s.content_policy_fallbacks = fallback_map(v, &f, aliases)?;
+    }
+    Ok(s)
+}
+
+/// A non-negative integer that fits `u32`.
+fn count(v: &Value, field: &str) -> Result<u32, ConfigError> {
+    v.as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| err(field, "must be a non-negative integer"))
+}
+
+/// Positive seconds (LiteLLM takes floats) as whole milliseconds, at least 1.
+pub(crate) fn seconds_ms(v: &Value, field: &str) -> Result<u64, ConfigError> {
+    let secs = v
+        .as_f64()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 1e9)
+        .ok_or_else(|| err(field, "must be a positive number of seconds"))?;
+    Ok(((secs * 1000.0).round() as u64).max(1))
+}
+
+/// LiteLLM's fallback shape: a list of single-key mappings
+/// `[{alias: [fallback_alias, ...]}, ...]`. Every alias named must be served
+/// here (`"*"` may stand as the key: the entry for every other alias).
+fn fallback_map(v: &Value, field: &str, aliases: &[&str]) -> Result<FallbackMap, ConfigError> {
+    let Value::Array(items) = v else {
+        return Err(err(
+            field,
+            "must be a list of single-key mappings, e.g. [{smart: [cheap]}]",
+        ));
+    };
+    let mut out: FallbackMap = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{field}[{i}]");
+        let entry = match item {
+            Value::Object(m) if m.len() == 1 => m.iter().next(),
+            _ => None,
+        };
+        let Some((key, targets)) = entry else {
+            return Err(err(
+                path,
+                "must be a mapping with exactly one key: {alias: [fallback, ...]}",
+            ));
+        };
+        if key != ANY_ALIAS && !aliases.contains(&key.as_str()) {
+            return Err(err(
+                path,
+                format!("`{key}` is not a model_name in model_list"),
+            ));
+        }
+        if out.iter().any(|(k, _)| k == key) {
+            return Err(err(path, format!("`{key}` has two fallback entries")));
+        }
+        let Value::Array(targets) = targets else {
+            return Err(err(
+                format!("{path}.{key}"),
+                "must be a list of model names",
+            ));
+        };
+        let mut list = Vec::with_capacity(targets.len());
+        for t in targets {
+            let name = t
+                .as_str()
+                .ok_or_else(|| err(format!("{path}.{key}"), "must be a list of model names"))?;
+            if !aliases.contains(&name) {
+                return Err(err(
+                    format!("{path}.{key}"),
+                    format!("fallback `{name}` is not a model_name in model_list"),
+                ));
+            }
+            if name == key {
+                return Err(err(
+                    format!("{path}.{key}"),
+                    format!("`{name}` cannot fall back to itself"),
+                ));
+            }
+            list.push(name.to_string());
+        }
+        out.push((key.clone(), list));
+    }
+    Ok(out)
 }
 
 fn object_or_empty<'a>(
@@ -325,10 +654,6 @@ fn object_or_empty<'a>(
 
 /// `litellm_params` keys that LiteLLM knows and this gateway does not use yet.
 const IGNORED_PARAMS: &[&str] = &[
-    "rpm",
-    "tpm",
-    "timeout",
-    "stream_timeout",
     "max_retries",
     "organization",
     "input_cost_per_token",
@@ -352,6 +677,7 @@ const IGNORED_PARAMS: &[&str] = &[
 ];
 
 fn parse_deployment(
+    index: usize,
     entry: &Value,
     path: &str,
     gateway: &GatewaySection,
@@ -434,16 +760,38 @@ fn parse_deployment(
     };
     let api_version = string_param("api_version")?;
     let weight = match params.get("weight") {
-        None | Some(Value::Null) => 1,
-        Some(v) => {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
             v.as_u64()
                 .filter(|w| *w > 0 && *w <= u32::MAX as u64)
-                .ok_or_else(|| err(pp("weight"), "must be a positive integer"))? as u32
+                .ok_or_else(|| err(pp("weight"), "must be a positive integer"))? as u32,
+        ),
+    };
+    let positive = |k: &str| -> Result<Option<u64>, ConfigError> {
+        match params.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .filter(|n| *n > 0)
+                .map(Some)
+                .ok_or_else(|| err(pp(k), "must be a positive integer")),
         }
     };
+    let seconds = |k: &str| -> Result<Option<u64>, ConfigError> {
+        match params.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => seconds_ms(v, &pp(k)).map(Some),
+        }
+    };
+    let rpm = positive("rpm")?;
+    let tpm = positive("tpm")?;
+    let timeout_ms = seconds("timeout")?;
+    let stream_timeout_ms = seconds("stream_timeout")?;
+    let cooldown_time_ms = seconds("cooldown_time")?;
     for k in params.keys() {
         match k.as_str() {
-            "model" | "api_base" | "api_key" | "api_version" | "weight" => {}
+            "model" | "api_base" | "api_key" | "api_version" | "weight" | "rpm" | "tpm"
+            | "timeout" | "stream_timeout" | "cooldown_time" => {}
             k if IGNORED_PARAMS.contains(&k) => warnings.push(format!(
                 "{} is not implemented in this version and is ignored",
                 pp(k)
@@ -469,6 +817,7 @@ fn parse_deployment(
             )
         })?;
     Ok(Deployment {
+        id: format!("{alias}#{index}"),
         alias,
         litellm_model,
         provider: spec.kind,
@@ -478,6 +827,11 @@ fn parse_deployment(
         api_version,
         cluster,
         weight,
+        rpm,
+        tpm,
+        timeout_ms,
+        stream_timeout_ms,
+        cooldown_time_ms,
     })
 }
 
@@ -527,8 +881,204 @@ mod tests {
         assert_eq!(c.deployments[0].cluster, "anthropic_api");
         assert_eq!(c.deployments[1].cluster, "vllm");
         assert_eq!(c.deployments[1].api_base.path, "/v1");
-        assert!(c.warnings.iter().any(|w| w.contains("rpm")));
+        assert_eq!(c.deployments[1].rpm, Some(5));
+        assert_eq!(c.deployments[0].weight, None);
+        assert_eq!(
+            (c.deployments[0].id.as_str(), c.deployments[1].id.as_str()),
+            ("smart#0", "local#1")
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         assert_eq!(c.aliases(), vec!["smart", "local"]);
+        assert_eq!(c.router, RouterSettings::default());
+    }
+
+    const TWO: &str = r#""model_list": [
+        {"model_name": "smart", "litellm_params": {"model": "openai/a", "api_base": "http://h:1/v1"}},
+        {"model_name": "cheap", "litellm_params": {"model": "openai/b", "api_base": "http://h:1/v1"}}
+      ],
+      "gateway": {"clusters": {"openai": "c"}"#;
+
+    fn with(extra: &str) -> Result<Config, ConfigError> {
+        parse(format!("{{{TWO}{extra}}}").as_bytes(), &no_env)
+    }
+
+    #[test]
+    fn router_defaults_follow_litellm() {
+        let r = with("}").unwrap().router;
+        assert_eq!(r.routing_strategy, RoutingStrategy::SimpleShuffle);
+        assert_eq!(r.num_retries, 2);
+        assert_eq!(r.allowed_fails, 3);
+        assert_eq!(r.cooldown_time_ms, 5_000);
+        assert_eq!(r.timeout_ms, 6_000_000);
+        assert_eq!(r.stream_timeout_ms, None);
+        assert!(!r.use_cooled_down_when_all_cooled && !r.disable_cooldowns);
+    }
+
+    #[test]
+    fn parses_router_settings() {
+        let c = with(
+            r#", "use_cooled_down_when_all_cooled": true},
+            "router_settings": {"routing_strategy": "usage-based-routing-v2", "num_retries": 4,
+              "fallbacks": [{"smart": ["cheap"]}, {"*": ["smart"]}],
+              "context_window_fallbacks": [{"cheap": ["smart"]}],
+              "content_policy_fallbacks": [{"smart": ["cheap"]}],
+              "allowed_fails": 1, "cooldown_time": 0.5, "timeout": 30, "stream_timeout": 2,
+              "redis_host": "x"}"#,
+        )
+        .unwrap();
+        let r = &c.router;
+        assert_eq!(r.routing_strategy, RoutingStrategy::UsageBased);
+        assert_eq!((r.num_retries, r.allowed_fails), (4, 1));
+        assert_eq!((r.cooldown_time_ms, r.timeout_ms), (500, 30_000));
+        assert_eq!(r.stream_timeout_ms, Some(2_000));
+        assert!(r.use_cooled_down_when_all_cooled);
+        assert_eq!(fallbacks_in(&r.fallbacks, "smart"), ["cheap"]);
+        assert_eq!(fallbacks_in(&r.fallbacks, "cheap"), ["smart"], "`*` entry");
+        assert_eq!(
+            fallbacks_in(&r.context_window_fallbacks, "cheap"),
+            ["smart"]
+        );
+        assert!(fallbacks_in(&r.context_window_fallbacks, "smart").is_empty());
+        assert_eq!(
+            fallbacks_in(&r.content_policy_fallbacks, "smart"),
+            ["cheap"]
+        );
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].contains("router_settings.redis_host"));
+        for (name, want) in [
+            ("simple-shuffle", RoutingStrategy::SimpleShuffle),
+            ("least-busy", RoutingStrategy::LeastBusy),
+            ("latency-based-routing", RoutingStrategy::LatencyBased),
+            ("usage-based-routing", RoutingStrategy::UsageBased),
+        ] {
+            let c = with(&format!(
+                r#"}}, "router_settings": {{"routing_strategy": "{name}"}}"#
+            ))
+            .unwrap();
+            assert_eq!(c.router.routing_strategy, want);
+        }
+    }
+
+    #[test]
+    fn litellm_settings_aliases_and_precedence() {
+        let c = with(
+            r#"}, "litellm_settings": {"num_retries": 5, "request_timeout": 10, "allowed_fails": 0,
+                 "fallbacks": [{"smart": ["cheap"]}], "set_verbose": true}"#,
+        )
+        .unwrap();
+        assert_eq!(c.router.num_retries, 5);
+        assert_eq!(c.router.timeout_ms, 10_000);
+        assert_eq!(c.router.allowed_fails, 0);
+        assert_eq!(fallbacks_in(&c.router.fallbacks, "smart"), ["cheap"]);
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        let c = with(
+            r#"}, "litellm_settings": {"num_retries": 5, "request_timeout": 10},
+                 "router_settings": {"num_retries": 1, "timeout": 3}"#,
+        )
+        .unwrap();
+        assert_eq!((c.router.num_retries, c.router.timeout_ms), (1, 3_000));
+    }
+
+    #[test]
+    fn router_errors_name_the_field() {
+        let cases = [
+            (
+                r#"{"routing_strategy": "cost-based-routing"}"#,
+                "router_settings.routing_strategy",
+            ),
+            (
+                r#"{"routing_strategy": 3}"#,
+                "router_settings.routing_strategy",
+            ),
+            (r#"{"num_retries": -1}"#, "router_settings.num_retries"),
+            (r#"{"allowed_fails": 1.5}"#, "router_settings.allowed_fails"),
+            (r#"{"cooldown_time": 0}"#, "router_settings.cooldown_time"),
+            (r#"{"timeout": "30"}"#, "router_settings.timeout"),
+            (
+                r#"{"fallbacks": {"smart": ["cheap"]}}"#,
+                "router_settings.fallbacks",
+            ),
+            (
+                r#"{"fallbacks": [{"smart": ["gpt-9"]}]}"#,
+                "router_settings.fallbacks[0].smart",
+            ),
+            (
+                r#"{"fallbacks": [{"gpt-9": ["smart"]}]}"#,
+                "router_settings.fallbacks[0]",
+            ),
+            (
+                r#"{"fallbacks": [{"smart": ["cheap"], "cheap": ["smart"]}]}"#,
+                "router_settings.fallbacks[0]",
+            ),
+            (
+                r#"{"fallbacks": [{"smart": ["cheap"]}, {"smart": ["cheap"]}]}"#,
+                "router_settings.fallbacks[1]",
+            ),
+            (
+                r#"{"fallbacks": [{"smart": ["smart"]}]}"#,
+                "router_settings.fallbacks[0].smart",
+            ),
+            (
+                r#"{"context_window_fallbacks": [{"smart": "cheap"}]}"#,
+                "router_settings.context_window_fallbacks[0].smart",
+            ),
+            (
+                r#"{"content_policy_fallbacks": [{"smart": ["nope"]}]}"#,
+                "router_settings.content_policy_fallbacks[0].smart",
+            ),
+            (
+                r#"{"disable_cooldowns": "yes"}"#,
+                "router_settings.disable_cooldowns",
+            ),
+        ];
+        for (router, field) in cases {
+            let e = with(&format!(r#"}}, "router_settings": {router}"#)).unwrap_err();
+            assert_eq!(e.field, field, "{router}: {e}");
+        }
+        let e = with(r#"}, "litellm_settings": {"fallbacks": [{"smart": ["x"]}]}"#).unwrap_err();
+        assert_eq!(e.field, "litellm_settings.fallbacks[0].smart");
+        let e = with(r#", "use_cooled_down_when_all_cooled": 1}"#).unwrap_err();
+        assert_eq!(e.field, "gateway");
+    }
+
+    #[test]
+    fn deployment_limits_and_timeouts() {
+        let c = parse(
+            br#"{"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/a",
+                 "api_base": "http://h:1/v1", "weight": 2, "rpm": 60, "tpm": 1000, "timeout": 12.5,
+                 "stream_timeout": 3, "cooldown_time": 9}}],
+               "gateway": {"clusters": {"openai": "c"}}}"#,
+            &no_env,
+        )
+        .unwrap();
+        let d = &c.deployments[0];
+        assert_eq!((d.weight, d.rpm, d.tpm), (Some(2), Some(60), Some(1000)));
+        assert_eq!(
+            (d.timeout_ms, d.stream_timeout_ms, d.cooldown_time_ms),
+            (Some(12_500), Some(3_000), Some(9_000))
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        for (param, field) in [
+            (r#""rpm": 0"#, "rpm"),
+            (r#""tpm": "1k""#, "tpm"),
+            (r#""timeout": -1"#, "timeout"),
+            (r#""stream_timeout": true"#, "stream_timeout"),
+        ] {
+            let e = parse(
+                format!(
+                    r#"{{"model_list": [{{"model_name": "m", "litellm_params": {{"model": "openai/a",
+                       "api_base": "http://h:1/v1", {param}}}}}], "gateway": {{"clusters": {{"openai": "c"}}}}}}"#
+                )
+                .as_bytes(),
+                &no_env,
+            )
+            .unwrap_err();
+            assert_eq!(
+                e.field,
+                format!("model_list[0].litellm_params.{field}"),
+                "{param}"
+            );
+        }
     }
 
     #[test]

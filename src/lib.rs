@@ -13,7 +13,8 @@
 //! - [`error`]: the OpenAI error envelope every refusal becomes.
 //! - [`provider`]: one translator per provider family, behind one trait.
 //! - [`sse`]: incremental server-sent-events decoder and encoder.
-//! - [`routing`]: alias -> deployment choice.
+//! - [`routing`]: alias -> ordered deployments to try; health, load and cooldowns.
+//! - [`store`]: the shared-data seam (Envoy shared data with CAS) and a fake for tests.
 //! - [`render`]: a complete Envoy bootstrap from a LiteLLM-style config.
 //! - [`pipeline`]: the per-request decisions, as data, for the filter to apply.
 //! - `filter` (wasm32 only): the proxy-wasm contexts; the only code that calls
@@ -26,6 +27,7 @@ pub mod pipeline;
 pub mod provider;
 pub mod render;
 pub mod routing;
+pub mod store;
 pub mod sse;
 
 #[cfg(target_arch = "wasm32")]
