@@ -27,8 +27,8 @@ pub mod pipeline;
 pub mod provider;
 pub mod render;
 pub mod routing;
-pub mod store;
 pub mod sse;
+pub mod store;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

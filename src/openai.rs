@@ -250,15 +250,25 @@ pub struct ParsedRequest {
 /// object, missing or mistyped `model` / `messages` / `stream`, and any
 /// message that does not fit the schema.
 pub fn parse_chat_request(body: &[u8]) -> Result<ParsedRequest, GatewayError> {
+    validate_chat_request(parse_json_object(body)?)
+}
+
+/// Parse a body that must be a JSON object.
+pub fn parse_json_object(body: &[u8]) -> Result<Map<String, Value>, GatewayError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         GatewayError::bad_request(format!("request body is not valid JSON: {e}"))
             .with_code("invalid_json")
     })?;
-    let Value::Object(raw) = value else {
-        return Err(GatewayError::bad_request(
+    match value {
+        Value::Object(raw) => Ok(raw),
+        _ => Err(GatewayError::bad_request(
             "request body must be a JSON object",
-        ));
-    };
+        )),
+    }
+}
+
+/// Validate a parsed chat completion request object (see [`parse_chat_request`]).
+pub fn validate_chat_request(raw: Map<String, Value>) -> Result<ParsedRequest, GatewayError> {
     match raw.get("model") {
         Some(Value::String(m)) if !m.is_empty() => {}
         None | Some(Value::Null) => {

@@ -9,9 +9,9 @@ use serde_json::json;
 
 use crate::config::{Config, Deployment};
 use crate::error::{upstream_status_kind, ErrorKind, GatewayError};
-use crate::openai::{parse_chat_request, ParsedRequest, Usage};
+use crate::openai::{parse_json_object, validate_chat_request, ParsedRequest, Usage};
 use crate::provider::{translator, ResponseMeta, StreamTranslator, Translator, UpstreamRequest};
-use crate::routing;
+use crate::routing::{self, Overrides};
 
 /// What the client asked for, from method and path alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,29 +121,61 @@ pub fn attempt<'a>(
     })
 }
 
-/// A chat request resolved to its first attempt.
-pub struct Plan<'a> {
-    /// The parsed client request, kept for later attempts.
-    pub parsed: ParsedRequest,
-    /// The first attempt.
-    pub first: Attempt<'a>,
+/// Request headers that carry LiteLLM's per-request routing overrides, and
+/// the body key each stands for. They are removed before the provider sees
+/// the request.
+pub const OVERRIDE_HEADERS: &[(&str, &str)] = &[
+    ("x-litellm-num-retries", "num_retries"),
+    ("x-litellm-timeout", "timeout"),
+];
+
+/// Parse and validate a chat request, taking out the routing overrides
+/// (`num_retries`, `fallbacks`, `timeout` ... in the body, or the
+/// [`OVERRIDE_HEADERS`]; the body wins) so no provider receives them.
+pub fn prepare_chat(
+    body: &[u8],
+    header_overrides: &[(&str, String)],
+) -> Result<(ParsedRequest, Overrides), GatewayError> {
+    let mut raw = parse_json_object(body)?;
+    for (header, value) in header_overrides {
+        let Some((_, key)) = OVERRIDE_HEADERS.iter().find(|(h, _)| h == header) else {
+            continue;
+        };
+        if raw.contains_key(*key) {
+            continue;
+        }
+        let v: serde_json::Value = value
+            .trim()
+            .parse::<f64>()
+            .map(serde_json::Value::from)
+            .map_err(|_| GatewayError::bad_request(format!("header {header} must be a number")))?;
+        let v = match v.as_f64() {
+            Some(f) if *key == "num_retries" && f.fract() == 0.0 && f >= 0.0 => {
+                serde_json::Value::from(f as u64)
+            }
+            _ => v,
+        };
+        raw.insert((*key).to_string(), v);
+    }
+    let overrides = routing::overrides_from_request(&raw)?;
+    routing::strip_overrides(&mut raw);
+    Ok((validate_chat_request(raw)?, overrides))
 }
 
-/// Parse the body, resolve the alias, choose a deployment, translate.
-///
-/// `rand` drives weighted choice; `id` and `now` become the response's `id`
-/// and `created`.
+/// Parse the body, pick a deployment by weight (no shared state), translate:
+/// the first attempt as the simplest router would make it. The filter uses
+/// [`prepare_chat`] and [`routing::plan_attempts`] instead; this serves tests
+/// and tools.
 pub fn plan_chat<'a>(
     cfg: &'a Config,
     body: &[u8],
     rand: u64,
     id: String,
     now: u64,
-) -> Result<Plan<'a>, GatewayError> {
-    let parsed = parse_chat_request(body)?;
+) -> Result<Attempt<'a>, GatewayError> {
+    let (parsed, _) = prepare_chat(body, &[])?;
     let deployment = routing::choose(cfg, &parsed.chat.model, rand)?;
-    let first = attempt(cfg, &parsed, deployment, &id, now)?;
-    Ok(Plan { parsed, first })
+    attempt(cfg, &parsed, deployment, &id, now)
 }
 
 /// A whole upstream answer, translated at once (used for attempts made with
@@ -318,33 +350,24 @@ impl Exchange {
         }
     }
 
+    /// The upstream status when the response is an error being buffered.
+    pub fn error_status(&self) -> Option<u16> {
+        match self.mode {
+            Mode::Error(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// Whether the response is being streamed and translated chunk by chunk.
     pub fn is_streaming_response(&self) -> bool {
         matches!(self.mode, Mode::Stream(_))
     }
 }
 
-/// Deployments to try after `first` fails, in order: the other deployments
-/// of the same alias, in config order.
-pub fn retry_order<'a>(cfg: &'a Config, first: &Deployment) -> Vec<&'a Deployment> {
-    cfg.deployments_for(&first.alias)
-        .into_iter()
-        .filter(|d| !std::ptr::eq(*d, first))
-        .collect()
-}
-
-/// Whether an upstream status is worth another attempt: server errors, rate
-/// limits and timeouts (including the router's own 503 for a refused
-/// connection or a reset before headers, and 504 for a timeout); never a
-/// client error, which another deployment would refuse the same way.
-pub fn is_retryable(status: u16) -> bool {
-    status >= 500 || status == 429 || status == 408
-}
-
-/// How the `x-llm-gateway-deployment` header names a deployment: alias and
-/// provider model, never a key.
+/// How the `x-llm-gateway-deployment` header and metrics name a deployment:
+/// `<alias>#<index in model_list>`, never a key.
 pub fn deployment_label(dep: &Deployment) -> String {
-    format!("{}:{}", dep.alias, dep.litellm_model)
+    dep.id.clone()
 }
 
 /// A short label for logs: never the key, only alias and provider model.
@@ -394,13 +417,12 @@ mod tests {
             5,
         )
         .unwrap();
-        assert_eq!(plan.first.upstream.path, "/v1/chat/completions");
+        assert_eq!(plan.upstream.path, "/v1/chat/completions");
         assert!(plan
-            .first
             .upstream
             .headers
             .contains(&("authorization".into(), "Bearer sk-up".into())));
-        let body: serde_json::Value = serde_json::from_slice(&plan.first.upstream.body).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&plan.upstream.body).unwrap();
         assert_eq!(body["model"], "gpt-x");
         assert_eq!(body["seed"], 1);
     }
@@ -416,16 +438,38 @@ mod tests {
             5,
         )
         .unwrap();
-        let h = plan.first.exchange.response_headers(529);
+        let h = plan.exchange.response_headers(529);
         assert_eq!(h.status, Some(503));
         assert!(h.buffer_body);
         let (body, _) = plan
-            .first
             .exchange
             .complete_body(br#"{"error":{"message":"busy"}}"#)
             .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["error"]["message"], "busy");
+    }
+
+    #[test]
+    fn overrides_are_taken_out_of_the_body_and_headers() {
+        let (parsed, o) = prepare_chat(
+            br#"{"model":"fast","messages":[{"role":"user","content":"hi"}],"num_retries":1,"fallbacks":["b"]}"#,
+            &[("x-litellm-timeout", "2.5".to_string()), ("x-litellm-num-retries", "4".to_string())],
+        )
+        .unwrap();
+        assert_eq!(o.num_retries, Some(1), "the body wins over the header");
+        assert_eq!(o.timeout_ms, Some(2500));
+        assert!(o.fallbacks.is_some());
+        for k in ["num_retries", "fallbacks", "timeout"] {
+            assert!(!parsed.raw.contains_key(k), "{k} reached the provider body");
+            assert!(!parsed.chat.extra.contains_key(k));
+        }
+        let e = prepare_chat(
+            br#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#,
+            &[("x-litellm-timeout", "soon".to_string())],
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.status, 400);
     }
 
     #[test]

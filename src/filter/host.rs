@@ -2,7 +2,9 @@
 
 use log::warn;
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType};
+use proxy_wasm::types::{BufferType, MapType, Status};
+
+use crate::store::{CasMismatch, SharedStore};
 
 use crate::error::GatewayError;
 
@@ -105,4 +107,37 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
         }
     }
     buf
+}
+
+/// Milliseconds since the Unix epoch from the host clock.
+pub fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Envoy shared data (one per VM id, shared by every worker thread) as the
+/// routing code's store.
+pub struct WasmStore;
+
+impl SharedStore for WasmStore {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(bytes), cas)) => Some((bytes, cas.unwrap_or(0))),
+            _ => None,
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasMismatch> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(CasMismatch),
+            Err(s) => {
+                warn!("llm-gateway: shared data write failed: {s:?}");
+                Err(CasMismatch)
+            }
+        }
+    }
 }

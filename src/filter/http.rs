@@ -1,11 +1,13 @@
-//! Per-request HTTP context: gather, decide (pipeline), apply.
+//! Per-request HTTP context: gather, decide (pipeline, routing), apply.
 //!
-//! The first attempt travels through Envoy's router like any request. If its
-//! answer is a retryable failure (5xx, 429, 408, or the router's own 503/504
-//! for a refused connection, a reset before headers, or a timeout) and
-//! nothing has reached the client yet, the failed response is held and the
-//! next deployment is tried with `dispatch_http_call`; its complete answer is
-//! translated and sent as the reply.
+//! The first attempt travels through Envoy's router like any request, to the
+//! cluster of the deployment the routing strategy put first. If its answer is
+//! a retryable failure (5xx, 429, 408, or the router's own 503/504 for a
+//! refused connection, a reset before headers, or a timeout) and nothing has
+//! reached the client yet, the failed response is held and the next attempt of
+//! the plan (another deployment of the alias, then the fallback aliases) is
+//! made with `dispatch_http_call`, translated for its own provider; its
+//! complete answer is translated back and sent as the reply.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -16,11 +18,13 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 
-use super::host;
-use crate::config::Config;
+use super::host::{self, WasmStore};
+use super::metrics::{self, Event};
+use crate::config::{Config, Deployment};
 use crate::error::{ErrorKind, GatewayError};
 use crate::openai::ParsedRequest;
 use crate::pipeline::{self, Endpoint, Exchange};
+use crate::routing::{self, ErrorClass, FailureKind, Overrides};
 
 /// Request headers a client may send that must never reach a provider: the
 /// client's own credentials (the gateway holds the provider's), and OpenAI
@@ -33,8 +37,17 @@ const CLIENT_CREDENTIAL_HEADERS: &[&str] = &[
     "openai-project",
 ];
 
-/// Timeout of a dispatched retry attempt when the deployment names none.
-const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(600);
+/// One planned attempt.
+#[derive(Clone, Copy)]
+struct Try {
+    /// Index into `Config::deployments`.
+    idx: usize,
+    /// The deployment belongs to a fallback alias.
+    fallback: bool,
+    /// Planned although cooled down (`use_cooled_down_when_all_cooled`).
+    cooled_down: bool,
+    timeout_ms: u64,
+}
 
 pub struct GatewayHttp {
     cfg: Rc<Config>,
@@ -44,15 +57,23 @@ pub struct GatewayHttp {
     buffer_response: bool,
     /// The client's request, kept to translate later attempts.
     parsed: Option<ParsedRequest>,
+    overrides: Overrides,
+    stream: bool,
     id: String,
     created: u64,
-    /// Deployment indices still to try, in order.
-    remaining: VecDeque<usize>,
-    /// Index of the deployment of the current attempt.
-    current: usize,
+    /// Attempts still to make, in order.
+    remaining: VecDeque<Try>,
+    /// The attempt in progress.
+    current: Option<Try>,
     attempts: u32,
     /// A retry is in flight: hold the failed response.
     retrying: bool,
+    /// Deployment whose in-flight count this request holds.
+    in_flight: Option<usize>,
+    attempt_started_ms: u64,
+    first_byte_ms: Option<u64>,
+    /// Context-window / content-policy fallbacks were already planned.
+    error_fallbacks_planned: bool,
     last_error: Option<GatewayError>,
 }
 
@@ -64,12 +85,18 @@ impl GatewayHttp {
             exchange: None,
             buffer_response: false,
             parsed: None,
+            overrides: Overrides::default(),
+            stream: false,
             id: String::new(),
             created: 0,
             remaining: VecDeque::new(),
-            current: 0,
+            current: None,
             attempts: 0,
             retrying: false,
+            in_flight: None,
+            attempt_started_ms: 0,
+            first_byte_ms: None,
+            error_fallbacks_planned: false,
             last_error: None,
         }
     }
@@ -81,7 +108,11 @@ impl GatewayHttp {
         Action::Pause
     }
 
-    fn index_of(&self, dep: &crate::config::Deployment) -> usize {
+    fn deployment(&self, idx: usize) -> Option<&Deployment> {
+        self.cfg.deployments.get(idx)
+    }
+
+    fn index_of(&self, dep: &Deployment) -> usize {
         self.cfg
             .deployments
             .iter()
@@ -91,71 +122,209 @@ impl GatewayHttp {
 
     /// Headers that tell the client what happened.
     fn served_headers(&self) -> Vec<(String, String)> {
-        if self.attempts == 0 {
+        let Some(t) = self.current else {
             return Vec::new();
-        }
+        };
         let mut h = vec![(
             "x-llm-gateway-attempts".to_string(),
             self.attempts.to_string(),
         )];
-        if let Some(d) = self.cfg.deployments.get(self.current) {
+        if let Some(d) = self.deployment(t.idx) {
             h.push((
                 "x-llm-gateway-deployment".to_string(),
                 pipeline::deployment_label(d),
             ));
         }
+        h.push(("x-llm-gateway-fallback".to_string(), t.fallback.to_string()));
         h
+    }
+
+    /// Start counting an attempt on `t`.
+    fn begin_attempt(&mut self, t: Try) {
+        self.end_in_flight();
+        let cfg = Rc::clone(&self.cfg);
+        let Some(dep) = cfg.deployments.get(t.idx) else {
+            return;
+        };
+        let now = host::now_ms();
+        if let Err(e) = routing::begin(&WasmStore, dep, now) {
+            warn!("llm-gateway: in-flight count not updated: {e}");
+        }
+        self.in_flight = Some(t.idx);
+        self.attempt_started_ms = now;
+        self.first_byte_ms = None;
+        metrics::count(Event::Attempts, dep);
+        if self.attempts > 0 {
+            metrics::count(Event::Retries, dep);
+        }
+        if t.fallback {
+            metrics::count(Event::Fallbacks, dep);
+        }
+        self.attempts += 1;
+        self.current = Some(t);
+    }
+
+    /// Release the in-flight count, exactly once per attempt.
+    fn end_in_flight(&mut self) {
+        if let Some(idx) = self.in_flight.take() {
+            let cfg = Rc::clone(&self.cfg);
+            if let Some(dep) = cfg.deployments.get(idx) {
+                if let Err(e) = routing::end(&WasmStore, dep) {
+                    warn!("llm-gateway: in-flight count not released: {e}");
+                }
+            }
+        }
+    }
+
+    /// The current attempt failed in a way that counts against its deployment.
+    fn attempt_failed(&mut self, kind: FailureKind) {
+        let cfg = Rc::clone(&self.cfg);
+        if let Some(dep) = self.current.and_then(|t| cfg.deployments.get(t.idx)) {
+            metrics::count(Event::Failures, dep);
+            match routing::record_failure(&WasmStore, dep, host::now_ms(), kind, &cfg.router) {
+                Ok(o) if o.cooled_down => {
+                    metrics::count(Event::Cooldowns, dep);
+                    debug!("llm-gateway: {} cooled down until {}", dep.id, o.until_ms);
+                }
+                Ok(_) => {}
+                Err(e) => warn!("llm-gateway: failure not recorded: {e}"),
+            }
+        }
+        self.end_in_flight();
+    }
+
+    /// The current attempt succeeded; record latency and tokens.
+    fn attempt_succeeded(&mut self) {
+        let cfg = Rc::clone(&self.cfg);
+        if let Some(dep) = self.current.and_then(|t| cfg.deployments.get(t.idx)) {
+            let now = host::now_ms();
+            let latency = now.saturating_sub(self.attempt_started_ms);
+            let ttft = self
+                .first_byte_ms
+                .map(|t| t.saturating_sub(self.attempt_started_ms));
+            let tokens = self
+                .exchange
+                .as_ref()
+                .and_then(|e| e.usage())
+                .map_or(0, |u| u.total_tokens);
+            if let Err(e) = routing::record_success(&WasmStore, dep, now, latency, ttft, tokens) {
+                warn!("llm-gateway: success not recorded: {e}");
+            }
+        }
+        self.end_in_flight();
+    }
+
+    fn plan_tries(&self, attempts: Vec<routing::Attempt<'_>>) -> VecDeque<Try> {
+        attempts
+            .into_iter()
+            .map(|a| Try {
+                idx: self.index_of(a.deployment),
+                fallback: a.fallback,
+                cooled_down: a.cooled_down,
+                timeout_ms: a.timeout_ms,
+            })
+            .collect()
     }
 
     fn route_chat(&mut self, body: &[u8]) -> Result<(), GatewayError> {
         let cfg = Rc::clone(&self.cfg);
+        let mut header_overrides = Vec::new();
+        for (h, _) in pipeline::OVERRIDE_HEADERS {
+            if let Some(v) = host::request_header(h) {
+                header_overrides.push((*h, v));
+                host::remove_request_header(h);
+            }
+        }
+        let (parsed, overrides) = pipeline::prepare_chat(body, &header_overrides)?;
+        let now_ms = host::now_ms();
         let rand = u64::from_le_bytes(host::random_bytes::<8>());
         self.id = format!("chatcmpl-{}", hex(&host::random_bytes::<12>()));
-        self.created = host::now_unix();
-        let plan = pipeline::plan_chat(&cfg, body, rand, self.id.clone(), self.created)?;
-        let first = plan.first;
-        self.current = self.index_of(first.deployment);
-        self.remaining = pipeline::retry_order(&cfg, first.deployment)
-            .into_iter()
-            .map(|d| self.index_of(d))
-            .collect();
-        self.attempts = 1;
-        let up = &first.upstream;
+        self.created = now_ms / 1000;
+        self.stream = parsed.chat.is_stream();
+        let plan = routing::plan_attempts(
+            &cfg,
+            &parsed.chat.model,
+            self.stream,
+            &WasmStore,
+            now_ms,
+            rand,
+            &overrides,
+        )?;
+        self.remaining = self.plan_tries(plan.attempts);
+        self.overrides = overrides;
+
+        // The first attempt any deployment of the plan can take goes through the router.
+        let mut first_error: Option<GatewayError> = None;
+        let (t, attempt) = loop {
+            let Some(t) = self.remaining.pop_front() else {
+                return Err(first_error.unwrap_or_else(|| {
+                    GatewayError::new(
+                        503,
+                        ErrorKind::Unavailable,
+                        "no deployment can serve the request",
+                    )
+                }));
+            };
+            let Some(dep) = cfg.deployments.get(t.idx) else {
+                continue;
+            };
+            match pipeline::attempt(&cfg, &parsed, dep, &self.id, self.created) {
+                Ok(a) => break (t, a),
+                Err(e) => {
+                    debug!("llm-gateway: {} cannot take the request: {e}", dep.id);
+                    first_error.get_or_insert(e);
+                }
+            }
+        };
+        let up = &attempt.upstream;
         for h in CLIENT_CREDENTIAL_HEADERS {
             host::remove_request_header(h);
         }
         // The provider must answer uncompressed: translation reads the bytes.
         host::remove_request_header("accept-encoding");
         host::set_request_header(":path", &up.path);
-        host::set_request_header(":authority", &first.deployment.api_base.authority);
+        host::set_request_header(":authority", &attempt.deployment.api_base.authority);
         for (k, v) in &up.headers {
             host::set_request_header(k, v);
         }
         host::set_request_header("content-length", &up.body.len().to_string());
-        host::set_request_header(&cfg.cluster_header, &first.deployment.cluster);
+        host::set_request_header(&cfg.cluster_header, &attempt.deployment.cluster);
+        let timeout_header = if self.stream {
+            // Per try: for a stream only until its response headers arrive.
+            "x-envoy-upstream-rq-per-try-timeout-ms"
+        } else {
+            "x-envoy-upstream-rq-timeout-ms"
+        };
+        host::set_request_header(timeout_header, &t.timeout_ms.to_string());
         host::replace_body(BufferType::HttpRequestBody, body.len(), &up.body);
         host::clear_route_cache();
         debug!(
             "llm-gateway: routed to {}",
-            pipeline::describe(first.deployment)
+            pipeline::describe(attempt.deployment)
         );
-        self.exchange = Some(first.exchange);
-        self.parsed = Some(plan.parsed);
+        self.exchange = Some(attempt.exchange);
+        self.parsed = Some(parsed);
+        self.begin_attempt(t);
         Ok(())
     }
 
-    /// Try the next deployment with an out-of-band call. Returns false when
-    /// there is none left (or none could be dispatched).
+    /// Make the next planned attempt with an out-of-band call. Returns false
+    /// when there is none left (or none could be dispatched).
     fn dispatch_next(&mut self) -> bool {
         let cfg = Rc::clone(&self.cfg);
-        let Some(parsed) = self.parsed.as_ref() else {
+        let Some(parsed) = self.parsed.take() else {
             return false;
         };
-        while let Some(idx) = self.remaining.pop_front() {
-            let Some(dep) = cfg.deployments.get(idx) else {
+        let mut dispatched = false;
+        while let Some(t) = self.remaining.pop_front() {
+            let Some(dep) = cfg.deployments.get(t.idx) else {
                 continue;
             };
-            let attempt = match pipeline::attempt(&cfg, parsed, dep, &self.id, self.created) {
+            if !t.cooled_down && routing::is_cooled_down(&WasmStore, dep, host::now_ms()) {
+                debug!("llm-gateway: skipping {}: cooled down meanwhile", dep.id);
+                continue;
+            }
+            let attempt = match pipeline::attempt(&cfg, &parsed, dep, &self.id, self.created) {
                 Ok(a) => a,
                 Err(e) => {
                     // This deployment cannot take the request (e.g. a parameter its
@@ -173,19 +342,27 @@ impl GatewayHttp {
             for (k, v) in &up.headers {
                 headers.push((k.as_str(), v.as_str()));
             }
+            // The answer arrives whole, so a stream's attempt gets the whole-response timeout.
+            let timeout_ms = if self.stream {
+                self.overrides
+                    .timeout_ms
+                    .unwrap_or(dep.timeout_ms.unwrap_or(cfg.router.timeout_ms))
+            } else {
+                t.timeout_ms
+            };
             match hostcalls::dispatch_http_call(
                 &dep.cluster,
                 headers,
                 Some(&up.body),
                 vec![],
-                DEFAULT_ATTEMPT_TIMEOUT,
+                Duration::from_millis(timeout_ms),
             ) {
                 Ok(_) => {
-                    self.attempts += 1;
-                    self.current = idx;
+                    debug!("llm-gateway: next attempt on {}", pipeline::describe(dep));
                     self.exchange = Some(attempt.exchange);
-                    debug!("llm-gateway: retrying on {}", pipeline::describe(dep));
-                    return true;
+                    self.begin_attempt(t);
+                    dispatched = true;
+                    break;
                 }
                 Err(s) => {
                     warn!(
@@ -195,28 +372,67 @@ impl GatewayHttp {
                 }
             }
         }
-        false
+        self.parsed = Some(parsed);
+        dispatched
     }
 
-    /// Reply with the best error we have after the last attempt failed.
-    fn reply_exhausted(&mut self, status: u16, body: &[u8]) {
-        let err = match self.exchange.as_mut() {
-            Some(ex) if status >= 400 => {
-                let w = ex.whole_response(status, body);
+    /// After a non-retryable provider error: the context-window or
+    /// content-policy fallbacks, if the error is of that kind and some are
+    /// configured. Returns true when an attempt was dispatched.
+    fn try_error_fallbacks(&mut self, status: u16, body: &[u8]) -> bool {
+        if self.error_fallbacks_planned {
+            return false;
+        }
+        let class = routing::classify_error(status, body);
+        if class == ErrorClass::Other {
+            return false;
+        }
+        self.error_fallbacks_planned = true;
+        let cfg = Rc::clone(&self.cfg);
+        let Some(alias) = self.parsed.as_ref().map(|p| p.chat.model.clone()) else {
+            return false;
+        };
+        let rand = u64::from_le_bytes(host::random_bytes::<8>());
+        let plan = routing::plan_error_fallbacks(
+            &cfg,
+            &alias,
+            class,
+            self.stream,
+            &WasmStore,
+            host::now_ms(),
+            rand,
+            &self.overrides,
+        );
+        match plan {
+            Ok(Some(plan)) => {
+                self.remaining = self.plan_tries(plan.attempts);
+                self.end_in_flight();
+                self.dispatch_next()
+            }
+            _ => false,
+        }
+    }
+
+    /// Reply with a translated whole answer.
+    fn reply_whole(&mut self, status: u16, body: &[u8]) {
+        let served = self.served_headers();
+        let reply = match self.exchange.as_mut() {
+            Some(ex) => ex.whole_response(status, body),
+            None => {
+                let err = self.last_error.clone().unwrap_or_else(|| {
+                    GatewayError::new(
+                        502,
+                        ErrorKind::Upstream,
+                        "no deployment could serve the request",
+                    )
+                });
                 self.replied = true;
-                host::send_json_with(w.status, w.content_type, &w.body, &self.served_headers());
+                host::send_error(&err, &served);
                 return;
             }
-            _ => self.last_error.clone().unwrap_or_else(|| {
-                GatewayError::new(
-                    502,
-                    ErrorKind::Upstream,
-                    "no deployment could serve the request",
-                )
-            }),
         };
         self.replied = true;
-        host::send_error(&err, &self.served_headers());
+        host::send_json_with(reply.status, reply.content_type, &reply.body, &served);
     }
 }
 
@@ -243,31 +459,46 @@ impl Context for GatewayHttp {
         } else {
             Vec::new()
         };
-        // No headers at all: the call failed to connect or was reset.
         let status = headers
             .iter()
             .find(|(k, _)| k == ":status")
-            .and_then(|(_, v)| v.parse::<u16>().ok())
-            .unwrap_or(503);
+            .and_then(|(_, v)| v.parse::<u16>().ok());
         let body = if body_size > 0 {
             host::body(BufferType::HttpCallResponseBody, body_size)
         } else {
             Vec::new()
         };
-        if pipeline::is_retryable(status) && self.dispatch_next() {
+        // No headers at all: the call failed to connect, was reset or timed out.
+        let (status, kind) = match status {
+            Some(s) => (s, FailureKind::Status(s)),
+            None => (503, FailureKind::ConnectFailure),
+        };
+        self.first_byte_ms = Some(host::now_ms());
+        if routing::is_retryable(status) {
+            self.attempt_failed(kind);
+            if self.dispatch_next() {
+                return;
+            }
+            self.reply_whole(status, &body);
             return;
         }
         if status >= 400 {
-            self.reply_exhausted(status, &body);
+            self.end_in_flight();
+            if self.try_error_fallbacks(status, &body) {
+                return;
+            }
+            self.reply_whole(status, &body);
             return;
         }
+        let served = self.served_headers();
         let Some(ex) = self.exchange.as_mut() else {
-            self.reply_exhausted(502, &body);
+            self.reply_whole(502, &body);
             return;
         };
         let w = ex.whole_response(status, &body);
+        self.attempt_succeeded();
         self.replied = true;
-        host::send_json_with(w.status, w.content_type, &w.body, &self.served_headers());
+        host::send_json_with(w.status, w.content_type, &w.body, &served);
     }
 }
 
@@ -326,13 +557,17 @@ impl HttpContext for GatewayHttp {
         if self.replied || self.exchange.is_none() {
             return Action::Continue;
         }
+        self.first_byte_ms = Some(host::now_ms());
         let status = host::response_header(":status")
             .and_then(|s| s.parse::<u16>().ok())
             .unwrap_or(502);
-        if pipeline::is_retryable(status) && self.dispatch_next() {
-            // Hold the failed answer; the retry's answer replaces it.
-            self.retrying = true;
-            return Action::Pause;
+        if routing::is_retryable(status) {
+            self.attempt_failed(FailureKind::Status(status));
+            if self.dispatch_next() {
+                // Hold the failed answer; the next attempt's answer replaces it.
+                self.retrying = true;
+                return Action::Pause;
+            }
         }
         let served = self.served_headers();
         let Some(exchange) = self.exchange.as_mut() else {
@@ -345,6 +580,7 @@ impl HttpContext for GatewayHttp {
                 .complete_body(b"")
                 .map(|(b, _)| b)
                 .unwrap_or_default();
+            self.end_in_flight();
             self.replied = true;
             host::send_json_with(
                 edits.status.unwrap_or(status),
@@ -367,6 +603,9 @@ impl HttpContext for GatewayHttp {
             host::set_response_header(k, v);
         }
         self.buffer_response = edits.buffer_body;
+        if end_of_stream && status < 400 {
+            self.attempt_succeeded();
+        }
         if edits.buffer_body {
             // Held until the body is translated, so the status can still change.
             Action::Pause
@@ -382,22 +621,40 @@ impl HttpContext for GatewayHttp {
         if self.retrying {
             return Action::Pause;
         }
-        let Some(exchange) = self.exchange.as_mut() else {
+        if self.exchange.is_none() {
             return Action::Continue;
-        };
+        }
         if self.buffer_response {
             if !end_of_stream {
                 return Action::Pause;
             }
             let body = host::body(BufferType::HttpResponseBody, body_size);
-            if let Some((out, status)) = exchange.complete_body(&body) {
-                if let Some(s) = status {
+            let status = host::response_header(":status").and_then(|s| s.parse::<u16>().ok());
+            let upstream_status = self.exchange.as_ref().and_then(|e| e.error_status());
+            if let Some(up) = upstream_status {
+                self.end_in_flight();
+                if self.try_error_fallbacks(up, &body) {
+                    self.retrying = true;
+                    return Action::Pause;
+                }
+            }
+            let Some(exchange) = self.exchange.as_mut() else {
+                return Action::Continue;
+            };
+            if let Some((out, new_status)) = exchange.complete_body(&body) {
+                if let Some(s) = new_status.filter(|s| Some(*s) != status) {
                     host::set_response_header(":status", &s.to_string());
                 }
                 host::replace_body(BufferType::HttpResponseBody, body_size, &out);
             }
+            if upstream_status.is_none() {
+                self.attempt_succeeded();
+            }
             return Action::Continue;
         }
+        let Some(exchange) = self.exchange.as_mut() else {
+            return Action::Continue;
+        };
         if exchange.is_streaming_response() {
             let chunk = if body_size > 0 {
                 host::body(BufferType::HttpResponseBody, body_size)
@@ -410,6 +667,14 @@ impl HttpContext for GatewayHttp {
                 }
             }
         }
+        if end_of_stream {
+            self.attempt_succeeded();
+        }
         Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        // Client gone, upstream reset mid-stream, or any ending not seen above.
+        self.end_in_flight();
     }
 }

@@ -42,6 +42,8 @@ impl RootContext for GatewayRoot {
                     cfg.deployments.len(),
                     cfg.aliases().len()
                 );
+                // Every worker runs this; seeding only creates missing records.
+                crate::routing::seed(&super::host::WasmStore, &cfg);
                 self.config = Some(Rc::new(cfg));
                 true
             }

@@ -117,6 +117,9 @@ def plugin_config(anthropic_port: int, openai_port: int) -> dict:
                 "api_key": "os.environ/MOCK_OPENAI_KEY"}},
         ],
         "general_settings": {"max_request_size_mb": MAX_BODY_MB},
+        # These suites script provider failures one after another; cooldowns
+        # (issue 4) are tested with their own gateway in test_routing_*.py.
+        "router_settings": {"disable_cooldowns": True},
         "gateway": {"clusters": {f"127.0.0.1:{anthropic_port}": "mock_anthropic",
                                  f"127.0.0.1:{openai_port}": "mock_openai",
                                  f"127.0.0.1:{dead_port()}": "mock_dead"}},

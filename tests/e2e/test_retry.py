@@ -22,7 +22,8 @@ def test_retryable_status_falls_over_to_the_next_provider(gw, status):
     assert body["object"] == "chat.completion"
     assert "mock OpenAI provider" in body["choices"][0]["message"]["content"]
     assert r.headers["x-llm-gateway-attempts"] == "2"
-    assert r.headers["x-llm-gateway-deployment"] == f"ha:openai/{OPENAI_MODEL}"
+    assert r.headers["x-llm-gateway-deployment"] == "ha#1"  # <alias>#<index in model_list>
+    assert r.headers["x-llm-gateway-fallback"] == "false"
     # Exactly one attempt each, each in its own provider's format.
     [a] = gw.provider_requests("anthropic")
     assert a["path"] == "/v1/messages" and a["body"]["model"] == ANTHROPIC_MODEL

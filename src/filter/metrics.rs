@@ -1,0 +1,73 @@
+//! Envoy counters per deployment, defined on first use.
+//!
+//! Names are `llm_gateway.<event>.<deployment id>` with the id's characters
+//! outside `[A-Za-z0-9_]` replaced by `_` (`ha#0` -> `ha_0`); Envoy lists them
+//! under its custom Wasm stats (admin `/stats?filter=llm_gateway`, Prometheus
+//! `/stats/prometheus`).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+use crate::config::Deployment;
+
+/// What is counted.
+#[derive(Clone, Copy)]
+pub enum Event {
+    /// A request was sent to the deployment.
+    Attempts,
+    /// The deployment answered with a retryable failure (or none at all).
+    Failures,
+    /// The deployment was tried as a retry of a failed attempt.
+    Retries,
+    /// The deployment served as (or was tried as) a fallback alias.
+    Fallbacks,
+    /// The deployment was put in cooldown.
+    Cooldowns,
+}
+
+impl Event {
+    fn name(self) -> &'static str {
+        match self {
+            Event::Attempts => "attempts",
+            Event::Failures => "failures",
+            Event::Retries => "retries",
+            Event::Fallbacks => "fallbacks",
+            Event::Cooldowns => "cooldowns",
+        }
+    }
+}
+
+thread_local! {
+    static IDS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+}
+
+/// Add one to `event` for `dep`.
+pub fn count(event: Event, dep: &Deployment) {
+    let sid: String = dep
+        .id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let name = format!("llm_gateway.{}.{sid}", event.name());
+    let id = IDS.with(|ids| {
+        let mut ids = ids.borrow_mut();
+        if let Some(id) = ids.get(&name) {
+            return Some(*id);
+        }
+        let id = hostcalls::define_metric(MetricType::Counter, &name).ok()?;
+        ids.insert(name, id);
+        Some(id)
+    });
+    if let Some(id) = id {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
