@@ -205,8 +205,33 @@ pub fn render(cfg: &Value, opts: &RenderOptions) -> Result<Value, ConfigError> {
         .collect();
     let env = env_names(cfg);
 
+    let vm_config = json!({
+        "vm_id": "llm_gateway",
+        "runtime": "envoy.wasm.runtime.v8",
+        "code": {"local": {"filename": opts.wasm_path}},
+        "environment_variables": {"host_env_keys": env}
+    });
+    let configuration = json!({
+        "@type": "type.googleapis.com/google.protobuf.StringValue",
+        "value": plugin_json
+    });
     Ok(json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": opts.admin_port}}},
+        // The counter service: the same module as a singleton VM with the same
+        // vm_id, so it shares the filters' shared data and drains their usage queue.
+        "bootstrap_extensions": [{
+            "name": "envoy.bootstrap.wasm",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.wasm.v3.WasmService",
+                "singleton": true,
+                "config": {
+                    "name": "llm_gateway_counter",
+                    "root_id": "llm_gateway_counter",
+                    "vm_config": vm_config,
+                    "configuration": configuration
+                }
+            }
+        }],
         "static_resources": {
             "listeners": [{
                 "name": "llm_gateway",
@@ -237,16 +262,8 @@ pub fn render(cfg: &Value, opts: &RenderOptions) -> Result<Value, ConfigError> {
                                         "name": "llm_gateway",
                                         "root_id": "llm_gateway",
                                         "allow_on_headers_stop_iteration": true,
-                                        "vm_config": {
-                                            "vm_id": "llm_gateway",
-                                            "runtime": "envoy.wasm.runtime.v8",
-                                            "code": {"local": {"filename": opts.wasm_path}},
-                                            "environment_variables": {"host_env_keys": env}
-                                        },
-                                        "configuration": {
-                                            "@type": "type.googleapis.com/google.protobuf.StringValue",
-                                            "value": plugin_json
-                                        }
+                                        "vm_config": vm_config,
+                                        "configuration": configuration
                                     }
                                 }
                             },
