@@ -16,9 +16,12 @@ Environment knobs:
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import itertools
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -27,7 +30,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import yaml
@@ -384,6 +387,10 @@ class Gateway:
         for p in ("anthropic", "openai"):
             self._control(p, "POST", "/__mock/reset")
 
+    def clear_script(self, provider: str) -> None:
+        """Drop the pending behaviours, keep the recorded requests."""
+        self._control(provider, "DELETE", "/__mock/script")
+
     def admin(self, path: str) -> Response:
         return self.request("GET", path, port=self.admin_port)
 
@@ -497,11 +504,178 @@ def client(gw):
 def pytest_runtest_makereport(item, call):
     rep = yield
     if rep.failed and call.when == "call":
-        log = getattr(item.config, "_llm_gateway_log", None)
+        log = getattr(item, "_envoy_log", None) or getattr(item.config, "_llm_gateway_log", None)
         offset = getattr(item, "_envoy_log_offset", None)
         if log is not None and offset is not None:
             rep.sections.append(("envoy log during this test", _tail(log, 150, offset) or "(empty)"))
     return rep
+
+
+# ---------------------------------------------------------------- more gateways: one Envoy per plugin config
+#
+# The session `gw` serves the shared plugin_config(). Suites that need their own
+# router_settings (issue 4: strategies, cooldowns, ...) start their own Envoy:
+#
+#     @pytest.fixture(scope="module")
+#     def lb_gateway(start_gateway, mocks):
+#         with start_gateway(config, name="least-busy") as g:
+#             yield g
+#
+#     @pytest.fixture
+#     def lb(lb_gateway, request):
+#         return attach_gateway(lb_gateway, request)   # mocks reset, envoy log on failure
+#
+# Every such Envoy has the session Envoy's listener, wasm filter and
+# local_reply_config, `--concurrency 2`, and the clusters mock_anthropic,
+# mock_openai and mock_dead (a port nothing listens on) plus any extra ones.
+
+
+def mock_api_bases(mocks: MockProviders) -> dict[str, str]:
+    return {"anthropic": f"http://127.0.0.1:{mocks.anthropic_port}",
+            "openai": f"http://127.0.0.1:{mocks.openai_port}/v1",
+            "dead": f"http://127.0.0.1:{dead_port()}/v1"}
+
+
+def mock_cluster_map(mocks: MockProviders) -> dict[str, str]:
+    """`gateway.clusters` for the standard clusters (api_base host:port -> cluster)."""
+    return {f"127.0.0.1:{mocks.anthropic_port}": "mock_anthropic",
+            f"127.0.0.1:{mocks.openai_port}": "mock_openai",
+            f"127.0.0.1:{dead_port()}": "mock_dead"}
+
+
+def mock_deployment(mocks: MockProviders, alias: str, model: str, at: str | None = None,
+                    **params: Any) -> dict:
+    """A model_list entry served by a mock: `model` is `anthropic/...` or `openai/...`; `at` is
+    "anthropic", "openai" (default: the provider's own mock) or "dead" (connection refused).
+    Extra litellm_params (weight, rpm, tpm, timeout, stream_timeout, ...) as keywords."""
+    provider = model.split("/", 1)[0]
+    where = at or provider
+    key = "os.environ/MOCK_ANTHROPIC_KEY" if provider == "anthropic" else "os.environ/MOCK_OPENAI_KEY"
+    base = mock_api_bases(mocks)[where]
+    if where == "dead" and provider == "anthropic":
+        base = base[: -len("/v1")]
+    return {"model_name": alias, "litellm_params": {"model": model, "api_base": base, "api_key": key, **params}}
+
+
+def gateway_bootstrap(port: int, admin_port: int, wasm_path: str, plugin_cfg: dict,
+                      clusters: dict[str, int]) -> dict:
+    """envoy_bootstrap() with another plugin configuration and cluster set (name -> loopback port)."""
+    cfg = envoy_bootstrap(port, admin_port, wasm_path, 0, 0)
+    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    wasm = next(f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.wasm")
+    wasm["typed_config"]["config"]["configuration"]["value"] = json.dumps(plugin_cfg)
+    cfg["static_resources"]["clusters"] = [_static_cluster(n, p) for n, p in clusters.items()]
+    return cfg
+
+
+_gateway_seq = itertools.count(1)
+
+
+def launch_envoy(cfg: dict, workdir: Path, name: str, envoy: str) -> tuple[subprocess.Popen, Path, list[str]]:
+    """Write the bootstrap, start Envoy (2 workers) and wait for /ready; fails the test if it never is."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg_path = workdir / f"{name}.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    log_path, out_path = workdir / f"{name}.log", workdir / f"{name}.stdout"
+    admin_port = cfg["admin"]["address"]["socket_address"]["port_value"]
+    level = os.environ.get("E2E_ENVOY_LOG_LEVEL", "warning")
+    cmd = [envoy, "-c", str(cfg_path), "--concurrency", "2", "--disable-hot-restart",
+           "-l", level, "--log-path", str(log_path)]
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/ready", timeout=2) as r:
+                if r.status == 200:
+                    return proc, log_path, cmd
+        except OSError:
+            pass
+        time.sleep(0.1)
+    rc = proc.poll()
+    stop_envoy(proc)
+    pytest.fail(f"Envoy `{name}` did not become ready (exit code {rc}); command: {' '.join(cmd)}\n"
+                f"--- log ---\n{_tail(log_path)}\n--- stdout/stderr ---\n{_tail(out_path)}", pytrace=False)
+    raise AssertionError("unreachable")
+
+
+def stop_envoy(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def start_gateway(mocks, e2e_dir, envoy_bin):
+    """Factory: `with start_gateway(plugin_config, extra_clusters={name: port}, name=...) as gw:`
+    runs an Envoy with that plugin configuration for the duration of the block."""
+    if not WASM_PATH.is_file():
+        pytest.fail(f"the filter is not built: {WASM_PATH} does not exist. Run `make build` first.",
+                    pytrace=False)
+
+    @contextlib.contextmanager
+    def start(plugin_cfg: dict, extra_clusters: dict[str, int] | None = None,
+              name: str = "gateway") -> Iterator[Gateway]:
+        name = f"{name}-{next(_gateway_seq)}"
+        clusters = {"mock_anthropic": mocks.anthropic_port, "mock_openai": mocks.openai_port,
+                    "mock_dead": dead_port(), **(extra_clusters or {})}
+        port, admin_port = free_port(), free_port()
+        cfg = gateway_bootstrap(port, admin_port, str(WASM_PATH), plugin_cfg, clusters)
+        proc, log_path, _ = launch_envoy(cfg, e2e_dir / name, name, envoy_bin)
+        g = Gateway(port, admin_port, mocks, log_path)
+        g.proc = proc  # type: ignore[attr-defined]
+        g.plugin_config = plugin_cfg  # type: ignore[attr-defined]
+        try:
+            yield g
+        finally:
+            stop_envoy(proc)
+
+    return start
+
+
+def attach_gateway(g: Gateway, request) -> Gateway:
+    """Per-test use of a factory gateway: mocks reset, its log attached to a failure report."""
+    g.reset()
+    request.node._envoy_log = g.log_path
+    request.node._envoy_log_offset = g.log_path.stat().st_size if g.log_path.exists() else 0
+    return g
+
+
+# -- Envoy stats (admin /stats)
+
+
+def parse_stats(text: str) -> dict[str, int]:
+    """`name: value` lines of the admin /stats text output whose value is an integer."""
+    out = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(": ")
+        if sep and re.fullmatch(r"-?\d+", value.strip()):
+            out[name.strip()] = int(value.strip())
+    return out
+
+
+def stat_id(deployment_id: str) -> str:
+    """A deployment id as it appears in metric names: every char not in [A-Za-z0-9_] becomes `_`."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", deployment_id)
+
+
+def deployment_counter(stats: dict[str, int], kind: str, deployment_id: str) -> int | None:
+    """`llm_gateway.<kind>.<stat id>`, whatever prefix Envoy puts before custom metrics
+    (`wasmcustom.` ...); None when Envoy has no such counter."""
+    want = f"llm_gateway.{kind}.{stat_id(deployment_id)}"
+    found = {n: v for n, v in stats.items() if n == want or n.endswith("." + want)}
+    assert len(found) <= 1, f"several stats end with {want}: {found}"
+    return next(iter(found.values()), None)
+
+
+def gateway_stats(g: Gateway, filt: str = "llm_gateway") -> dict[str, int]:
+    r = g.admin(f"/stats?filter={filt}")
+    assert r.status == 200, r.body[:300]
+    return parse_stats(r.text)
 
 
 # ---------------------------------------------------------------- assertion helpers shared by tests

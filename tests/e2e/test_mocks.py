@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 import time
 
 import pytest
@@ -395,3 +396,65 @@ def test_openai_scripted_error_body_and_delay(mock):
     t0 = time.monotonic()
     st, _, _ = post(mock.openai_port, "/v1/chat/completions", OGOOD, OHDRS)
     assert st == 200 and time.monotonic() - t0 >= 0.3
+
+
+# ---------------------------------------------------------------- per-model scripts (routing tests)
+
+
+def test_script_matched_by_model_and_repeated(mock):
+    control(mock.openai_port, "POST", "/__mock/script",
+            [{"match_model": "model-a", "status": 500, "repeat": 2}, {"match_model": "model-b", "text": "b!"}])
+    a, b = {**OGOOD, "model": "model-a"}, {**OGOOD, "model": "model-b"}
+    assert post(mock.openai_port, "/v1/chat/completions", OGOOD, OHDRS)[0] == 200  # other model: untouched
+    assert post(mock.openai_port, "/v1/chat/completions", a, OHDRS)[0] == 500
+    assert control(mock.openai_port, "GET", "/__mock/script")[0]["repeat"] == 1
+    st, _, raw = post(mock.openai_port, "/v1/chat/completions", b, OHDRS)
+    assert st == 200 and json.loads(raw)["choices"][0]["message"]["content"] == "b!"
+    assert post(mock.openai_port, "/v1/chat/completions", a, OHDRS)[0] == 500
+    assert post(mock.openai_port, "/v1/chat/completions", a, OHDRS)[0] == 200  # used up
+    assert control(mock.openai_port, "GET", "/__mock/script") == []
+    reqs = control(mock.openai_port, "GET", "/__mock/requests")
+    assert [r["body"]["model"] for r in reqs] == ["gpt-4o-mini", "model-a", "model-b", "model-a", "model-a"]
+    assert [r["response"]["status"] for r in reqs] == [200, 500, 200, 500, 200]
+
+
+def test_script_matched_by_stream_flag(mock):
+    control(mock.openai_port, "POST", "/__mock/script", [{"match_stream": True, "status": 503}])
+    assert post(mock.openai_port, "/v1/chat/completions", OGOOD, OHDRS)[0] == 200
+    assert post(mock.openai_port, "/v1/chat/completions", {**OGOOD, "stream": True}, OHDRS)[0] == 503
+
+
+def test_reset_before_headers_on_a_stream(mock):
+    control(mock.anthropic_port, "POST", "/__mock/script", [{"reset_before_headers": True}])
+    head, chunks, err = raw_chunks(mock.anthropic_port, "/v1/messages", {**GOOD, "stream": True}, AHDRS)
+    assert head == "" and chunks == []
+    assert isinstance(err, ConnectionResetError) or err is None, err
+    [rec] = control(mock.anthropic_port, "GET", "/__mock/requests")
+    assert rec["response"]["outcome"] == "reset"
+
+
+def test_delete_script_keeps_requests(mock):
+    control(mock.openai_port, "POST", "/__mock/script", [{"status": 500}, {"status": 500}])
+    assert post(mock.openai_port, "/v1/chat/completions", OGOOD, OHDRS)[0] == 500
+    control(mock.openai_port, "DELETE", "/__mock/script")
+    assert control(mock.openai_port, "GET", "/__mock/script") == []
+    assert len(control(mock.openai_port, "GET", "/__mock/requests")) == 1
+    assert post(mock.openai_port, "/v1/chat/completions", OGOOD, OHDRS)[0] == 200
+
+
+def test_reset_cuts_a_hang_short(mock):
+    control(mock.openai_port, "POST", "/__mock/script", [{"delay_ms": 30000}])
+    out = {}
+
+    def call():
+        out["status"] = post(mock.openai_port, "/v1/chat/completions", OGOOD, OHDRS, timeout=20)[0]
+
+    t0 = time.monotonic()
+    th = threading.Thread(target=call, daemon=True)
+    th.start()
+    deadline = time.monotonic() + 5
+    while not control(mock.openai_port, "GET", "/__mock/requests") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    control(mock.openai_port, "POST", "/__mock/reset")
+    th.join(timeout=10)
+    assert out.get("status") == 200 and time.monotonic() - t0 < 5

@@ -95,6 +95,24 @@ Control API (on each port, never recorded, never consumes the script):
     {"stop_reason": "..."}          (Anthropic) / {"finish_reason": "..."} (OpenAI)
     {"usage": {...}}                fields merged into the usage object
     {"chunk_delay_ms": 50}          delay between stream writes
+  Matching and repetition (for several deployments sharing one mock):
+    {"match_model": "model-a", ...}  only a request whose body `model` is exactly
+                                    this takes the behaviour (a list: any of them);
+                                    a request takes the first pending behaviour
+                                    that matches it, so behaviours for other
+                                    models stay queued; a behaviour without
+                                    `match_model` matches every request
+    {"match_stream": true, ...}     only streaming (true) / non-streaming (false)
+                                    requests take it
+    {"repeat": 5, ...}              used by the next 5 matching requests, then
+                                    dropped (default 1); `GET /__mock/script`
+                                    shows how many uses are left
+    {"reset_before_headers": true}  abort the TCP connection with RST before any
+                                    response byte, streaming or not (after
+                                    `delay_ms`, if given)
+  Delays (`delay_ms`) end early when the mock is reset, so a "hang" (a delay
+  longer than the client's timeout) never outlives its test.
+* `DELETE /__mock/script`: drop the pending behaviours (requests stay recorded).
 * `GET /__mock/script`: behaviours not yet consumed.
 * `GET /__mock/requests`: JSON list of every request received since the last
   reset: {"seq", "method", "path", "headers" (lower-case name -> value),
@@ -103,7 +121,7 @@ Control API (on each port, never recorded, never consumes the script):
   (behaviour used or null), "response": {"status", "stream", "usage",
   "outcome", and for generated answers "id", "usage", "content" (Anthropic blocks) or
   "message" (OpenAI), "stop_reason" / "finish_reason"}}.
-* `POST /__mock/reset`: forget requests and pending script.
+* `POST /__mock/reset`: forget requests and pending script; cut pending delays short.
 * `GET /__mock/health`: {"ok": true, "flavour": ...}.
 """
 
@@ -274,19 +292,45 @@ class MockState:
         self.requests: list[dict] = []
         self.script: deque = deque()
         self.seq = 0
+        self.wake = threading.Event()  # set on reset: pending delays end
 
     def reset(self) -> None:
         with self.lock:
             self.requests.clear()
             self.script.clear()
+            self.wake.set()
+            self.wake = threading.Event()
+
+    def clear_script(self) -> None:
+        with self.lock:
+            self.script.clear()
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, but wake up early when the mock is reset."""
+        with self.lock:
+            ev = self.wake
+        if seconds > 0:
+            ev.wait(seconds)
 
     def add_script(self, items: list[dict]) -> None:
         with self.lock:
             self.script.extend(items)
 
-    def next_behaviour(self) -> dict | None:
+    def next_behaviour(self, req: Any = None) -> dict | None:
+        """The first pending behaviour that matches this request body (see the module doc)."""
+        body = req if isinstance(req, dict) else {}
         with self.lock:
-            return self.script.popleft() if self.script else None
+            for i, b in enumerate(self.script):
+                if not _behaviour_matches(b, body):
+                    continue
+                left = b.get("repeat", 1)
+                left = int(left) if isinstance(left, (int, float)) and not isinstance(left, bool) else 1
+                if left > 1:
+                    b["repeat"] = left - 1
+                    return {**b, "repeat": left}
+                del self.script[i]
+                return b
+            return None
 
     def record(self, rec: dict) -> dict:
         with self.lock:
@@ -298,6 +342,17 @@ class MockState:
     def snapshot(self) -> list[dict]:
         with self.lock:
             return json.loads(json.dumps(self.requests))
+
+
+def _behaviour_matches(b: dict, body: dict) -> bool:
+    want = b.get("match_model")
+    if want is not None:
+        names = want if isinstance(want, list) else [want]
+        if body.get("model") not in names:
+            return False
+    if "match_stream" in b and bool(b["match_stream"]) != (body.get("stream") is True):
+        return False
+    return True
 
 
 class _Reset(Exception):
@@ -471,6 +526,9 @@ class MockHandler(BaseHTTPRequestHandler):
                 return
             state.add_script(items)
             self.send_json(200, {"ok": True, "pending": len(state.script)})
+        elif bare == "/__mock/script" and self.command == "DELETE":
+            state.clear_script()
+            self.send_json(200, {"ok": True})
         elif bare == "/__mock/script" and self.command == "GET":
             with state.lock:
                 self.send_json(200, list(state.script))
@@ -540,7 +598,7 @@ class ProviderServer(ThreadingHTTPServer):
         if not is_endpoint or h.command != "POST":
             ep.not_found(h, rec)
             return
-        behaviour = self.state.next_behaviour() or {}
+        behaviour = self.state.next_behaviour(rec["body"]) or {}
         rec["script"] = behaviour or None
         ep(self, h, rec, body, behaviour).run()
 
@@ -572,9 +630,12 @@ class Endpoint:
     def run(self) -> None:
         b = self.b
         if b.get("delay_ms"):
-            time.sleep(float(b["delay_ms"]) / 1000.0)
+            self.server.state.sleep(float(b["delay_ms"]) / 1000.0)
         is_stream = self.req.get("stream") is True
         self.rec["response"]["stream"] = is_stream
+        if b.get("reset_before_headers"):
+            self.rec["response"]["outcome"] = "reset"
+            self.h.reset_connection()
         if "reset_after_events" in b and not is_stream and not int(b["reset_after_events"]):
             self.rec["response"]["outcome"] = "reset"
             self.h.reset_connection()
