@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::keys::{BudgetSettings, KeyRing};
+use crate::pricing::{self, ModelPrice};
 use crate::provider::{self, ProviderKind};
 
 /// Default limit on a request body: 10 MiB, room for a few base64 images.
@@ -146,6 +148,11 @@ pub struct Deployment {
     /// `router_settings.cooldown_time` for this deployment (LiteLLM reads it
     /// from `model_info` or `litellm_params`, `router_utils/cooldown_handlers.py`).
     pub cooldown_time_ms: Option<u64>,
+    /// Token prices: `litellm_params.input_cost_per_token`,
+    /// `output_cost_per_token`, `cache_read_input_token_cost`,
+    /// `cache_creation_input_token_cost` over the built-in table entry for
+    /// the model (see [`pricing`]). `None`: unknown, requests cost 0.
+    pub price: Option<ModelPrice>,
 }
 
 /// `router_settings.routing_strategy`: how one deployment of an alias is chosen.
@@ -275,6 +282,11 @@ pub struct Config {
     pub drop_params: bool,
     /// Balancing, retries, fallbacks, cooldowns and timeouts.
     pub router: RouterSettings,
+    /// Virtual keys, teams and the master key; `None`: the gateway runs
+    /// open (no `virtual_keys` and no `general_settings.master_key`).
+    pub keys: Option<KeyRing>,
+    /// `gateway.budget_reservation`, `default_max_tokens`, `enforce_mid_stream`.
+    pub budget: BudgetSettings,
     /// Things worth a log line at start (ignored LiteLLM keys ...).
     pub warnings: Vec<String>,
 }
@@ -312,6 +324,16 @@ struct GatewaySection {
     max_request_body_bytes: Option<usize>,
     #[serde(default)]
     use_cooled_down_when_all_cooled: bool,
+    // Budget switches: accepted here, checked (with their field names) by `keys::parse`.
+    #[serde(default)]
+    #[allow(dead_code)]
+    budget_reservation: Option<Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    default_max_tokens: Option<Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    enforce_mid_stream: Option<Value>,
 }
 
 /// Top-level keys of a LiteLLM config that this gateway knows it ignores.
@@ -336,15 +358,7 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     for (key, _) in root.iter() {
         match key.as_str() {
             "model_list" | "router_settings" | "litellm_settings" | "general_settings"
-            | "gateway" => {}
-            "virtual_keys" => {
-                return Err(err(
-                    "virtual_keys",
-                    "virtual keys and budgets are not implemented in this version; \
-                     remove the section (the gateway would otherwise run open while you \
-                     believe it enforces keys)",
-                ))
-            }
+            | "gateway" | "virtual_keys" | "teams" => {}
             k if IGNORED_TOP_LEVEL.contains(&k) => {
                 warnings.push(format!("`{k}` is a LiteLLM setting this gateway ignores"))
             }
@@ -358,18 +372,10 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     };
 
     let general = object_or_empty(&root, "general_settings")?;
-    for (k, v) in general.iter() {
+    for k in general.keys() {
         match k.as_str() {
             "max_request_size_mb" => {}
-            "master_key" if v.is_null() => {}
-            "master_key" => {
-                return Err(err(
-                    "general_settings.master_key",
-                    "key authentication is not implemented in this version; remove \
-                     master_key (the gateway would otherwise run open while you believe it \
-                     checks keys)",
-                ))
-            }
+            "master_key" => {}
             k => warnings.push(format!("general_settings.{k} is ignored by this gateway")),
         }
     }
@@ -440,6 +446,25 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         gateway.use_cooled_down_when_all_cooled,
     )?;
 
+    let (keys, budget) = crate::keys::parse(
+        &root,
+        &aliases,
+        &|v: &str, field: &str| resolve_env(v, field, env),
+        &mut warnings,
+    )?;
+    if keys.as_ref().is_some_and(KeyRing::has_budgets) {
+        for d in deployments.iter().filter(|d| d.price.is_none()) {
+            warnings.push(format!(
+                "model_list[{}] (`{}`, model `{}`) has no price: its requests cost 0 and budgets \
+                 do not count them; set litellm_params.input_cost_per_token and \
+                 output_cost_per_token",
+                d.id.rsplit('#').next().unwrap_or(""),
+                d.alias,
+                d.litellm_model
+            ));
+        }
+    }
+
     let cluster_header = gateway
         .cluster_header
         .unwrap_or_else(|| DEFAULT_CLUSTER_HEADER.into());
@@ -458,6 +483,8 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         cluster_header,
         drop_params,
         router,
+        keys,
+        budget,
         warnings,
     })
 }
@@ -656,8 +683,6 @@ fn object_or_empty<'a>(
 const IGNORED_PARAMS: &[&str] = &[
     "max_retries",
     "organization",
-    "input_cost_per_token",
-    "output_cost_per_token",
     "max_budget",
     "budget_duration",
     "tags",
@@ -788,10 +813,12 @@ fn parse_deployment(
     let timeout_ms = seconds("timeout")?;
     let stream_timeout_ms = seconds("stream_timeout")?;
     let cooldown_time_ms = seconds("cooldown_time")?;
+    let price = parse_price(params, &model, &pp)?;
     for k in params.keys() {
         match k.as_str() {
             "model" | "api_base" | "api_key" | "api_version" | "weight" | "rpm" | "tpm"
             | "timeout" | "stream_timeout" | "cooldown_time" => {}
+            k if PRICE_PARAMS.contains(&k) => {}
             k if IGNORED_PARAMS.contains(&k) => warnings.push(format!(
                 "{} is not implemented in this version and is ignored",
                 pp(k)
@@ -832,11 +859,66 @@ fn parse_deployment(
         timeout_ms,
         stream_timeout_ms,
         cooldown_time_ms,
+        price,
     })
 }
 
+/// `litellm_params` price keys (USD per token, LiteLLM's names).
+const PRICE_PARAMS: &[&str] = &[
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "cache_read_input_token_cost",
+    "cache_creation_input_token_cost",
+];
+
+/// A deployment's prices: the built-in table entry for `model`, with each
+/// configured `litellm_params` price replacing its field. `None` when the
+/// table does not know the model and neither input nor output price is set.
+fn parse_price(
+    params: &Map<String, Value>,
+    model: &str,
+    pp: &dyn Fn(&str) -> String,
+) -> Result<Option<ModelPrice>, ConfigError> {
+    let mut got = [None; 4];
+    for (i, k) in PRICE_PARAMS.iter().enumerate() {
+        match params.get(*k) {
+            None | Some(Value::Null) => {}
+            Some(v) => {
+                got[i] = Some(
+                    v.as_f64()
+                        .and_then(pricing::usd_per_token_to_pico)
+                        .ok_or_else(|| {
+                            err(
+                                pp(k),
+                                "must be a price in USD per token: a number from 0 to 1",
+                            )
+                        })?,
+                );
+            }
+        }
+    }
+    let table = pricing::lookup(model);
+    if table.is_none() && got[0].is_none() && got[1].is_none() {
+        return Ok(None);
+    }
+    let mut p = table.unwrap_or_default();
+    if let Some(v) = got[0] {
+        p.input = v;
+    }
+    if let Some(v) = got[1] {
+        p.output = v;
+    }
+    if got[2].is_some() {
+        p.cache_read = got[2];
+    }
+    if got[3].is_some() {
+        p.cache_creation = got[3];
+    }
+    Ok(Some(p))
+}
+
 /// Resolve `os.environ/NAME` (LiteLLM's reference syntax) through `env`.
-fn resolve_env(
+pub(crate) fn resolve_env(
     value: &str,
     field: &str,
     env: &dyn Fn(&str) -> Option<String>,
@@ -1106,6 +1188,123 @@ mod tests {
         assert_eq!(e.field, "gateway");
         let e = parse(br#"{"model_list":{}}"#, &no_env).unwrap_err();
         assert_eq!(e.field, "model_list");
+    }
+
+    #[test]
+    fn deployment_prices_from_params_and_table() {
+        let c = parse(
+            br#"{"model_list": [
+                 {"model_name": "a", "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": "http://h:1/v1"}},
+                 {"model_name": "b", "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": "http://h:1/v1",
+                   "input_cost_per_token": 1e-6, "cache_read_input_token_cost": 0}},
+                 {"model_name": "c", "litellm_params": {"model": "openai/qwen", "api_base": "http://h:1/v1",
+                   "input_cost_per_token": 0.15e-6, "output_cost_per_token": 0.6e-6,
+                   "cache_creation_input_token_cost": 0.3e-6}},
+                 {"model_name": "d", "litellm_params": {"model": "openai/qwen", "api_base": "http://h:1/v1"}},
+                 {"model_name": "e", "litellm_params": {"model": "anthropic/claude-sonnet-4-5-20250929"}}],
+               "gateway": {"clusters": {"openai": "c", "anthropic": "a"}}}"#,
+            &no_env,
+        )
+        .unwrap();
+        let p = |i: usize| c.deployments[i].price;
+        assert_eq!(p(0), crate::pricing::lookup("gpt-4o-mini"));
+        assert_eq!(
+            p(1),
+            Some(ModelPrice {
+                input: 1_000_000,
+                output: 600_000,
+                cache_read: Some(0),
+                cache_creation: None
+            }),
+            "each configured price replaces the table's"
+        );
+        assert_eq!(
+            p(2),
+            Some(ModelPrice {
+                input: 150_000,
+                output: 600_000,
+                cache_read: None,
+                cache_creation: Some(300_000)
+            })
+        );
+        assert_eq!(p(3), None);
+        assert_eq!(p(4).map(|p| p.output), Some(15_000_000));
+        assert!(
+            c.warnings.is_empty(),
+            "no budgets, no price warning: {:?}",
+            c.warnings
+        );
+        assert!(c.keys.is_none());
+        assert_eq!(c.budget, BudgetSettings::default());
+        for (param, field) in [
+            (r#""input_cost_per_token": -1"#, "input_cost_per_token"),
+            (r#""output_cost_per_token": "0.1""#, "output_cost_per_token"),
+            (
+                r#""cache_read_input_token_cost": 5"#,
+                "cache_read_input_token_cost",
+            ),
+            (
+                r#""cache_creation_input_token_cost": true"#,
+                "cache_creation_input_token_cost",
+            ),
+        ] {
+            let e = parse(
+                format!(
+                    r#"{{"model_list": [{{"model_name": "m", "litellm_params": {{"model": "openai/a",
+                       "api_base": "http://h:1/v1", {param}}}}}], "gateway": {{"clusters": {{"openai": "c"}}}}}}"#
+                )
+                .as_bytes(),
+                &no_env,
+            )
+            .unwrap_err();
+            assert_eq!(
+                e.field,
+                format!("model_list[0].litellm_params.{field}"),
+                "{param}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_budgets_and_master_key_are_parsed() {
+        let hash = crate::keys::digest_string(&crate::keys::digest("sk-1"));
+        let c = with(&format!(
+            r#", "budget_reservation": false, "default_max_tokens": 512, "enforce_mid_stream": true}},
+               "general_settings": {{"master_key": "os.environ/MK"}},
+               "virtual_keys": [{{"key_hash": "{hash}", "key_alias": "k", "models": ["smart"], "max_budget": 1}}]"#
+        ));
+        let e = c.unwrap_err();
+        assert_eq!(e.field, "general_settings.master_key", "unset env var");
+        let env = |k: &str| (k == "MK").then(|| "sk-master".to_string());
+        let c = parse(
+            format!(
+                r#"{{{TWO}, "budget_reservation": false, "default_max_tokens": 512, "enforce_mid_stream": true}},
+                   "general_settings": {{"master_key": "os.environ/MK"}},
+                   "virtual_keys": [{{"key_hash": "{hash}", "key_alias": "k", "models": ["smart"], "max_budget": 1}}]}}"#
+            )
+            .as_bytes(),
+            &env,
+        )
+        .unwrap();
+        let ring = c.keys.as_ref().unwrap();
+        assert!(ring.is_master("sk-master"));
+        assert_eq!(ring.key_by_plain("sk-1").unwrap().alias, "k");
+        assert_eq!(
+            c.budget,
+            BudgetSettings {
+                reservation: false,
+                default_max_tokens: 512,
+                enforce_mid_stream: true
+            }
+        );
+        // openai/a and openai/b have no price while a budget is set: one warning each.
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("model_list[0]") && c.warnings[0].contains("cost 0"));
+        let e =
+            with(r#"}, "virtual_keys": [{"key_hash": "sk-plain", "key_alias": "k"}]"#).unwrap_err();
+        assert_eq!(e.field, "virtual_keys[0].key_hash");
+        let e = with(r#", "budget_reservation": 1}"#).unwrap_err();
+        assert_eq!(e.field, "gateway.budget_reservation");
     }
 
     #[test]

@@ -15,15 +15,21 @@
 //! - [`sse`]: incremental server-sent-events decoder and encoder.
 //! - [`routing`]: alias -> ordered deployments to try; health, load and cooldowns.
 //! - [`store`]: the shared-data seam (Envoy shared data with CAS) and a fake for tests.
+//! - [`keys`]: virtual keys, teams and the master key: config and authentication.
+//! - [`pricing`]: token prices (built-in table, config overrides) and request cost.
+//! - [`budget`]: budgets, rpm/tpm/parallel limits and usage events in shared data.
 //! - [`render`]: a complete Envoy bootstrap from a LiteLLM-style config.
 //! - [`pipeline`]: the per-request decisions, as data, for the filter to apply.
 //! - `filter` (wasm32 only): the proxy-wasm contexts; the only code that calls
 //!   the host.
 
+pub mod budget;
 pub mod config;
 pub mod error;
+pub mod keys;
 pub mod openai;
 pub mod pipeline;
+pub mod pricing;
 pub mod provider;
 pub mod render;
 pub mod routing;
