@@ -458,3 +458,11 @@ def test_reset_cuts_a_hang_short(mock):
     control(mock.openai_port, "POST", "/__mock/reset")
     th.join(timeout=10)
     assert out.get("status") == 200 and time.monotonic() - t0 < 5
+
+
+def test_stall_after_events_goes_silent_then_finishes(mock):
+    control(mock.openai_port, "POST", "/__mock/script", [{"stall_after_events": 2, "stall_ms": 400}])
+    t0 = time.monotonic()
+    _, chunks, err = raw_chunks(mock.openai_port, "/v1/chat/completions", {**OGOOD, "stream": True}, OHDRS)
+    assert err is None and chunks[-1] == b"" and time.monotonic() - t0 >= 0.4
+    assert sse_events(b"".join(chunks))[-1] == (None, "[DONE]")

@@ -134,3 +134,29 @@ def test_use_cooled_down_when_all_cooled_tries_anyway(use_cooled_gateway, reques
     s = gw.stream(chat_body("both", user("Hi there"), stream=True))
     stream_ok(s, "openai")
     assert len(attempts_seen(gw)) == 4
+
+
+@pytest.fixture(scope="module")
+def defaults_gateway(start_gateway, mocks):
+    ml = ModelList(mocks)
+    ml.add("cd", "openai/model-ca", weight=PRIMARY)
+    ml.add("cd", "openai/model-cb", weight=1)
+    with start_gateway(ml.config(), name="cooldown-defaults") as g:
+        yield g
+
+
+def test_default_allowed_fails_is_3(defaults_gateway, request):
+    """Without router_settings: the 4th failure within a minute cools model-ca down (default
+    cooldown_time 5 s)."""
+    gw = attach_gateway(defaults_gateway, request)
+    gw.script("openai", {"match_model": "model-ca", "status": 500, "repeat": 4})
+    for i in range(4):
+        r = gw.chat(chat_body("cd", user("Hi there")))
+        chat_ok(r, "openai")
+        assert_served(r, "cd#1", attempts=2, fallback=False)
+    for i in range(3):
+        r = gw.chat(chat_body("cd", user("Hi there")))
+        chat_ok(r, "openai")
+        assert_served(r, "cd#1", attempts=1, fallback=False)
+    assert models_seen(gw, "openai") == ["model-ca", "model-cb"] * 4 + ["model-cb"] * 3
+    assert deployment_counter(gateway_stats(gw), "cooldowns", "cd#0") == 1

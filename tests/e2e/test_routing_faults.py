@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import attach_gateway, chat_body, user
+from conftest import assert_openai_error, attach_gateway, chat_body, user
 from routing_helpers import (HELLO, PRIMARY, ModelList, assert_served, attempts_seen, chat_ok,
                              check_provider_request, stream_ok)
 
@@ -42,6 +42,7 @@ class Ids:
     afb = ""
     mid: dict[str, tuple[str, str]] = {}                # provider of the primary -> (primary, secondary)
     slow: tuple[str, str] = ("", "")
+    stall: tuple[str, str] = ("", "")
 
 
 def build(mocks) -> dict:
@@ -68,6 +69,9 @@ def build(mocks) -> dict:
     # a stream that starts in time but lasts longer than stream_timeout (and timeout)
     Ids.slow = (ml.add("slow", "anthropic/claude-slow", weight=PRIMARY, stream_timeout=TIMEOUT_S),
                 ml.add("slow", "openai/model-slow-2", weight=1))
+    # a stream that starts, then goes silent
+    Ids.stall = (ml.add("stall", "openai/model-stall", weight=PRIMARY, stream_timeout=TIMEOUT_S, timeout=3),
+                 ml.add("stall", "anthropic/claude-stall-2", weight=1))
     return ml.config(router_settings={"fallbacks": fallbacks})
 
 
@@ -199,3 +203,56 @@ def test_stream_timeout_bounds_only_the_start_of_a_stream(fgw):
     assert s.elapsed > 1.5, f"the scripted stream should take ~2.5s, took {s.elapsed:.2f}s"
     assert_served(s, Ids.slow[0], attempts=1, fallback=False)
     assert attempts_seen(fgw) == [("anthropic", "claude-slow")]
+
+
+def test_stalled_stream_after_first_byte_does_not_hang(fgw):
+    """The provider sends 3 events, then nothing (connection open) for 60 s. The deployment has
+    `stream_timeout: 1` and `timeout: 3`: the client's stream must end (error event + [DONE], or a
+    connection error) within a bound set by those, not by Envoy's 600 s route timeout."""
+    fgw.script("openai", {"match_model": "model-stall", "stall_after_events": 3})
+    s = fgw.stream(chat_body("stall", user("Hi there"), stream=True), deadline=12)
+    assert not isinstance(s.error, TimeoutError), \
+        f"stream still open after {s.elapsed:.1f}s (received {s.raw[-200:]!r})"
+    assert s.status == 200 and s.elapsed < 8, f"ended after {s.elapsed:.1f}s"
+    got = s.content()
+    assert got and (HELLO["openai"] + "Hi there").startswith(got), got
+    if s.error is None:
+        assert s.errors() and s.ends_with_done(), s.raw[-300:]
+    assert attempts_seen(fgw) == [("openai", "model-stall")]
+
+
+def test_truncated_stream_from_a_retried_attempt_is_not_passed_off_as_complete(fgw):
+    """model-mid fails (500) before any byte; the retry on claude-mid-2 (a whole-answer call) is
+    truncated by the provider. Nothing reached the client yet, so the gateway may try the fallback;
+    otherwise the client's stream must carry the partial text, an error event and [DONE]."""
+    fgw.script("openai", {"match_model": "model-mid", "status": 500})
+    fgw.script("anthropic", {"match_model": "claude-mid-2", "truncate_after_events": 5})
+    s = fgw.stream(chat_body("mid-o", user("Hi there"), stream=True), deadline=10)
+    assert s.status == 200 and s.error is None and s.elapsed < 5, (s.status, s.error, s.raw[-300:])
+    if s.headers.get("x-llm-gateway-fallback") == "true":
+        stream_ok(s, "anthropic")
+        assert_served(s, Ids.afb, attempts=3, fallback=True)
+        return
+    assert_served(s, Ids.mid["openai"][1], attempts=2, fallback=False)
+    got, full = s.content(), HELLO["anthropic"] + "Hi there"
+    assert got != full and full.startswith(got), got
+    assert s.errors(), f"a truncated answer must carry an error event: {s.raw[-400:]!r}"
+    assert s.ends_with_done()
+    assert attempts_seen(fgw) == [("openai", "model-mid"), ("anthropic", "claude-mid-2")]
+
+
+def test_reset_mid_body_of_a_retried_attempt_is_never_a_200_with_half_an_answer(fgw):
+    """model-mid fails (500); the retry's provider sends headers and half its JSON body, then
+    resets. The client gets the fallback's complete answer or an OpenAI-shaped 5xx."""
+    fgw.script("openai", {"match_model": "model-mid", "status": 500})
+    fgw.script("anthropic", {"match_model": "claude-mid-2", "reset_after_events": 1})
+    r = fgw.chat(chat_body("mid-o", user("Hi there")), timeout=10)
+    if r.status == 200:
+        chat_ok(r, "anthropic")
+        assert_served(r, Ids.afb, attempts=3, fallback=True)
+        assert attempts_seen(fgw) == [("openai", "model-mid"), ("anthropic", "claude-mid-2"),
+                                      ("anthropic", "claude-fb")]
+    else:
+        assert_openai_error(r, r.status)
+        assert r.status in (502, 503, 504), r.status
+        assert r.headers.get("x-llm-gateway-attempts") in ("2", "3")

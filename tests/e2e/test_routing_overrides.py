@@ -223,3 +223,24 @@ def test_num_retries_bounds_the_attempts_on_the_alias(ogw, num_retries):
     assert seen[0] == ("openai", "model-q0") and seen[-1] == ("anthropic", "claude-ovfb"), seen
     quad = [m for p, m in seen[:-1]]
     assert len(quad) == tried and len(set(quad)) == tried, f"each deployment at most once: {seen}"
+
+
+def test_every_attempt_timing_out_fails_within_the_override_timeouts(ogw):
+    ogw.script("openai", {"match_model": ["model-o1", "model-o2"], "delay_ms": 5000, "repeat": 2})
+    r = ogw.chat(chat_body("ov", user("Hi there"), timeout=0.5, fallbacks=[]), timeout=10)
+    assert_openai_error(r, r.status)
+    assert r.status in (502, 503, 504), r.status
+    assert r.elapsed < 2.5, f"two 0.5 s attempts took {r.elapsed:.2f}s"
+    assert r.headers.get("x-llm-gateway-attempts") == "2"
+    assert attempts_seen(ogw) == [("openai", "model-o1"), ("openai", "model-o2")]
+
+
+@pytest.mark.parametrize("header,value,param", [("x-litellm-num-retries", "abc", None),
+                                                ("x-litellm-num-retries", "-1", "num_retries"),
+                                                ("x-litellm-timeout", "0", "timeout")])
+def test_malformed_override_header_is_a_400(ogw, header, value, param):
+    r = ogw.chat(chat_body("ov", user("Hi there")), headers={header: value})
+    err = assert_openai_error(r, 400)
+    if param:
+        assert err["param"] == param, err
+    assert attempts_seen(ogw) == []

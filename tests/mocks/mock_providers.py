@@ -86,6 +86,9 @@ Control API (on each port, never recorded, never consumes the script):
                                     the body, then reset
     {"truncate_after_events": 3}    stream: write 3 SSE events then end the HTTP
                                     response cleanly (terminating chunk)
+    {"stall_after_events": 3}       stream: write 3 events, then go silent for
+                                    `stall_ms` (default 60000; cut short by a reset)
+                                    with the connection open, then finish normally
     {"error_after_events": 3}       stream: write 3 events, then an SSE error event
                                     (Anthropic `event: error` overloaded_error;
                                     OpenAI `data: {"error":...}`), then end cleanly
@@ -735,9 +738,13 @@ class Endpoint:
             if n is not None:
                 limit = int(n)
         self.rec["response"]["outcome"] = "complete"
+        stall_n = b.get("stall_after_events")
         for i, ev in enumerate(events):
             if limit is not None and i >= limit:
                 break
+            if stall_n is not None and i == int(stall_n):
+                self.rec["response"]["outcome"] = "stalled"
+                self.server.state.sleep(float(b.get("stall_ms", 60000)) / 1000.0)
             if i:
                 time.sleep(self.delay)
             self.write_event(ev)
