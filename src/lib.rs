@@ -27,6 +27,7 @@ pub mod budget;
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod metering;
 pub mod openai;
 pub mod pipeline;
 pub mod pricing;

@@ -20,6 +20,8 @@ pub enum Endpoint {
     ChatCompletions,
     /// `GET /v1/models` (or `/models`).
     Models,
+    /// `GET /key/info` (LiteLLM's key status endpoint).
+    KeyInfo,
     /// A path the gateway serves, with the wrong method.
     MethodNotAllowed,
     /// Anything else.
@@ -34,7 +36,8 @@ pub fn classify(method: &str, path: &str) -> Endpoint {
     match (method, path) {
         ("POST", "/chat/completions") => Endpoint::ChatCompletions,
         ("GET", "/models") => Endpoint::Models,
-        (_, "/chat/completions") | (_, "/models") => Endpoint::MethodNotAllowed,
+        ("GET", "/key/info") => Endpoint::KeyInfo,
+        (_, "/chat/completions") | (_, "/models") | (_, "/key/info") => Endpoint::MethodNotAllowed,
         _ => Endpoint::Unknown,
     }
 }
@@ -84,6 +87,23 @@ pub fn models_body(cfg: &Config, created: u64) -> Vec<u8> {
     json!({"object": "list", "data": data})
         .to_string()
         .into_bytes()
+}
+
+/// Ask OpenAI-compatible providers for usage in streams
+/// (`stream_options.include_usage`) so the request can be charged; the
+/// client's own choice stays in the typed view and decides whether it sees
+/// the usage chunk.
+pub fn request_stream_usage(parsed: &mut ParsedRequest) {
+    if !parsed.chat.is_stream() || parsed.chat.include_usage() {
+        return;
+    }
+    let opts = parsed
+        .raw
+        .entry("stream_options")
+        .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    if let serde_json::Value::Object(o) = opts {
+        o.insert("include_usage".into(), serde_json::Value::Bool(true));
+    }
 }
 
 /// One attempt of a chat request on one deployment.
@@ -225,6 +245,12 @@ pub struct Exchange {
     mode: Mode,
     usage: Option<Usage>,
     finished: bool,
+    /// The request is charged: usage must be read even from answers that
+    /// could pass through untouched.
+    need_usage: bool,
+    /// Bytes of translated stream sent on (for an estimate when a stream
+    /// ends without usage).
+    streamed_bytes: usize,
 }
 
 impl Exchange {
@@ -237,7 +263,19 @@ impl Exchange {
             mode: Mode::Pending,
             usage: None,
             finished: false,
+            need_usage: false,
+            streamed_bytes: 0,
         }
+    }
+
+    /// Read usage from every answer (the request is charged).
+    pub fn require_usage(&mut self) {
+        self.need_usage = true;
+    }
+
+    /// Bytes of translated stream sent on so far.
+    pub fn streamed_bytes(&self) -> usize {
+        self.streamed_bytes
     }
 
     /// Whether the client asked for a stream.
@@ -274,7 +312,7 @@ impl Exchange {
                 buffer_body: false,
             };
         }
-        if self.translator.passes_response_through() {
+        if self.translator.passes_response_through() && !self.need_usage {
             self.mode = Mode::Passthrough;
             return HeaderEdits {
                 status: None,
@@ -325,6 +363,7 @@ impl Exchange {
             self.finished = true;
             s.finish(&mut out);
         }
+        self.streamed_bytes += out.len();
         Some(out)
     }
 
@@ -485,5 +524,30 @@ mod tests {
         .err()
         .unwrap();
         assert_eq!(e.status, 404);
+    }
+}
+#[cfg(test)]
+mod usage_tests {
+    use super::*;
+    #[test]
+    fn passthrough_reads_usage_when_required() {
+        let c = crate::config::parse(
+            br#"{"model_list":[{"model_name":"fast","litellm_params":{"model":"openai/gpt-x","api_base":"http://127.0.0.1:9/v1"}}],"gateway":{"clusters":{"openai":"mock"}}}"#,
+            &|_| None,
+        ).unwrap();
+        let mut a = plan_chat(
+            &c,
+            br#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#,
+            0,
+            "x".into(),
+            5,
+        )
+        .unwrap();
+        a.exchange.require_usage();
+        let h = a.exchange.response_headers(200);
+        assert!(h.buffer_body);
+        let out = a.exchange.complete_body(br#"{"id":"c","object":"chat.completion","choices":[],"usage":{"prompt_tokens":4000,"completion_tokens":1000,"total_tokens":5000,"prompt_tokens_details":{"cached_tokens":0}}}"#);
+        assert!(out.is_some());
+        assert_eq!(a.exchange.usage().map(|u| u.total_tokens), Some(5000));
     }
 }

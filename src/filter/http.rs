@@ -20,8 +20,10 @@ use proxy_wasm::types::{Action, BufferType, MapType};
 
 use super::host::{self, WasmStore};
 use super::metrics::{self, Event};
+use crate::budget::{self, Admission};
 use crate::config::{Config, Deployment};
 use crate::error::{ErrorKind, GatewayError};
+use crate::metering::{self, CallerId};
 use crate::openai::ParsedRequest;
 use crate::pipeline::{self, Endpoint, Exchange};
 use crate::routing::{self, ErrorClass, FailureKind, Overrides};
@@ -75,6 +77,17 @@ pub struct GatewayHttp {
     /// Context-window / content-policy fallbacks were already planned.
     error_fallbacks_planned: bool,
     last_error: Option<GatewayError>,
+    /// Who is calling (virtual key alias, master, or open).
+    caller: CallerId,
+    /// The budget and limit holds of a keyed request, settled once.
+    admission: Option<Admission>,
+    /// `retry-after` seconds for a rate-limit refusal.
+    retry_after: Option<u64>,
+    body_len: usize,
+    /// Cost charged, once settled.
+    charged: Option<u64>,
+    /// Usage must be read from every answer.
+    need_usage: bool,
 }
 
 impl GatewayHttp {
@@ -98,14 +111,73 @@ impl GatewayHttp {
             first_byte_ms: None,
             error_fallbacks_planned: false,
             last_error: None,
+            caller: CallerId::Open,
+            admission: None,
+            retry_after: None,
+            body_len: 0,
+            charged: None,
+            need_usage: false,
         }
     }
 
     fn reply_error(&mut self, err: &GatewayError) -> Action {
-        debug!("llm-gateway: refusing request: {err}");
+        debug!(
+            "llm-gateway: refusing request from {}: {err}",
+            self.caller.label()
+        );
         self.replied = true;
-        host::send_error(err, &self.served_headers());
+        let mut headers = self.served_headers();
+        if let Some(s) = self.retry_after {
+            headers.push(("retry-after".to_string(), s.to_string()));
+        }
+        host::send_error(err, &headers);
+        self.settle();
         Action::Pause
+    }
+
+    /// Charge the request once: usage (or an estimate) -> cost -> a usage
+    /// event for the counter service; release its parallel slot. Returns the
+    /// cost. Called when the answer is complete, and from `on_log` for every
+    /// other ending (client abort, reset), so holds are never leaked.
+    fn settle(&mut self) -> Option<u64> {
+        if self.charged.is_some() {
+            return self.charged;
+        }
+        let adm = self.admission.as_ref()?;
+        let cfg = Rc::clone(&self.cfg);
+        let dep = self.current.and_then(|t| cfg.deployments.get(t.idx));
+        let usage = self.exchange.as_ref().and_then(|e| e.usage());
+        let streamed = self.exchange.as_ref().map_or(0, |e| e.streamed_bytes());
+        let (cost, tokens) = match dep {
+            Some(d) if self.attempts > 0 => metering::charge(d, usage, self.body_len, streamed),
+            _ => (0, Default::default()),
+        };
+        let now = host::now_ms();
+        if let Some(event) = metering::settle(adm, cost, &tokens, now) {
+            enqueue_usage(&event, now);
+        }
+        if let Err(e) = budget::release(&WasmStore, adm) {
+            warn!("llm-gateway: parallel slot not released: {e}");
+        }
+        let model = adm.model().to_string();
+        let key = adm.key_alias().map(str::to_string);
+        metrics::count_usage(key.as_deref(), &model, "requests", 1);
+        metrics::count_usage(key.as_deref(), &model, "tokens", tokens.total());
+        metrics::count_usage(key.as_deref(), &model, "cost_micro_usd", cost);
+        self.charged = Some(cost);
+        Some(cost)
+    }
+
+    /// Cost and remaining-budget headers, settling the request.
+    fn cost_headers(&mut self) -> Vec<(String, String)> {
+        let Some(cost) = self.settle() else {
+            return Vec::new();
+        };
+        let remaining = self
+            .admission
+            .as_ref()
+            .and_then(|a| budget::remaining_micro(&WasmStore, a, host::now_ms()));
+        metering::cost_headers(cost, remaining)
     }
 
     fn deployment(&self, idx: usize) -> Option<&Deployment> {
@@ -235,7 +307,9 @@ impl GatewayHttp {
                 host::remove_request_header(h);
             }
         }
-        let (parsed, overrides) = pipeline::prepare_chat(body, &header_overrides)?;
+        let (mut parsed, overrides) = pipeline::prepare_chat(body, &header_overrides)?;
+        crate::keys::authorize_model(&self.caller.caller(&cfg), &parsed.chat.model)?;
+        self.body_len = body.len();
         let now_ms = host::now_ms();
         let rand = u64::from_le_bytes(host::random_bytes::<8>());
         self.id = format!("chatcmpl-{}", hex(&host::random_bytes::<12>()));
@@ -250,7 +324,48 @@ impl GatewayHttp {
             rand,
             &overrides,
         )?;
-        self.remaining = self.plan_tries(plan.attempts);
+        // A key may fall back only to aliases it may use itself.
+        let allowed: Vec<_> = plan
+            .attempts
+            .into_iter()
+            .filter(|a| self.caller.may_use(&cfg, &a.deployment.alias))
+            .collect();
+        if let CallerId::Key(_) = self.caller {
+            let deps: Vec<&Deployment> = allowed.iter().map(|a| a.deployment).collect();
+            let reserve = metering::reservation(&cfg, &deps, body.len(), &parsed.chat);
+            let caller = self.caller.caller(&cfg);
+            match budget::admit(
+                &WasmStore,
+                cfg.keys.as_ref(),
+                &caller,
+                &parsed.chat.model,
+                reserve,
+                now_ms,
+            ) {
+                Ok(adm) => {
+                    if !adm.is_empty() {
+                        self.admission = Some(adm);
+                    }
+                }
+                Err(r) => {
+                    metrics::count_usage(
+                        Some(self.caller.label()),
+                        &parsed.chat.model,
+                        &format!("rejected_{}", r.reason.as_str()),
+                        1,
+                    );
+                    self.retry_after = r.retry_after;
+                    return Err(r.error);
+                }
+            }
+        }
+        // Usage is read from every answer when it is charged or routes by tokens.
+        self.need_usage = self.admission.is_some()
+            || cfg.router.routing_strategy == crate::config::RoutingStrategy::UsageBased;
+        if self.need_usage {
+            pipeline::request_stream_usage(&mut parsed);
+        }
+        self.remaining = self.plan_tries(allowed);
         self.overrides = overrides;
 
         // The first attempt any deployment of the plan can take goes through the router.
@@ -289,20 +404,38 @@ impl GatewayHttp {
         }
         host::set_request_header("content-length", &up.body.len().to_string());
         host::set_request_header(&cfg.cluster_header, &attempt.deployment.cluster);
-        let timeout_header = if self.stream {
-            // Per try: for a stream only until its response headers arrive.
-            "x-envoy-upstream-rq-per-try-timeout-ms"
+        if self.stream {
+            // `stream_timeout` bounds the wait for the stream to start (Envoy's
+            // per-try timeout ends when response headers arrive); `timeout`
+            // bounds the whole stream, so a stalled stream is cut, never hangs.
+            host::set_request_header(
+                "x-envoy-upstream-rq-per-try-timeout-ms",
+                &t.timeout_ms.to_string(),
+            );
+            let whole = self.overrides.timeout_ms.unwrap_or(
+                attempt
+                    .deployment
+                    .timeout_ms
+                    .unwrap_or(cfg.router.timeout_ms),
+            );
+            host::set_request_header(
+                "x-envoy-upstream-rq-timeout-ms",
+                &whole.max(t.timeout_ms).to_string(),
+            );
         } else {
-            "x-envoy-upstream-rq-timeout-ms"
-        };
-        host::set_request_header(timeout_header, &t.timeout_ms.to_string());
+            host::set_request_header("x-envoy-upstream-rq-timeout-ms", &t.timeout_ms.to_string());
+        }
         host::replace_body(BufferType::HttpRequestBody, body.len(), &up.body);
         host::clear_route_cache();
         debug!(
             "llm-gateway: routed to {}",
             pipeline::describe(attempt.deployment)
         );
-        self.exchange = Some(attempt.exchange);
+        let mut exchange = attempt.exchange;
+        if self.need_usage {
+            exchange.require_usage();
+        }
+        self.exchange = Some(exchange);
         self.parsed = Some(parsed);
         self.begin_attempt(t);
         Ok(())
@@ -359,7 +492,11 @@ impl GatewayHttp {
             ) {
                 Ok(_) => {
                     debug!("llm-gateway: next attempt on {}", pipeline::describe(dep));
-                    self.exchange = Some(attempt.exchange);
+                    let mut exchange = attempt.exchange;
+                    if self.need_usage {
+                        exchange.require_usage();
+                    }
+                    self.exchange = Some(exchange);
                     self.begin_attempt(t);
                     dispatched = true;
                     break;
@@ -431,8 +568,34 @@ impl GatewayHttp {
                 return;
             }
         };
+        let mut served = served;
+        served.extend(self.cost_headers());
         self.replied = true;
         host::send_json_with(reply.status, reply.content_type, &reply.body, &served);
+    }
+}
+
+/// Hand a usage event to the counter service through the shared queue, or,
+/// when no counter service runs (a `WasmPlugin` without the bootstrap
+/// extension), apply it here: the CAS writes are exact either way, the
+/// service only keeps the hot records off the request path.
+fn enqueue_usage(event: &[u8], now_ms: u64) {
+    thread_local! {
+        static QUEUE: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+    }
+    let queue = QUEUE.with(|q| {
+        if q.get().is_none() {
+            if let Ok(Some(id)) =
+                hostcalls::resolve_shared_queue("llm_gateway", super::root::USAGE_QUEUE)
+            {
+                q.set(Some(id));
+            }
+        }
+        q.get()
+    });
+    match queue.map(|q| hostcalls::enqueue_shared_queue(q, Some(event))) {
+        Some(Ok(())) => {}
+        _ => super::root::apply_usage_event(event, now_ms),
     }
 }
 
@@ -497,6 +660,8 @@ impl Context for GatewayHttp {
         };
         let w = ex.whole_response(status, &body);
         self.attempt_succeeded();
+        let mut served = served;
+        served.extend(self.cost_headers());
         self.replied = true;
         host::send_json_with(w.status, w.content_type, &w.body, &served);
     }
@@ -507,12 +672,37 @@ impl HttpContext for GatewayHttp {
         host::remove_request_header(host::LOCAL_REPLY_MARKER);
         let method = host::request_header(":method").unwrap_or_default();
         let path = host::request_header(":path").unwrap_or_default();
-        match pipeline::classify(&method, &path) {
+        let endpoint = pipeline::classify(&method, &path);
+        if matches!(
+            endpoint,
+            Endpoint::Models | Endpoint::KeyInfo | Endpoint::ChatCompletions
+        ) {
+            let authorization = host::request_header("authorization");
+            let x_api_key = host::request_header("x-api-key");
+            match CallerId::authenticate(&self.cfg, authorization.as_deref(), x_api_key.as_deref())
+            {
+                Ok(c) => self.caller = c,
+                Err(e) => return self.reply_error(&e),
+            }
+        }
+        match endpoint {
             Endpoint::Models => {
                 self.replied = true;
-                let body = pipeline::models_body(&self.cfg, host::now_unix());
+                let body = metering::models_body(&self.cfg, &self.caller, host::now_unix());
                 host::send_json_with(200, "application/json", &body, &[]);
                 Action::Pause
+            }
+            Endpoint::KeyInfo => {
+                let query = path.split_once('?').map_or("", |(_, q)| q);
+                match metering::key_info(&self.cfg, &WasmStore, &self.caller, query, host::now_ms())
+                {
+                    Ok(body) => {
+                        self.replied = true;
+                        host::send_json_with(200, "application/json", &body, &[]);
+                        Action::Pause
+                    }
+                    Err(e) => self.reply_error(&e),
+                }
             }
             Endpoint::Unknown => self.reply_error(&pipeline::unknown_endpoint(&method, &path)),
             Endpoint::MethodNotAllowed => {
@@ -650,6 +840,10 @@ impl HttpContext for GatewayHttp {
             if upstream_status.is_none() {
                 self.attempt_succeeded();
             }
+            // The headers are still held: the cost can go in them.
+            for (k, v) in self.cost_headers() {
+                host::set_response_header(&k, &v);
+            }
             return Action::Continue;
         }
         let Some(exchange) = self.exchange.as_mut() else {
@@ -669,6 +863,7 @@ impl HttpContext for GatewayHttp {
         }
         if end_of_stream {
             self.attempt_succeeded();
+            self.settle();
         }
         Action::Continue
     }
@@ -676,5 +871,6 @@ impl HttpContext for GatewayHttp {
     fn on_log(&mut self) {
         // Client gone, upstream reset mid-stream, or any ending not seen above.
         self.end_in_flight();
+        self.settle();
     }
 }

@@ -46,9 +46,15 @@ thread_local! {
 
 /// Add one to `event` for `dep`.
 pub fn count(event: Event, dep: &Deployment) {
-    let sid: String = dep
-        .id
-        .chars()
+    add(
+        &format!("llm_gateway.{}.{}", event.name(), sanitize(&dep.id)),
+        1,
+    );
+}
+
+/// A name part with every character outside `[A-Za-z0-9_]` as `_`.
+pub fn sanitize(s: &str) -> String {
+    s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' {
                 c
@@ -56,18 +62,31 @@ pub fn count(event: Event, dep: &Deployment) {
                 '_'
             }
         })
-        .collect();
-    let name = format!("llm_gateway.{}.{sid}", event.name());
+        .collect()
+}
+
+/// Per key alias and per model alias: `llm_gateway.key.<alias>.<what>` and
+/// `llm_gateway.model.<alias>.<what>` (`requests`, `tokens`,
+/// `cost_micro_usd`, `rejected_<reason>`).
+pub fn count_usage(key: Option<&str>, model: &str, what: &str, n: u64) {
+    if let Some(k) = key {
+        add(&format!("llm_gateway.key.{}.{what}", sanitize(k)), n);
+    }
+    add(&format!("llm_gateway.model.{}.{what}", sanitize(model)), n);
+}
+
+/// Add `n` to the counter `name`, defining it on first use.
+pub fn add(name: &str, n: u64) {
     let id = IDS.with(|ids| {
         let mut ids = ids.borrow_mut();
-        if let Some(id) = ids.get(&name) {
+        if let Some(id) = ids.get(name) {
             return Some(*id);
         }
-        let id = hostcalls::define_metric(MetricType::Counter, &name).ok()?;
-        ids.insert(name, id);
+        let id = hostcalls::define_metric(MetricType::Counter, name).ok()?;
+        ids.insert(name.to_string(), id);
         Some(id)
     });
     if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, 1);
+        let _ = hostcalls::increment_metric(id, n.min(i64::MAX as u64) as i64);
     }
 }

@@ -88,6 +88,9 @@ impl RootContext for GatewayRoot {
         );
         // Every worker runs this; seeding only creates missing records.
         crate::routing::seed(&WasmStore, &cfg);
+        if let Some(ring) = cfg.keys.as_ref() {
+            crate::budget::seed(&WasmStore, ring);
+        }
         self.config = Some(Rc::new(cfg));
         true
     }
@@ -127,6 +130,9 @@ impl GatewayRoot {
                 return false;
             }
         }
+        if let Some(ring) = cfg.keys.as_ref() {
+            crate::budget::seed(&WasmStore, ring);
+        }
         let _ = hostcalls::set_tick_period(Duration::from_secs(1));
         info!("llm-gateway counter: serving usage queue {USAGE_QUEUE}");
         self.config = Some(Rc::new(cfg));
@@ -156,5 +162,7 @@ fn drain_usage_queue(queue_id: u32) {
 /// Fold one usage event into the shared totals (also used by filters when
 /// no counter service is running).
 pub fn apply_usage_event(event: &[u8], now_ms: u64) {
-    let _ = (event, now_ms);
+    if let Err(e) = crate::budget::apply_event(&WasmStore, event, now_ms) {
+        warn!("llm-gateway counter: usage event not fully applied: {e:?}");
+    }
 }

@@ -60,8 +60,11 @@ impl Translator for OpenAiCompat {
         })
     }
 
-    fn stream(&self, _meta: ResponseMeta) -> Box<dyn StreamTranslator> {
-        Box::new(PassthroughStream::default())
+    fn stream(&self, meta: ResponseMeta) -> Box<dyn StreamTranslator> {
+        Box::new(PassthroughStream {
+            hide_usage_chunk: !meta.include_usage,
+            ..Default::default()
+        })
     }
 
     fn error(&self, status: u16, body: &[u8]) -> GatewayError {
@@ -126,9 +129,15 @@ pub fn snippet(body: &[u8]) -> String {
 /// Only whole lines are forwarded: a line cut across body callbacks is held
 /// (never more than one line) until its end arrives. So if the upstream stops
 /// mid-line, the client never sees half an event glued to the error event.
+///
+/// When the client did not ask for usage (`stream_options.include_usage`) but
+/// the gateway asked the provider for it (to charge the request), the
+/// usage-only chunk (`"choices": []`) is taken out: events are then forwarded
+/// one by one, re-framed as `data: ...` lines, instead of byte for byte.
 #[derive(Default)]
 struct PassthroughStream {
     decoder: SseDecoder,
+    hide_usage_chunk: bool,
     /// The bytes after the last line break seen.
     tail: Vec<u8>,
     done: bool,
@@ -137,6 +146,12 @@ struct PassthroughStream {
 
 impl StreamTranslator for PassthroughStream {
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        if self.hide_usage_chunk {
+            for ev in self.decoder.feed(bytes) {
+                self.forward_event(&ev.data, out);
+            }
+            return;
+        }
         for ev in self.decoder.feed(bytes) {
             self.observe(&ev.data);
         }
@@ -151,6 +166,19 @@ impl StreamTranslator for PassthroughStream {
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.hide_usage_chunk {
+            // An event the stream did not close is cut short: only a final
+            // `[DONE]` missing its blank line is forwarded.
+            for ev in self.decoder.finish() {
+                if ev.data == "[DONE]" {
+                    self.forward_event(&ev.data, out);
+                }
+            }
+            if !self.done {
+                Self::truncated(out);
+            }
+            return;
+        }
         let was_done = self.done;
         for ev in self.decoder.finish() {
             self.observe(&ev.data);
@@ -168,6 +196,16 @@ impl StreamTranslator for PassthroughStream {
         // Cut short: drop the partial line, close any open event, report.
         self.tail.clear();
         out.extend_from_slice(b"\n");
+        Self::truncated(out);
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+}
+
+impl PassthroughStream {
+    fn truncated(out: &mut Vec<u8>) {
         let err = GatewayError::new(
             502,
             ErrorKind::Upstream,
@@ -178,12 +216,26 @@ impl StreamTranslator for PassthroughStream {
         write_done(out);
     }
 
-    fn usage(&self) -> Option<Usage> {
-        self.usage
+    /// Event-granular forwarding (see the type docs).
+    fn forward_event(&mut self, data: &str, out: &mut Vec<u8>) {
+        if data.is_empty() {
+            return;
+        }
+        self.observe(data);
+        let usage_only = data.contains("\"usage\"")
+            && serde_json::from_str::<Value>(data)
+                .ok()
+                .and_then(|v| {
+                    v.get("choices")
+                        .and_then(Value::as_array)
+                        .map(Vec::is_empty)
+                })
+                .unwrap_or(false);
+        if !usage_only {
+            crate::sse::write_data(out, data);
+        }
     }
-}
 
-impl PassthroughStream {
     fn observe(&mut self, data: &str) {
         if data == "[DONE]" {
             self.done = true;

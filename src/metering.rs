@@ -1,0 +1,263 @@
+//! The request-level glue between keys, budgets and pricing: what the filter
+//! asks at admission and at the end of a request.
+//!
+//! The filter holds a [`CallerId`] (owned; the key ring lives in the shared
+//! configuration) and an [`Account`] per request; everything here is pure.
+
+use serde_json::{json, Value};
+
+use crate::budget::{self, Admission, Refusal};
+use crate::config::{Config, Deployment};
+use crate::error::{ErrorKind, GatewayError};
+use crate::keys::{self, Caller};
+use crate::openai::{ChatRequest, Usage};
+use crate::pricing::{self, TokenUsage};
+use crate::store::SharedStore;
+
+/// Who is calling, without borrowing the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallerId {
+    /// No `virtual_keys` configured: the gateway runs open.
+    Open,
+    /// The master key.
+    Master,
+    /// A virtual key, by `key_alias`.
+    Key(String),
+}
+
+impl CallerId {
+    /// Authenticate the request's credentials against the configured keys.
+    pub fn authenticate(
+        cfg: &Config,
+        authorization: Option<&str>,
+        x_api_key: Option<&str>,
+    ) -> Result<CallerId, GatewayError> {
+        Ok(
+            match keys::authenticate(cfg.keys.as_ref(), authorization, x_api_key)? {
+                Caller::Open => CallerId::Open,
+                Caller::Master => CallerId::Master,
+                Caller::Key(k) => CallerId::Key(k.alias.clone()),
+            },
+        )
+    }
+
+    /// The borrowed form the key and budget functions take.
+    pub fn caller<'a>(&self, cfg: &'a Config) -> Caller<'a> {
+        match self {
+            CallerId::Open => Caller::Open,
+            CallerId::Master => Caller::Master,
+            CallerId::Key(alias) => match cfg.keys.as_ref().and_then(|r| r.key_by_alias(alias)) {
+                Some(k) => Caller::Key(k),
+                None => Caller::Open, // ok: aliases come from this same config
+            },
+        }
+    }
+
+    /// What logs and metrics call the caller: never the key itself.
+    pub fn label(&self) -> &str {
+        match self {
+            CallerId::Open => "open",
+            CallerId::Master => "master",
+            CallerId::Key(a) => a,
+        }
+    }
+
+    /// Whether this caller may use `alias`.
+    pub fn may_use(&self, cfg: &Config, alias: &str) -> bool {
+        keys::authorize_model(&self.caller(cfg), alias).is_ok()
+    }
+}
+
+/// The reservation for a request that may be served by any of `deployments`:
+/// its maximum cost at the priciest of them, so a fallback cannot overshoot.
+/// `None` when reservation is off (`gateway.budget_reservation: false`).
+pub fn reservation(
+    cfg: &Config,
+    deployments: &[&Deployment],
+    body_len: usize,
+    chat: &ChatRequest,
+) -> Option<u64> {
+    if !cfg.budget.reservation {
+        return None;
+    }
+    let n = chat.n.unwrap_or(1).max(1);
+    let max_out = chat
+        .max_output_tokens()
+        .unwrap_or(cfg.budget.default_max_tokens)
+        .saturating_mul(n);
+    let prompt = budget::prompt_estimate_tokens(body_len);
+    Some(
+        deployments
+            .iter()
+            .map(|d| budget::reservation_micro(d.price.as_ref(), prompt, max_out))
+            .max()
+            .unwrap_or(0),
+    )
+}
+
+/// A budget refusal as the error and `retry-after` the client gets.
+pub fn refusal_reply(r: &Refusal) -> (GatewayError, Option<u64>) {
+    (r.error.clone(), r.retry_after)
+}
+
+/// What one request is charged, from what the provider reported, or (when
+/// the request ended before any usage arrived: a client abort mid-stream) an
+/// estimate: the prompt from the body size and the completion from the bytes
+/// already streamed to the client, at 4 bytes a token; the streamed bytes
+/// include the SSE framing, so this overestimates rather than under-charges.
+pub fn charge(
+    dep: &Deployment,
+    usage: Option<Usage>,
+    body_len: usize,
+    streamed_bytes: usize,
+) -> (u64, TokenUsage) {
+    let tokens = match usage {
+        Some(u) => TokenUsage::from(u),
+        None if streamed_bytes > 0 => TokenUsage {
+            prompt: budget::prompt_estimate_tokens(body_len),
+            completion: budget::prompt_estimate_tokens(streamed_bytes),
+            ..TokenUsage::default()
+        },
+        None => TokenUsage::default(),
+    };
+    (pricing::cost_micro(dep.price.as_ref(), &tokens), tokens)
+}
+
+/// `GET /v1/models` for a caller: the aliases it may use.
+pub fn models_body(cfg: &Config, caller: &CallerId, created: u64) -> Vec<u8> {
+    let data: Vec<_> = cfg
+        .aliases()
+        .into_iter()
+        .filter(|a| caller.may_use(cfg, a))
+        .map(|a| json!({"id": a, "object": "model", "created": created, "owned_by": "llm-gateway"}))
+        .collect();
+    json!({"object": "list", "data": data})
+        .to_string()
+        .into_bytes()
+}
+
+/// `GET /key/info`: the caller's own key; the master key may name any key
+/// with `?key=<plain key>` or `?key_alias=<alias>` (LiteLLM's query).
+pub fn key_info(
+    cfg: &Config,
+    store: &dyn SharedStore,
+    caller: &CallerId,
+    query: &str,
+    now_ms: u64,
+) -> Result<Vec<u8>, GatewayError> {
+    let Some(ring) = cfg.keys.as_ref() else {
+        return Err(GatewayError::new(
+            404,
+            ErrorKind::NotFound,
+            "no virtual keys are configured on this gateway",
+        ));
+    };
+    let param = |name: &str| {
+        query.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k == name).then(|| percent_decode(v))
+        })
+    };
+    let key = match caller {
+        CallerId::Key(alias) => ring.key_by_alias(alias),
+        CallerId::Master => {
+            if let Some(plain) = param("key") {
+                ring.key_by_plain(&plain)
+            } else if let Some(alias) = param("key_alias") {
+                ring.key_by_alias(&alias)
+            } else {
+                return Err(GatewayError::bad_param(
+                    "key",
+                    "the master key must name a key: ?key=<key> or ?key_alias=<alias>",
+                ));
+            }
+        }
+        CallerId::Open => None,
+    };
+    let Some(key) = key else {
+        return Err(
+            GatewayError::new(404, ErrorKind::NotFound, "no such key").with_code("key_not_found")
+        );
+    };
+    let info = budget::key_info(store, ring, key, now_ms);
+    Ok(
+        json!({"key": keys::digest_string(&key.digest).get(..15).unwrap_or(""), "info": info})
+            .to_string()
+            .into_bytes(),
+    )
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Cost and remaining budget as response header values (USD).
+pub fn cost_headers(cost_micro: u64, remaining_micro: Option<u64>) -> Vec<(String, String)> {
+    let mut h = vec![(
+        "x-llm-gateway-response-cost".to_string(),
+        budget::format_usd(cost_micro),
+    )];
+    if let Some(r) = remaining_micro {
+        h.push((
+            "x-llm-gateway-remaining-budget".to_string(),
+            budget::format_usd(r),
+        ));
+    }
+    h
+}
+
+/// Settle an admission: the usage event for the counter service.
+pub fn settle(
+    adm: &Admission,
+    cost_micro: u64,
+    tokens: &TokenUsage,
+    now_ms: u64,
+) -> Option<Vec<u8>> {
+    budget::usage_event(adm, cost_micro, tokens, now_ms)
+}
+
+/// JSON for logs and tests.
+pub fn describe_charge(cost_micro: u64, tokens: &TokenUsage) -> Value {
+    json!({"cost": budget::format_usd(cost_micro), "prompt_tokens": tokens.prompt, "completion_tokens": tokens.completion})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("sk-a%2Bb+c%zz"), "sk-a+b c%zz");
+        assert_eq!(percent_decode("%4"), "%4");
+    }
+}
