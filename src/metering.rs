@@ -223,15 +223,11 @@ fn percent_decode(s: &str) -> String {
 
 /// Cost and remaining budget as response header values (USD).
 pub fn cost_headers(cost_micro: u64, remaining_micro: Option<u64>) -> Vec<(String, String)> {
-    let mut h = vec![(
-        "x-llm-gateway-response-cost".to_string(),
-        budget::format_usd(cost_micro),
-    )];
+    // A plain decimal number of USD, as LiteLLM's x-litellm-response-cost.
+    let usd = |m: u64| budget::format_usd(m).trim_start_matches('$').to_string();
+    let mut h = vec![("x-llm-gateway-response-cost".to_string(), usd(cost_micro))];
     if let Some(r) = remaining_micro {
-        h.push((
-            "x-llm-gateway-remaining-budget".to_string(),
-            budget::format_usd(r),
-        ));
+        h.push(("x-llm-gateway-remaining-budget".to_string(), usd(r)));
     }
     h
 }
