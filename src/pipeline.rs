@@ -251,6 +251,24 @@ pub struct Exchange {
     /// Bytes of translated stream sent on (for an estimate when a stream
     /// ends without usage).
     streamed_bytes: usize,
+    /// Mid-stream budget enforcement, when on.
+    limit: Option<MidStreamLimit>,
+    /// Generated text seen so far (content, reasoning, tool arguments), in bytes.
+    generated_bytes: usize,
+    /// The stream was ended at the budget; the usage it was charged with.
+    cut_usage: Option<Usage>,
+}
+
+/// `gateway.enforce_mid_stream`: end a stream cleanly once its running cost,
+/// estimated from the text streamed so far, reaches what its budget has left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MidStreamLimit {
+    /// Prompt tokens (estimated from the request body).
+    pub prompt_tokens: u64,
+    /// The serving deployment's prices.
+    pub price: Option<crate::pricing::ModelPrice>,
+    /// What this request may spend, micro-USD.
+    pub limit_micro: u64,
 }
 
 impl Exchange {
@@ -265,7 +283,20 @@ impl Exchange {
             finished: false,
             need_usage: false,
             streamed_bytes: 0,
+            limit: None,
+            generated_bytes: 0,
+            cut_usage: None,
         }
+    }
+
+    /// Turn on mid-stream enforcement for this attempt.
+    pub fn set_mid_stream_limit(&mut self, limit: MidStreamLimit) {
+        self.limit = Some(limit);
+    }
+
+    /// Whether the stream was ended at the budget.
+    pub fn was_cut(&self) -> bool {
+        self.cut_usage.is_some()
     }
 
     /// Read usage from every answer (the request is charged).
@@ -285,6 +316,9 @@ impl Exchange {
 
     /// Usage the provider reported (after the body is processed).
     pub fn usage(&self) -> Option<Usage> {
+        if let Some(u) = self.cut_usage {
+            return Some(u);
+        }
         match &self.mode {
             Mode::Stream(s) => s.usage(),
             _ => self.usage,
@@ -357,14 +391,63 @@ impl Exchange {
         let Mode::Stream(s) = &mut self.mode else {
             return None;
         };
+        if self.cut_usage.is_some() {
+            // Ended at the budget: the rest of the provider's stream is dropped.
+            return Some(Vec::new());
+        }
         let mut out = Vec::with_capacity(chunk.len() + 64);
         s.feed(chunk, &mut out);
         if end_of_stream && !self.finished {
             self.finished = true;
             s.finish(&mut out);
         }
+        if let Some(limit) = self.limit.clone() {
+            let reported = s.usage();
+            if let Some(cut) = self.enforce(&limit, reported, &mut out) {
+                self.cut_usage = Some(cut);
+            }
+        }
         self.streamed_bytes += out.len();
         Some(out)
+    }
+
+    /// Count the generated text in `out` event by event; at the first event
+    /// whose running cost reaches the limit, drop what follows it and close the
+    /// stream: a final chunk with `finish_reason: "length"` and the usage the
+    /// request is charged with, then `[DONE]`.
+    fn enforce(
+        &mut self,
+        limit: &MidStreamLimit,
+        reported: Option<Usage>,
+        out: &mut Vec<u8>,
+    ) -> Option<Usage> {
+        // The provider's prompt count when it gave one (Anthropic does at the start).
+        let prompt = reported
+            .map(|u| u.prompt_tokens)
+            .filter(|p| *p > 0)
+            .unwrap_or(limit.prompt_tokens);
+        let mut pos = 0;
+        while let Some(rel) = find_event_end(&out[pos..]) {
+            let end = pos + rel;
+            self.generated_bytes += generated_text_bytes(&out[pos..end]);
+            pos = end;
+            let completion = (self.generated_bytes as u64).div_ceil(4);
+            let cost = crate::pricing::max_cost_micro(limit.price.as_ref(), prompt, completion);
+            if cost >= limit.limit_micro {
+                out.truncate(pos);
+                let usage = Usage::new(prompt, completion);
+                let chunk = json!({
+                    "id": self.meta.id, "object": "chat.completion.chunk", "created": self.meta.created,
+                    "model": self.meta.model,
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}],
+                    "usage": usage,
+                });
+                crate::sse::write_data(out, &chunk.to_string());
+                crate::sse::write_done(out);
+                return Some(usage);
+            }
+        }
+        None
     }
 
     /// Translate a complete upstream answer in one go.
@@ -407,6 +490,42 @@ impl Exchange {
 /// `<alias>#<index in model_list>`, never a key.
 pub fn deployment_label(dep: &Deployment) -> String {
     dep.id.clone()
+}
+
+/// The end (exclusive) of the first complete `data: ...\n\n` event in
+/// `bytes` (the translators' own output, always LF-framed).
+fn find_event_end(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(2).position(|w| w == b"\n\n").map(|i| i + 2)
+}
+
+/// Bytes of generated text in one OpenAI chunk event: delta content,
+/// reasoning content and tool-call arguments.
+fn generated_text_bytes(event: &[u8]) -> usize {
+    let Some(data) = event.strip_prefix(b"data: ") else {
+        return 0;
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(data.trim_ascii_end()) else {
+        return 0;
+    };
+    let Some(choices) = v.get("choices").and_then(|c| c.as_array()) else {
+        return 0;
+    };
+    let mut n = 0;
+    for c in choices {
+        let Some(d) = c.get("delta") else { continue };
+        for k in ["content", "reasoning_content"] {
+            n += d.get(k).and_then(|t| t.as_str()).map_or(0, str::len);
+        }
+        if let Some(calls) = d.get("tool_calls").and_then(|t| t.as_array()) {
+            for call in calls {
+                n += call
+                    .pointer("/function/arguments")
+                    .and_then(|t| t.as_str())
+                    .map_or(0, str::len);
+            }
+        }
+    }
+    n
 }
 
 /// A short label for logs: never the key, only alias and provider model.
@@ -529,6 +648,59 @@ mod tests {
 #[cfg(test)]
 mod usage_tests {
     use super::*;
+
+    #[test]
+    fn mid_stream_limit_cuts_at_the_budget_with_a_clean_end() {
+        let c = crate::config::parse(
+            br#"{"model_list":[{"model_name":"fast","litellm_params":{"model":"openai/gpt-x","api_base":"http://127.0.0.1:9/v1",
+                "input_cost_per_token":0.000001,"output_cost_per_token":0.00001}}],"gateway":{"clusters":{"openai":"mock"}}}"#,
+            &|_| None,
+        ).unwrap();
+        let mut a = plan_chat(
+            &c,
+            br#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+            0,
+            "x".into(),
+            5,
+        )
+        .unwrap();
+        // 10 prompt tokens = 10 micro-USD; each 40-byte delta = 10 tokens = 100 micro-USD.
+        a.exchange.set_mid_stream_limit(MidStreamLimit {
+            prompt_tokens: 10,
+            price: c.deployments[0].price,
+            limit_micro: 250,
+        });
+        a.exchange.response_headers(200);
+        let delta = format!(
+            "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{}\"}}}}]}}\n\n",
+            "y".repeat(40)
+        );
+        let mut out = a
+            .exchange
+            .stream_chunk(format!("{delta}{delta}").as_bytes(), false)
+            .unwrap();
+        assert!(!a.exchange.was_cut(), "210 micro-USD < 250");
+        out.extend(
+            a.exchange
+                .stream_chunk(format!("{delta}{delta}").as_bytes(), false)
+                .unwrap(),
+        );
+        assert!(a.exchange.was_cut());
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text.matches("\"content\"").count(),
+            3,
+            "the event that reached the limit is the last one: {text}"
+        );
+        assert!(text.contains("\"finish_reason\":\"length\""));
+        assert!(text.ends_with("data: [DONE]\n\n"));
+        assert_eq!(a.exchange.usage(), Some(Usage::new(10, 30)));
+        assert_eq!(
+            a.exchange.stream_chunk(delta.as_bytes(), true),
+            Some(Vec::new()),
+            "the rest is dropped"
+        );
+    }
     #[test]
     fn passthrough_reads_usage_when_required() {
         let c = crate::config::parse(

@@ -168,6 +168,26 @@ impl GatewayHttp {
         Some(cost)
     }
 
+    /// Set up an attempt's exchange for what the request needs: usage read
+    /// from every answer, and the mid-stream budget limit when enforced.
+    fn arm(&self, exchange: &mut Exchange, dep: &Deployment) {
+        if self.need_usage {
+            exchange.require_usage();
+        }
+        let Some(adm) = self.admission.as_ref() else {
+            return;
+        };
+        if self.cfg.budget.enforce_mid_stream && self.stream && adm.has_budget() {
+            if let Some(left) = budget::remaining_micro(&WasmStore, adm, host::now_ms()) {
+                exchange.set_mid_stream_limit(pipeline::MidStreamLimit {
+                    prompt_tokens: budget::prompt_estimate_tokens(self.body_len),
+                    price: dep.price,
+                    limit_micro: left,
+                });
+            }
+        }
+    }
+
     /// Cost and remaining-budget headers, settling the request.
     fn cost_headers(&mut self) -> Vec<(String, String)> {
         let Some(cost) = self.settle() else {
@@ -432,9 +452,7 @@ impl GatewayHttp {
             pipeline::describe(attempt.deployment)
         );
         let mut exchange = attempt.exchange;
-        if self.need_usage {
-            exchange.require_usage();
-        }
+        self.arm(&mut exchange, attempt.deployment);
         self.exchange = Some(exchange);
         self.parsed = Some(parsed);
         self.begin_attempt(t);
@@ -493,9 +511,7 @@ impl GatewayHttp {
                 Ok(_) => {
                     debug!("llm-gateway: next attempt on {}", pipeline::describe(dep));
                     let mut exchange = attempt.exchange;
-                    if self.need_usage {
-                        exchange.require_usage();
-                    }
+                    self.arm(&mut exchange, dep);
                     self.exchange = Some(exchange);
                     self.begin_attempt(t);
                     dispatched = true;
@@ -859,6 +875,10 @@ impl HttpContext for GatewayHttp {
                 if out != chunk {
                     host::replace_body(BufferType::HttpResponseBody, body_size, &out);
                 }
+            }
+            if exchange.was_cut() {
+                // Ended at the budget: charge what was streamed, now.
+                self.settle();
             }
         }
         if end_of_stream {
