@@ -153,6 +153,9 @@ pub struct Deployment {
     /// `cache_creation_input_token_cost` over the built-in table entry for
     /// the model (see [`pricing`]). `None`: unknown, requests cost 0.
     pub price: Option<ModelPrice>,
+    /// Provider-specific settings ([`PROVIDER_PARAMS`]), resolved. Secrets
+    /// among them are never logged.
+    pub params: BTreeMap<String, String>,
 }
 
 /// `router_settings.routing_strategy`: how one deployment of an alias is chosen.
@@ -680,6 +683,19 @@ fn object_or_empty<'a>(
 }
 
 /// `litellm_params` keys that LiteLLM knows and this gateway does not use yet.
+/// Provider-specific `litellm_params` (LiteLLM's names) kept as strings, with
+/// `os.environ/NAME` resolved, for the translators that need them.
+pub const PROVIDER_PARAMS: &[&str] = &[
+    "vertex_project",
+    "vertex_location",
+    "vertex_credentials",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_region_name",
+    "region_name",
+];
+
 const IGNORED_PARAMS: &[&str] = &[
     "max_retries",
     "organization",
@@ -687,13 +703,6 @@ const IGNORED_PARAMS: &[&str] = &[
     "budget_duration",
     "tags",
     "order",
-    "region_name",
-    "vertex_project",
-    "vertex_location",
-    "aws_access_key_id",
-    "aws_secret_access_key",
-    "aws_region_name",
-    "aws_session_token",
     "max_parallel_requests",
     "custom_llm_provider",
     "use_in_pass_through",
@@ -816,6 +825,7 @@ fn parse_deployment(
     let price = parse_price(params, &model, &pp)?;
     for k in params.keys() {
         match k.as_str() {
+            k if PROVIDER_PARAMS.contains(&k) => {}
             "model" | "api_base" | "api_key" | "api_version" | "weight" | "rpm" | "tpm"
             | "timeout" | "stream_timeout" | "cooldown_time" => {}
             k if PRICE_PARAMS.contains(&k) => {}
@@ -843,7 +853,13 @@ fn parse_deployment(
                 ),
             )
         })?;
-    Ok(Deployment {
+    let mut provider_params = BTreeMap::new();
+    for k in PROVIDER_PARAMS {
+        if let Some(v) = string_param(k)? {
+            provider_params.insert((*k).to_string(), v);
+        }
+    }
+    let dep = Deployment {
         id: format!("{alias}#{index}"),
         alias,
         litellm_model,
@@ -860,7 +876,12 @@ fn parse_deployment(
         stream_timeout_ms,
         cooldown_time_ms,
         price,
-    })
+        params: provider_params,
+    };
+    crate::provider::translator(dep.provider)
+        .validate(&dep)
+        .map_err(|reason| err(format!("{path}.litellm_params"), reason))?;
+    Ok(dep)
 }
 
 /// `litellm_params` price keys (USD per token, LiteLLM's names).

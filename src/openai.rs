@@ -216,11 +216,15 @@ pub struct FunctionDef {
     pub parameters: Option<Value>,
 }
 
-/// Token usage in OpenAI's shape.
+/// Token usage in OpenAI's shape. (Embeddings usage has no
+/// `completion_tokens`: absent counts are 0.)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
+    #[serde(default)]
     pub prompt_tokens: u64,
+    #[serde(default)]
     pub completion_tokens: u64,
+    #[serde(default)]
     pub total_tokens: u64,
 }
 
@@ -240,7 +244,118 @@ impl Usage {
 #[derive(Debug, Clone)]
 pub struct ParsedRequest {
     pub raw: Map<String, Value>,
+    /// The chat view. For embeddings only `model` is meaningful (messages
+    /// empty), so routing and keys read the alias the same way.
     pub chat: ChatRequest,
+    /// Which API the request is for.
+    pub op: crate::provider::Operation,
+    /// The embeddings view, for [`Operation::Embeddings`](crate::provider::Operation).
+    pub embeddings: Option<EmbeddingsRequest>,
+}
+
+/// `POST /v1/embeddings` body.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmbeddingsRequest {
+    pub model: String,
+    pub input: EmbeddingInput,
+    /// `float` (default) or `base64`.
+    #[serde(default)]
+    pub encoding_format: Option<String>,
+    #[serde(default)]
+    pub dimensions: Option<u64>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `input`: one text, several, or token ids.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum EmbeddingInput {
+    One(String),
+    Many(Vec<String>),
+    Tokens(Vec<u32>),
+    ManyTokens(Vec<Vec<u32>>),
+}
+
+impl EmbeddingInput {
+    /// The inputs as texts; token-id inputs have none (providers other than
+    /// OpenAI-compatible ones cannot take them).
+    pub fn texts(&self) -> Option<Vec<String>> {
+        match self {
+            EmbeddingInput::One(s) => Some(vec![s.clone()]),
+            EmbeddingInput::Many(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Parse and validate an embeddings request body.
+pub fn parse_embeddings_request(body: &[u8]) -> Result<ParsedRequest, GatewayError> {
+    validate_embeddings_request(parse_json_object(body)?)
+}
+
+/// Validate a parsed embeddings request object.
+pub fn validate_embeddings_request(raw: Map<String, Value>) -> Result<ParsedRequest, GatewayError> {
+    let model = match raw.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+        None | Some(Value::Null) => {
+            return Err(GatewayError::bad_param(
+                "model",
+                "missing required parameter: 'model'",
+            ))
+        }
+        Some(_) => {
+            return Err(GatewayError::bad_param(
+                "model",
+                "'model' must be a non-empty string",
+            ))
+        }
+    };
+    match raw.get("input") {
+        None | Some(Value::Null) => {
+            return Err(GatewayError::bad_param(
+                "input",
+                "missing required parameter: 'input'",
+            ))
+        }
+        Some(Value::String(s)) if s.is_empty() => {
+            return Err(GatewayError::bad_param(
+                "input",
+                "'input' must not be empty",
+            ))
+        }
+        Some(Value::Array(a)) if a.is_empty() => {
+            return Err(GatewayError::bad_param(
+                "input",
+                "'input' must not be empty",
+            ))
+        }
+        _ => {}
+    }
+    if let Some(f) = raw.get("encoding_format").filter(|v| !v.is_null()) {
+        if !matches!(f.as_str(), Some("float") | Some("base64")) {
+            return Err(GatewayError::bad_param(
+                "encoding_format",
+                "'encoding_format' must be \"float\" or \"base64\"",
+            ));
+        }
+    }
+    let embeddings = EmbeddingsRequest::deserialize(&Value::Object(raw.clone())).map_err(|e| {
+        GatewayError::bad_param(
+            "input",
+            format!("invalid embeddings request: 'input' must be a string, a list of strings or token ids ({e})"),
+        )
+    })?;
+    let chat = ChatRequest::deserialize(&serde_json::json!({"model": model, "messages": []}))
+        .map_err(|e| GatewayError::bad_request(e.to_string()))?;
+    Ok(ParsedRequest {
+        raw,
+        chat,
+        op: crate::provider::Operation::Embeddings,
+        embeddings: Some(embeddings),
+    })
 }
 
 /// Parse and validate a chat completion request body.
@@ -331,7 +446,12 @@ pub fn validate_chat_request(raw: Map<String, Value>) -> Result<ParsedRequest, G
             None => err,
         }
     })?;
-    Ok(ParsedRequest { raw, chat })
+    Ok(ParsedRequest {
+        raw,
+        chat,
+        op: crate::provider::Operation::Chat,
+        embeddings: None,
+    })
 }
 
 /// Serde says "... for field `x`" in some messages; use it as `param`.

@@ -10,7 +10,10 @@ use serde_json::json;
 use crate::config::{Config, Deployment};
 use crate::error::{upstream_status_kind, ErrorKind, GatewayError};
 use crate::openai::{parse_json_object, validate_chat_request, ParsedRequest, Usage};
-use crate::provider::{translator, ResponseMeta, StreamTranslator, Translator, UpstreamRequest};
+use crate::provider::{
+    translator, Operation, RequestContext, ResponseMeta, StreamTranslator, Translator,
+    UpstreamRequest,
+};
 use crate::routing::{self, Overrides};
 
 /// What the client asked for, from method and path alone.
@@ -22,6 +25,8 @@ pub enum Endpoint {
     Models,
     /// `GET /key/info` (LiteLLM's key status endpoint).
     KeyInfo,
+    /// `POST /v1/embeddings` (or `/embeddings`).
+    Embeddings,
     /// A path the gateway serves, with the wrong method.
     MethodNotAllowed,
     /// Anything else.
@@ -37,7 +42,10 @@ pub fn classify(method: &str, path: &str) -> Endpoint {
         ("POST", "/chat/completions") => Endpoint::ChatCompletions,
         ("GET", "/models") => Endpoint::Models,
         ("GET", "/key/info") => Endpoint::KeyInfo,
-        (_, "/chat/completions") | (_, "/models") | (_, "/key/info") => Endpoint::MethodNotAllowed,
+        ("POST", "/embeddings") => Endpoint::Embeddings,
+        (_, "/chat/completions") | (_, "/models") | (_, "/key/info") | (_, "/embeddings") => {
+            Endpoint::MethodNotAllowed
+        }
         _ => Endpoint::Unknown,
     }
 }
@@ -49,8 +57,8 @@ pub fn unknown_endpoint(method: &str, path: &str) -> GatewayError {
         404,
         ErrorKind::NotFound,
         format!(
-            "{method} {path} is not served by this gateway; it serves POST /v1/chat/completions \
-             and GET /v1/models"
+            "{method} {path} is not served by this gateway; it serves POST /v1/chat/completions, \
+             POST /v1/embeddings, GET /v1/models and GET /key/info"
         ),
     )
     .with_code("unknown_url")
@@ -127,17 +135,26 @@ pub fn attempt<'a>(
     now: u64,
 ) -> Result<Attempt<'a>, GatewayError> {
     let t = translator(deployment.provider);
-    let upstream = t.request(parsed, deployment, cfg.drop_params)?;
+    let ctx = RequestContext {
+        drop_params: cfg.drop_params,
+        now_ms: now.saturating_mul(1000),
+    };
+    let upstream = match parsed.op {
+        Operation::Chat => t.request(parsed, deployment, &ctx)?,
+        Operation::Embeddings => t.embeddings_request(parsed, deployment, &ctx)?,
+    };
     let meta = ResponseMeta {
         id: id.to_string(),
         created: now,
         model: deployment.model.clone(),
         include_usage: parsed.chat.include_usage(),
     };
+    let mut exchange = Exchange::new(t, meta, parsed.chat.is_stream());
+    exchange.op = parsed.op;
     Ok(Attempt {
         deployment,
         upstream,
-        exchange: Exchange::new(t, meta, parsed.chat.is_stream()),
+        exchange,
     })
 }
 
@@ -153,6 +170,15 @@ pub const OVERRIDE_HEADERS: &[(&str, &str)] = &[
 /// (`num_retries`, `fallbacks`, `timeout` ... in the body, or the
 /// [`OVERRIDE_HEADERS`]; the body wins) so no provider receives them.
 pub fn prepare_chat(
+    body: &[u8],
+    header_overrides: &[(&str, String)],
+) -> Result<(ParsedRequest, Overrides), GatewayError> {
+    prepare(Operation::Chat, body, header_overrides)
+}
+
+/// [`prepare_chat`] for either API.
+pub fn prepare(
+    op: Operation,
     body: &[u8],
     header_overrides: &[(&str, String)],
 ) -> Result<(ParsedRequest, Overrides), GatewayError> {
@@ -179,7 +205,11 @@ pub fn prepare_chat(
     }
     let overrides = routing::overrides_from_request(&raw)?;
     routing::strip_overrides(&mut raw);
-    Ok((validate_chat_request(raw)?, overrides))
+    let parsed = match op {
+        Operation::Chat => validate_chat_request(raw)?,
+        Operation::Embeddings => crate::openai::validate_embeddings_request(raw)?,
+    };
+    Ok((parsed, overrides))
 }
 
 /// Parse the body, pick a deployment by weight (no shared state), translate:
@@ -253,6 +283,8 @@ pub struct Exchange {
     streamed_bytes: usize,
     /// Mid-stream budget enforcement, when on.
     limit: Option<MidStreamLimit>,
+    /// Which API the answer is for.
+    op: Operation,
     /// Generated text seen so far (content, reasoning, tool arguments), in bytes.
     generated_bytes: usize,
     /// The stream was ended at the budget; the usage it was charged with.
@@ -284,6 +316,7 @@ impl Exchange {
             need_usage: false,
             streamed_bytes: 0,
             limit: None,
+            op: Operation::Chat,
             generated_bytes: 0,
             cut_usage: None,
         }
@@ -346,7 +379,11 @@ impl Exchange {
                 buffer_body: false,
             };
         }
-        if self.translator.passes_response_through() && !self.need_usage {
+        let passes = match self.op {
+            Operation::Chat => self.translator.passes_response_through(),
+            Operation::Embeddings => self.translator.passes_embeddings_through(),
+        };
+        if passes && !self.need_usage {
             self.mode = Mode::Passthrough;
             return HeaderEdits {
                 status: None,
@@ -373,7 +410,10 @@ impl Exchange {
     /// still change.
     pub fn complete_body(&mut self, body: &[u8]) -> Option<(Vec<u8>, Option<u16>)> {
         match &self.mode {
-            Mode::Translate => match self.translator.response(body, &self.meta) {
+            Mode::Translate => match match self.op {
+                Operation::Chat => self.translator.response(body, &self.meta),
+                Operation::Embeddings => self.translator.embeddings_response(body, &self.meta),
+            } {
                 Ok(t) => {
                     self.usage = t.usage;
                     Some((t.body, None))
@@ -552,7 +592,8 @@ mod tests {
             classify("GET", "/v1/chat/completions"),
             Endpoint::MethodNotAllowed
         );
-        assert_eq!(classify("POST", "/v1/embeddings"), Endpoint::Unknown);
+        assert_eq!(classify("POST", "/v1/embeddings"), Endpoint::Embeddings);
+        assert_eq!(classify("POST", "/v1/audio/speech"), Endpoint::Unknown);
     }
 
     fn cfg() -> Config {

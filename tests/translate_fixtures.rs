@@ -240,7 +240,16 @@ fn request_fixtures() {
             let body = serde_json::to_vec(&fx["openai"]).unwrap();
             let parsed = parse_chat_request(&body).map_err(|e| format!("parse: {e}"))?;
             let t = translator(dep.provider);
-            let got = t.request(&parsed, &dep, drop_params);
+            // A fixed clock: request signing (Bedrock) depends on the time.
+            let now_ms = fx
+                .get("now_ms")
+                .and_then(Value::as_u64)
+                .unwrap_or(1_700_000_000_000);
+            let ctx = llm_gateway::provider::RequestContext {
+                drop_params,
+                now_ms,
+            };
+            let got = t.request(&parsed, &dep, &ctx);
             match (got, fx.get("expected"), fx.get("expected_error")) {
                 (Ok(up), Some(want), None) => {
                     if let Some(p) = want.get("path") {

@@ -26,6 +26,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::metering::{self, CallerId};
 use crate::openai::ParsedRequest;
 use crate::pipeline::{self, Endpoint, Exchange};
+use crate::provider::Operation;
 use crate::routing::{self, ErrorClass, FailureKind, Overrides};
 
 /// Request headers a client may send that must never reach a provider: the
@@ -88,6 +89,8 @@ pub struct GatewayHttp {
     charged: Option<u64>,
     /// Usage must be read from every answer.
     need_usage: bool,
+    /// Chat completions or embeddings.
+    op: Operation,
 }
 
 impl GatewayHttp {
@@ -117,6 +120,7 @@ impl GatewayHttp {
             body_len: 0,
             charged: None,
             need_usage: false,
+            op: Operation::Chat,
         }
     }
 
@@ -327,7 +331,7 @@ impl GatewayHttp {
                 host::remove_request_header(h);
             }
         }
-        let (mut parsed, overrides) = pipeline::prepare_chat(body, &header_overrides)?;
+        let (mut parsed, overrides) = pipeline::prepare(self.op, body, &header_overrides)?;
         crate::keys::authorize_model(&self.caller.caller(&cfg), &parsed.chat.model)?;
         self.body_len = body.len();
         let now_ms = host::now_ms();
@@ -691,7 +695,7 @@ impl HttpContext for GatewayHttp {
         let endpoint = pipeline::classify(&method, &path);
         if matches!(
             endpoint,
-            Endpoint::Models | Endpoint::KeyInfo | Endpoint::ChatCompletions
+            Endpoint::Models | Endpoint::KeyInfo | Endpoint::ChatCompletions | Endpoint::Embeddings
         ) {
             let authorization = host::request_header("authorization");
             let x_api_key = host::request_header("x-api-key");
@@ -724,7 +728,10 @@ impl HttpContext for GatewayHttp {
             Endpoint::MethodNotAllowed => {
                 self.reply_error(&pipeline::method_not_allowed(&method, &path))
             }
-            Endpoint::ChatCompletions => {
+            Endpoint::ChatCompletions | Endpoint::Embeddings => {
+                if endpoint == Endpoint::Embeddings {
+                    self.op = Operation::Embeddings;
+                }
                 let declared = host::request_header("content-length")
                     .and_then(|v| v.trim().parse::<usize>().ok());
                 if declared.is_some_and(|n| n > self.cfg.max_body_bytes) {

@@ -91,8 +91,8 @@ use serde_json::{json, Map, Value};
 
 use super::openai_compat::{openai_style_error, snippet};
 use super::{
-    endpoint_path, stream_error_event, ResponseMeta, StreamTranslator, Translated, Translator,
-    UpstreamRequest,
+    endpoint_path, stream_error_event, RequestContext, ResponseMeta, StreamTranslator, Translated,
+    Translator, UpstreamRequest,
 };
 use crate::config::Deployment;
 use crate::error::{upstream_status_kind, ErrorKind, GatewayError};
@@ -153,9 +153,9 @@ impl Translator for Anthropic {
         &self,
         req: &ParsedRequest,
         dep: &Deployment,
-        drop_params: bool,
+        ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let body = request_body(req, dep, drop_params)?;
+        let body = request_body(req, dep, ctx.drop_params)?;
         let body = serde_json::to_vec(&body)
             .map_err(|e| GatewayError::new(500, ErrorKind::Internal, e.to_string()))?;
         let version = dep

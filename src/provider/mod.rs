@@ -14,6 +14,11 @@
 //! [`translator`].
 
 pub mod anthropic;
+pub mod azure;
+pub mod bedrock;
+pub mod cohere;
+pub mod gemini;
+pub mod ollama;
 pub mod openai_compat;
 
 use crate::config::Deployment;
@@ -27,6 +32,18 @@ pub enum ProviderKind {
     OpenAi,
     /// Anthropic Messages API.
     Anthropic,
+    /// Google Gemini API (`generativelanguage.googleapis.com`).
+    Gemini,
+    /// Google Vertex AI: the Gemini body on the Vertex path.
+    VertexAi,
+    /// AWS Bedrock Converse API, SigV4-signed.
+    Bedrock,
+    /// Cohere v2 chat.
+    Cohere,
+    /// Azure OpenAI deployments.
+    Azure,
+    /// Ollama's native `/api/chat`.
+    Ollama,
 }
 
 impl ProviderKind {
@@ -35,6 +52,12 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi => "openai",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::VertexAi => "vertex_ai",
+            ProviderKind::Bedrock => "bedrock",
+            ProviderKind::Cohere => "cohere",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Ollama => "ollama",
         }
     }
 }
@@ -164,6 +187,49 @@ pub const PREFIXES: &[(&str, ProviderSpec)] = {
             ),
         ),
         ("openai_like", spec(OpenAi, None, None)),
+        (
+            "gemini",
+            spec(
+                Gemini,
+                Some("https://generativelanguage.googleapis.com"),
+                Some("GEMINI_API_KEY"),
+            ),
+        ),
+        // Vertex: the base is regional; the translator derives it from
+        // vertex_location when api_base is absent (see gemini.rs).
+        (
+            "vertex_ai",
+            spec(
+                VertexAi,
+                Some("https://aiplatform.googleapis.com"),
+                Some("VERTEXAI_ACCESS_TOKEN"),
+            ),
+        ),
+        // Bedrock: the base is regional (bedrock-runtime.<region>.amazonaws.com);
+        // the translator checks that api_base matches aws_region_name.
+        ("bedrock", spec(Bedrock, None, None)),
+        (
+            "cohere",
+            spec(
+                Cohere,
+                Some("https://api.cohere.com"),
+                Some("COHERE_API_KEY"),
+            ),
+        ),
+        (
+            "cohere_chat",
+            spec(
+                Cohere,
+                Some("https://api.cohere.com"),
+                Some("COHERE_API_KEY"),
+            ),
+        ),
+        ("azure", spec(Azure, None, Some("AZURE_API_KEY"))),
+        ("ollama", spec(Ollama, Some("http://localhost:11434"), None)),
+        (
+            "ollama_chat",
+            spec(Ollama, Some("http://localhost:11434"), None),
+        ),
     ]
 };
 
@@ -185,6 +251,25 @@ pub fn infer_prefix(model: &str) -> &'static str {
     } else {
         "openai"
     }
+}
+
+/// What a translation may depend on besides the request and deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RequestContext {
+    /// LiteLLM's `drop_params`: drop unsupported parameters instead of a 400.
+    pub drop_params: bool,
+    /// Unix milliseconds (request signing needs the time).
+    pub now_ms: u64,
+}
+
+/// Which OpenAI API a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Operation {
+    /// `POST /v1/chat/completions`.
+    #[default]
+    Chat,
+    /// `POST /v1/embeddings`.
+    Embeddings,
 }
 
 /// The native request for one attempt: everything the filter must set.
@@ -232,8 +317,53 @@ pub trait Translator: Sync {
         &self,
         req: &ParsedRequest,
         dep: &Deployment,
-        drop_params: bool,
+        ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError>;
+
+    /// Check at config load that a deployment has what this provider needs
+    /// (region, project, api_version ...): an error names the missing
+    /// `litellm_params` field and the plugin refuses to start.
+    fn validate(&self, _dep: &Deployment) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The native request for `POST /v1/embeddings` (`req.embeddings` is
+    /// set). Providers without embeddings answer 400 naming themselves.
+    fn embeddings_request(
+        &self,
+        _req: &ParsedRequest,
+        dep: &Deployment,
+        _ctx: &RequestContext,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        Err(GatewayError::bad_param(
+            "model",
+            format!(
+                "provider `{}` has no embeddings API in this gateway",
+                dep.provider.family_name()
+            ),
+        )
+        .with_code("unsupported_operation"))
+    }
+
+    /// A successful native embeddings answer as an OpenAI `list` of
+    /// `embedding` objects (with `usage`).
+    fn embeddings_response(
+        &self,
+        body: &[u8],
+        _meta: &ResponseMeta,
+    ) -> Result<Translated, GatewayError> {
+        let _ = body;
+        Err(GatewayError::new(
+            500,
+            crate::error::ErrorKind::Internal,
+            "embeddings not supported",
+        ))
+    }
+
+    /// Whether a successful embeddings answer is already in OpenAI shape.
+    fn passes_embeddings_through(&self) -> bool {
+        false
+    }
 
     /// Whether a successful non-streaming body is already in OpenAI shape, so
     /// the filter need not buffer it.
@@ -270,6 +400,12 @@ pub fn translator(kind: ProviderKind) -> &'static dyn Translator {
     match kind {
         ProviderKind::OpenAi => &openai_compat::OpenAiCompat,
         ProviderKind::Anthropic => &anthropic::Anthropic,
+        ProviderKind::Gemini => &gemini::Gemini,
+        ProviderKind::VertexAi => &gemini::VertexAi,
+        ProviderKind::Bedrock => &bedrock::Bedrock,
+        ProviderKind::Cohere => &cohere::Cohere,
+        ProviderKind::Azure => &azure::Azure,
+        ProviderKind::Ollama => &ollama::Ollama,
     }
 }
 

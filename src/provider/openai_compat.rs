@@ -12,8 +12,8 @@
 use serde_json::Value;
 
 use super::{
-    endpoint_path, stream_error_event, ResponseMeta, StreamTranslator, Translated, Translator,
-    UpstreamRequest,
+    endpoint_path, stream_error_event, RequestContext, ResponseMeta, StreamTranslator, Translated,
+    Translator, UpstreamRequest,
 };
 use crate::config::Deployment;
 use crate::error::{upstream_status_kind, ErrorKind, GatewayError};
@@ -28,7 +28,7 @@ impl Translator for OpenAiCompat {
         &self,
         req: &ParsedRequest,
         dep: &Deployment,
-        _drop_params: bool,
+        _ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
         let mut body = req.raw.clone();
         body.insert("model".into(), Value::String(dep.model.clone()));
@@ -47,6 +47,30 @@ impl Translator for OpenAiCompat {
 
     fn passes_response_through(&self) -> bool {
         true
+    }
+
+    fn embeddings_request(
+        &self,
+        req: &ParsedRequest,
+        dep: &Deployment,
+        _ctx: &RequestContext,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        // Forwarded as written (token-id inputs, dimensions ... included).
+        let mut up = self.request(req, dep, _ctx)?;
+        up.path = endpoint_path(&dep.api_base.path, "/embeddings");
+        Ok(up)
+    }
+
+    fn passes_embeddings_through(&self) -> bool {
+        true
+    }
+
+    fn embeddings_response(
+        &self,
+        body: &[u8],
+        meta: &ResponseMeta,
+    ) -> Result<Translated, GatewayError> {
+        self.response(body, meta)
     }
 
     fn response(&self, body: &[u8], _meta: &ResponseMeta) -> Result<Translated, GatewayError> {

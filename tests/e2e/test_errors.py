@@ -132,7 +132,7 @@ def test_models_list(gw):
     assert_no_upstream_request(gw)
 
 
-@pytest.mark.parametrize("method,path", [("POST", "/v1/embeddings"), ("GET", "/"), ("GET", "/v1/nope"),
+@pytest.mark.parametrize("method,path", [("POST", "/v1/audio/speech"), ("GET", "/"), ("GET", "/v1/nope"),
                                          ("POST", "/v1/completions")])
 def test_unknown_path(gw, method, path):
     r = gw.request(method, path, {"model": "gpt", "input": "x"} if method == "POST" else None)
