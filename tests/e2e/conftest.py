@@ -17,6 +17,7 @@ Environment knobs:
 from __future__ import annotations
 
 import contextlib
+import copy
 import http.client
 import itertools
 import json
@@ -156,9 +157,45 @@ UPSTREAM_FAILURE_REPLY = {"mappers": [{
 }]}
 
 
-def envoy_bootstrap(port: int, admin_port: int, wasm_path: str, anthropic_port: int, openai_port: int) -> dict:
-    """The contract with the filter: listener, route by `x-llm-gateway-cluster`, wasm filter, two clusters."""
+def counter_service_extension(filter_config: dict) -> dict:
+    """The counter service, as src/render.rs adds it: the same module as a singleton service VM
+    (`envoy.bootstrap.wasm`, root_id `llm_gateway_counter`) with the filter's vm_config (same
+    vm_id, code and environment) and plugin configuration, so both see the same shared data."""
     return {
+        "name": "envoy.bootstrap.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.wasm.v3.WasmService",
+            "singleton": True,
+            "config": {
+                "name": "llm_gateway_counter",
+                "root_id": "llm_gateway_counter",
+                "vm_config": copy.deepcopy(filter_config["vm_config"]),
+                "configuration": copy.deepcopy(filter_config["configuration"]),
+            },
+        },
+    }
+
+
+def wasm_filter_config(cfg: dict) -> dict:
+    """The wasm HTTP filter's `config` (name, root_id, vm_config, configuration) in a bootstrap."""
+    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    wasm = next(f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.wasm")
+    return wasm["typed_config"]["config"]
+
+
+def set_counter_service(cfg: dict, enabled: bool) -> dict:
+    """(Re)build the bootstrap's counter service from its wasm filter config, or remove it."""
+    cfg.pop("bootstrap_extensions", None)
+    if enabled:
+        cfg["bootstrap_extensions"] = [counter_service_extension(wasm_filter_config(cfg))]
+    return cfg
+
+
+def envoy_bootstrap(port: int, admin_port: int, wasm_path: str, anthropic_port: int, openai_port: int,
+                    counter_service: bool = True) -> dict:
+    """The contract with the filter: listener, route by `x-llm-gateway-cluster`, wasm filter, two
+    clusters, and (as src/render.rs) the counter service."""
+    cfg = {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {
             "listeners": [{
@@ -212,6 +249,7 @@ def envoy_bootstrap(port: int, admin_port: int, wasm_path: str, anthropic_port: 
                          _static_cluster("mock_dead", dead_port())],
         },
     }
+    return set_counter_service(cfg, counter_service)
 
 
 def validate_envoy_config(envoy: str, path: Path, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -526,8 +564,9 @@ def pytest_runtest_makereport(item, call):
 #         return attach_gateway(lb_gateway, request)   # mocks reset, envoy log on failure
 #
 # Every such Envoy has the session Envoy's listener, wasm filter and
-# local_reply_config, `--concurrency 2`, and the clusters mock_anthropic,
-# mock_openai and mock_dead (a port nothing listens on) plus any extra ones.
+# local_reply_config, `--concurrency 2`, the counter service (unless
+# `counter_service=False`), and the clusters mock_anthropic, mock_openai and
+# mock_dead (a port nothing listens on) plus any extra ones.
 
 
 def mock_api_bases(mocks: MockProviders) -> dict[str, str]:
@@ -558,20 +597,24 @@ def mock_deployment(mocks: MockProviders, alias: str, model: str, at: str | None
 
 
 def gateway_bootstrap(port: int, admin_port: int, wasm_path: str, plugin_cfg: dict,
-                      clusters: dict[str, int]) -> dict:
-    """envoy_bootstrap() with another plugin configuration and cluster set (name -> loopback port)."""
-    cfg = envoy_bootstrap(port, admin_port, wasm_path, 0, 0)
-    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    wasm = next(f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.wasm")
-    wasm["typed_config"]["config"]["configuration"]["value"] = json.dumps(plugin_cfg)
+                      clusters: dict[str, int], counter_service: bool = True,
+                      env: dict[str, str] | None = None) -> dict:
+    """envoy_bootstrap() with another plugin configuration and cluster set (name -> loopback port),
+    extra VM environment variables (for `os.environ/NAME` in the plugin config), with or without
+    the counter service."""
+    cfg = envoy_bootstrap(port, admin_port, wasm_path, 0, 0, counter_service=False)
+    wasm = wasm_filter_config(cfg)
+    wasm["configuration"]["value"] = json.dumps(plugin_cfg)
+    wasm["vm_config"]["environment_variables"]["key_values"].update(env or {})
     cfg["static_resources"]["clusters"] = [_static_cluster(n, p) for n, p in clusters.items()]
-    return cfg
+    return set_counter_service(cfg, counter_service)
 
 
 _gateway_seq = itertools.count(1)
 
 
-def launch_envoy(cfg: dict, workdir: Path, name: str, envoy: str) -> tuple[subprocess.Popen, Path, list[str]]:
+def launch_envoy(cfg: dict, workdir: Path, name: str, envoy: str,
+                 extra_args: list[str] | None = None) -> tuple[subprocess.Popen, Path, list[str]]:
     """Write the bootstrap, start Envoy (2 workers) and wait for /ready; fails the test if it never is."""
     workdir.mkdir(parents=True, exist_ok=True)
     cfg_path = workdir / f"{name}.yaml"
@@ -580,7 +623,7 @@ def launch_envoy(cfg: dict, workdir: Path, name: str, envoy: str) -> tuple[subpr
     admin_port = cfg["admin"]["address"]["socket_address"]["port_value"]
     level = os.environ.get("E2E_ENVOY_LOG_LEVEL", "warning")
     cmd = [envoy, "-c", str(cfg_path), "--concurrency", "2", "--disable-hot-restart",
-           "-l", level, "--log-path", str(log_path)]
+           "-l", level, "--log-path", str(log_path), *(extra_args or [])]
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
@@ -611,21 +654,30 @@ def stop_envoy(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="session")
 def start_gateway(mocks, e2e_dir, envoy_bin):
-    """Factory: `with start_gateway(plugin_config, extra_clusters={name: port}, name=...) as gw:`
-    runs an Envoy with that plugin configuration for the duration of the block."""
+    """Factory: `with start_gateway(plugin_config, extra_clusters={name: port}, name=...,
+    counter_service=True, env={NAME: value}) as gw:` runs an Envoy with that plugin configuration
+    for the duration of the block; `counter_service=False` leaves out the singleton counter
+    service (the filters then apply usage events themselves); `env` adds VM environment
+    variables (for `os.environ/NAME` in the plugin config); `wasm_log_level` ("info", "debug")
+    raises the log level of the filter's own messages."""
     if not WASM_PATH.is_file():
         pytest.fail(f"the filter is not built: {WASM_PATH} does not exist. Run `make build` first.",
                     pytrace=False)
 
     @contextlib.contextmanager
     def start(plugin_cfg: dict, extra_clusters: dict[str, int] | None = None,
-              name: str = "gateway") -> Iterator[Gateway]:
+              name: str = "gateway", counter_service: bool = True,
+              env: dict[str, str] | None = None, wasm_log_level: str | None = None) -> Iterator[Gateway]:
         name = f"{name}-{next(_gateway_seq)}"
         clusters = {"mock_anthropic": mocks.anthropic_port, "mock_openai": mocks.openai_port,
                     "mock_dead": dead_port(), **(extra_clusters or {})}
         port, admin_port = free_port(), free_port()
-        cfg = gateway_bootstrap(port, admin_port, str(WASM_PATH), plugin_cfg, clusters)
-        proc, log_path, _ = launch_envoy(cfg, e2e_dir / name, name, envoy_bin)
+        cfg = gateway_bootstrap(port, admin_port, str(WASM_PATH), plugin_cfg, clusters,
+                                counter_service=counter_service, env=env)
+        # (and flushes the log file every 50 ms instead of 10 s, so a test can read it)
+        extra = ["--component-log-level", f"wasm:{wasm_log_level}",
+                 "--file-flush-interval-msec", "50"] if wasm_log_level else None
+        proc, log_path, _ = launch_envoy(cfg, e2e_dir / name, name, envoy_bin, extra)
         g = Gateway(port, admin_port, mocks, log_path)
         g.proc = proc  # type: ignore[attr-defined]
         g.plugin_config = plugin_cfg  # type: ignore[attr-defined]
