@@ -36,6 +36,7 @@ SQUAD_B = "sk-squad-b-Kl12"
 PERMODEL = "sk-permodel-Mn34"
 WINDOW = "sk-window-Op56"
 METERED = "sk-metered-Qr78"
+REMAINING = "sk-remaining-St90"
 
 MAX_TOKENS = 12
 
@@ -73,6 +74,7 @@ def spend_gateway(start_gateway, mocks):
              model_max_budget={"gpt": {"budget_limit": PERMODEL_GPT_BUDGET / 1e6, "time_period": "1d"}}),
         vkey(WINDOW, "window", max_budget=C_GPT / 1e6, budget_duration="2s"),
         vkey(METERED, "team.metered-1", max_budget=1.0, rpm_limit=4, models=["gpt.metered"]),
+        vkey(REMAINING, "remaining", max_budget=1.0),
     ]
     teams = [{"team_id": "squad", "max_budget": TEAM_BUDGET / 1e6, "budget_duration": "30d"}]
     models = priced_models(mocks, [mock_deployment(mocks, "gpt.metered", "openai/gpt-mock-metered",
@@ -107,7 +109,9 @@ def test_cost_headers_and_key_info(sg):
     c2 = cost_micro(CLAUDE_PRICE, 7, 5)
     assert c2 == 96
     assert r.headers.get("x-llm-gateway-response-cost") == usd(c2) == "0.000096", r.headers
-    r2 = exact_cost("claude", b2)  # its reservation; until the usage event is applied it is still held
+    # (cost below the reservation: the exact remaining budget is checked in
+    # test_remaining_budget_header_when_the_cost_is_below_the_reservation; here either value)
+    r2 = exact_cost("claude", b2)
     assert r.headers.get("x-llm-gateway-remaining-budget") in (usd(budget - c1 - c2), usd(budget - c1 - r2)), \
         r.headers
     # 3. gpt with a half micro-USD: 11 x 0.5 + 6 x 1.5 = 14.5 -> 15
@@ -298,7 +302,7 @@ def test_budget_window_resets(sg):
 
 
 def test_counters_after_a_scripted_sequence(sg):
-    """`llm_gateway.key.<alias>.*` and `llm_gateway.model.<alias>.*`, names with `.`/`-` as `_`."""
+    """`llm_gateway.key.*.key_alias.<alias>` and `llm_gateway.model.*.alias.<alias>`, names with `.`/`-` as `_`."""
     ensure_minute_left(5)
     stats = all_stats(sg)
     for kind, name in (("key", "team.metered-1"), ("model", "gpt.metered")):
@@ -332,5 +336,26 @@ def test_counters_after_a_scripted_sequence(sg):
     for kind, name in (("key", "team.metered-1"), ("model", "gpt.metered")):
         got = {what: usage_counter(stats, kind, name, what) for what in want}
         assert got == want, (kind, name, got)
-    assert any(n.endswith("llm_gateway.key.team_metered_1.requests") for n in stats)
-    assert any(n.endswith("llm_gateway.model.gpt_metered.requests") for n in stats)
+    assert any(n.endswith("llm_gateway.key.requests.key_alias.team_metered_1") for n in stats)
+    assert any(n.endswith("llm_gateway.model.requests.alias.gpt_metered") for n in stats)
+
+
+def test_remaining_budget_header_when_the_cost_is_below_the_reservation(sg):
+    """A request reserving far more than it costs (max_tokens 1000, 2 tokens used): its
+    remaining-budget header is the budget minus the spend *including this request's cost*, with
+    nothing reserved for it any more, whether or not the counter service has applied its usage yet."""
+    budget = 1_000_000
+    body = chat_body("gpt", user("tiny"), max_tokens=1000)
+    reservation = cost_micro(GPT_PRICE, prompt_estimate(body), 1000)
+    cost = cost_micro(GPT_PRICE, 1, 1)
+    assert reservation > 500 * cost
+    sg.script("openai", {"usage": scripted_usage("openai", 1, 1), "repeat": 5})
+    got = []
+    for i in range(1, 6):  # sequential: nothing else in flight for this key
+        r = chat(sg, REMAINING, body)
+        assert r.status == 200 and r.headers.get("x-llm-gateway-response-cost") == usd(cost), r.headers
+        got.append(r.headers.get("x-llm-gateway-remaining-budget"))
+    want = [usd(budget - i * cost) for i in range(1, 6)]
+    assert got == want, (f"remaining-budget headers {got}, expected {want} (the request's own reservation "
+                         f"{usd(reservation)} still counted: {usd(budget - cost - reservation)})")
+    wait_info(sg, REMAINING, settled(5 * cost))
