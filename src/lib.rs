@@ -13,6 +13,8 @@
 //! - [`error`]: the OpenAI error envelope every refusal becomes.
 //! - [`provider`]: one translator per provider family, behind one trait.
 //! - [`sse`]: incremental server-sent-events decoder and encoder.
+//! - [`eventstream`]: incremental AWS event-stream decoder (Bedrock streams).
+//! - [`sigv4`]: AWS Signature Version 4 request signing (Bedrock).
 //! - [`routing`]: alias -> ordered deployments to try; health, load and cooldowns.
 //! - [`store`]: the shared-data seam (Envoy shared data with CAS) and a fake for tests.
 //! - [`keys`]: virtual keys, teams and the master key: config and authentication.
@@ -26,6 +28,7 @@
 pub mod budget;
 pub mod config;
 pub mod error;
+pub mod eventstream;
 pub mod keys;
 pub mod metering;
 pub mod openai;
@@ -34,6 +37,7 @@ pub mod pricing;
 pub mod provider;
 pub mod render;
 pub mod routing;
+pub mod sigv4;
 pub mod sse;
 pub mod store;
 

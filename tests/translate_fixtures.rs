@@ -21,6 +21,13 @@
 //!   run again.
 //! - `error/<case>.json`: `{"status": <upstream status>, "<provider>": <body>}`
 //!   (or `"body_raw": "<text>"`), `"expected": {"status", "body"}`.
+//! - `embeddings/<case>.json`: an optional `"request"` part, `{"openai":
+//!   <embeddings request>, "deployment", "drop_params", "expected": {"path",
+//!   "headers", "body"} | "expected_error"}`, and an optional `"response"`
+//!   part, `{"<provider>": <native body>, "deployment", "encoding_format",
+//!   "expected": <OpenAI list> | "expected_error", "expected_usage"}`.
+//! - `stream/<case>.eventstream`: a binary native stream (AWS event-stream),
+//!   checked like `.sse` streams.
 //!
 //! JSON is compared as values, streams as bytes.
 
@@ -44,7 +51,30 @@ fn defaults(provider: &str) -> (&'static str, &'static str) {
     match provider {
         "anthropic" => ("claude-sonnet-4-5", "sk-ant-test"),
         "openai" => ("gpt-4o-mini", "sk-test"),
+        // Bedrock signs with AWS credentials (see `extra_params`), no api_key.
+        "bedrock" => ("anthropic.claude-3-5-sonnet-20240620-v1:0", ""),
+        "cohere" => ("command-a-03-2025", "co-test-key"),
+        "azure" => ("my-gpt-4o", "azure-test-key"),
+        // Ollama needs no key (LiteLLM sends one as a bearer token when set).
+        "ollama" => ("llama3.2", ""),
         other => panic!("no defaults for fixture provider directory `{other}`"),
+    }
+}
+
+/// Provider-specific `litellm_params` of the default deployment.
+fn extra_params(provider: &str) -> Value {
+    match provider {
+        "bedrock" => json!({
+            "api_base": "https://bedrock-runtime.us-east-1.amazonaws.com",
+            "aws_region_name": "us-east-1",
+            "aws_access_key_id": "AKIDEXAMPLE",
+            "aws_secret_access_key": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        }),
+        "azure" => json!({
+            "api_base": "https://my-resource.openai.azure.com",
+            "api_version": "2024-10-21",
+        }),
+        _ => json!({}),
     }
 }
 
@@ -53,6 +83,12 @@ fn defaults(provider: &str) -> (&'static str, &'static str) {
 fn deployment(provider: &str, overrides: Option<&Value>) -> Deployment {
     let (model, key) = defaults(provider);
     let mut params = json!({ "model": format!("{provider}/{model}"), "api_key": key });
+    if key.is_empty() {
+        params.as_object_mut().unwrap().remove("api_key");
+    }
+    if let Value::Object(extra) = extra_params(provider) {
+        params.as_object_mut().unwrap().extend(extra);
+    }
     if let Some(Value::Object(o)) = overrides {
         for (k, v) in o {
             match (k.as_str(), v) {
@@ -355,7 +391,10 @@ fn first_difference(got: &[u8], want: &[u8]) -> String {
 #[test]
 fn stream_fixtures() {
     let mut report = Report::new("stream");
-    for (provider, case, path) in cases("stream", "sse") {
+    // Binary native streams (AWS event-stream) are `<case>.eventstream`.
+    let mut all = cases("stream", "sse");
+    all.extend(cases("stream", "eventstream"));
+    for (provider, case, path) in all {
         let result = (|| -> Result<(), String> {
             let input = fs::read(&path).unwrap();
             let dir = path.parent().unwrap();
@@ -436,6 +475,98 @@ fn error_fixtures() {
     report.finish(6);
 }
 
+#[test]
+fn embeddings_fixtures() {
+    let mut report = Report::new("embeddings");
+    for (provider, case, path) in cases("embeddings", "json") {
+        let fx = read_json(&path);
+        let result = (|| -> Result<(), String> {
+            if fx.get("request").is_none() && fx.get("response").is_none() {
+                return Err("fixture needs `request` or `response`".into());
+            }
+            if let Some(rq) = fx.get("request") {
+                let dep = deployment(&provider, rq.get("deployment"));
+                let ctx = llm_gateway::provider::RequestContext {
+                    drop_params: rq
+                        .get("drop_params")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                    now_ms: rq
+                        .get("now_ms")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(1_700_000_000_000),
+                };
+                let body = serde_json::to_vec(&rq["openai"]).unwrap();
+                let parsed = llm_gateway::openai::parse_embeddings_request(&body)
+                    .map_err(|e| format!("parse: {e}"))?;
+                let got = translator(dep.provider).embeddings_request(&parsed, &dep, &ctx);
+                match (got, rq.get("expected"), rq.get("expected_error")) {
+                    (Ok(up), Some(want), None) => {
+                        if let Some(p) = want.get("path") {
+                            expect_eq("path", &json!(up.path), p)?;
+                        }
+                        if let Some(h) = want.get("headers") {
+                            let got_headers: serde_json::Map<String, Value> = up
+                                .headers
+                                .iter()
+                                .map(|(k, v)| (k.clone(), json!(v)))
+                                .collect();
+                            expect_eq("headers", &Value::Object(got_headers), h)?;
+                        }
+                        let got_body: Value = serde_json::from_slice(&up.body)
+                            .map_err(|e| format!("upstream body is not JSON: {e}"))?;
+                        expect_eq("body", &got_body, &want["body"])?;
+                    }
+                    (Err(e), None, Some(want)) => expect_error(&e, want)?,
+                    (Ok(up), None, Some(_)) => {
+                        return Err(format!(
+                            "expected an error, got body {}",
+                            String::from_utf8_lossy(&up.body)
+                        ))
+                    }
+                    (Err(e), Some(_), None) => return Err(format!("unexpected error: {e:?}")),
+                    _ => return Err("request needs one of `expected`, `expected_error`".into()),
+                }
+            }
+            if let Some(rs) = fx.get("response") {
+                let dep = deployment(&provider, rs.get("deployment"));
+                let body = serde_json::to_vec(
+                    rs.get(provider.as_str())
+                        .ok_or(format!("response needs `{provider}`"))?,
+                )
+                .unwrap();
+                let t = translator(dep.provider);
+                match (
+                    t.embeddings_response(&body, &meta(&dep, false)),
+                    rs.get("expected"),
+                    rs.get("expected_error"),
+                ) {
+                    (Ok(tr), Some(want), None) => {
+                        let got: Value = serde_json::from_slice(&tr.body)
+                            .map_err(|e| format!("translated body is not JSON: {e}"))?;
+                        expect_eq("body", &got, want)?;
+                        if let Some(u) = rs.get("expected_usage") {
+                            expect_eq("usage", &usage_value(tr.usage), u)?;
+                        }
+                    }
+                    (Err(e), None, Some(want)) => expect_error(&e, want)?,
+                    (Ok(tr), None, Some(_)) => {
+                        return Err(format!(
+                            "expected an error, got {}",
+                            String::from_utf8_lossy(&tr.body)
+                        ))
+                    }
+                    (Err(e), Some(_), None) => return Err(format!("unexpected error: {e:?}")),
+                    _ => return Err("response needs one of `expected`, `expected_error`".into()),
+                }
+            }
+            Ok(())
+        })();
+        report.check(&format!("{provider}/embeddings/{case}"), result);
+    }
+    report.finish(0);
+}
+
 /// Every fixture file belongs to a known case kind, so a misnamed file is not
 /// silently skipped.
 #[test]
@@ -450,7 +581,8 @@ fn no_stray_fixture_files() {
             let kdir = kdir.unwrap().path();
             let kind = kdir.file_name().unwrap().to_string_lossy().to_string();
             if !kdir.is_dir()
-                || !["request", "response", "stream", "error"].contains(&kind.as_str())
+                || !["request", "response", "stream", "error", "embeddings"]
+                    .contains(&kind.as_str())
             {
                 stray.push(kdir.display().to_string());
                 continue;
@@ -461,8 +593,10 @@ fn no_stray_fixture_files() {
                 let ok = match kind.as_str() {
                     "stream" => {
                         name.ends_with(".sse")
+                            || name.ends_with(".eventstream")
                             || (name.ends_with(".json")
-                                && kdir.join(name.replace(".json", ".sse")).exists())
+                                && (kdir.join(name.replace(".json", ".sse")).exists()
+                                    || kdir.join(name.replace(".json", ".eventstream")).exists()))
                     }
                     _ => name.ends_with(".json"),
                 };
