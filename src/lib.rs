@@ -13,6 +13,7 @@
 //! - [`error`]: the OpenAI error envelope every refusal becomes.
 //! - [`provider`]: one translator per provider family, behind one trait.
 //! - [`sse`]: incremental server-sent-events decoder and encoder.
+//! - [`ndjson`]: incremental newline-delimited JSON line decoder (Ollama streams).
 //! - [`eventstream`]: incremental AWS event-stream decoder (Bedrock streams).
 //! - [`sigv4`]: AWS Signature Version 4 request signing (Bedrock).
 //! - [`routing`]: alias -> ordered deployments to try; health, load and cooldowns.
@@ -31,6 +32,7 @@ pub mod error;
 pub mod eventstream;
 pub mod keys;
 pub mod metering;
+pub mod ndjson;
 pub mod openai;
 pub mod pipeline;
 pub mod pricing;

@@ -16,7 +16,9 @@
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
+pub mod chunk;
 pub mod cohere;
+pub mod embedding;
 pub mod gemini;
 pub mod ollama;
 pub mod openai_compat;

@@ -1,0 +1,227 @@
+//! Writing OpenAI `chat.completion.chunk` SSE events, for translators that
+//! build OpenAI streams from a provider's own events (Cohere, Ollama).
+//!
+//! The first chunk carries `role: "assistant"` (OpenAI streams start this
+//! way); every chunk carries the request's id, `created` and model; nothing is
+//! written after `[DONE]`.
+
+use serde::Serialize;
+
+use super::{stream_error_event, ResponseMeta};
+use crate::error::GatewayError;
+use crate::openai::Usage;
+use crate::sse::{write_data, write_done};
+
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: Vec<ChunkChoice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice {
+    index: u32,
+    delta: Delta,
+    finish_reason: Option<&'static str>,
+}
+
+/// The `delta` of a chunk choice.
+#[derive(Serialize, Default)]
+pub struct Delta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<ToolCallDelta>>,
+}
+
+#[derive(Serialize)]
+struct ToolCallDelta {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: FunctionDelta,
+}
+
+#[derive(Serialize)]
+struct FunctionDelta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<String>,
+}
+
+impl Delta {
+    /// Text content.
+    pub fn content(text: impl Into<String>) -> Self {
+        Delta {
+            content: Some(text.into()),
+            ..Delta::default()
+        }
+    }
+
+    /// Reasoning text (`reasoning_content`, LiteLLM's field).
+    pub fn reasoning(text: impl Into<String>) -> Self {
+        Delta {
+            reasoning_content: Some(text.into()),
+            ..Delta::default()
+        }
+    }
+
+    /// The start of tool call `index`: id, name and (maybe) arguments.
+    pub fn tool_start(index: u32, id: String, name: String, arguments: String) -> Self {
+        Delta {
+            tool_calls: Some(vec![ToolCallDelta {
+                index,
+                id: Some(id),
+                kind: Some("function"),
+                function: FunctionDelta {
+                    name: Some(name),
+                    arguments: Some(arguments),
+                },
+            }]),
+            ..Delta::default()
+        }
+    }
+
+    /// More arguments of tool call `index`.
+    pub fn tool_args(index: u32, arguments: String) -> Self {
+        Delta {
+            tool_calls: Some(vec![ToolCallDelta {
+                index,
+                id: None,
+                kind: None,
+                function: FunctionDelta {
+                    name: None,
+                    arguments: Some(arguments),
+                },
+            }]),
+            ..Delta::default()
+        }
+    }
+}
+
+/// Writes one OpenAI stream.
+pub struct ChunkWriter {
+    meta: ResponseMeta,
+    model: Option<String>,
+    started: bool,
+    done: bool,
+}
+
+impl ChunkWriter {
+    /// A writer for the request described by `meta`.
+    pub fn new(meta: ResponseMeta) -> Self {
+        ChunkWriter {
+            meta,
+            model: None,
+            started: false,
+            done: false,
+        }
+    }
+
+    /// The request's metadata.
+    pub fn meta(&self) -> &ResponseMeta {
+        &self.meta
+    }
+
+    /// Use the model the provider reported in the chunks that follow.
+    pub fn set_model(&mut self, model: &str) {
+        if !model.is_empty() && !self.started {
+            self.model = Some(model.to_string());
+        }
+    }
+
+    /// `[DONE]` was written.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn write(&self, out: &mut Vec<u8>, choices: Vec<ChunkChoice>, usage: Option<Usage>) {
+        let chunk = Chunk {
+            id: &self.meta.id,
+            object: "chat.completion.chunk",
+            created: self.meta.created,
+            model: self.model.as_deref().unwrap_or(&self.meta.model),
+            choices,
+            usage,
+        };
+        if let Ok(s) = serde_json::to_string(&chunk) {
+            write_data(out, &s);
+        }
+    }
+
+    /// The role chunk, if not yet sent.
+    pub fn start(&mut self, out: &mut Vec<u8>) {
+        if !self.started && !self.done {
+            self.started = true;
+            let delta = Delta {
+                role: Some("assistant"),
+                content: Some(String::new()),
+                ..Delta::default()
+            };
+            self.write(
+                out,
+                vec![ChunkChoice {
+                    index: 0,
+                    delta,
+                    finish_reason: None,
+                }],
+                None,
+            );
+        }
+    }
+
+    /// One delta (after the role chunk), with a finish reason or not.
+    pub fn delta(&mut self, out: &mut Vec<u8>, delta: Delta, finish: Option<&'static str>) {
+        if self.done {
+            return;
+        }
+        self.start(out);
+        self.write(
+            out,
+            vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason: finish,
+            }],
+            None,
+        );
+    }
+
+    /// Close the stream: the usage chunk (when the client asked for it and
+    /// usage is known), then `[DONE]`.
+    pub fn end(&mut self, out: &mut Vec<u8>, usage: Option<Usage>) {
+        if self.done {
+            return;
+        }
+        self.start(out);
+        if self.meta.include_usage {
+            if let Some(u) = usage {
+                self.write(out, Vec::new(), Some(u));
+            }
+        }
+        write_done(out);
+        self.done = true;
+    }
+
+    /// End the stream with an error event and `[DONE]`.
+    pub fn fail(&mut self, out: &mut Vec<u8>, err: &GatewayError) {
+        if self.done {
+            return;
+        }
+        stream_error_event(err, out);
+        write_done(out);
+        self.done = true;
+    }
+}
