@@ -17,7 +17,7 @@ import pytest
 from conftest import assert_openai_error, attach_gateway, chat_body, user
 from keys_helpers import (CLAUDE_PRICE, GPT_PRICE, MASTER_ENV, MASTER_KEY, OpenStream, all_stats, chat,
                           cost_micro, data_events, ensure_minute_left, key_info, keyed_config, prompt_estimate,
-                          scripted_usage, send, settled, stream, usage_counter, vkey, wait_info,
+                          scripted_usage, settled, usage_counter, vkey, wait_info,
                           worker_connections)
 
 RPM = "sk-rpm-Aa11Bb22"

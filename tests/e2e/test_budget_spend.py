@@ -14,13 +14,12 @@ then do not depend on when the counter service applies the usage event.
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 
 from conftest import assert_openai_error, attach_gateway, chat_body, mock_deployment, user
-from keys_helpers import (CLAUDE_PRICE, GPT_PRICE, MASTER_ENV, MASTER_KEY, Price, all_stats, chat, cost_micro, data_events,
+from keys_helpers import (CLAUDE_PRICE, GPT_PRICE, MASTER_ENV, MASTER_KEY, all_stats, chat, cost_micro,
                           ensure_minute_left, key_info, keyed_config, priced_models, prompt_estimate,
                           scripted_usage, settled, sleep_until_ms, stream, usage_counter, usd, utc, vkey,
                           wait_info)
