@@ -285,6 +285,8 @@ pub struct Exchange {
     limit: Option<MidStreamLimit>,
     /// Which API the answer is for.
     op: Operation,
+    /// The last bytes of a passed-through body, where its `usage` sits.
+    tail: Vec<u8>,
     /// Generated text seen so far (content, reasoning, tool arguments), in bytes.
     generated_bytes: usize,
     /// The stream was ended at the budget; the usage it was charged with.
@@ -317,6 +319,7 @@ impl Exchange {
             streamed_bytes: 0,
             limit: None,
             op: Operation::Chat,
+            tail: Vec::new(),
             generated_bytes: 0,
             cut_usage: None,
         }
@@ -520,6 +523,28 @@ impl Exchange {
         }
     }
 
+    /// A chunk of a body passed through untouched: keep its last bytes and,
+    /// at the end, read `usage` from them, so even unparsed answers are
+    /// counted (OpenAI puts `usage` last; 4 KiB holds it with room to spare).
+    pub fn passthrough_chunk(&mut self, chunk: &[u8], end_of_stream: bool) {
+        if !matches!(self.mode, Mode::Passthrough) {
+            return;
+        }
+        const KEEP: usize = 4096;
+        if chunk.len() >= KEEP {
+            self.tail.clear();
+            self.tail.extend_from_slice(&chunk[chunk.len() - KEEP..]);
+        } else {
+            let excess = (self.tail.len() + chunk.len()).saturating_sub(KEEP);
+            self.tail.drain(..excess);
+            self.tail.extend_from_slice(chunk);
+        }
+        if end_of_stream {
+            self.usage = usage_in_tail(&self.tail);
+            self.tail = Vec::new();
+        }
+    }
+
     /// Whether the response is being streamed and translated chunk by chunk.
     pub fn is_streaming_response(&self) -> bool {
         matches!(self.mode, Mode::Stream(_))
@@ -530,6 +555,16 @@ impl Exchange {
 /// `<alias>#<index in model_list>`, never a key.
 pub fn deployment_label(dep: &Deployment) -> String {
     dep.id.clone()
+}
+
+/// The `usage` object in the last bytes of an OpenAI JSON body.
+fn usage_in_tail(tail: &[u8]) -> Option<Usage> {
+    let key = b"\"usage\"";
+    let at = tail.windows(key.len()).rposition(|w| w == key)?;
+    let rest = &tail[at + key.len()..];
+    let colon = rest.iter().position(|b| *b == b':')?;
+    let mut it = serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<Usage>();
+    it.next()?.ok()
 }
 
 /// The end (exclusive) of the first complete `data: ...\n\n` event in
@@ -762,5 +797,24 @@ mod usage_tests {
         let out = a.exchange.complete_body(br#"{"id":"c","object":"chat.completion","choices":[],"usage":{"prompt_tokens":4000,"completion_tokens":1000,"total_tokens":5000,"prompt_tokens_details":{"cached_tokens":0}}}"#);
         assert!(out.is_some());
         assert_eq!(a.exchange.usage().map(|u| u.total_tokens), Some(5000));
+    }
+}
+
+#[cfg(test)]
+mod tail_tests {
+    use super::*;
+
+    #[test]
+    fn usage_is_read_from_the_tail_of_a_passthrough_body() {
+        let body = format!(
+            "{{\"id\":\"x\",\"choices\":[{{\"message\":{{\"content\":\"{}\"}}}}],\"usage\":{{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10,\"prompt_tokens_details\":{{\"cached_tokens\":0}}}},\"system_fingerprint\":\"fp\"}}",
+            "z".repeat(10_000)
+        );
+        assert_eq!(
+            usage_in_tail(&body.as_bytes()[body.len() - 4096..]),
+            Some(Usage::new(7, 3))
+        );
+        assert_eq!(usage_in_tail(b"{\"usage\": nope"), None);
+        assert_eq!(usage_in_tail(b"no usage here"), None);
     }
 }

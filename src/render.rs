@@ -27,6 +27,8 @@ pub struct RenderOptions {
     pub wasm_path: String,
     /// CA bundle used to verify provider certificates.
     pub ca_bundle: String,
+    /// Where the JSON access log goes: `None` for stdout.
+    pub access_log_path: Option<String>,
 }
 
 impl Default for RenderOptions {
@@ -37,6 +39,7 @@ impl Default for RenderOptions {
             admin_port: 9901,
             wasm_path: "target/wasm32-wasip1/release/llm_gateway.wasm".into(),
             ca_bundle: "/etc/ssl/certs/ca-certificates.crt".into(),
+            access_log_path: None,
         }
     }
 }
@@ -217,6 +220,7 @@ pub fn render(cfg: &Value, opts: &RenderOptions) -> Result<Value, ConfigError> {
     });
     Ok(json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": opts.admin_port}}},
+        "stats_config": {"stats_tags": stats_tags()},
         // The counter service: the same module as a singleton VM with the same
         // vm_id, so it shares the filters' shared data and drains their usage queue.
         "bootstrap_extensions": [{
@@ -244,6 +248,7 @@ pub fn render(cfg: &Value, opts: &RenderOptions) -> Result<Value, ConfigError> {
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                         "stat_prefix": "llm_gateway",
                         "local_reply_config": upstream_failure_reply(),
+                        "access_log": [access_log(opts.access_log_path.as_deref())],
                         "route_config": {"virtual_hosts": [{
                             "name": "providers",
                             "domains": ["*"],
@@ -281,6 +286,69 @@ pub fn render(cfg: &Value, opts: &RenderOptions) -> Result<Value, ConfigError> {
             "clusters": envoy_clusters
         }
     }))
+}
+
+/// One JSON access-log line per request, with what the filter publishes
+/// (`%FILTER_STATE(wasm.llm_gateway.*:PLAIN)%`) next to Envoy's own fields.
+pub fn access_log(path: Option<&str>) -> Value {
+    let format = json!({
+        "start_time": "%START_TIME%",
+        "method": "%REQ(:METHOD)%",
+        "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+        "status": "%RESPONSE_CODE%",
+        "duration_ms": "%DURATION%",
+        "upstream_cluster": "%UPSTREAM_CLUSTER%",
+        "response_flags": "%RESPONSE_FLAGS%",
+        "request_id": "%REQ(X-REQUEST-ID)%",
+        "model_alias": "%FILTER_STATE(wasm.llm_gateway.model_alias:PLAIN)%",
+        "provider": "%FILTER_STATE(wasm.llm_gateway.provider:PLAIN)%",
+        "deployment": "%FILTER_STATE(wasm.llm_gateway.deployment:PLAIN)%",
+        "attempts": "%FILTER_STATE(wasm.llm_gateway.attempts:PLAIN)%",
+        "prompt_tokens": "%FILTER_STATE(wasm.llm_gateway.prompt_tokens:PLAIN)%",
+        "completion_tokens": "%FILTER_STATE(wasm.llm_gateway.completion_tokens:PLAIN)%",
+        "cost_usd": "%FILTER_STATE(wasm.llm_gateway.cost_usd:PLAIN)%",
+        "key_alias": "%FILTER_STATE(wasm.llm_gateway.key_alias:PLAIN)%"
+    });
+    match path {
+        None => json!({
+            "name": "envoy.access_loggers.stdout",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                "log_format": {"json_format": format}
+            }
+        }),
+        Some(p) => json!({
+            "name": "envoy.access_loggers.file",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": p,
+                "log_format": {"json_format": format}
+            }
+        }),
+    }
+}
+
+/// Turn the label segments of the filter's metric names
+/// (`llm_gateway.<metric>.<label>.<value>...`, see `filter/observe.rs`) into
+/// Prometheus labels.
+pub fn stats_tags() -> Value {
+    let tags: Vec<Value> = [
+        "alias",
+        "provider",
+        "deployment",
+        "status_class",
+        "token_type",
+        "key_alias",
+    ]
+    .iter()
+    .map(|name| {
+        json!({
+            "tag_name": name,
+            "regex": format!(r"^wasmcustom\.llm_gateway\..*?(\.{name}\.([^.]+))")
+        })
+    })
+    .collect();
+    Value::Array(tags)
 }
 
 /// Envoy's own replies for upstream failures the filter cannot see (a reset

@@ -6,6 +6,7 @@
 //!   --listen ADDR:PORT   listener (default 127.0.0.1:4000)
 //!   --admin-port PORT    admin interface on 127.0.0.1 (default 9901)
 //!   --wasm PATH          llm_gateway.wasm as Envoy sees it
+//!   --access-log PATH    JSON access log file (default: stdout)
 //! ```
 //!
 //! Both use the filter's own parser, so an error here is the error the
@@ -17,7 +18,7 @@ use llm_gateway::render::{render, RenderOptions};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: llm-gateway check CONFIG\n       llm-gateway render CONFIG [--listen ADDR:PORT] [--admin-port PORT] [--wasm PATH]"
+        "usage: llm-gateway check CONFIG\n       llm-gateway render CONFIG [--listen ADDR:PORT] [--admin-port PORT] [--wasm PATH] [--access-log PATH]"
     );
     ExitCode::from(2)
 }
@@ -62,6 +63,7 @@ fn main() -> ExitCode {
                 Err(_) => return usage(),
             },
             "--wasm" => opts.wasm_path = value.clone(),
+            "--access-log" => opts.access_log_path = Some(value.clone()),
             _ => return usage(),
         }
     }

@@ -20,6 +20,7 @@ use proxy_wasm::types::{Action, BufferType, MapType};
 
 use super::host::{self, WasmStore};
 use super::metrics::{self, Event};
+use super::observe;
 use crate::budget::{self, Admission};
 use crate::config::{Config, Deployment};
 use crate::error::{ErrorKind, GatewayError};
@@ -91,6 +92,8 @@ pub struct GatewayHttp {
     need_usage: bool,
     /// Chat completions or embeddings.
     op: Operation,
+    /// A chat or embeddings request (counted in the request metrics).
+    api_request: bool,
 }
 
 impl GatewayHttp {
@@ -121,6 +124,7 @@ impl GatewayHttp {
             charged: None,
             need_usage: false,
             op: Operation::Chat,
+            api_request: false,
         }
     }
 
@@ -169,7 +173,69 @@ impl GatewayHttp {
         metrics::count_usage(key.as_deref(), &model, "tokens", tokens.total());
         metrics::count_usage(key.as_deref(), &model, "cost_micro_usd", cost);
         self.charged = Some(cost);
+        self.publish_usage();
         Some(cost)
+    }
+
+    /// Metrics and access-log values for the finished request.
+    fn observe_end(&mut self) {
+        let cfg = Rc::clone(&self.cfg);
+        let status = host::response_header(":status")
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(0);
+        let dep = self.current.and_then(|t| cfg.deployments.get(t.idx));
+        // Labels only from the configuration: an unknown alias is "unknown".
+        let alias = match (dep, self.parsed.as_ref()) {
+            (Some(d), _) => d.alias.clone(),
+            (None, Some(p)) if !cfg.deployments_for(&p.chat.model).is_empty() => {
+                p.chat.model.clone()
+            }
+            _ => "unknown".to_string(),
+        };
+        let (provider, deployment) = dep.map_or(("none", "none".to_string()), |d| {
+            (d.provider.family_name(), d.id.clone())
+        });
+        if self.api_request {
+            observe::request_done(&alias, provider, &deployment, status);
+        }
+        if dep.is_none() {
+            return;
+        }
+        let (usage, cost) = self.publish_usage();
+        if let Some(u) = usage {
+            observe::tokens(&alias, u.prompt_tokens, u.completion_tokens);
+        }
+        observe::cost(&alias, cost);
+    }
+
+    /// Put usage, cost and key alias where the access log can read them; as
+    /// soon as they are known (the access log may be written before
+    /// `on_log`), and again when the request is settled.
+    fn publish_usage(&self) -> (Option<crate::openai::Usage>, u64) {
+        let dep = self.current.and_then(|t| self.cfg.deployments.get(t.idx));
+        let usage = self.exchange.as_ref().and_then(|e| e.usage());
+        let cost = match (self.charged, dep) {
+            (Some(c), _) => c,
+            (None, Some(d)) => usage.map_or(0, |u| {
+                crate::pricing::cost_micro(d.price.as_ref(), &u.into())
+            }),
+            (None, None) => 0,
+        };
+        if let Some(u) = usage {
+            observe::publish(observe::keys::PROMPT_TOKENS, &u.prompt_tokens.to_string());
+            observe::publish(
+                observe::keys::COMPLETION_TOKENS,
+                &u.completion_tokens.to_string(),
+            );
+        }
+        observe::publish(
+            observe::keys::COST_USD,
+            budget::format_usd(cost).trim_start_matches('$'),
+        );
+        if let CallerId::Key(k) = &self.caller {
+            observe::publish(observe::keys::KEY_ALIAS, k);
+        }
+        (usage, cost)
     }
 
     /// Set up an attempt's exchange for what the request needs: usage read
@@ -258,6 +324,10 @@ impl GatewayHttp {
         }
         self.attempts += 1;
         self.current = Some(t);
+        observe::publish(observe::keys::MODEL_ALIAS, &dep.alias);
+        observe::publish(observe::keys::DEPLOYMENT, &dep.id);
+        observe::publish(observe::keys::PROVIDER, dep.provider.family_name());
+        observe::publish(observe::keys::ATTEMPTS, &self.attempts.to_string());
     }
 
     /// Release the in-flight count, exactly once per attempt.
@@ -303,6 +373,8 @@ impl GatewayHttp {
                 .as_ref()
                 .and_then(|e| e.usage())
                 .map_or(0, |u| u.total_tokens);
+            observe::latency(&dep.id, latency, ttft);
+            self.publish_usage();
             if let Err(e) = routing::record_success(&WasmStore, dep, now, latency, ttft, tokens) {
                 warn!("llm-gateway: success not recorded: {e}");
             }
@@ -693,6 +765,7 @@ impl HttpContext for GatewayHttp {
         let method = host::request_header(":method").unwrap_or_default();
         let path = host::request_header(":path").unwrap_or_default();
         let endpoint = pipeline::classify(&method, &path);
+        self.api_request = matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Embeddings);
         if matches!(
             endpoint,
             Endpoint::Models | Endpoint::KeyInfo | Endpoint::ChatCompletions | Endpoint::Embeddings
@@ -872,6 +945,13 @@ impl HttpContext for GatewayHttp {
         let Some(exchange) = self.exchange.as_mut() else {
             return Action::Continue;
         };
+        if !exchange.is_streaming_response() {
+            // Passed through untouched: only its usage is read from the tail.
+            exchange.passthrough_chunk(
+                &host::body(BufferType::HttpResponseBody, body_size),
+                end_of_stream,
+            );
+        }
         if exchange.is_streaming_response() {
             let chunk = if body_size > 0 {
                 host::body(BufferType::HttpResponseBody, body_size)
@@ -899,5 +979,6 @@ impl HttpContext for GatewayHttp {
         // Client gone, upstream reset mid-stream, or any ending not seen above.
         self.end_in_flight();
         self.settle();
+        self.observe_end();
     }
 }

@@ -1,6 +1,6 @@
 //! Envoy counters per deployment, defined on first use.
 //!
-//! Names are `llm_gateway.<event>.<deployment id>` with the id's characters
+//! Names are `llm_gateway.<event>.deployment.<deployment id>` with the id's characters
 //! outside `[A-Za-z0-9_]` replaced by `_` (`ha#0` -> `ha_0`); Envoy lists them
 //! under its custom Wasm stats (admin `/stats?filter=llm_gateway`, Prometheus
 //! `/stats/prometheus`).
@@ -44,10 +44,31 @@ thread_local! {
     static IDS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
 }
 
+/// Record `value` in the metric `name` of `kind` (histogram or gauge),
+/// defining it on first use.
+pub fn record(kind: MetricType, name: &str, value: u64) {
+    let id = IDS.with(|ids| {
+        let mut ids = ids.borrow_mut();
+        if let Some(id) = ids.get(name) {
+            return Some(*id);
+        }
+        let id = hostcalls::define_metric(kind, name).ok()?;
+        ids.insert(name.to_string(), id);
+        Some(id)
+    });
+    if let Some(id) = id {
+        let _ = hostcalls::record_metric(id, value);
+    }
+}
+
 /// Add one to `event` for `dep`.
 pub fn count(event: Event, dep: &Deployment) {
     add(
-        &format!("llm_gateway.{}.{}", event.name(), sanitize(&dep.id)),
+        &format!(
+            "llm_gateway.{}.deployment.{}",
+            event.name(),
+            sanitize(&dep.id)
+        ),
         1,
     );
 }
@@ -65,14 +86,20 @@ pub fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// Per key alias and per model alias: `llm_gateway.key.<alias>.<what>` and
-/// `llm_gateway.model.<alias>.<what>` (`requests`, `tokens`,
+/// Per key alias and per model alias: `llm_gateway.key.<what>.key_alias.<alias>`
+/// and `llm_gateway.model.<what>.alias.<alias>` (`requests`, `tokens`,
 /// `cost_micro_usd`, `rejected_<reason>`).
 pub fn count_usage(key: Option<&str>, model: &str, what: &str, n: u64) {
     if let Some(k) = key {
-        add(&format!("llm_gateway.key.{}.{what}", sanitize(k)), n);
+        add(
+            &format!("llm_gateway.key.{what}.key_alias.{}", sanitize(k)),
+            n,
+        );
     }
-    add(&format!("llm_gateway.model.{}.{what}", sanitize(model)), n);
+    add(
+        &format!("llm_gateway.model.{what}.alias.{}", sanitize(model)),
+        n,
+    );
 }
 
 /// Add `n` to the counter `name`, defining it on first use.

@@ -8,6 +8,7 @@
 mod host;
 mod http;
 mod metrics;
+mod observe;
 mod root;
 
 use proxy_wasm::types::LogLevel;

@@ -716,9 +716,9 @@ def stat_id(deployment_id: str) -> str:
 
 
 def deployment_counter(stats: dict[str, int], kind: str, deployment_id: str) -> int | None:
-    """`llm_gateway.<kind>.<stat id>`, whatever prefix Envoy puts before custom metrics
-    (`wasmcustom.` ...); None when Envoy has no such counter."""
-    want = f"llm_gateway.{kind}.{stat_id(deployment_id)}"
+    """`llm_gateway.<kind>.deployment.<stat id>`, whatever prefix Envoy puts before custom
+    metrics (`wasmcustom.` ...); None when Envoy has no such counter."""
+    want = f"llm_gateway.{kind}.deployment.{stat_id(deployment_id)}"
     found = {n: v for n, v in stats.items() if n == want or n.endswith("." + want)}
     assert len(found) <= 1, f"several stats end with {want}: {found}"
     return next(iter(found.values()), None)

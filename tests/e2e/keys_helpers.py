@@ -324,9 +324,10 @@ def all_headers_at_mocks(gw: Gateway) -> list[tuple[str, str, str]]:
 
 
 def usage_counter(stats: dict[str, int], kind: str, name: str, what: str) -> int:
-    """`llm_gateway.<kind>.<name with non-[A-Za-z0-9_] as _>.<what>` (kind `key` or `model`),
-    whatever prefix Envoy adds (`wasmcustom.`); absent = 0."""
-    want = f"llm_gateway.{kind}.{re.sub(r'[^A-Za-z0-9_]', '_', name)}.{what}"
+    """`llm_gateway.key.<what>.key_alias.<name>` / `llm_gateway.model.<what>.alias.<name>` (names
+    with non-[A-Za-z0-9_] as `_`), whatever prefix Envoy adds (`wasmcustom.`); absent = 0."""
+    label = {"key": "key_alias", "model": "alias"}[kind]
+    want = f"llm_gateway.{kind}.{what}.{label}.{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
     found = {n: v for n, v in stats.items() if n == want or n.endswith("." + want)}
     assert len(found) <= 1, f"several stats end with {want}: {found}"
     return next(iter(found.values()), 0)
