@@ -261,6 +261,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn config_without_api_version_is_refused() {
+        let cfg = serde_json::json!({
+            "model_list": [{"model_name": "a", "litellm_params": {
+                "model": "azure/gpt4o", "api_base": "https://r.openai.azure.com", "api_key": "k"}}],
+            "gateway": {"clusters": {"azure": "c"}},
+        });
+        let err = crate::config::parse(cfg.to_string().as_bytes(), &|_| None).unwrap_err();
+        assert!(err.to_string().contains("api_version"), "{err}");
+        let cfg = serde_json::json!({
+            "model_list": [{"model_name": "a", "litellm_params": {"model": "azure/gpt4o", "api_key": "k",
+                "api_version": "2024-10-21"}}],
+            "gateway": {"clusters": {"azure": "c"}},
+        });
+        let err = crate::config::parse(cfg.to_string().as_bytes(), &|_| None).unwrap_err();
+        assert!(err.to_string().contains("api_base"), "{err}");
+    }
+
+    #[test]
     fn encodes_path_parts() {
         assert_eq!(encode("gpt-4o_mini.v2"), "gpt-4o_mini.v2");
         assert_eq!(encode("a b/c"), "a%20b%2Fc");
