@@ -20,7 +20,7 @@ ADMIN_PORT   ?= 9901
 RUN_DIR      := .run
 CARGO_BIN    := target/release/llm-gateway
 
-.PHONY: all build venv test unit e2e run render envoy-configs check-envoy-configs lint bench clean
+.PHONY: all build venv test unit e2e run render envoy-configs check-envoy-configs k8s-render oci lint bench clean
 
 all: build
 
@@ -46,7 +46,7 @@ unit:
 	cargo test --all-targets
 
 e2e: build venv
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest tests/e2e -q -p no:cacheprovider
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest tests/e2e -q -p no:cacheprovider $(E2E_ARGS)
 
 ## render: the Envoy bootstrap for CONFIG into .run/envoy.yaml
 render: $(CARGO_BIN)
@@ -67,6 +67,14 @@ run: build venv render
 ## envoy-configs: regenerate the committed envoy/*.yaml from their *-config.yaml sources
 envoy-configs: $(CARGO_BIN)
 	for n in demo providers; do $(CARGO_BIN) render envoy/$$n-config.yaml > envoy/$$n.yaml; done
+
+## k8s-render: regenerate k8s/gateway/configmap.yaml from k8s/gateway/config.yaml
+k8s-render: $(CARGO_BIN)
+	python3 tools/k8s_render.py --bin $(CARGO_BIN)
+
+## oci: package the filter as an OCI image layout in target/oci; prints the manifest digest
+oci: build
+	python3 tools/oci.py --wasm $(WASM) --out target/oci --tag $(or $(TAG),latest)
 
 lint:
 	cargo fmt --all -- --check

@@ -100,22 +100,33 @@ pub fn refusal_reply(r: &Refusal) -> (GatewayError, Option<u64>) {
     (r.error.clone(), r.retry_after)
 }
 
-/// What one request is charged, from what the provider reported, or (when
-/// the request ended before any usage arrived: a client abort mid-stream) an
-/// estimate: the prompt from the body size and the completion from the bytes
-/// already streamed to the client, at 4 bytes a token; the streamed bytes
-/// include the SSE framing, so this overestimates rather than under-charges.
+/// What one request is charged, from what the provider reported. When the
+/// answer did not complete (a client abort or upstream reset mid-stream) the
+/// completion is at least an estimate from the bytes already streamed to the
+/// client (4 bytes a token; the bytes include the SSE framing, so this
+/// overestimates rather than under-charges): the provider may have reported
+/// only its first counts (Anthropic's `message_start` says 1 output token),
+/// and it bills what it generated. With no usage at all the prompt is
+/// estimated from the body size too.
 pub fn charge(
     dep: &Deployment,
     usage: Option<Usage>,
     body_len: usize,
     streamed_bytes: usize,
+    complete: bool,
 ) -> (u64, TokenUsage) {
+    let estimate = budget::prompt_estimate_tokens(streamed_bytes);
     let tokens = match usage {
-        Some(u) => TokenUsage::from(u),
+        Some(u) => {
+            let mut t = TokenUsage::from(u);
+            if !complete {
+                t.completion = t.completion.max(estimate);
+            }
+            t
+        }
         None if streamed_bytes > 0 => TokenUsage {
             prompt: budget::prompt_estimate_tokens(body_len),
-            completion: budget::prompt_estimate_tokens(streamed_bytes),
+            completion: estimate,
             ..TokenUsage::default()
         },
         None => TokenUsage::default(),

@@ -151,6 +151,10 @@ pub fn attempt<'a>(
     };
     let mut exchange = Exchange::new(t, meta, parsed.chat.is_stream());
     exchange.op = parsed.op;
+    exchange.base64_embeddings = parsed
+        .embeddings
+        .as_ref()
+        .is_some_and(|e| e.encoding_format.as_deref() == Some("base64"));
     Ok(Attempt {
         deployment,
         upstream,
@@ -287,6 +291,8 @@ pub struct Exchange {
     op: Operation,
     /// The last bytes of a passed-through body, where its `usage` sits.
     tail: Vec<u8>,
+    /// Embeddings requested with `encoding_format: "base64"`.
+    base64_embeddings: bool,
     /// Generated text seen so far (content, reasoning, tool arguments), in bytes.
     generated_bytes: usize,
     /// The stream was ended at the budget; the usage it was charged with.
@@ -320,6 +326,7 @@ impl Exchange {
             limit: None,
             op: Operation::Chat,
             tail: Vec::new(),
+            base64_embeddings: false,
             generated_bytes: 0,
             cut_usage: None,
         }
@@ -333,6 +340,16 @@ impl Exchange {
     /// Whether the stream was ended at the budget.
     pub fn was_cut(&self) -> bool {
         self.cut_usage.is_some()
+    }
+
+    /// Whether the answer was received whole (a stream to its end, or a
+    /// buffered body).
+    pub fn is_complete(&self) -> bool {
+        match self.mode {
+            Mode::Stream(_) => self.finished || self.cut_usage.is_some(),
+            Mode::Pending => false,
+            _ => true,
+        }
     }
 
     /// Read usage from every answer (the request is charged).
@@ -419,7 +436,16 @@ impl Exchange {
             } {
                 Ok(t) => {
                     self.usage = t.usage;
-                    Some((t.body, None))
+                    // The client asked for base64 vectors; a translated answer
+                    // carries floats (passthrough answers were asked for base64
+                    // upstream already).
+                    let body =
+                        if self.base64_embeddings && !self.translator.passes_embeddings_through() {
+                            crate::provider::embedding::reencode_base64(&t.body).unwrap_or(t.body)
+                        } else {
+                            t.body
+                        };
+                    Some((body, None))
                 }
                 Err(e) => Some((e.to_body(), Some(e.status))),
             },

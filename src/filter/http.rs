@@ -92,6 +92,8 @@ pub struct GatewayHttp {
     need_usage: bool,
     /// Chat completions or embeddings.
     op: Operation,
+    /// Budget left after this request (for the response header).
+    remaining_after: Option<u64>,
     /// A chat or embeddings request (counted in the request metrics).
     api_request: bool,
 }
@@ -124,6 +126,7 @@ impl GatewayHttp {
             charged: None,
             need_usage: false,
             op: Operation::Chat,
+            remaining_after: None,
             api_request: false,
         }
     }
@@ -156,11 +159,18 @@ impl GatewayHttp {
         let dep = self.current.and_then(|t| cfg.deployments.get(t.idx));
         let usage = self.exchange.as_ref().and_then(|e| e.usage());
         let streamed = self.exchange.as_ref().map_or(0, |e| e.streamed_bytes());
+        let complete = self.exchange.as_ref().is_some_and(|e| e.is_complete());
         let (cost, tokens) = match dep {
-            Some(d) if self.attempts > 0 => metering::charge(d, usage, self.body_len, streamed),
+            Some(d) if self.attempts > 0 => {
+                metering::charge(d, usage, self.body_len, streamed, complete)
+            }
             _ => (0, Default::default()),
         };
         let now = host::now_ms();
+        // What is left after this request, read before its usage event is
+        // applied (the counter service may apply it any time after).
+        self.remaining_after =
+            budget::remaining_micro(&WasmStore, adm, now).map(|r| r.saturating_sub(cost));
         if let Some(event) = metering::settle(adm, cost, &tokens, now) {
             enqueue_usage(&event, now);
         }
@@ -263,11 +273,7 @@ impl GatewayHttp {
         let Some(cost) = self.settle() else {
             return Vec::new();
         };
-        let remaining = self
-            .admission
-            .as_ref()
-            .and_then(|a| budget::remaining_micro(&WasmStore, a, host::now_ms()));
-        metering::cost_headers(cost, remaining)
+        metering::cost_headers(cost, self.remaining_after)
     }
 
     fn deployment(&self, idx: usize) -> Option<&Deployment> {
