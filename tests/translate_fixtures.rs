@@ -57,6 +57,8 @@ fn defaults(provider: &str) -> (&'static str, &'static str) {
         "azure" => ("my-gpt-4o", "azure-test-key"),
         // Ollama needs no key (LiteLLM sends one as a bearer token when set).
         "ollama" => ("llama3.2", ""),
+        "gemini" => ("gemini-2.5-flash", "gm-test-key"),
+        "vertex_ai" => ("gemini-2.5-pro", "ya29.test-token"),
         other => panic!("no defaults for fixture provider directory `{other}`"),
     }
 }
@@ -73,6 +75,11 @@ fn extra_params(provider: &str) -> Value {
         "azure" => json!({
             "api_base": "https://my-resource.openai.azure.com",
             "api_version": "2024-10-21",
+        }),
+        "vertex_ai" => json!({
+            "api_base": "https://us-central1-aiplatform.googleapis.com",
+            "vertex_project": "test-project",
+            "vertex_location": "us-central1",
         }),
         _ => json!({}),
     }
