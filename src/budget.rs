@@ -1043,6 +1043,7 @@ mod tests {
             limits,
             team: None,
             model_budgets: BTreeMap::new(),
+            principals: vec![],
         }
     }
 

@@ -167,6 +167,10 @@ pub struct KeyConfig {
     pub team: Option<String>,
     /// `model_max_budget`, by model alias.
     pub model_budgets: BTreeMap<String, ModelBudget>,
+    /// `principals`: mTLS peer identities (Envoy's `source.principal`, e.g.
+    /// `spiffe://cluster.local/ns/search/sa/indexer`) that act as this key
+    /// when a request carries no key, so mesh workloads need no bearer secret.
+    pub principals: Vec<String>,
 }
 
 /// One team.
@@ -358,17 +362,39 @@ pub fn authenticate<'a>(
     authorization: Option<&str>,
     x_api_key: Option<&str>,
 ) -> Result<Caller<'a>, GatewayError> {
+    authenticate_with_principal(ring, authorization, x_api_key, None)
+}
+
+/// [`authenticate`], also accepting the connection's mTLS peer identity
+/// (`source.principal`) for requests that carry no key: a key listing that
+/// principal in `principals` is used. A presented key always wins, so a
+/// workload can still use another key explicitly.
+pub fn authenticate_with_principal<'a>(
+    ring: Option<&'a KeyRing>,
+    authorization: Option<&str>,
+    x_api_key: Option<&str>,
+    principal: Option<&str>,
+) -> Result<Caller<'a>, GatewayError> {
     let Some(ring) = ring else {
         return Ok(Caller::Open);
     };
     let plain = match presented(authorization, x_api_key) {
         Ok(Some(k)) => k,
         Ok(None) => {
+            if let Some(p) = principal.filter(|p| !p.is_empty()) {
+                if let Some(k) = ring
+                    .keys()
+                    .iter()
+                    .find(|k| k.principals.iter().any(|q| q == p))
+                {
+                    return Ok(Caller::Key(k));
+                }
+            }
             return Err(unauthorized(
                 "missing_api_key",
                 "Missing API key: send `Authorization: Bearer <key>` (or `x-api-key: <key>`)."
                     .to_string(),
-            ))
+            ));
         }
         Err(()) => {
             return Err(unauthorized(
@@ -582,6 +608,7 @@ const KEY_FIELDS: &[&str] = &[
     "team",
     "team_id",
     "model_max_budget",
+    "principals",
 ];
 const TEAM_FIELDS: &[&str] = &["team_id", "models"];
 
@@ -668,6 +695,30 @@ fn parse_key(
     };
     let alias = name_field(m, &path, "key_alias")?;
     let models = model_list(non_null(m, "models"), &format!("{path}.models"), aliases)?;
+    let principals = match non_null(m, "principals") {
+        None => Vec::new(),
+        Some(Value::Array(a)) => {
+            let mut out = Vec::new();
+            for (j, p) in a.iter().enumerate() {
+                match p.as_str() {
+                    Some(s) if !s.trim().is_empty() => out.push(s.to_string()),
+                    _ => {
+                        return Err(err(
+                            format!("{path}.principals[{j}]"),
+                            "must be a non-empty string (a peer identity such as spiffe://...)",
+                        ))
+                    }
+                }
+            }
+            out
+        }
+        Some(_) => {
+            return Err(err(
+                format!("{path}.principals"),
+                "must be a list of strings",
+            ))
+        }
+    };
     let team = match (non_null(m, "team"), non_null(m, "team_id")) {
         (Some(_), Some(_)) => {
             return Err(err(
@@ -750,6 +801,7 @@ fn parse_key(
         limits,
         team,
         model_budgets,
+        principals,
     })
 }
 
@@ -889,7 +941,8 @@ mod tests {
                  "max_budget": 25.0, "budget_duration": "30d", "rpm_limit": 120, "tpm_limit": 200000,
                  "max_parallel_requests": 4, "team": "search",
                  "model_max_budget": {"smart": {"budget_limit": 10.0, "time_period": "1d"}}},
-                {"key_hash": h("sk-other").to_uppercase().replace("SHA256", "sha256"), "key_alias": "other"}
+                {"key_hash": h("sk-other").to_uppercase().replace("SHA256", "sha256"), "key_alias": "other",
+                 "principals": ["spiffe://cluster.local/ns/search/sa/indexer"]}
             ],
             "teams": [{"team_id": "search", "max_budget": 100.0, "budget_duration": "30d",
                        "rpm_limit": 1000, "models": ["smart", "cheap"]}],
@@ -1142,6 +1195,34 @@ mod tests {
     fn ring() -> KeyRing {
         let (r, _, _) = parse_v(full()).unwrap();
         r.unwrap()
+    }
+
+    #[test]
+    fn a_workload_principal_acts_as_its_key_when_no_key_is_sent() {
+        let r = ring();
+        let p = Some("spiffe://cluster.local/ns/search/sa/indexer");
+        assert_eq!(
+            authenticate_with_principal(Some(&r), None, None, p)
+                .unwrap()
+                .key_ref(),
+            "other"
+        );
+        // an explicit key wins over the principal
+        assert_eq!(
+            authenticate_with_principal(Some(&r), Some("Bearer sk-search"), None, p)
+                .unwrap()
+                .key_ref(),
+            "team-search"
+        );
+        // an unknown principal is not a key
+        let e = authenticate_with_principal(Some(&r), None, None, Some("spiffe://x/ns/y/sa/z"))
+            .unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("missing_api_key"));
+        // a bad principals entry is named
+        let mut cfg = full();
+        cfg["virtual_keys"][1]["principals"] = serde_json::json!([""]);
+        let e = parse_v(cfg).err().unwrap();
+        assert_eq!(e.field, "virtual_keys[1].principals[0]");
     }
 
     #[test]

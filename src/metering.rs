@@ -14,6 +14,14 @@ use crate::openai::{ChatRequest, Usage};
 use crate::pricing::{self, TokenUsage};
 use crate::store::SharedStore;
 
+/// Whether any key is bound to workload principals (then the filter reads
+/// the connection's peer identity).
+pub fn uses_principals(cfg: &Config) -> bool {
+    cfg.keys
+        .as_ref()
+        .is_some_and(|r| r.keys().iter().any(|k| !k.principals.is_empty()))
+}
+
 /// Who is calling, without borrowing the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallerId {
@@ -26,19 +34,25 @@ pub enum CallerId {
 }
 
 impl CallerId {
-    /// Authenticate the request's credentials against the configured keys.
+    /// Authenticate the request's credentials (or, without any, the mTLS
+    /// peer principal) against the configured keys.
     pub fn authenticate(
         cfg: &Config,
         authorization: Option<&str>,
         x_api_key: Option<&str>,
+        principal: Option<&str>,
     ) -> Result<CallerId, GatewayError> {
-        Ok(
-            match keys::authenticate(cfg.keys.as_ref(), authorization, x_api_key)? {
-                Caller::Open => CallerId::Open,
-                Caller::Master => CallerId::Master,
-                Caller::Key(k) => CallerId::Key(k.alias.clone()),
-            },
-        )
+        let caller = keys::authenticate_with_principal(
+            cfg.keys.as_ref(),
+            authorization,
+            x_api_key,
+            principal,
+        )?;
+        Ok(match caller {
+            Caller::Open => CallerId::Open,
+            Caller::Master => CallerId::Master,
+            Caller::Key(k) => CallerId::Key(k.alias.clone()),
+        })
     }
 
     /// The borrowed form the key and budget functions take.

@@ -201,6 +201,8 @@ const CONTEXT_WINDOW_MARKERS: &[&str] = &[
     "context window",
     "context length",
     "input is too long",
+    // Gemini: "The input token count (N) exceeds the maximum number of tokens allowed (M)."
+    "exceeds the maximum number of tokens allowed",
 ];
 
 /// Phrases for content-policy refusals (lowercase): OpenAI

@@ -39,6 +39,7 @@ const CLIENT_CREDENTIAL_HEADERS: &[&str] = &[
     "api-key",
     "openai-organization",
     "openai-project",
+    "x-goog-api-key",
 ];
 
 /// One planned attempt.
@@ -778,8 +779,21 @@ impl HttpContext for GatewayHttp {
         ) {
             let authorization = host::request_header("authorization");
             let x_api_key = host::request_header("x-api-key");
-            match CallerId::authenticate(&self.cfg, authorization.as_deref(), x_api_key.as_deref())
-            {
+            // The mTLS peer identity, for keys bound to workloads.
+            let principal = if metering::uses_principals(&self.cfg) {
+                hostcalls::get_property(vec!["source", "principal"])
+                    .ok()
+                    .flatten()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+            } else {
+                None
+            };
+            match CallerId::authenticate(
+                &self.cfg,
+                authorization.as_deref(),
+                x_api_key.as_deref(),
+                principal.as_deref(),
+            ) {
                 Ok(c) => self.caller = c,
                 Err(e) => return self.reply_error(&e),
             }
