@@ -1288,9 +1288,11 @@ fn status_for_exception(name: &str) -> u16 {
     }
 }
 
-/// The gateway status and kind for a Bedrock status: the shared table, except
-/// 424 (ModelErrorException: the model failed) which is an upstream failure.
-fn bedrock_status_kind(status: u16) -> (u16, ErrorKind) {
+/// The gateway status and kind for an exception inside a stream: the shared
+/// table, except 424 (`modelStreamErrorException`: the model failed) which is
+/// an upstream failure. (HTTP error answers keep the shared table, which the
+/// pipeline applies to the status line: 424 stays 424.)
+fn stream_exception_kind(status: u16) -> (u16, ErrorKind) {
     match status {
         424 => (502, ErrorKind::Upstream),
         s => upstream_status_kind(s),
@@ -1302,7 +1304,7 @@ fn bedrock_status_kind(status: u16) -> (u16, ErrorKind) {
 /// travels in the `x-amzn-errortype` header, which a translator does not see,
 /// so `code` is set only when the body names it.
 fn error_from_body(status: u16, body: &[u8]) -> GatewayError {
-    let (mapped, kind) = bedrock_status_kind(status);
+    let (mapped, kind) = upstream_status_kind(status);
     let mut e = GatewayError::new(mapped, kind, format!("{PROVIDER} returned HTTP {status}"));
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         if !body.is_empty() {
@@ -1528,7 +1530,7 @@ impl BedrockStream {
             "exception" => {
                 let name = msg.header_str(":exception-type").unwrap_or("exception");
                 let status = status_for_exception(name);
-                let (mapped, kind) = bedrock_status_kind(status);
+                let (mapped, kind) = stream_exception_kind(status);
                 let message = serde_json::from_slice::<Value>(&msg.payload)
                     .ok()
                     .and_then(|v| {
