@@ -614,8 +614,11 @@ _gateway_seq = itertools.count(1)
 
 
 def launch_envoy(cfg: dict, workdir: Path, name: str, envoy: str,
-                 extra_args: list[str] | None = None) -> tuple[subprocess.Popen, Path, list[str]]:
-    """Write the bootstrap, start Envoy (2 workers) and wait for /ready; fails the test if it never is."""
+                 extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Path, list[str]]:
+    """Write the bootstrap, start Envoy (2 workers) and wait for /ready; fails the test if it never is.
+    `env` adds variables to Envoy's own environment (a rendered bootstrap passes provider keys to
+    the VM by `host_env_keys`)."""
     workdir.mkdir(parents=True, exist_ok=True)
     cfg_path = workdir / f"{name}.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -625,7 +628,8 @@ def launch_envoy(cfg: dict, workdir: Path, name: str, envoy: str,
     cmd = [envoy, "-c", str(cfg_path), "--concurrency", "2", "--disable-hot-restart",
            "-l", level, "--log-path", str(log_path), *(extra_args or [])]
     with open(out_path, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **env} if env else None)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         try:
