@@ -95,6 +95,8 @@ pub struct GatewayHttp {
     op: Operation,
     /// Budget left after this request (for the response header).
     remaining_after: Option<u64>,
+    /// The alias the client asked for (labels only if it is configured).
+    requested_alias: Option<String>,
     /// A chat or embeddings request (counted in the request metrics).
     api_request: bool,
 }
@@ -128,6 +130,7 @@ impl GatewayHttp {
             need_usage: false,
             op: Operation::Chat,
             remaining_after: None,
+            requested_alias: None,
             api_request: false,
         }
     }
@@ -196,11 +199,9 @@ impl GatewayHttp {
             .unwrap_or(0);
         let dep = self.current.and_then(|t| cfg.deployments.get(t.idx));
         // Labels only from the configuration: an unknown alias is "unknown".
-        let alias = match (dep, self.parsed.as_ref()) {
+        let alias = match (dep, self.requested_alias.as_deref()) {
             (Some(d), _) => d.alias.clone(),
-            (None, Some(p)) if !cfg.deployments_for(&p.chat.model).is_empty() => {
-                p.chat.model.clone()
-            }
+            (None, Some(a)) if !cfg.deployments_for(a).is_empty() => a.to_string(),
             _ => "unknown".to_string(),
         };
         let (provider, deployment) = dep.map_or(("none", "none".to_string()), |d| {
@@ -411,6 +412,7 @@ impl GatewayHttp {
             }
         }
         let (mut parsed, overrides) = pipeline::prepare(self.op, body, &header_overrides)?;
+        self.requested_alias = Some(parsed.chat.model.clone());
         crate::keys::authorize_model(&self.caller.caller(&cfg), &parsed.chat.model)?;
         self.body_len = body.len();
         let now_ms = host::now_ms();
@@ -500,6 +502,11 @@ impl GatewayHttp {
         }
         // The provider must answer uncompressed: translation reads the bytes.
         host::remove_request_header("accept-encoding");
+        // Kept as Envoy keeps it for its own path rewrites, so access logs
+        // (`%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%`) show what the client asked for.
+        if let Some(original) = host::request_header(":path") {
+            host::set_request_header("x-envoy-original-path", &original);
+        }
         host::set_request_header(":path", &up.path);
         host::set_request_header(":authority", &attempt.deployment.api_base.authority);
         for (k, v) in &up.headers {
@@ -780,11 +787,21 @@ impl HttpContext for GatewayHttp {
             let authorization = host::request_header("authorization");
             let x_api_key = host::request_header("x-api-key");
             // The mTLS peer identity, for keys bound to workloads.
+            // Istio exposes it as `source.principal`; plain Envoy as the peer
+            // certificate's URI SAN (`connection.uri_san_peer_certificate`).
             let principal = if metering::uses_principals(&self.cfg) {
-                hostcalls::get_property(vec!["source", "principal"])
-                    .ok()
-                    .flatten()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                [
+                    vec!["source", "principal"],
+                    vec!["connection", "uri_san_peer_certificate"],
+                ]
+                .into_iter()
+                .find_map(|path| {
+                    hostcalls::get_property(path)
+                        .ok()
+                        .flatten()
+                        .filter(|b| !b.is_empty())
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                })
             } else {
                 None
             };

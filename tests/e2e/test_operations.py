@@ -637,9 +637,6 @@ def test_access_log_retried_request(ops, workload):
     assert e["key_alias"] == "ops-team" and e["status"] == 200, e
 
 
-@pytest.mark.xfail(strict=True, reason="render/filter bug: the access log's `path` "
-                                       "(%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%) is the provider path the filter "
-                                       "rewrote :path to (/v1/messages, /api/embed): no x-envoy-original-path is kept")
 def test_access_log_path_is_the_client_path(ops, workload):
     rids = [s.rid for s in workload.sent]
     by_rid = wait_log_lines(ops.access_log, rids)
@@ -687,8 +684,6 @@ def test_budget_refusal_counters(ops, over_budget):
     assert line and len(line) == 1 and line[0]["status"] == 429 and line[0]["attempts"] is None, line
 
 
-@pytest.mark.xfail(strict=True, reason="filter bug: observe_end labels a refusal `unknown` unless a deployment "
-                                       "was tried (self.parsed is only set after routing)")
 def test_refusal_for_a_known_alias_keeps_its_alias_label(ops, over_budget):
     """A request for a configured alias refused before any attempt (here: the key's budget) is
     counted under that alias with `provider="none", deployment="none"` (src/filter/http.rs
