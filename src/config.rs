@@ -683,6 +683,20 @@ fn object_or_empty<'a>(
 }
 
 /// `litellm_params` keys that LiteLLM knows and this gateway does not use yet.
+/// Bedrock params and the environment variables LiteLLM falls back to for
+/// them, in order (also read by `llm-gateway render` to pass them to the VM).
+pub const BEDROCK_ENV: &[(&str, &[&str])] = &[
+    ("aws_access_key_id", &["AWS_ACCESS_KEY_ID"]),
+    ("aws_secret_access_key", &["AWS_SECRET_ACCESS_KEY"]),
+    ("aws_session_token", &["AWS_SESSION_TOKEN"]),
+    ("aws_region_name", &["AWS_REGION_NAME", "AWS_REGION"]),
+];
+
+/// The Bedrock runtime endpoint of a region.
+pub fn bedrock_endpoint(region: &str) -> String {
+    format!("https://bedrock-runtime.{region}.amazonaws.com")
+}
+
 /// Provider-specific `litellm_params` (LiteLLM's names) kept as strings, with
 /// `os.environ/NAME` resolved, for the translators that need them.
 pub const PROVIDER_PARAMS: &[&str] = &[
@@ -775,18 +789,43 @@ fn parse_deployment(
             ),
         )
     })?;
-    let api_base_raw = match string_param("api_base")? {
-        Some(b) => b,
-        None => match spec.default_base {
-            Some(b) => b.to_string(),
-            None => {
-                return Err(err(
-                    pp("api_base"),
-                    format!("provider `{prefix}` has no public endpoint: set api_base"),
-                ))
+    // Bedrock: LiteLLM's environment fallbacks for credentials and region,
+    // and the regional endpoint when no api_base is given.
+    let mut bedrock_env = BTreeMap::new();
+    if spec.kind == ProviderKind::Bedrock {
+        for (param, vars) in BEDROCK_ENV {
+            if string_param(param)?.is_none() {
+                if let Some(v) = vars.iter().find_map(|v| env(v).filter(|x| !x.is_empty())) {
+                    bedrock_env.insert((*param).to_string(), v);
+                }
             }
-        },
+        }
+    }
+    let bedrock_region = match string_param("aws_region_name")? {
+        Some(r) => Some(r),
+        None => bedrock_env.get("aws_region_name").cloned(),
     };
+    let api_base_raw =
+        match string_param("api_base")? {
+            Some(b) => b,
+            None if spec.kind == ProviderKind::Bedrock => match &bedrock_region {
+                Some(region) => bedrock_endpoint(region),
+                None => return Err(err(
+                    pp("aws_region_name"),
+                    "Bedrock needs a region: set aws_region_name (or AWS_REGION_NAME / AWS_REGION \
+                     in the VM environment), or api_base",
+                )),
+            },
+            None => match spec.default_base {
+                Some(b) => b.to_string(),
+                None => {
+                    return Err(err(
+                        pp("api_base"),
+                        format!("provider `{prefix}` has no public endpoint: set api_base"),
+                    ))
+                }
+            },
+        };
     let api_base = ApiBase::parse(&api_base_raw).map_err(|r| err(pp("api_base"), r))?;
     let api_key = match string_param("api_key")? {
         Some(k) => Some(k),
@@ -853,7 +892,7 @@ fn parse_deployment(
                 ),
             )
         })?;
-    let mut provider_params = BTreeMap::new();
+    let mut provider_params = bedrock_env;
     for k in PROVIDER_PARAMS {
         if let Some(v) = string_param(k)? {
             provider_params.insert((*k).to_string(), v);
@@ -1326,6 +1365,34 @@ mod tests {
         assert_eq!(e.field, "virtual_keys[0].key_hash");
         let e = with(r#", "budget_reservation": 1}"#).unwrap_err();
         assert_eq!(e.field, "gateway.budget_reservation");
+    }
+
+    #[test]
+    fn bedrock_reads_aws_environment_and_derives_its_endpoint() {
+        let cfg = br#"{"model_list":[{"model_name":"b","litellm_params":{"model":"bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0"}}],
+                       "gateway":{"clusters":{"bedrock":"bedrock_api"}}}"#;
+        let env = |k: &str| match k {
+            "AWS_ACCESS_KEY_ID" => Some("AKIDEXAMPLE".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("secret".to_string()),
+            "AWS_REGION" => Some("eu-west-1".to_string()),
+            _ => None,
+        };
+        let c = parse(cfg, &env).unwrap();
+        let d = &c.deployments[0];
+        assert_eq!(
+            d.api_base.authority,
+            "bedrock-runtime.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            d.params.get("aws_region_name").map(String::as_str),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            d.params.get("aws_access_key_id").map(String::as_str),
+            Some("AKIDEXAMPLE")
+        );
+        let e = parse(cfg, &|_| None).unwrap_err();
+        assert_eq!(e.field, "model_list[0].litellm_params.aws_region_name");
     }
 
     #[test]

@@ -72,6 +72,18 @@ fn entry_api_base(entry: &Value, i: usize) -> Result<ApiBase, ConfigError> {
             format!("unknown provider prefix `{prefix}/`"),
         )
     })?;
+    if spec.kind == provider::ProviderKind::Bedrock && params.get("api_base").is_none() {
+        return match params.get("aws_region_name").and_then(Value::as_str) {
+            Some(r) if !r.starts_with("os.environ/") => {
+                ApiBase::parse(&config::bedrock_endpoint(r))
+                    .map_err(|e| err(format!("{path}.aws_region_name"), e))
+            }
+            _ => Err(err(
+                format!("{path}.api_base"),
+                "to render a Bedrock cluster, write aws_region_name literally or set api_base",
+            )),
+        };
+    }
     let base = match params.get("api_base") {
         Some(Value::String(b)) if b.starts_with("os.environ/") => {
             return Err(err(
@@ -135,6 +147,13 @@ fn env_names(cfg: &Value) -> Vec<String> {
                 .map_or(provider::infer_prefix(model), |(p, _)| p);
             if let Some(k) = provider::spec_for_prefix(prefix).and_then(|s| s.key_env) {
                 out.push(k.to_string());
+            }
+            if prefix == "bedrock" {
+                for (param, vars) in config::BEDROCK_ENV {
+                    if params.and_then(|p| p.get(*param)).is_none() {
+                        out.extend(vars.iter().map(|v| v.to_string()));
+                    }
+                }
             }
         }
     }
@@ -463,6 +482,28 @@ mod tests {
         assert_eq!(
             plugin["gateway"]["clusters"]["api.anthropic.com"],
             "llm_api_anthropic_com"
+        );
+    }
+
+    #[test]
+    fn renders_a_regional_bedrock_cluster_and_passes_aws_variables() {
+        let cfg = json!({"model_list": [{"model_name": "b", "litellm_params": {
+            "model": "bedrock/amazon.nova-lite-v1:0", "aws_region_name": "us-east-1"}}]});
+        let out = render(&cfg, &RenderOptions::default()).unwrap();
+        let c = &out["static_resources"]["clusters"][0];
+        assert_eq!(c["name"], "llm_bedrock_runtime_us_east_1_amazonaws_com");
+        let wasm = &out["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"]["http_filters"][0]["typed_config"]["config"];
+        let env = wasm["vm_config"]["environment_variables"]["host_env_keys"]
+            .as_array()
+            .unwrap();
+        assert!(
+            env.contains(&json!("AWS_ACCESS_KEY_ID"))
+                && env.contains(&json!("AWS_SECRET_ACCESS_KEY"))
+        );
+        assert!(
+            !env.contains(&json!("AWS_REGION")),
+            "the region is given: {env:?}"
         );
     }
 
