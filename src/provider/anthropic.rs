@@ -86,9 +86,11 @@
 //! when Anthropic reported cache reads. See [`finish_reason`] for
 //! `stop_reason`.
 
-use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use super::chunk::{
+    Chunk, ChunkChoice, Delta, FunctionDelta, PromptTokensDetails, ToolCallDelta, UsageOut,
+};
 use super::openai_compat::{openai_style_error, snippet};
 use super::{
     endpoint_path, stream_error_event, RequestContext, ResponseMeta, StreamTranslator, Translated,
@@ -958,21 +960,6 @@ impl TokenCounts {
     }
 }
 
-/// OpenAI `usage`, fields in OpenAI's order.
-#[derive(Debug, Serialize)]
-struct UsageOut {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    total_tokens: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    prompt_tokens_details: Option<PromptTokensDetails>,
-}
-
-#[derive(Debug, Serialize)]
-struct PromptTokensDetails {
-    cached_tokens: u64,
-}
-
 fn invalid_response(detail: impl std::fmt::Display) -> GatewayError {
     GatewayError::new(
         502,
@@ -1177,70 +1164,6 @@ enum Block {
     Other,
 }
 
-/// One `chat.completion.chunk`, fields in OpenAI's order.
-#[derive(Serialize)]
-struct Chunk<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: Vec<ChunkChoice>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<UsageOut>,
-}
-
-#[derive(Serialize)]
-struct ChunkChoice {
-    index: u32,
-    delta: Delta,
-    finish_reason: Option<&'static str>,
-}
-
-#[derive(Serialize, Default)]
-struct Delta {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_content: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_calls: Option<Vec<ToolCallDelta>>,
-}
-
-#[derive(Serialize)]
-struct ToolCallDelta {
-    index: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<String>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-    function: FunctionDelta,
-}
-
-#[derive(Serialize)]
-struct FunctionDelta {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    arguments: Option<String>,
-}
-
-impl Delta {
-    fn content(text: impl Into<String>) -> Self {
-        Delta {
-            content: Some(text.into()),
-            ..Delta::default()
-        }
-    }
-
-    fn tool(call: ToolCallDelta) -> Self {
-        Delta {
-            tool_calls: Some(vec![call]),
-            ..Delta::default()
-        }
-    }
-}
 
 /// Translates Anthropic stream events into OpenAI chunks as they complete.
 ///

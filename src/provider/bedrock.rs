@@ -122,9 +122,11 @@
 //!   choice, which [`ResponseMeta`] does not carry yet: vectors come back as
 //!   floats (the `openai` SDK accepts both).
 
-use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use super::chunk::{
+    Chunk, ChunkChoice, Delta, FunctionDelta, PromptTokensDetails, ToolCallDelta, UsageOut,
+};
 use super::openai_compat::snippet;
 use super::{
     stream_error_event, RequestContext, ResponseMeta, StreamTranslator, Translated, Translator,
@@ -1136,20 +1138,6 @@ impl TokenCounts {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct UsageOut {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    total_tokens: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    prompt_tokens_details: Option<PromptTokensDetails>,
-}
-
-#[derive(Debug, Serialize)]
-struct PromptTokensDetails {
-    cached_tokens: u64,
-}
-
 fn invalid_response(detail: impl std::fmt::Display) -> GatewayError {
     GatewayError::new(
         502,
@@ -1345,78 +1333,6 @@ enum Block {
     Tool { index: u32, args: usize },
     /// The JSON-mode tool: its input is streamed as content.
     JsonTool { args: usize },
-}
-
-#[derive(Serialize)]
-struct Chunk<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: Vec<ChunkChoice>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<UsageOut>,
-}
-
-#[derive(Serialize)]
-struct ChunkChoice {
-    index: u32,
-    delta: Delta,
-    finish_reason: Option<&'static str>,
-}
-
-#[derive(Serialize, Default)]
-struct Delta {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_content: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_calls: Option<Vec<ToolCallDelta>>,
-}
-
-#[derive(Serialize)]
-struct ToolCallDelta {
-    index: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<String>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-    function: FunctionDelta,
-}
-
-#[derive(Serialize)]
-struct FunctionDelta {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    arguments: Option<String>,
-}
-
-impl Delta {
-    fn content(text: impl Into<String>) -> Self {
-        Delta {
-            content: Some(text.into()),
-            ..Delta::default()
-        }
-    }
-
-    fn arguments(index: u32, args: impl Into<String>) -> Self {
-        Delta {
-            tool_calls: Some(vec![ToolCallDelta {
-                index,
-                id: None,
-                kind: None,
-                function: FunctionDelta {
-                    name: None,
-                    arguments: Some(args.into()),
-                },
-            }]),
-            ..Delta::default()
-        }
-    }
 }
 
 /// Translates ConverseStream event-stream messages into OpenAI chunks.
@@ -1619,7 +1535,7 @@ impl BedrockStream {
                     let d = match self.block(index) {
                         Some(Block::Tool { index: i, args }) => {
                             *args = args.saturating_add(input.len());
-                            Delta::arguments(*i, input)
+                            Delta::tool_args(*i, input.to_string())
                         }
                         Some(Block::JsonTool { args }) => {
                             *args = args.saturating_add(input.len());
@@ -1651,7 +1567,7 @@ impl BedrockStream {
                 let (_, block) = self.blocks.remove(pos);
                 match block {
                     Block::Tool { index: i, args: 0 } => {
-                        self.write_delta(out, Delta::arguments(i, "{}"), None);
+                        self.write_delta(out, Delta::tool_args(i, "{}".to_string()), None);
                     }
                     Block::JsonTool { args: 0 } => {
                         self.write_delta(out, Delta::content("{}"), None);

@@ -1,5 +1,6 @@
 //! Writing OpenAI `chat.completion.chunk` SSE events, for translators that
-//! build OpenAI streams from a provider's own events (Cohere, Ollama).
+//! build OpenAI streams from a provider's own events (the writer: Cohere,
+//! Ollama; the wire types also Anthropic and Bedrock).
 //!
 //! The first chunk carries `role: "assistant"` (OpenAI streams start this
 //! way); every chunk carries the request's id, `created` and model; nothing is
@@ -12,53 +13,75 @@ use crate::error::GatewayError;
 use crate::openai::Usage;
 use crate::sse::{write_data, write_done};
 
+/// One `chat.completion.chunk` (shared by the translators that build OpenAI
+/// streams, so every provider's chunks serialise the same way). `U` is the
+/// `usage` shape: [`Usage`], or [`UsageOut`] with cached-token details.
 #[derive(Serialize)]
-struct Chunk<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: Vec<ChunkChoice>,
+pub(crate) struct Chunk<'a, U: Serialize = Usage> {
+    pub(crate) id: &'a str,
+    pub(crate) object: &'static str,
+    pub(crate) created: u64,
+    pub(crate) model: &'a str,
+    pub(crate) choices: Vec<ChunkChoice>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<Usage>,
+    pub(crate) usage: Option<U>,
 }
 
+/// One choice of a chunk.
 #[derive(Serialize)]
-struct ChunkChoice {
-    index: u32,
-    delta: Delta,
-    finish_reason: Option<&'static str>,
+pub(crate) struct ChunkChoice {
+    pub(crate) index: u32,
+    pub(crate) delta: Delta,
+    pub(crate) finish_reason: Option<&'static str>,
+}
+
+/// OpenAI `usage`, fields in OpenAI's order, with cached prompt tokens.
+#[derive(Debug, Serialize)]
+pub(crate) struct UsageOut {
+    pub(crate) prompt_tokens: u64,
+    pub(crate) completion_tokens: u64,
+    pub(crate) total_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+/// `usage.prompt_tokens_details`.
+#[derive(Debug, Serialize)]
+pub(crate) struct PromptTokensDetails {
+    pub(crate) cached_tokens: u64,
 }
 
 /// The `delta` of a chunk choice.
 #[derive(Serialize, Default)]
 pub struct Delta {
     #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<&'static str>,
+    pub(crate) role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<String>,
+    pub(crate) content: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_content: Option<String>,
+    pub(crate) reasoning_content: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    tool_calls: Option<Vec<ToolCallDelta>>,
+    pub(crate) tool_calls: Option<Vec<ToolCallDelta>>,
 }
 
+/// One tool call's piece in a delta.
 #[derive(Serialize)]
-struct ToolCallDelta {
-    index: u32,
+pub(crate) struct ToolCallDelta {
+    pub(crate) index: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<String>,
+    pub(crate) id: Option<String>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-    function: FunctionDelta,
+    pub(crate) kind: Option<&'static str>,
+    pub(crate) function: FunctionDelta,
 }
 
+/// A tool call's name and/or argument piece.
 #[derive(Serialize)]
-struct FunctionDelta {
+pub(crate) struct FunctionDelta {
     #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    arguments: Option<String>,
+    pub(crate) arguments: Option<String>,
 }
 
 impl Delta {
@@ -90,6 +113,14 @@ impl Delta {
                     arguments: Some(arguments),
                 },
             }]),
+            ..Delta::default()
+        }
+    }
+
+    /// A delta carrying one tool-call piece.
+    pub(crate) fn tool(call: ToolCallDelta) -> Self {
+        Delta {
+            tool_calls: Some(vec![call]),
             ..Delta::default()
         }
     }
