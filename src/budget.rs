@@ -102,6 +102,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::error::{ErrorKind, GatewayError};
+use crate::fleet::{
+    self, CallItem, FleetSettings, Grants, LeaseCheck, LeaseRecord, RedisStatus, Resource,
+};
 use crate::keys::{format_duration, Caller, KeyConfig, KeyRing, Limits};
 use crate::pricing::{max_cost_micro, ModelPrice, TokenUsage};
 use crate::store::{update, SharedStore, StoreError, MAX_CAS_ATTEMPTS};
@@ -312,6 +315,11 @@ pub enum RefusalReason {
     Parallel,
     /// The counters stayed contended through every CAS attempt (429, retry in 1 s).
     Busy,
+    /// Fleet counters: this Envoy must lease more from Redis first
+    /// ([`Refusal::needs`]); not an answer for the client.
+    Lease,
+    /// Fleet counters: Redis is unreachable and `fail_closed` refuses (503).
+    Unavailable,
 }
 
 impl RefusalReason {
@@ -323,6 +331,8 @@ impl RefusalReason {
             RefusalReason::Tpm => "tpm",
             RefusalReason::Parallel => "parallel",
             RefusalReason::Busy => "busy",
+            RefusalReason::Lease => "lease",
+            RefusalReason::Unavailable => "counters_unavailable",
         }
     }
 }
@@ -340,6 +350,9 @@ pub struct Refusal {
     pub retry_after: Option<u64>,
     /// The scope that refused (`key:<alias>`, `team:<id>`, `keymodel:...`).
     pub scope: String,
+    /// With [`RefusalReason::Lease`]: what to lease from Redis before
+    /// admitting again (every scope's needs, so one call covers them).
+    pub needs: Vec<CallItem>,
 }
 
 /// What one scope of an admission holds.
@@ -359,6 +372,8 @@ struct Hold {
     reserved: u64,
     /// Minute whose `requests` this admission incremented.
     minute: u64,
+    /// Admitted by `fail_open` while the fleet counters were unreachable.
+    fail_open: bool,
 }
 
 /// An admitted request's holds on its scopes: its reservation, its rpm
@@ -411,6 +426,16 @@ impl Admission {
         self.holds.iter().map(|h| h.reserved).max().unwrap_or(0)
     }
 
+    /// Whether a scope was admitted by `fail_open` (fleet counters unreachable).
+    pub fn fail_open(&self) -> bool {
+        self.holds.iter().any(|h| h.fail_open)
+    }
+
+    /// The scopes held (for waking the fleet counter service).
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.holds.iter().map(|h| h.scope.as_str())
+    }
+
     /// Whether any admitted scope has a budget (then a remaining budget exists).
     pub fn has_budget(&self) -> bool {
         self.holds.iter().any(|h| h.budget_micro.is_some())
@@ -429,6 +454,7 @@ fn limit_hold(scope: String, label: String, l: &Limits) -> Hold {
         counts_requests: true,
         reserved: 0,
         minute: 0,
+        fail_open: false,
     }
 }
 
@@ -459,6 +485,7 @@ fn holds_for(ring: Option<&KeyRing>, k: &KeyConfig, model: &str) -> Vec<Hold> {
             counts_requests: false,
             reserved: 0,
             minute: 0,
+            fail_open: false,
         });
     }
     out
@@ -512,11 +539,138 @@ fn rate_limited(reason: RefusalReason, h: &Hold, msg: String, retry_after: u64) 
         reason,
         retry_after: Some(retry_after),
         scope: h.scope.clone(),
+        needs: Vec::new(),
+    }
+}
+
+/// Fleet counters for one admission: the settings, Redis's status as the
+/// counter service last saw it, and what this request's own lease call
+/// obtained (none on the first pass).
+#[derive(Debug, Clone, Copy)]
+pub struct FleetAdmit<'a> {
+    /// `counters.redis`.
+    pub settings: &'a FleetSettings,
+    /// Redis's status.
+    pub status: RedisStatus,
+    /// What a lease call for this request granted.
+    pub grants: &'a Grants,
+}
+
+/// One hold's fleet context: the admission's and the scope's lease record.
+#[derive(Clone, Copy)]
+struct FleetScope<'a> {
+    admit: &'a FleetAdmit<'a>,
+    lease: Option<&'a LeaseRecord>,
+}
+
+impl FleetScope<'_> {
+    fn check(
+        &self,
+        h: &Hold,
+        r: Resource,
+        limit: u64,
+        window_ms: Option<u64>,
+        used: u64,
+        extra: u64,
+        now_ms: u64,
+    ) -> LeaseCheck {
+        fleet::check_resource(
+            self.admit.settings,
+            &h.scope,
+            r,
+            limit,
+            window_ms,
+            fleet::Usage { used, extra },
+            self.lease,
+            self.admit.status,
+            self.admit.grants,
+            now_ms,
+        )
+    }
+}
+
+fn budget_refusal(h: &Hold, detail: String, now_ms: u64) -> Refusal {
+    Refusal {
+        error: GatewayError::new(
+            429,
+            ErrorKind::InsufficientQuota,
+            format!(
+                "Budget exceeded for {}: {detail}; {}.",
+                h.label,
+                reset_text(h.duration_ms, now_ms)
+            ),
+        )
+        .with_code("insufficient_quota"),
+        reason: RefusalReason::Budget,
+        retry_after: None,
+        scope: h.scope.clone(),
+        needs: Vec::new(),
+    }
+}
+
+fn unavailable(h: &Hold, settings: &FleetSettings) -> Refusal {
+    Refusal {
+        error: GatewayError::new(
+            503,
+            ErrorKind::Unavailable,
+            format!(
+                "The fleet budget counters are unavailable (Redis cannot be reached through \
+                 cluster `{}`) and counters.redis.on_unavailable is fail_closed, so requests of \
+                 {} are refused until it is back; retry later.",
+                settings.cluster, h.label
+            ),
+        )
+        .with_code("counters_unavailable"),
+        reason: RefusalReason::Unavailable,
+        retry_after: Some(1),
+        scope: h.scope.clone(),
+        needs: Vec::new(),
+    }
+}
+
+/// What a fleet check says beyond "within the lease": `Some(refusal)`
+/// ends the check; needs and fail-open are recorded.
+fn fleet_outcome(
+    c: LeaseCheck,
+    h: &Hold,
+    f: &FleetScope<'_>,
+    needs: &mut Vec<CallItem>,
+    fail_open: &mut bool,
+    exhausted: impl FnOnce(u64, u64) -> Refusal,
+) -> Option<Refusal> {
+    match c {
+        LeaseCheck::Ok => None,
+        LeaseCheck::FailOpen { .. } => {
+            *fail_open = true;
+            None
+        }
+        LeaseCheck::Need(item) => {
+            needs.push(item);
+            None
+        }
+        LeaseCheck::Exhausted {
+            used,
+            held_elsewhere,
+        } => Some(exhausted(used, held_elsewhere)),
+        LeaseCheck::Unavailable => Some(unavailable(h, f.admit.settings)),
+    }
+}
+
+fn elsewhere_text(held_elsewhere: u64, fmt: impl Fn(u64) -> String) -> String {
+    if held_elsewhere > 0 {
+        format!(
+            " (+ {} leased to other gateways, returned when they idle)",
+            fmt(held_elsewhere)
+        )
+    } else {
+        String::new()
     }
 }
 
 /// Check one scope's record against the hold's limits; `Ok` is the record
-/// with this request counted.
+/// with this request counted. With fleet counters, budget, rpm and tpm are
+/// checked against this Envoy's leases; a missing lease is collected in
+/// `needs` (the caller refuses with [`RefusalReason::Lease`] when any is).
 // A refusal is the cold path; boxing it would only burden the caller.
 #[allow(clippy::result_large_err)]
 fn check(
@@ -524,72 +678,126 @@ fn check(
     rec: &ScopeRecord,
     reserve: Option<u64>,
     now_ms: u64,
+    fleet: Option<FleetScope<'_>>,
+    needs: &mut Vec<CallItem>,
+    fail_open: &mut bool,
 ) -> Result<ScopeRecord, Refusal> {
     let mut next = *rec;
     if let Some(budget) = h.budget_micro {
-        let held = rec.spend_micro.saturating_add(rec.reserved_micro);
         let r = reserve.unwrap_or(0);
-        let over = rec.spend_micro >= budget || held.saturating_add(r) > budget;
-        if over {
-            let detail = if rec.spend_micro >= budget || reserve.is_none() {
-                format!(
-                    "spend {} has reached max_budget {}",
-                    format_usd(rec.spend_micro),
-                    format_usd(budget)
-                )
-            } else {
-                format!(
-                    "spend {} + {} reserved by requests in flight + up to {} for this request \
-                     would exceed max_budget {} (a lower max_tokens reserves less)",
-                    format_usd(rec.spend_micro),
-                    format_usd(rec.reserved_micro),
-                    format_usd(r),
-                    format_usd(budget)
-                )
-            };
-            return Err(Refusal {
-                error: GatewayError::new(
-                    429,
-                    ErrorKind::InsufficientQuota,
+        if let Some(f) = &fleet {
+            // At least one micro-USD must be left, as `spend < budget` asks.
+            let extra = rec.reserved_micro.saturating_add(r.max(1));
+            let c = f.check(
+                h,
+                Resource::Budget,
+                budget,
+                h.duration_ms,
+                rec.spend_micro,
+                extra,
+                now_ms,
+            );
+            if let Some(refusal) = fleet_outcome(c, h, f, needs, fail_open, |used, elsewhere| {
+                budget_refusal(
+                    h,
                     format!(
-                        "Budget exceeded for {}: {detail}; {}.",
-                        h.label,
-                        reset_text(h.duration_ms, now_ms)
+                        "fleet-wide spend {}{} + {} reserved by requests in flight here + up to \
+                         {} for this request would exceed max_budget {}",
+                        format_usd(used),
+                        elsewhere_text(elsewhere, format_usd),
+                        format_usd(rec.reserved_micro),
+                        format_usd(r),
+                        format_usd(budget)
                     ),
+                    now_ms,
                 )
-                .with_code("insufficient_quota"),
-                reason: RefusalReason::Budget,
-                retry_after: None,
-                scope: h.scope.clone(),
-            });
+            }) {
+                return Err(refusal);
+            }
+        } else {
+            let held = rec.spend_micro.saturating_add(rec.reserved_micro);
+            let over = rec.spend_micro >= budget || held.saturating_add(r) > budget;
+            if over {
+                let detail = if rec.spend_micro >= budget || reserve.is_none() {
+                    format!(
+                        "spend {} has reached max_budget {}",
+                        format_usd(rec.spend_micro),
+                        format_usd(budget)
+                    )
+                } else {
+                    format!(
+                        "spend {} + {} reserved by requests in flight + up to {} for this request \
+                         would exceed max_budget {} (a lower max_tokens reserves less)",
+                        format_usd(rec.spend_micro),
+                        format_usd(rec.reserved_micro),
+                        format_usd(r),
+                        format_usd(budget)
+                    )
+                };
+                return Err(budget_refusal(h, detail, now_ms));
+            }
         }
         next.reserved_micro = next.reserved_micro.saturating_add(r);
     }
     let to_next_minute = (MINUTE_MS - now_ms % MINUTE_MS).div_ceil(1000).max(1);
     if let Some(l) = h.rpm {
-        if rec.requests >= l {
-            return Err(rate_limited(
+        let msg = |fleet_used: Option<u64>| {
+            rate_limited(
                 RefusalReason::Rpm,
                 h,
-                format!(
-                    "Rate limit exceeded for {}: rpm_limit {l} requests per minute. Retry in {to_next_minute} s.",
-                    h.label
-                ),
+                match fleet_used {
+                    Some(u) => format!(
+                        "Rate limit exceeded for {}: rpm_limit {l} requests per minute across the \
+                         fleet ({u} used this minute). Retry in {to_next_minute} s.",
+                        h.label
+                    ),
+                    None => format!(
+                        "Rate limit exceeded for {}: rpm_limit {l} requests per minute. Retry in \
+                         {to_next_minute} s.",
+                        h.label
+                    ),
+                },
                 to_next_minute,
-            ));
+            )
+        };
+        if let Some(f) = &fleet {
+            let c = f.check(
+                h,
+                Resource::Rpm,
+                l,
+                Some(MINUTE_MS),
+                rec.requests,
+                1,
+                now_ms,
+            );
+            if let Some(r) = fleet_outcome(c, h, f, needs, fail_open, |u, _| msg(Some(u))) {
+                return Err(r);
+            }
+        } else if rec.requests >= l {
+            return Err(msg(None));
         }
     }
     if let Some(l) = h.tpm {
-        if rec.tokens >= l {
-            return Err(rate_limited(
+        let msg = |used: u64, fleet: bool| {
+            rate_limited(
                 RefusalReason::Tpm,
                 h,
                 format!(
-                    "Rate limit exceeded for {}: tpm_limit {l} tokens per minute ({} used this minute). Retry in {to_next_minute} s.",
-                    h.label, rec.tokens
+                    "Rate limit exceeded for {}: tpm_limit {l} tokens per minute{} ({used} used \
+                     this minute). Retry in {to_next_minute} s.",
+                    h.label,
+                    if fleet { " across the fleet" } else { "" }
                 ),
                 to_next_minute,
-            ));
+            )
+        };
+        if let Some(f) = &fleet {
+            let c = f.check(h, Resource::Tpm, l, Some(MINUTE_MS), rec.tokens, 1, now_ms);
+            if let Some(r) = fleet_outcome(c, h, f, needs, fail_open, |u, _| msg(u, true)) {
+                return Err(r);
+            }
+        } else if rec.tokens >= l {
+            return Err(msg(rec.tokens, false));
         }
     }
     if let Some(l) = h.parallel_limit {
@@ -605,11 +813,32 @@ fn check(
             ));
         }
     }
+    if !needs.is_empty() {
+        return Err(lease_refusal(h, std::mem::take(needs)));
+    }
     if h.counts_requests {
         next.requests = next.requests.saturating_add(1);
         next.parallel = next.parallel.saturating_add(1);
     }
     Ok(next)
+}
+
+fn lease_refusal(h: &Hold, needs: Vec<CallItem>) -> Refusal {
+    Refusal {
+        error: GatewayError::new(
+            429,
+            ErrorKind::RateLimit,
+            format!(
+                "No fleet lease for {} could be obtained; retry in 1 s.",
+                h.label
+            ),
+        )
+        .with_code("rate_limit_exceeded"),
+        reason: RefusalReason::Lease,
+        retry_after: Some(1),
+        scope: h.scope.clone(),
+        needs,
+    }
 }
 
 /// Admit one scope: read, check, CAS-write; retried on conflicts. Writes
@@ -620,19 +849,36 @@ fn admit_scope(
     h: &mut Hold,
     reserve: Option<u64>,
     now_ms: u64,
+    fleet: Option<&FleetAdmit<'_>>,
 ) -> Result<(), Refusal> {
     let key = record_key(&h.scope);
+    let lease = fleet.and_then(|_| fleet::read_lease(store, &h.scope));
+    let scope_fleet = fleet.map(|admit| FleetScope {
+        admit,
+        lease: lease.as_ref(),
+    });
     for _ in 0..MAX_CAS_ATTEMPTS {
         let current = store.get(&key);
         let mut rec = ScopeRecord::from_store(current.as_ref().map(|(b, _)| b.as_slice()));
         rec.roll(h.duration_ms, now_ms);
-        let next = check(h, &rec, reserve, now_ms)?;
+        let mut needs = Vec::new();
+        let mut fail_open = false;
+        let next = check(
+            h,
+            &rec,
+            reserve,
+            now_ms,
+            scope_fleet,
+            &mut needs,
+            &mut fail_open,
+        )?;
         if store
             .set(&key, &next.encode(), current.map(|(_, cas)| cas))
             .is_ok()
         {
             h.reserved = next.reserved_micro - rec.reserved_micro;
             h.minute = rec.minute;
+            h.fail_open = fail_open;
             return Ok(());
         }
     }
@@ -646,7 +892,40 @@ fn admit_scope(
         reason: RefusalReason::Busy,
         retry_after: Some(1),
         scope: h.scope.clone(),
+        needs: Vec::new(),
     })
+}
+
+/// The lease needs of a scope, read only (to ask for every scope's lease in
+/// one call when an earlier scope already needs one).
+fn scope_needs(
+    store: &dyn SharedStore,
+    h: &Hold,
+    reserve: Option<u64>,
+    now_ms: u64,
+    fleet: &FleetAdmit<'_>,
+) -> Vec<CallItem> {
+    let lease = fleet::read_lease(store, &h.scope);
+    let mut rec = read_record(store, &h.scope);
+    rec.roll(h.duration_ms, now_ms);
+    let mut needs = Vec::new();
+    let mut fail_open = false;
+    let f = FleetScope {
+        admit: fleet,
+        lease: lease.as_ref(),
+    };
+    match check(
+        h,
+        &rec,
+        reserve,
+        now_ms,
+        Some(f),
+        &mut needs,
+        &mut fail_open,
+    ) {
+        Err(r) if r.reason == RefusalReason::Lease => r.needs,
+        _ => Vec::new(),
+    }
 }
 
 /// Take back what an admitted scope added (on a later scope's refusal).
@@ -686,15 +965,40 @@ pub fn admit(
     reserve: Option<u64>,
     now_ms: u64,
 ) -> Result<Admission, Refusal> {
+    admit_fleet(store, ring, caller, model_alias, reserve, now_ms, None)
+}
+
+/// [`admit`], with fleet counters when `fleet` is given: budget, rpm and
+/// tpm are checked against this Envoy's leases (see [`crate::fleet`]). A
+/// refusal with [`RefusalReason::Lease`] lists, in [`Refusal::needs`], what
+/// to lease (in one call) before calling again with the grants; nothing is
+/// held meanwhile.
+#[allow(clippy::result_large_err)]
+pub fn admit_fleet(
+    store: &dyn SharedStore,
+    ring: Option<&KeyRing>,
+    caller: &Caller<'_>,
+    model_alias: &str,
+    reserve: Option<u64>,
+    now_ms: u64,
+    fleet: Option<&FleetAdmit<'_>>,
+) -> Result<Admission, Refusal> {
     let Caller::Key(k) = caller else {
         return Ok(Admission::empty(model_alias));
     };
     let mut holds = holds_for(ring, k, model_alias);
     for i in 0..holds.len() {
-        if let Err(refusal) = admit_scope(store, &mut holds[i], reserve, now_ms) {
+        if let Err(mut refusal) = admit_scope(store, &mut holds[i], reserve, now_ms, fleet) {
             for h in &holds[..i] {
                 // Best effort: a failed undo leaves a conservative over-count.
                 let _ = undo(store, h);
+            }
+            if let (RefusalReason::Lease, Some(f)) = (refusal.reason, fleet) {
+                for h in &holds[i + 1..] {
+                    refusal
+                        .needs
+                        .extend(scope_needs(store, h, reserve, now_ms, f));
+                }
             }
             return Err(refusal);
         }

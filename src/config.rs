@@ -290,6 +290,9 @@ pub struct Config {
     pub keys: Option<KeyRing>,
     /// `gateway.budget_reservation`, `default_max_tokens`, `enforce_mid_stream`.
     pub budget: BudgetSettings,
+    /// `counters.redis`: fleet-wide budgets and limits through Redis
+    /// (webdis); `None`: counters are per Envoy.
+    pub fleet: Option<crate::fleet::FleetSettings>,
     /// Things worth a log line at start (ignored LiteLLM keys ...).
     pub warnings: Vec<String>,
 }
@@ -361,7 +364,7 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     for (key, _) in root.iter() {
         match key.as_str() {
             "model_list" | "router_settings" | "litellm_settings" | "general_settings"
-            | "gateway" | "virtual_keys" | "teams" => {}
+            | "gateway" | "virtual_keys" | "teams" | "counters" => {}
             k if IGNORED_TOP_LEVEL.contains(&k) => {
                 warnings.push(format!("`{k}` is a LiteLLM setting this gateway ignores"))
             }
@@ -468,6 +471,18 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         }
     }
 
+    let fleet = crate::fleet::parse_settings(root.get("counters"))?;
+    if fleet.is_some()
+        && keys
+            .as_ref()
+            .is_none_or(|r| crate::fleet::fleet_scopes(r).is_empty())
+    {
+        warnings.push(
+            "counters.redis is set but no key or team has a budget, rpm or tpm limit: nothing \
+             is counted fleet-wide"
+                .to_string(),
+        );
+    }
     let cluster_header = gateway
         .cluster_header
         .unwrap_or_else(|| DEFAULT_CLUSTER_HEADER.into());
@@ -488,6 +503,7 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         router,
         keys,
         budget,
+        fleet,
         warnings,
     })
 }

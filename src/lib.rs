@@ -30,6 +30,7 @@ pub mod budget;
 pub mod config;
 pub mod error;
 pub mod eventstream;
+pub mod fleet;
 pub mod keys;
 pub mod metering;
 pub mod ndjson;

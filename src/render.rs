@@ -221,10 +221,19 @@ pub fn render(cfg: &Value, opts: &RenderOptions) -> Result<Value, ConfigError> {
     } = prepare(cfg)?;
     let cluster_header = parsed.cluster_header.clone();
     let plugin_json = plugin.to_string();
-    let envoy_clusters: Vec<Value> = clusters
+    let mut envoy_clusters: Vec<Value> = clusters
         .iter()
         .map(|(name, base)| envoy_cluster(name, base, &opts.ca_bundle))
         .collect();
+    // `counters.redis.url`: the webdis front of the fleet counters.
+    if let Some(f) = parsed.fleet.as_ref() {
+        if let Some(url) = f.url.as_deref() {
+            let base = ApiBase::parse(url).map_err(|e| err("counters.redis.url", e))?;
+            if !clusters.contains_key(&f.cluster) {
+                envoy_clusters.push(envoy_cluster(&f.cluster, &base, &opts.ca_bundle));
+            }
+        }
+    }
     let env = env_names(cfg);
 
     let vm_config = json!({

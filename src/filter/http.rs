@@ -99,6 +99,12 @@ pub struct GatewayHttp {
     requested_alias: Option<String>,
     /// A chat or embeddings request (counted in the request metrics).
     api_request: bool,
+    /// The budget reservation of a keyed request (micro-USD).
+    reserve: Option<u64>,
+    /// Fleet counters: what this request's own lease call obtained.
+    grants: crate::fleet::Grants,
+    /// Fleet counters: the lease call in the air (token, what it asks for).
+    lease_call: Option<(u32, Vec<crate::fleet::CallItem>)>,
 }
 
 impl GatewayHttp {
@@ -132,6 +138,9 @@ impl GatewayHttp {
             remaining_after: None,
             requested_alias: None,
             api_request: false,
+            reserve: None,
+            grants: crate::fleet::Grants::None,
+            lease_call: None,
         }
     }
 
@@ -402,6 +411,24 @@ impl GatewayHttp {
             .collect()
     }
 
+    /// The fleet lease call answered (or failed): admit again with what it
+    /// granted, then let the request go on or refuse it.
+    fn lease_answered(&mut self, num_headers: usize, body_size: usize) {
+        let Some((_, needs)) = self.lease_call.take() else {
+            return;
+        };
+        self.grants = super::fleet::grants_from_answer(&needs, num_headers, body_size);
+        match self.admit_and_route(self.body_len) {
+            Ok(()) if self.lease_call.is_some() => {}
+            Ok(()) => {
+                let _ = hostcalls::resume_http_request();
+            }
+            Err(e) => {
+                self.reply_error(&e);
+            }
+        }
+    }
+
     fn route_chat(&mut self, body: &[u8]) -> Result<(), GatewayError> {
         let cfg = Rc::clone(&self.cfg);
         let mut header_overrides = Vec::new();
@@ -411,7 +438,7 @@ impl GatewayHttp {
                 host::remove_request_header(h);
             }
         }
-        let (mut parsed, overrides) = pipeline::prepare(self.op, body, &header_overrides)?;
+        let (parsed, overrides) = pipeline::prepare(self.op, body, &header_overrides)?;
         self.requested_alias = Some(parsed.chat.model.clone());
         crate::keys::authorize_model(&self.caller.caller(&cfg), &parsed.chat.model)?;
         self.body_len = body.len();
@@ -437,20 +464,80 @@ impl GatewayHttp {
             .collect();
         if let CallerId::Key(_) = self.caller {
             let deps: Vec<&Deployment> = allowed.iter().map(|a| a.deployment).collect();
-            let reserve = metering::reservation(&cfg, &deps, body.len(), &parsed.chat);
+            self.reserve = metering::reservation(&cfg, &deps, body.len(), &parsed.chat);
+        }
+        self.remaining = self.plan_tries(allowed);
+        self.overrides = overrides;
+        self.parsed = Some(parsed);
+        self.admit_and_route(body.len())
+    }
+
+    /// Admit a keyed request (budgets and limits), then route its first
+    /// attempt. With fleet counters, a request whose scope holds no lease
+    /// yet waits here for one Redis round trip (`lease_call`); the answer
+    /// comes back to [`Self::lease_answered`].
+    fn admit_and_route(&mut self, body_len: usize) -> Result<(), GatewayError> {
+        let cfg = Rc::clone(&self.cfg);
+        let Some(mut parsed) = self.parsed.take() else {
+            return Err(GatewayError::new(
+                500,
+                ErrorKind::Internal,
+                "request state lost before routing",
+            ));
+        };
+        let now_ms = host::now_ms();
+        if let CallerId::Key(_) = self.caller {
             let caller = self.caller.caller(&cfg);
-            match budget::admit(
+            let status = cfg
+                .fleet
+                .as_ref()
+                .map_or(crate::fleet::RedisStatus::Up, |_| {
+                    crate::fleet::read_status(&WasmStore)
+                });
+            let fleet = cfg.fleet.as_ref().map(|settings| budget::FleetAdmit {
+                settings,
+                status,
+                grants: &self.grants,
+            });
+            match budget::admit_fleet(
                 &WasmStore,
                 cfg.keys.as_ref(),
                 &caller,
                 &parsed.chat.model,
-                reserve,
+                self.reserve,
                 now_ms,
+                fleet.as_ref(),
             ) {
                 Ok(adm) => {
+                    if adm.fail_open() {
+                        metrics::add("llm_gateway.fleet.fail_open_admissions", 1);
+                    }
+                    if self.grants != crate::fleet::Grants::None {
+                        super::fleet::wake(adm.scopes());
+                    }
                     if !adm.is_empty() {
                         self.admission = Some(adm);
                     }
+                }
+                Err(r)
+                    if r.reason == budget::RefusalReason::Lease
+                        && self.grants == crate::fleet::Grants::None =>
+                {
+                    let model = parsed.chat.model.clone();
+                    self.parsed = Some(parsed);
+                    self.body_len = body_len;
+                    return match super::fleet::lease(&cfg, &r.needs) {
+                        Some(token) => {
+                            self.lease_call = Some((token, r.needs));
+                            Ok(())
+                        }
+                        None => {
+                            // Not even dispatched: Redis is unreachable for this request.
+                            self.grants = crate::fleet::Grants::Failed;
+                            debug!("llm-gateway: lease call for `{model}` not dispatched");
+                            self.admit_and_route(body_len)
+                        }
+                    };
                 }
                 Err(r) => {
                     metrics::count_usage(
@@ -470,8 +557,6 @@ impl GatewayHttp {
         if self.need_usage {
             pipeline::request_stream_usage(&mut parsed);
         }
-        self.remaining = self.plan_tries(allowed);
-        self.overrides = overrides;
 
         // The first attempt any deployment of the plan can take goes through the router.
         let mut first_error: Option<GatewayError> = None;
@@ -535,7 +620,7 @@ impl GatewayHttp {
         } else {
             host::set_request_header("x-envoy-upstream-rq-timeout-ms", &t.timeout_ms.to_string());
         }
-        host::replace_body(BufferType::HttpRequestBody, body.len(), &up.body);
+        host::replace_body(BufferType::HttpRequestBody, body_len, &up.body);
         host::clear_route_cache();
         debug!(
             "llm-gateway: routed to {}",
@@ -718,11 +803,15 @@ fn hex(bytes: &[u8]) -> String {
 impl Context for GatewayHttp {
     fn on_http_call_response(
         &mut self,
-        _token: u32,
+        token: u32,
         num_headers: usize,
         body_size: usize,
         _trailers: usize,
     ) {
+        if self.lease_call.as_ref().is_some_and(|(t, _)| *t == token) {
+            self.lease_answered(num_headers, body_size);
+            return;
+        }
         let headers = if num_headers > 0 {
             hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default()
         } else {
@@ -871,6 +960,8 @@ impl HttpContext for GatewayHttp {
         }
         let body = host::body(BufferType::HttpRequestBody, body_size);
         match self.route_chat(&body) {
+            // Waiting for a fleet lease: resumed when it arrives.
+            Ok(()) if self.lease_call.is_some() => Action::Pause,
             Ok(()) => Action::Continue,
             Err(e) => self.reply_error(&e),
         }

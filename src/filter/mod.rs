@@ -5,6 +5,7 @@
 //! through `proxy_wasm::hostcalls` (fallible forms), never the `Context`
 //! helpers that unwrap internally: a panic takes the whole VM down.
 
+mod fleet;
 mod host;
 mod http;
 mod metrics;

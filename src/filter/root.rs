@@ -19,6 +19,7 @@ use proxy_wasm::types::{BufferType, ContextType};
 use super::host::{self, WasmStore};
 use super::http::GatewayHttp;
 use crate::config::{self, Config};
+use crate::fleet::{OnUnavailable, RedisStatus, SyncState};
 
 /// `root_id` of the counter service.
 pub const COUNTER_ROOT_ID: &str = "llm_gateway_counter";
@@ -39,9 +40,117 @@ pub struct GatewayRoot {
     role: Role,
     config: Option<Rc<Config>>,
     queue: Option<u32>,
+    /// Counter service with `counters.redis`: the fleet sync.
+    fleet: Option<FleetService>,
 }
 
-impl Context for GatewayRoot {}
+/// The counter service's side of the fleet counters: one sync call at a
+/// time, every `sync_interval` and whenever a worker wakes it.
+struct FleetService {
+    sync: SyncState,
+    wake_queue: Option<u32>,
+    /// The call in the air.
+    token: Option<u32>,
+    /// Woken while a call was in the air: sync again when it lands.
+    again: bool,
+    /// The tick period now set (fast until the first answer).
+    tick_ms: u64,
+}
+
+impl Context for GatewayRoot {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(f) = self.fleet.as_mut() else {
+            return;
+        };
+        if f.token != Some(token) {
+            return;
+        }
+        f.token = None;
+        let n = f.sync.pending_len();
+        let (status, body) = super::fleet::call_answer(num_headers, body_size);
+        let was = f.sync.status();
+        let reply = crate::fleet::parse_reply(status, &body, n);
+        match f.sync.on_reply(&WasmStore, reply) {
+            Ok(()) => {
+                super::metrics::add("llm_gateway.fleet.syncs", 1);
+                if was == RedisStatus::Down {
+                    info!("llm-gateway counter: fleet counters reachable again; unflushed usage is being flushed");
+                }
+            }
+            Err(e) => {
+                super::metrics::add("llm_gateway.fleet.sync_failures", 1);
+                if was != RedisStatus::Down {
+                    let mode = match f.sync.settings().on_unavailable {
+                        OnUnavailable::FailOpen => "fail_open: admitting against local counts",
+                        OnUnavailable::FailClosed => {
+                            "fail_closed: refusing budgeted requests once leases run out"
+                        }
+                    };
+                    warn!("llm-gateway counter: fleet counters unreachable ({e}); {mode}");
+                }
+            }
+        }
+        let interval = f.sync.settings().sync_interval_ms;
+        if f.tick_ms != interval && f.sync.status() == RedisStatus::Up {
+            f.tick_ms = interval;
+            let _ = hostcalls::set_tick_period(Duration::from_millis(interval));
+        }
+        if std::mem::take(&mut f.again) {
+            f.sync_now();
+        }
+    }
+}
+
+impl FleetService {
+    /// Send the next sync (or re-send the one that failed), unless one is
+    /// in the air.
+    fn sync_now(&mut self) {
+        if self.token.is_some() {
+            self.again = true;
+            return;
+        }
+        let now = host::now_ms();
+        let Some(call) = self.sync.next_call(&WasmStore, now) else {
+            return;
+        };
+        let body = call.body.clone();
+        match super::fleet::post(self.sync.settings(), &body) {
+            Some(t) => self.token = Some(t),
+            None => {
+                let _ = self
+                    .sync
+                    .on_reply(&WasmStore, Err("not dispatched".to_string()));
+            }
+        }
+    }
+
+    fn drain_wakes(&mut self) {
+        let Some(q) = self.wake_queue else {
+            return;
+        };
+        let now = host::now_ms();
+        let mut n = 0;
+        while n < 10_000 {
+            match hostcalls::dequeue_shared_queue(q) {
+                Ok(Some(scope)) => {
+                    self.sync
+                        .note_active(&String::from_utf8_lossy(&scope), 0, now);
+                    n += 1;
+                }
+                _ => break,
+            }
+        }
+        if n > 0 {
+            self.sync_now();
+        }
+    }
+}
 
 fn root_id() -> String {
     hostcalls::get_property(vec!["plugin_root_id"])
@@ -97,14 +206,20 @@ impl RootContext for GatewayRoot {
 
     fn on_queue_ready(&mut self, queue_id: u32) {
         if Some(queue_id) == self.queue {
-            drain_usage_queue(queue_id);
+            drain_usage_queue(queue_id, self.fleet.as_mut());
+        } else if let Some(f) = self.fleet.as_mut() {
+            f.drain_wakes();
         }
     }
 
     fn on_tick(&mut self) {
         // Events are applied as they arrive; the tick catches any left behind.
         if let Some(q) = self.queue {
-            drain_usage_queue(q);
+            drain_usage_queue(q, self.fleet.as_mut());
+        }
+        if let Some(f) = self.fleet.as_mut() {
+            f.drain_wakes();
+            f.sync_now();
         }
     }
 
@@ -133,21 +248,61 @@ impl GatewayRoot {
         if let Some(ring) = cfg.keys.as_ref() {
             crate::budget::seed(&WasmStore, ring);
         }
-        let _ = hostcalls::set_tick_period(Duration::from_secs(1));
+        let mut tick_ms = 1_000;
+        if let Some(settings) = cfg.fleet.clone() {
+            let wake_queue = match hostcalls::register_shared_queue(crate::fleet::WAKE_QUEUE) {
+                Ok(q) => Some(q),
+                Err(s) => {
+                    warn!(
+                        "llm-gateway counter: cannot register queue {}: {s:?}",
+                        crate::fleet::WAKE_QUEUE
+                    );
+                    None
+                }
+            };
+            info!(
+                "llm-gateway counter: fleet counters through cluster `{}` (key prefix `{}`, sync every {} ms, {})",
+                settings.cluster,
+                settings.key_prefix,
+                settings.sync_interval_ms,
+                match settings.on_unavailable {
+                    OnUnavailable::FailOpen => "fail_open",
+                    OnUnavailable::FailClosed => "fail_closed",
+                }
+            );
+            // Fast ticks until Redis first answers: the totals are loaded
+            // before (or as soon as) traffic arrives.
+            tick_ms = 50;
+            self.fleet = Some(FleetService {
+                sync: SyncState::new(settings, super::fleet::instance(), cfg.keys.as_ref()),
+                wake_queue,
+                token: None,
+                again: false,
+                tick_ms,
+            });
+        }
+        let _ = hostcalls::set_tick_period(Duration::from_millis(tick_ms));
         info!("llm-gateway counter: serving usage queue {USAGE_QUEUE}");
         self.config = Some(Rc::new(cfg));
         true
     }
 }
 
-/// Apply every queued usage event to the shared totals.
-fn drain_usage_queue(queue_id: u32) {
+/// Apply every queued usage event to the shared totals (and note the
+/// scopes as active for the fleet sync).
+fn drain_usage_queue(queue_id: u32, mut fleet: Option<&mut FleetService>) {
     let mut n = 0u32;
     // Bounded per call: a flood never starves the service's thread.
     while n < 10_000 {
         match hostcalls::dequeue_shared_queue(queue_id) {
             Ok(Some(event)) => {
-                apply_usage_event(&event, host::now_ms());
+                let now = host::now_ms();
+                apply_usage_event(&event, now);
+                if let Some(f) = fleet.as_deref_mut() {
+                    for (scope, reserved) in crate::fleet::event_activity(&event) {
+                        f.sync.note_active(&scope, reserved, now);
+                    }
+                }
                 n += 1;
             }
             Ok(None) => break,
