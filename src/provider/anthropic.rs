@@ -1164,7 +1164,6 @@ enum Block {
     Other,
 }
 
-
 /// Translates Anthropic stream events into OpenAI chunks as they complete.
 ///
 /// Holds only the SSE decoder's unfinished line and a few counters.

@@ -18,10 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import assert_openai_error, chat_body, launch_envoy, stop_envoy, user
+from conftest import (WASM_PATH, assert_openai_error, chat_body, dead_port, gateway_bootstrap, launch_envoy,
+                      stop_envoy, user)
 from fleet_helpers import RedisFleet, wait_for
 from keys_helpers import (GPT_MODEL, GPT_PRICE, all_stats, chat, cost_micro, keyed_config, mock_charges,
-                          prompt_estimate, scripted_usage, vkey)
+                          prompt_estimate, scripted_usage, sleep_until_ms, vkey)
 
 MAX_TOKENS = 16
 BODY = chat_body("gpt", user("How much is left for the fleet?"), max_tokens=MAX_TOKENS)
@@ -51,6 +52,7 @@ def fleet(start_gateway, redis: RedisFleet, cfg: dict, n: int = 3, name: str = "
         gws = [stack.enter_context(start_gateway(cfg, extra_clusters={"webdis": redis.webdis_port},
                                                  name=f"{name}{i}", wasm_log_level="info"))
                for i in range(n)]
+        gws[0].reset()  # the mocks are shared by the whole session: forget earlier tests
         yield gws
 
 
@@ -125,3 +127,149 @@ def test_three_envoys_stop_at_the_budget_and_an_idle_lease_is_spent_elsewhere(st
             assert_openai_error(r, 429, "insufficient_quota", code="insufficient_quota")
         stats = all_stats(gws[0])
         assert stats.get("wasmcustom.llm_gateway.fleet.syncs", 0) > 0
+
+
+def restart(gw, cfg: dict, redis: RedisFleet, e2e_dir, name: str) -> None:
+    """SIGKILL the Envoy (nothing flushed on the way out) and start it again on the same ports."""
+    gw.proc.send_signal(signal.SIGKILL)
+    gw.proc.wait(timeout=10)
+    clusters = {"mock_anthropic": gw.mocks.anthropic_port, "mock_openai": gw.mocks.openai_port,
+                "mock_dead": dead_port(), "webdis": redis.webdis_port}
+    boot = gateway_bootstrap(gw.port, gw.admin_port, str(WASM_PATH), cfg, clusters)
+    gw.proc, gw.log_path, _ = launch_envoy(boot, e2e_dir / name, name, gw_envoy(),
+                                           ["--component-log-level", "wasm:info"])
+
+
+def gw_envoy() -> str:
+    from conftest import envoy_binary
+    return envoy_binary()
+
+
+def test_a_killed_envoy_keeps_its_flushed_spend_and_enforces_at_once_after_restart(
+        start_gateway, mocks, redis, e2e_dir):
+    key, prefix, n_budget = "sk-fleet-R1", "t2", 24
+    budget = n_budget * C + C // 2
+    cfg = fleet_config(mocks, redis, prefix, [vkey(key, "fleet-r", max_budget=budget / 1e6)])
+    rkey = budget_key(redis, prefix, "key:fleet-r")
+    with fleet(start_gateway, redis, cfg, name="fleet-restart") as gws:
+        script_usage(gws[0], 500)
+        phase1 = spread(gws, key, 9, threads=3)
+        assert [r.status for _, r in phase1] == [200] * 9
+        # envoy 0 goes quiet, flushes (one sync), and is killed while the others carry on
+        load = ThreadPoolExecutor(max_workers=1).submit(spread, gws, key, 8, 2, [1, 2])
+        wait_for(lambda: redis.used(rkey) >= 3 * C, what="envoy 0's spend flushed")
+        time.sleep(3 * SYNC_MS / 1000)
+        restart(gws[0], cfg, redis, e2e_dir, "fleet-restart0-again")
+        phase2 = load.result(timeout=60)
+        # right after start: admitted against Redis's totals, so the fleet stays within the budget
+        phase3 = spread(gws, key, 30, threads=6)
+        assert_refusals_are_budget(phase2 + phase3)
+        admitted = sum(r.status == 200 for _, r in phase1 + phase2 + phase3)
+        charges = mock_charges(gws[0], PRICES)
+        assert len(charges) == admitted and set(charges) == {C}
+        # nothing envoy 0 flushed before the kill is lost; the killed envoy's lease is only
+        # held until it expires (lease_ttl), so the fleet may stop short of, never above, the budget
+        wait_for(lambda: redis.used(rkey) == sum(charges), what=f"Redis spend == {sum(charges)}")
+        assert admitted <= n_budget
+        wait_for(lambda: redis.hgetall(rkey).get("L", -1) == 0, timeout=TTL_MS / 1000 + IDLE_MS / 1000 + 5,
+                 what="the killed envoy's lease reclaimed, the others returned")
+        more = spread(gws, key, 30, threads=3)
+        assert_refusals_are_budget(more)
+        admitted += sum(r.status == 200 for _, r in more)
+        assert admitted == n_budget
+        # enforced immediately after a start: a fresh envoy refuses a spent key on its first request
+        restart(gws[1], cfg, redis, e2e_dir, "fleet-restart1-again")
+        r = chat(gws[1], key, BODY)
+        err = assert_openai_error(r, 429, "insufficient_quota", code="insufficient_quota")
+        assert "fleet-wide spend" in err["message"], err
+        assert len(mock_charges(gws[0], PRICES)) == n_budget
+
+
+def test_window_rollover_agrees_across_three_envoys(start_gateway, mocks, redis):
+    key, prefix, n_budget, window_ms = "sk-fleet-W1", "t5", 3, 6000
+    budget = n_budget * C + C // 2
+    cfg = fleet_config(mocks, redis, prefix, [vkey(key, "fleet-w", max_budget=budget / 1e6,
+                                                   budget_duration="6s")])
+    with fleet(start_gateway, redis, cfg, name="fleet-window") as gws:
+        script_usage(gws[0], 500, delay_ms=0)
+        windows = []
+        for _ in range(2):
+            now = int(time.time() * 1000)
+            start = now - now % window_ms + window_ms
+            sleep_until_ms(start + 100)
+            windows.append(start)
+            results = spread(gws, key, 12, threads=3)
+            assert sum(r.status == 200 for _, r in results) == n_budget, [r.status for _, r in results]
+            resets = set()
+            for gw in gws:
+                r = chat(gw, key, BODY)
+                err = assert_openai_error(r, 429, "insufficient_quota", code="insufficient_quota")
+                resets.add(err["message"].split("resets at ")[1])
+            assert len(resets) == 1, resets  # the three agree on when the window ends
+            assert time.time() * 1000 < start + window_ms, "the test ran past its window; rerun"
+        charges = mock_charges(gws[0], PRICES)
+        assert len(charges) == 2 * n_budget
+        for w in windows:
+            rk = budget_key(redis, prefix, "key:fleet-w", w)
+            wait_for(lambda: redis.used(rk) == n_budget * C, what=f"window {w} spend in Redis")
+        assert int(redis.cli("TTL", budget_key(redis, prefix, "key:fleet-w", windows[0]))) > 0
+
+
+@pytest.fixture
+def own_redis(e2e_dir, request):
+    r = RedisFleet(e2e_dir / f"redis-{request.node.name}")
+    yield r
+    r.close()
+
+
+def test_redis_outage_fail_open_keeps_serving_and_catches_up(start_gateway, mocks, own_redis, e2e_dir):
+    redis = own_redis
+    key, prefix = "sk-fleet-O1", "t3"
+    budget = 1000 * C
+    cfg = fleet_config(mocks, redis, prefix, [vkey(key, "fleet-o", max_budget=budget / 1e6)])
+    rkey = budget_key(redis, prefix, "key:fleet-o")
+    with fleet(start_gateway, redis, cfg, name="fleet-open") as gws:
+        script_usage(gws[0], 500)
+        before = spread(gws, key, 12, threads=3)
+        assert all(r.status == 200 for _, r in before)
+        wait_for(lambda: redis.used(rkey) == 12 * C, what="first spend flushed")
+        redis.stop_redis()
+        # past every lease's lifetime: admitted fail-open, counted locally
+        time.sleep(TTL_MS / 1000 + 0.5)
+        during = spread(gws, key, 15, threads=3)
+        assert [r.status for _, r in during] == [200] * 15, [r.body[:200] for _, r in during if r.status != 200]
+        assert sum(all_stats(g).get("wasmcustom.llm_gateway.fleet.fail_open_admissions", 0) for g in gws) > 0
+        assert sum(all_stats(g).get("wasmcustom.llm_gateway.fleet.sync_failures", 0) for g in gws) > 0
+        logs = "".join(g.log_path.read_text(errors="replace") for g in gws)
+        assert "fleet counters unreachable" in logs and "fail_open" in logs
+        redis.start_redis()
+        # every delta counted during the outage reaches Redis once: no loss, no double count
+        wait_for(lambda: redis.used(rkey) == 27 * C, timeout=15, what=f"Redis spend == {27 * C}")
+        after = spread(gws, key, 6, threads=3)
+        assert all(r.status == 200 for _, r in after)
+        charges = mock_charges(gws[0], PRICES)
+        assert len(charges) == 33
+        wait_for(lambda: redis.used(rkey) == sum(charges), what=f"Redis spend == {sum(charges)}")
+        time.sleep(4 * SYNC_MS / 1000)
+        assert redis.used(rkey) == sum(charges)
+
+
+def test_redis_outage_fail_closed_refuses_with_503(start_gateway, mocks, own_redis):
+    redis = own_redis
+    key, prefix = "sk-fleet-C1", "t4"
+    cfg = fleet_config(mocks, redis, prefix, [vkey(key, "fleet-c", max_budget=1000 * C / 1e6)],
+                       on_unavailable="fail_closed")
+    with fleet(start_gateway, redis, cfg, n=2, name="fleet-closed") as gws:
+        script_usage(gws[0], 500)
+        assert all(r.status == 200 for _, r in spread(gws, key, 4, threads=2))
+        redis.stop_redis()
+        time.sleep(TTL_MS / 1000 + 0.5)
+        for gw in gws:
+            r = chat(gw, key, BODY)
+            err = assert_openai_error(r, 503, "api_error", code="counters_unavailable")
+            assert "fail_closed" in err["message"] and "Redis" in err["message"], err
+        n_before = len(mock_charges(gws[0], PRICES))
+        assert n_before == 4  # refused requests never reached the provider
+        redis.start_redis()
+        wait_for(lambda: chat(gws[0], key, BODY).status == 200, timeout=10, interval=0.2,
+                 what="admitted again once Redis is back")
