@@ -45,7 +45,9 @@ test: unit e2e
 unit:
 	cargo test --all-targets
 
+## e2e: needs redis-server and webdis (fleet counters); installed here when missing (root or sudo)
 e2e: build venv
+	tools/ensure-debs.sh redis-server webdis
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest tests/e2e -q -p no:cacheprovider $(E2E_ARGS)
 
 ## render: the Envoy bootstrap for CONFIG into .run/envoy.yaml

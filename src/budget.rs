@@ -564,6 +564,7 @@ struct FleetScope<'a> {
 }
 
 impl FleetScope<'_> {
+    #[allow(clippy::too_many_arguments)]
     fn check(
         &self,
         h: &Hold,
