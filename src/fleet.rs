@@ -1378,14 +1378,150 @@ mod tests {
     #[test]
     fn known_exhaustion_refuses_without_a_round_trip() {
         let s = settings();
-        // Redis: 80 used, 20 leased (10 ours); locally 85 used (5 unflushed), nothing free.
+        // Redis: 80 used, 20 leased (10 ours); nothing free in Redis.
         let l = lease(0, 90, 80, 80, 20);
+        // 85 used here (5 unflushed) + 10: the fleet could still fit it if the
+        // other gateway returned its lease: ask Redis.
         assert!(matches!(
             check(&s, 85, 10, Some(&l), RedisStatus::Up, &Grants::None),
+            LeaseCheck::Need(_)
+        ));
+        // 88 used + 13 > 100 even with every lease returned: refused at once.
+        assert!(matches!(
+            check(&s, 88, 13, Some(&l), RedisStatus::Up, &Grants::None),
             LeaseCheck::Exhausted {
-                used: 85,
+                used: 88,
                 held_elsewhere: 10
             }
         ));
+    }
+
+    /// The Lua script's rules, for the service's bookkeeping tests (the
+    /// script itself runs in real Redis in tests/e2e/test_fleet_budgets.py).
+    #[derive(Default)]
+    struct FakeRedis {
+        hashes: std::collections::HashMap<String, std::collections::HashMap<String, i64>>,
+    }
+
+    impl FakeRedis {
+        fn call(&mut self, op: &str, inst: &str, seq: u64, items: &[CallItem]) -> Vec<ItemReply> {
+            items
+                .iter()
+                .map(|it| {
+                    let h = self
+                        .hashes
+                        .entry(redis_key("p", &it.scope, it.res, it.window))
+                        .or_default();
+                    let get = |h: &std::collections::HashMap<String, i64>, k: &str| {
+                        h.get(k).copied().unwrap_or(0)
+                    };
+                    let (mut used, mut leased) = (get(h, "u"), get(h, "L"));
+                    let mut own = get(h, &format!("l:{inst}"));
+                    let mut want = 0;
+                    if op == "sync" {
+                        if seq as i64 > get(h, &format!("s:{inst}")) {
+                            used += it.delta as i64;
+                            let d = own.min(it.delta as i64);
+                            own -= d;
+                            leased -= d;
+                            if it.change < 0 {
+                                let r = own.min(-it.change);
+                                own -= r;
+                                leased -= r;
+                            } else {
+                                want = it.change;
+                            }
+                            h.insert(format!("s:{inst}"), seq as i64);
+                        }
+                    } else {
+                        want = it.change;
+                    }
+                    let granted = want.min(it.limit as i64 - used - leased).max(0);
+                    own += granted;
+                    leased += granted;
+                    h.insert("u".into(), used);
+                    h.insert("L".into(), leased);
+                    h.insert(format!("l:{inst}"), own);
+                    ItemReply {
+                        own: own as u64,
+                        used: used as u64,
+                        leased: leased as u64,
+                        granted: granted as u64,
+                    }
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn the_service_flushes_once_resends_after_a_failure_and_returns_idle_leases() {
+        use crate::budget::{record_key, ScopeRecord};
+        use crate::keys::{KeyConfig, KeyRing, Limits};
+        use crate::store::{FakeStore, SharedStore};
+        let mut settings = settings();
+        settings.key_prefix = "p".into();
+        settings.lease_fraction = 0.1;
+        let key = KeyConfig {
+            alias: "a".into(),
+            digest: crate::keys::digest("sk-a"),
+            models: vec![],
+            team_models: vec![],
+            limits: Limits {
+                max_budget_micro: Some(1_000),
+                ..Limits::default()
+            },
+            team: None,
+            model_budgets: Default::default(),
+            principals: vec![],
+        };
+        let ring = KeyRing::new(vec![key], vec![], None);
+        let store = FakeStore::new();
+        let mut redis = FakeRedis::default();
+        let mut sync = SyncState::new(settings, "i1".into(), Some(&ring));
+        let mut exchange = |sync: &mut SyncState, redis: &mut FakeRedis, now: u64, ok: bool| {
+            let Some(call) = sync.next_call(&store, now).cloned() else {
+                return;
+            };
+            let replies = redis.call("sync", "i1", call.seq, &call.items);
+            let answer = if ok {
+                Ok(replies)
+            } else {
+                Err("timeout".to_string())
+            };
+            let _ = sync.on_reply(&store, answer);
+        };
+        // First sync loads the scope: nothing used, nothing leased (idle).
+        exchange(&mut sync, &mut redis, 1_000, true);
+        assert_eq!(read_status(&store), RedisStatus::Up);
+        let lease = read_lease(&store, "key:a").unwrap();
+        assert_eq!((lease.res[0].allowance, lease.valid_until_ms), (0, 11_000));
+        // Active: the next sync leases a slice (10% of 1000).
+        sync.note_active("key:a", 30, 1_500);
+        exchange(&mut sync, &mut redis, 2_000, true);
+        assert_eq!(read_lease(&store, "key:a").unwrap().res[0].allowance, 100);
+        // 70 spent here; the flush is answered but the answer is lost ...
+        let rec = ScopeRecord {
+            spend_micro: 70,
+            ..ScopeRecord::default()
+        };
+        store
+            .set(&record_key("key:a"), &rec.encode(), None)
+            .unwrap();
+        exchange(&mut sync, &mut redis, 3_000, false);
+        assert_eq!(read_status(&store), RedisStatus::Down);
+        let h = &redis.hashes["p:key:a:budget:0"];
+        assert_eq!(h["u"], 70);
+        // ... so the same call is re-sent: Redis applies it once. The new
+        // lease is sized for the rate seen (2 x 70 spent in one interval).
+        exchange(&mut sync, &mut redis, 3_200, true);
+        let h = &redis.hashes["p:key:a:budget:0"];
+        assert_eq!((h["u"], h["l:i1"]), (70, 140));
+        let lease = read_lease(&store, "key:a").unwrap();
+        assert_eq!((lease.res[0].flushed, lease.res[0].allowance), (70, 210));
+        // Idle for idle_return (5 s): the lease goes back to Redis.
+        exchange(&mut sync, &mut redis, 9_000, true);
+        let h = &redis.hashes["p:key:a:budget:0"];
+        assert_eq!((h["u"], h["L"], h["l:i1"]), (70, 0, 0));
+        assert_eq!(read_lease(&store, "key:a").unwrap().res[0].allowance, 70);
     }
 }

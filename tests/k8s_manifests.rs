@@ -323,9 +323,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Labels of every pod template (Deployments) in a bundle.
+/// Labels of every pod template (Deployments, StatefulSets) in a bundle.
 fn pod_labels(docs: &[Doc]) -> Vec<&serde_json::Map<String, Value>> {
     find(docs, "Deployment")
+        .chain(find(docs, "StatefulSet"))
         .map(|d| {
             d.value["spec"]["template"]["metadata"]["labels"]
                 .as_object()

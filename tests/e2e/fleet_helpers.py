@@ -41,7 +41,9 @@ class RedisFleet:
         self.start_redis()
         cfg = {"redis_host": "127.0.0.1", "redis_port": self.redis_port, "http_host": "127.0.0.1",
                "http_port": self.webdis_port, "threads": 2, "daemonize": False, "database": 0,
-               "verbosity": 1, "logfile": str(self.dir / "webdis.log")}
+               "verbosity": 1, "logfile": str(self.dir / "webdis.log"),
+               # as k8s/redis/ deploys it: the gateway needs EVAL only (PING for health)
+               "acl": [{"disabled": ["*"]}, {"enabled": ["EVAL", "PING"]}]}
         (self.dir / "webdis.json").write_text(json.dumps(cfg))
         self.webdis = subprocess.Popen(["webdis", str(self.dir / "webdis.json")],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
