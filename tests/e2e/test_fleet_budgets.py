@@ -96,6 +96,7 @@ def test_three_envoys_stop_at_the_budget_and_an_idle_lease_is_spent_elsewhere(st
     cfg = fleet_config(mocks, redis, prefix, [vkey(key, "fleet-a", max_budget=budget / 1e6)])
     rkey = budget_key(redis, prefix, "key:fleet-a")
     with fleet(start_gateway, redis, cfg) as gws:
+        t0 = time.monotonic()
         script_usage(gws[0], 500)
         # Envoy 2 serves a little, then goes idle holding a lease.
         first = spread(gws, key, 3, threads=1, only=[2])
@@ -127,6 +128,13 @@ def test_three_envoys_stop_at_the_budget_and_an_idle_lease_is_spent_elsewhere(st
             assert_openai_error(r, 429, "insufficient_quota", code="insufficient_quota")
         stats = all_stats(gws[0])
         assert stats.get("wasmcustom.llm_gateway.fleet.syncs", 0) > 0
+        # Redis traffic, for the README (run with -s to see it)
+        elapsed = time.monotonic() - t0
+        for i, gw in enumerate(gws):
+            st = all_stats(gw)
+            print(f"envoy {i}: {elapsed:.1f} s, {st.get('wasmcustom.llm_gateway.fleet.syncs', 0)} syncs, "
+                  f"{st.get('wasmcustom.llm_gateway.fleet.lease_calls', 0)} lease calls, "
+                  f"{sum(1 for _, r in first + results + more if r.status == 200)} admitted fleet-wide")
 
 
 def restart(gw, cfg: dict, redis: RedisFleet, e2e_dir, name: str) -> None:
