@@ -1052,9 +1052,19 @@ pub fn remaining_micro(store: &dyn SharedStore, adm: &Admission, now_ms: u64) ->
             rec.roll(h.duration_ms, now_ms);
             let own = if settled { 0 } else { h.reserved };
             let others = rec.reserved_micro.saturating_sub(own);
+            // Fleet counters: spend fleet-wide, and what other Envoys hold.
+            let (spend, elsewhere) = fleet::fleet_use(
+                store,
+                &h.scope,
+                Resource::Budget,
+                rec.window_start_ms,
+                rec.spend_micro,
+            )
+            .unwrap_or((rec.spend_micro, 0));
             Some(
                 budget
-                    .saturating_sub(rec.spend_micro)
+                    .saturating_sub(spend)
+                    .saturating_sub(elsewhere)
                     .saturating_sub(others),
             )
         })
@@ -1245,6 +1255,30 @@ fn scope_info(store: &dyn SharedStore, scope: &str, l: &Limits, now_ms: u64) -> 
     let mut rec = read_record(store, scope);
     rec.roll(l.budget_duration_ms, now_ms);
     let mut m = Map::new();
+    // Fleet counters: fleet-wide use as of the last sync plus what this
+    // Envoy has not flushed yet; leases other Envoys hold count as held.
+    let minute = rec.minute * MINUTE_MS;
+    let budget_fleet = fleet::fleet_use(
+        store,
+        scope,
+        Resource::Budget,
+        rec.window_start_ms,
+        rec.spend_micro,
+    );
+    let mut elsewhere = 0;
+    if let Some((spend, held)) = budget_fleet {
+        rec.spend_micro = spend;
+        elsewhere = held;
+        m.insert("fleet".into(), json!(true));
+        m.insert("leased_elsewhere_micro".into(), json!(held));
+    }
+    if let Some((requests, _)) = fleet::fleet_use(store, scope, Resource::Rpm, minute, rec.requests)
+    {
+        rec.requests = requests;
+    }
+    if let Some((tokens, _)) = fleet::fleet_use(store, scope, Resource::Tpm, minute, rec.tokens) {
+        rec.tokens = tokens;
+    }
     m.insert("spend".into(), usd(rec.spend_micro));
     m.insert("spend_micro".into(), json!(rec.spend_micro));
     m.insert("reserved".into(), usd(rec.reserved_micro));
@@ -1267,7 +1301,8 @@ fn scope_info(store: &dyn SharedStore, scope: &str, l: &Limits, now_ms: u64) -> 
         l.max_budget_micro.map_or(Value::Null, |b| {
             usd(b
                 .saturating_sub(rec.spend_micro)
-                .saturating_sub(rec.reserved_micro))
+                .saturating_sub(rec.reserved_micro)
+                .saturating_sub(elsewhere))
         }),
     );
     m.insert("rpm_limit".into(), json!(l.rpm_limit));

@@ -462,6 +462,29 @@ pub fn read_lease(store: &dyn SharedStore, scope: &str) -> Option<LeaseRecord> {
         .map(|(b, _)| LeaseRecord::decode(&b))
 }
 
+/// Fleet-wide view of one resource of a scope, from its lease record (as of
+/// the last sync) and the local use: `(use, leased to other Envoys)`.
+/// `None` without fleet counters (no record) or when the record is for
+/// another window.
+pub fn fleet_use(
+    store: &dyn SharedStore,
+    scope: &str,
+    r: Resource,
+    window: u64,
+    local_used: u64,
+) -> Option<(u64, u64)> {
+    let x = read_lease(store, scope)?.res[r.index()];
+    if x.window != window {
+        return None;
+    }
+    let own_out = x.allowance.saturating_sub(x.flushed);
+    Some((
+        x.fleet_used
+            .saturating_add(local_used.saturating_sub(x.flushed)),
+        x.fleet_leased.saturating_sub(own_out),
+    ))
+}
+
 /// Whether Redis answered the counter service's last call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedisStatus {
@@ -882,7 +905,14 @@ struct ScopeTrack {
     last_active_ms: u64,
     /// Largest single reservation seen (a lease covers at least two).
     max_reservation: u64,
+    /// When a sync for it was last built (local ms).
+    last_synced_ms: u64,
 }
+
+/// A scope used on this Envoy since it started is refreshed at least every
+/// this many sync intervals, idle or not, so the fleet totals it shows
+/// (`/key/info`, remaining-budget header, fail-open estimates) stay recent.
+const REFRESH_INTERVALS: u64 = 10;
 
 /// A sync call in the air (or to re-send: same sequence number, same
 /// deltas, until Redis acknowledges it).
@@ -1052,7 +1082,10 @@ impl SyncState {
                 let target = reserved.saturating_add(if active { slice } else { 0 });
                 let own_after = tr.own - tr.own.min(delta);
                 let change = target as i64 - own_after as i64;
-                if delta == 0 && change == 0 && tr.own == 0 && !load_all {
+                let refresh = t.last_active_ms > 0
+                    && now_ms.saturating_sub(t.last_synced_ms)
+                        >= self.settings.sync_interval_ms * REFRESH_INTERVALS;
+                if delta == 0 && change == 0 && tr.own == 0 && !load_all && !refresh {
                     continue;
                 }
                 items.push(CallItem {
@@ -1096,6 +1129,7 @@ impl SyncState {
             let Some(t) = self.scopes.get_mut(&it.scope) else {
                 continue;
             };
+            t.last_synced_ms = call.built_ms;
             let tr = &mut t.res[it.res.index()];
             if tr.window != it.window {
                 continue;
@@ -1478,7 +1512,7 @@ mod tests {
         let store = FakeStore::new();
         let mut redis = FakeRedis::default();
         let mut sync = SyncState::new(settings, "i1".into(), Some(&ring));
-        let mut exchange = |sync: &mut SyncState, redis: &mut FakeRedis, now: u64, ok: bool| {
+        let exchange = |sync: &mut SyncState, redis: &mut FakeRedis, now: u64, ok: bool| {
             let Some(call) = sync.next_call(&store, now).cloned() else {
                 return;
             };

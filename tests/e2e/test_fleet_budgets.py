@@ -21,7 +21,7 @@ import pytest
 from conftest import (WASM_PATH, assert_openai_error, chat_body, dead_port, gateway_bootstrap, launch_envoy,
                       stop_envoy, user)
 from fleet_helpers import RedisFleet, wait_for
-from keys_helpers import (GPT_MODEL, GPT_PRICE, all_stats, chat, cost_micro, keyed_config, mock_charges,
+from keys_helpers import (GPT_MODEL, GPT_PRICE, all_stats, chat, cost_micro, key_info, keyed_config, mock_charges,
                           prompt_estimate, scripted_usage, sleep_until_ms, vkey)
 
 MAX_TOKENS = 16
@@ -122,6 +122,12 @@ def test_three_envoys_stop_at_the_budget_and_an_idle_lease_is_spent_elsewhere(st
         assert len(charges) == admitted and set(charges) == {C}
         wait_for(lambda: redis.used(rkey) == sum(charges), what=f"Redis spend == {sum(charges)}")
         assert redis.used(rkey) <= budget
+        # /key/info at every envoy reports the fleet-wide spend (as of its last sync)
+        for gw in gws:
+            wait_for(lambda: key_info(gw, key)["info"]["spend_micro"] == sum(charges),
+                     what="fleet spend in /key/info")
+            info = key_info(gw, key)["info"]
+            assert info["fleet"] is True and info["remaining_budget"] * 1e6 <= budget - sum(charges) + 0.5
         # a fresh request at any envoy is refused: the fleet is out
         for gw in gws:
             r = chat(gw, key, BODY)
