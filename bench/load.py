@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import subprocess
 import time
@@ -33,6 +34,8 @@ class WrkResult:
     p90_us: float
     p99_us: float
     cpu_us_per_req: float
+    envoy_cpu_share: float = 0.0   # Envoy CPU time / wall time: ~1.0 means Envoy was the bottleneck
+    wrk_cpu_share: float = 0.0     # the same for wrk: near 1.0 the load generator limited the run
     errors: dict = field(default_factory=dict)
     first_bad: str = ""
 
@@ -48,9 +51,12 @@ def run_wrk(url: str, body_file: Path, key: str, check: Check, envoy_pid: int, s
                BENCH_MARKS="|".join(check.marks))
     cmd = ["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{connections}", f"-d{max(seconds, 1):.0f}s",
            "--timeout", "10s", "--latency", "-s", str(HERE / "wrk.lua"), url]
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = cpu_ticks(envoy_pid)
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     t1 = cpu_ticks(envoy_pid)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu_s = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
     if out.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr.strip() or out.stdout.strip()}")
@@ -63,7 +69,9 @@ def run_wrk(url: str, body_file: Path, key: str, check: Check, envoy_pid: int, s
     cpu_us = (t1 - t0) / CLK_TCK * 1e6
     return WrkResult(requests=n, seconds=secs, rps=n / secs if secs else 0.0,
                      p50_us=d["p50_us"], p90_us=d["p90_us"], p99_us=d["p99_us"],
-                     cpu_us_per_req=cpu_us / n if n else 0.0, errors=errors, first_bad=d["first_bad"])
+                     cpu_us_per_req=cpu_us / n if n else 0.0,
+                     envoy_cpu_share=cpu_us / 1e6 / secs if secs else 0.0,
+                     wrk_cpu_share=wrk_cpu_s / secs if secs else 0.0, errors=errors, first_bad=d["first_bad"])
 
 
 @dataclass

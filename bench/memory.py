@@ -21,7 +21,7 @@ GROWTH_BATCH = 1000    # deltas released per step of the stream-length test
 
 @dataclass
 class MemoryResult:
-    """Snapshots from servers.memory_kib: {"rss", "in_use", "allocated"} in KiB."""
+    """Snapshots from servers.memory_kib: {"rss", "heap", "wasm", "used"} in KiB."""
     streams: int
     idle: dict
     open: dict

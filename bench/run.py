@@ -188,7 +188,8 @@ def run_case(case: Case, st: Settings, envoys: dict, client_cpu: int, log) -> di
                 runs[target].append(res)
                 state = "ok" if res.valid else f"INVALID {res.errors} first bad answer: {res.first_bad!r}"
                 log(f"  {case.name:15s} round {r + 1} {target:6s} {res.rps:9.0f} req/s "
-                    f"{res.cpu_us_per_req:8.1f} us CPU/req  {state}")
+                    f"{res.cpu_us_per_req:8.1f} us CPU/req  (Envoy {res.envoy_cpu_share:4.0%} "
+                    f"of a CPU, wrk {res.wrk_cpu_share:4.0%})  {state}")
     finally:
         body_file.unlink(missing_ok=True)
     out = {"name": case.name, "title": case.title, "connections": conns, "body_bytes": len(case.body)}
@@ -268,14 +269,12 @@ def run_memory(st: Settings, envoys: dict, hold_port: int, log) -> dict:
         res = asyncio.run(memory.measure(envoys[target], path, body, OPEN_KEY, hold_port,
                                          st.streams, st.growth_streams, st.growth_events))
         d = asdict(res)
-        for kind in ("rss", "in_use", "allocated"):
+        for kind in ("rss", "heap", "wasm", "used"):
             d[f"delta_{kind}_kib"] = res.delta_kib(kind)
             d[f"growth_{kind}_kib_per_stream"] = res.growth_kib_per_stream(kind)
         out[target] = d
-        log(f"  memory {target:6s} {res.streams} streams: RSS {res.idle['rss']} -> {res.open['rss']} KiB, "
-            f"in use {res.idle['in_use']} -> {res.open['in_use']} KiB; {res.growth_streams} streams x "
-            f"{res.growth_events} more events: RSS {res.short.get('rss')} -> {res.long.get('rss')} KiB, "
-            f"in use {res.short.get('in_use')} -> {res.long.get('in_use')} KiB")
+        log(f"  memory {target:6s} {res.streams} streams: {res.idle} -> {res.open} KiB; "
+            f"{res.growth_streams} streams x {res.growth_events} more events: {res.short} -> {res.long} KiB")
     return out
 
 

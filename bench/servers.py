@@ -183,15 +183,41 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def memory_kib(proc: "Proc") -> dict[str, int]:
-    """Envoy's resident memory, and the part of it that is in use: RSS minus what
-    tcmalloc holds free (page heap, caches). Freed memory is reused by later
-    allocations without moving RSS, so the second figure is the one that shows
-    what new streams take when earlier work (a VM start) left memory free."""
-    rss = rss_kib(proc.pid)
+    """Envoy's memory in KiB: `rss` (VmRSS); `heap`, what Envoy has allocated
+    from tcmalloc (admin `/memory`); `wasm`, the resident part of the wasm VMs'
+    linear memories; `used` = heap + wasm.
+
+    RSS alone misleads: starting the V8 VM leaves tens of MB free inside
+    tcmalloc, which later allocations reuse without moving RSS. `used` counts
+    what is in use, wherever it lives."""
     with urllib.request.urlopen(f"http://127.0.0.1:{proc.admin_port}/memory", timeout=10) as r:
-        m = {k: int(v) for k, v in json.loads(r.read()).items()}
-    free = m["heap_size"] - m["allocated"] - m["pageheap_unmapped"]
-    return {"rss": rss, "in_use": rss - free // 1024, "allocated": m["allocated"] // 1024}
+        heap = int(json.loads(r.read())["allocated"]) // 1024
+    wasm = wasm_memory_kib(proc.pid)
+    return {"rss": rss_kib(proc.pid), "heap": heap, "wasm": wasm, "used": heap + wasm}
+
+
+def wasm_memory_kib(pid: int) -> int:
+    """Resident KiB of every wasm linear memory in the process.
+
+    V8 reserves each wasm memory as one large region (8 GiB here) and makes
+    its first pages read-write as the memory grows, so in /proc/<pid>/smaps a
+    linear memory is the rw-p mapping directly followed by a multi-GiB
+    inaccessible (---p) mapping that starts where it ends."""
+    maps: list[tuple[int, int, str, int]] = []
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split(maxsplit=2)
+            if "-" in head[0] and not head[0].endswith(":"):
+                start, end = (int(x, 16) for x in head[0].split("-"))
+                maps.append((start, end, head[1], 0))
+            elif head[0] == "Rss:" and maps:
+                s, e, perms, _ = maps[-1]
+                maps[-1] = (s, e, perms, int(head[1]))
+    total = 0
+    for (s, e, perms, rss), (s2, e2, perms2, _) in zip(maps, maps[1:]):
+        if perms == "rw-p" and perms2 == "---p" and s2 == e and e2 - s2 >= 4 << 30:
+            total += rss
+    return total
 
 
 def rss_kib(pid: int) -> int:

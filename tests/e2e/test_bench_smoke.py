@@ -136,6 +136,8 @@ def test_memory_streams_went_through_the_filter(quick):
     for target in ("plain", "filter"):
         m = mem[target]
         assert m["streams"] == quick[0]["settings"]["streams"] and m["growth_streams"] > 0
-        assert m["idle"]["rss"] > 0 and m["open"]["rss"] > 0
+        assert m["idle"]["rss"] > 0 and m["open"]["rss"] > 0 and m["open"]["heap"] > 0
+    # The wasm VM's linear memory is found in the filter Envoy's mappings, and only there.
+    assert mem["filter"]["idle"]["wasm"] > 0 and mem["plain"]["open"]["wasm"] == 0
     assert "chat.completion.chunk" in mem["filter"]["sample"]
     assert "event: message_start" in mem["plain"]["sample"]
