@@ -97,15 +97,16 @@ def cases() -> list[Case]:
 
 @dataclass
 class Settings:
+    """How long and how much: a full run (about 4 minutes) or --quick (about 30 s)."""
     quick: bool
     seconds: float
     warmup: float
     rounds: int
     connections: int
-    ttfb_requests: int
-    streams: int
-    growth_streams: int
-    growth_events: int
+    ttfb_requests: int    # timed stream requests per round and Envoy
+    streams: int          # open streams in the memory test
+    growth_streams: int   # streams in the stream-length test ...
+    growth_events: int    # ... and the deltas each gets after its first ones
 
     @staticmethod
     def make(quick: bool, connections: int) -> "Settings":
@@ -298,9 +299,10 @@ def machine(envoy: str, nginx: str) -> dict:
         "nproc": os.cpu_count(),
         "mem_gib": round(int(mem.group(1)) / 1024 / 1024, 1) if mem else 0,
         "kernel": platform.release(),
-        "envoy": envoy_v.group(1) if envoy_v else "?",
-        "nginx": cmd([nginx, "-v"]).replace("nginx version: ", ""),
-        "wrk": cmd(["wrk", "-v"]).splitlines()[0].split(" [")[0] if shutil.which("wrk") else "?",
+        # "<commit>/1.40.0/Clean/RELEASE/BoringSSL" -> "1.40.0"
+        "envoy": envoy_v.group(1).split("/")[1] if envoy_v and envoy_v.group(1).count("/") else "?",
+        "nginx": cmd([nginx, "-v"]).replace("nginx version: nginx/", ""),
+        "wrk": cmd(["wrk", "-v"]).splitlines()[0].split(" [")[0].replace("wrk ", "") if shutil.which("wrk") else "?",
         "git": git,
         "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
     }
