@@ -46,9 +46,10 @@ test: unit e2e
 unit:
 	cargo test --all-targets
 
-## e2e: needs redis-server and webdis (fleet counters); installed here when missing (root or sudo)
+## e2e: needs redis-server and webdis (fleet counters), nginx and wrk (the bench smoke test);
+## installed here when missing (root or sudo)
 e2e: build venv
-	tools/ensure-debs.sh redis-server webdis
+	tools/ensure-debs.sh redis-server webdis nginx-light wrk
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest tests/e2e -q -p no:cacheprovider $(E2E_ARGS)
 
 ## render: the Envoy bootstrap for CONFIG into .run/envoy.yaml
@@ -90,16 +91,7 @@ bench: build venv $(CARGO_BIN) bench-tools
 
 # nginx (the provider mock) and wrk (the load generator) are Debian packages.
 bench-tools:
-	@if ! command -v wrk >/dev/null || ! { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "bench: installing nginx-light and wrk with apt-get"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null \
-	      || { echo "bench: apt-get could not install nginx-light and wrk" >&2; exit 1; }; \
-	  else \
-	    echo "bench: needs nginx and wrk: install the Debian packages nginx-light and wrk (as root: apt-get install nginx-light wrk)" >&2; \
-	    exit 1; \
-	  fi; \
-	fi
+	tools/ensure-debs.sh nginx-light wrk
 
 clean:
 	cargo clean
