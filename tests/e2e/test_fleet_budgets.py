@@ -22,7 +22,7 @@ from conftest import (WASM_PATH, assert_openai_error, chat_body, dead_port, gate
                       stop_envoy, user)
 from fleet_helpers import RedisFleet, wait_for
 from keys_helpers import (GPT_MODEL, GPT_PRICE, all_stats, chat, cost_micro, key_info, keyed_config, mock_charges,
-                          prompt_estimate, scripted_usage, sleep_until_ms, vkey)
+                          prompt_estimate, scripted_usage, sleep_until_ms, vkey, ensure_minute_left)
 
 MAX_TOKENS = 16
 BODY = chat_body("gpt", user("How much is left for the fleet?"), max_tokens=MAX_TOKENS)
@@ -227,6 +227,30 @@ def test_window_rollover_agrees_across_three_envoys(start_gateway, mocks, redis)
             rk = budget_key(redis, prefix, "key:fleet-w", w)
             wait_for(lambda: redis.used(rk) == n_budget * C, what=f"window {w} spend in Redis")
         assert int(redis.cli("TTL", budget_key(redis, prefix, "key:fleet-w", windows[0]))) > 0
+
+
+def test_rpm_is_fleet_wide(start_gateway, mocks, redis):
+    key, prefix, rpm = "sk-fleet-M1", "t6", 12
+    cfg = fleet_config(mocks, redis, prefix, [vkey(key, "fleet-m", rpm_limit=rpm)])
+    with fleet(start_gateway, redis, cfg, name="fleet-rpm") as gws:
+        script_usage(gws[0], 500, delay_ms=0)
+        ensure_minute_left(30)
+        minute = int(time.time()) // 60 * 60_000
+        results = spread(gws, key, 30, threads=6)
+        for _, r in results:
+            if r.status != 200:
+                err = assert_openai_error(r, 429, "rate_limit_error", code="rate_limit_exceeded")
+                assert "across the fleet" in err["message"] and r.headers.get("retry-after"), err
+        # leases other envoys held come back after idle_return; then the rest of the minute's
+        # requests are admitted, and not one more
+        wait_for(lambda: redis.hgetall(f"{prefix}:key:fleet-m:rpm:{minute}").get("L", -1) == 0,
+                 timeout=IDLE_MS / 1000 + 5, what="rpm leases returned")
+        more = spread(gws, key, 15, threads=3)
+        admitted = sum(r.status == 200 for _, r in results + more)
+        assert int(time.time()) // 60 * 60_000 == minute, "the minute rolled during the test; rerun"
+        assert admitted == rpm, f"{admitted} requests admitted in one minute, rpm_limit {rpm}"
+        assert len(gws[0].provider_requests("openai")) == rpm
+        wait_for(lambda: redis.used(f"{prefix}:key:fleet-m:rpm:{minute}") == rpm, what="rpm count in Redis")
 
 
 @pytest.fixture
