@@ -20,7 +20,7 @@ ADMIN_PORT   ?= 9901
 RUN_DIR      := .run
 CARGO_BIN    := target/release/llm-gateway
 
-.PHONY: all build venv test unit e2e run render envoy-configs check-envoy-configs k8s-render oci lint bench clean
+.PHONY: all build venv test unit e2e run render envoy-configs check-envoy-configs k8s-render oci lint bench profile clean
 
 all: build
 
@@ -80,6 +80,10 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --release --target $(TARGET) -- -D warnings
+
+## profile: instructions per request of each hot path, natively under callgrind (bench/PROFILE.md)
+profile:
+	bench/profile.sh $(CASES)
 
 bench:
 	@echo "make bench arrives with the performance issue (#8); nothing is measured yet." >&2
