@@ -247,14 +247,14 @@ fn one_request(fx: &Fixture, stream: bool) -> usize {
         None => CallerId::Open,
     };
     let body = black_box(&fx.request);
-    let (parsed, overrides) = match pipeline::prepare(Operation::Chat, body, &[]) {
+    let (parsed, overrides) = match pipeline::prepare(Operation::Chat, body.clone(), &[]) {
         Ok(p) => p,
         Err(e) => return e.status as usize,
     };
     let plan = match routing::plan_attempts(
         cfg,
-        &parsed.chat.model,
-        parsed.chat.is_stream(),
+        &parsed.head.model,
+        parsed.head.is_stream(),
         &fx.store,
         now_ms,
         7,
@@ -266,12 +266,12 @@ fn one_request(fx: &Fixture, stream: bool) -> usize {
     let deps: Vec<_> = plan.attempts.iter().map(|a| a.deployment).collect();
     let mut admission = None;
     if let CallerId::Key(_) = caller {
-        let reserve = metering::reservation(cfg, &deps, body.len(), &parsed.chat);
+        let reserve = metering::reservation(cfg, &deps, body.len(), &parsed.head);
         match llm_gateway::budget::admit(
             &fx.store,
             cfg.keys.as_ref(),
             &caller.caller(cfg),
-            &parsed.chat.model,
+            &parsed.head.model,
             reserve,
             now_ms,
         ) {

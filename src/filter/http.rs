@@ -25,9 +25,9 @@ use crate::budget::{self, Admission};
 use crate::config::{Config, Deployment};
 use crate::error::{ErrorKind, GatewayError};
 use crate::metering::{self, CallerId};
-use crate::openai::ParsedRequest;
 use crate::pipeline::{self, Endpoint, Exchange};
 use crate::provider::Operation;
+use crate::request::ClientRequest;
 use crate::routing::{self, ErrorClass, FailureKind, Overrides};
 
 /// Request headers a client may send that must never reach a provider: the
@@ -61,7 +61,7 @@ pub struct GatewayHttp {
     exchange: Option<Exchange>,
     buffer_response: bool,
     /// The client's request, kept to translate later attempts.
-    parsed: Option<ParsedRequest>,
+    parsed: Option<ClientRequest>,
     overrides: Overrides,
     stream: bool,
     id: String,
@@ -402,7 +402,7 @@ impl GatewayHttp {
             .collect()
     }
 
-    fn route_chat(&mut self, body: &[u8]) -> Result<(), GatewayError> {
+    fn route_chat(&mut self, body: Vec<u8>) -> Result<(), GatewayError> {
         let cfg = Rc::clone(&self.cfg);
         let mut header_overrides = Vec::new();
         for (h, _) in pipeline::OVERRIDE_HEADERS {
@@ -411,18 +411,19 @@ impl GatewayHttp {
                 host::remove_request_header(h);
             }
         }
+        let body_len = body.len();
         let (mut parsed, overrides) = pipeline::prepare(self.op, body, &header_overrides)?;
-        self.requested_alias = Some(parsed.chat.model.clone());
-        crate::keys::authorize_model(&self.caller.caller(&cfg), &parsed.chat.model)?;
-        self.body_len = body.len();
+        self.requested_alias = Some(parsed.head.model.clone());
+        crate::keys::authorize_model(&self.caller.caller(&cfg), &parsed.head.model)?;
+        self.body_len = body_len;
         let now_ms = host::now_ms();
         let rand = u64::from_le_bytes(host::random_bytes::<8>());
         self.id = format!("chatcmpl-{}", hex(&host::random_bytes::<12>()));
         self.created = now_ms / 1000;
-        self.stream = parsed.chat.is_stream();
+        self.stream = parsed.head.is_stream();
         let plan = routing::plan_attempts(
             &cfg,
-            &parsed.chat.model,
+            &parsed.head.model,
             self.stream,
             &WasmStore,
             now_ms,
@@ -437,13 +438,13 @@ impl GatewayHttp {
             .collect();
         if let CallerId::Key(_) = self.caller {
             let deps: Vec<&Deployment> = allowed.iter().map(|a| a.deployment).collect();
-            let reserve = metering::reservation(&cfg, &deps, body.len(), &parsed.chat);
+            let reserve = metering::reservation(&cfg, &deps, body_len, &parsed.head);
             let caller = self.caller.caller(&cfg);
             match budget::admit(
                 &WasmStore,
                 cfg.keys.as_ref(),
                 &caller,
-                &parsed.chat.model,
+                &parsed.head.model,
                 reserve,
                 now_ms,
             ) {
@@ -455,7 +456,7 @@ impl GatewayHttp {
                 Err(r) => {
                     metrics::count_usage(
                         Some(self.caller.label()),
-                        &parsed.chat.model,
+                        &parsed.head.model,
                         &format!("rejected_{}", r.reason.as_str()),
                         1,
                     );
@@ -535,7 +536,7 @@ impl GatewayHttp {
         } else {
             host::set_request_header("x-envoy-upstream-rq-timeout-ms", &t.timeout_ms.to_string());
         }
-        host::replace_body(BufferType::HttpRequestBody, body.len(), &up.body);
+        host::replace_body(BufferType::HttpRequestBody, body_len, &up.body);
         host::clear_route_cache();
         debug!(
             "llm-gateway: routed to {}",
@@ -632,7 +633,7 @@ impl GatewayHttp {
         }
         self.error_fallbacks_planned = true;
         let cfg = Rc::clone(&self.cfg);
-        let Some(alias) = self.parsed.as_ref().map(|p| p.chat.model.clone()) else {
+        let Some(alias) = self.parsed.as_ref().map(|p| p.head.model.clone()) else {
             return false;
         };
         let rand = u64::from_le_bytes(host::random_bytes::<8>());
@@ -870,7 +871,7 @@ impl HttpContext for GatewayHttp {
             return Action::Pause;
         }
         let body = host::body(BufferType::HttpRequestBody, body_size);
-        match self.route_chat(&body) {
+        match self.route_chat(body) {
             Ok(()) => Action::Continue,
             Err(e) => self.reply_error(&e),
         }

@@ -9,6 +9,7 @@
 //! client. Errors are normalised to the OpenAI envelope, since compatible
 //! servers differ there (vLLM's `{"object":"error"}`, FastAPI's `{"detail"}`).
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
@@ -17,7 +18,8 @@ use super::{
 };
 use crate::config::Deployment;
 use crate::error::{upstream_status_kind, ErrorKind, GatewayError};
-use crate::openai::{ParsedRequest, Usage};
+use crate::openai::Usage;
+use crate::request::ClientRequest;
 use crate::sse::{write_done, SseDecoder};
 
 /// The OpenAI-compatible translator.
@@ -26,14 +28,12 @@ pub struct OpenAiCompat;
 impl Translator for OpenAiCompat {
     fn request(
         &self,
-        req: &ParsedRequest,
+        req: &ClientRequest,
         dep: &Deployment,
         _ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let mut body = req.raw.clone();
-        body.insert("model".into(), Value::String(dep.model.clone()));
-        let body = serde_json::to_vec(&body)
-            .map_err(|e| GatewayError::new(500, ErrorKind::Internal, e.to_string()))?;
+        // The client's bytes, only `model` rewritten: nothing else is parsed.
+        let body = req.openai_body(&dep.model);
         let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
         if let Some(key) = &dep.api_key {
             headers.push(("authorization".to_string(), format!("Bearer {key}")));
@@ -51,7 +51,7 @@ impl Translator for OpenAiCompat {
 
     fn embeddings_request(
         &self,
-        req: &ParsedRequest,
+        req: &ClientRequest,
         dep: &Deployment,
         _ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
@@ -74,10 +74,9 @@ impl Translator for OpenAiCompat {
     }
 
     fn response(&self, body: &[u8], _meta: &ResponseMeta) -> Result<Translated, GatewayError> {
-        let usage = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
-            v.get("usage")
-                .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
-        });
+        let usage = serde_json::from_slice::<Probe>(body)
+            .ok()
+            .and_then(|p| p.usage);
         Ok(Translated {
             body: body.to_vec(),
             usage,
@@ -86,7 +85,10 @@ impl Translator for OpenAiCompat {
 
     fn stream(&self, meta: ResponseMeta) -> Box<dyn StreamTranslator> {
         Box::new(PassthroughStream {
-            hide_usage_chunk: !meta.include_usage,
+            watch: Watch {
+                hide_usage_chunk: !meta.include_usage,
+                ..Watch::default()
+            },
             ..Default::default()
         })
     }
@@ -94,6 +96,32 @@ impl Translator for OpenAiCompat {
     fn error(&self, status: u16, body: &[u8]) -> GatewayError {
         openai_style_error(status, body)
     }
+}
+
+/// The parts of an OpenAI answer or chunk the gateway reads: the rest is
+/// skipped by the parser without being built.
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default, deserialize_with = "lenient_usage")]
+    usage: Option<Usage>,
+    /// How many choices (a usage-only chunk has none).
+    #[serde(default)]
+    choices: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+/// `usage` when it is a usage object, `None` for anything else (`null`, or
+/// a shape this gateway does not know), without failing the whole answer.
+fn lenient_usage<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Usage>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Lenient {
+        Usage(Usage),
+        Other(serde::de::IgnoredAny),
+    }
+    Ok(match Option::<Lenient>::deserialize(d)? {
+        Some(Lenient::Usage(u)) => Some(u),
+        _ => None,
+    })
 }
 
 /// Map an error body of the OpenAI family to the envelope, keeping the
@@ -161,56 +189,70 @@ pub fn snippet(body: &[u8]) -> String {
 #[derive(Default)]
 struct PassthroughStream {
     decoder: SseDecoder,
-    hide_usage_chunk: bool,
     /// The bytes after the last line break seen.
     tail: Vec<u8>,
+    watch: Watch,
+}
+
+/// What is learnt from the events going by.
+#[derive(Default)]
+struct Watch {
+    hide_usage_chunk: bool,
     done: bool,
     usage: Option<Usage>,
 }
 
 impl StreamTranslator for PassthroughStream {
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
-        if self.hide_usage_chunk {
-            for ev in self.decoder.feed(bytes) {
-                self.forward_event(&ev.data, out);
-            }
+        let PassthroughStream {
+            decoder,
+            tail,
+            watch,
+        } = self;
+        if watch.hide_usage_chunk {
+            decoder.feed_with(bytes, |_, data| watch.forward_event(data, out));
             return;
         }
-        for ev in self.decoder.feed(bytes) {
-            self.observe(&ev.data);
-        }
+        decoder.feed_with(bytes, |_, data| {
+            watch.observe(data);
+        });
         match bytes.iter().rposition(|&b| b == b'\n' || b == b'\r') {
             Some(i) => {
-                out.append(&mut self.tail);
+                out.append(tail);
                 out.extend_from_slice(&bytes[..=i]);
-                self.tail.extend_from_slice(&bytes[i + 1..]);
+                tail.extend_from_slice(&bytes[i + 1..]);
             }
-            None => self.tail.extend_from_slice(bytes),
+            None => tail.extend_from_slice(bytes),
         }
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.hide_usage_chunk {
+        let PassthroughStream {
+            decoder,
+            tail,
+            watch,
+        } = self;
+        if watch.hide_usage_chunk {
             // An event the stream did not close is cut short: only a final
             // `[DONE]` missing its blank line is forwarded.
-            for ev in self.decoder.finish() {
-                if ev.data == "[DONE]" {
-                    self.forward_event(&ev.data, out);
+            decoder.finish_with(|_, data| {
+                if data == "[DONE]" {
+                    watch.forward_event(data, out);
                 }
-            }
-            if !self.done {
-                Self::truncated(out);
+            });
+            if !watch.done {
+                truncated(out);
             }
             return;
         }
-        let was_done = self.done;
-        for ev in self.decoder.finish() {
-            self.observe(&ev.data);
-        }
-        if self.done {
+        let was_done = watch.done;
+        decoder.finish_with(|_, data| {
+            watch.observe(data);
+        });
+        if watch.done {
             // A final event without its closing blank line: complete it.
-            if !self.tail.is_empty() {
-                out.append(&mut self.tail);
+            if !tail.is_empty() {
+                out.append(tail);
                 out.extend_from_slice(b"\n\n");
             } else if !was_done {
                 out.extend_from_slice(b"\n");
@@ -218,63 +260,57 @@ impl StreamTranslator for PassthroughStream {
             return;
         }
         // Cut short: drop the partial line, close any open event, report.
-        self.tail.clear();
+        tail.clear();
         out.extend_from_slice(b"\n");
-        Self::truncated(out);
+        truncated(out);
     }
 
     fn usage(&self) -> Option<Usage> {
-        self.usage
+        self.watch.usage
     }
 }
 
-impl PassthroughStream {
-    fn truncated(out: &mut Vec<u8>) {
-        let err = GatewayError::new(
-            502,
-            ErrorKind::Upstream,
-            "the upstream stream ended before it was complete",
-        )
-        .with_code("upstream_stream_truncated");
-        stream_error_event(&err, out);
-        write_done(out);
-    }
+/// The error event and `[DONE]` for a stream cut short.
+fn truncated(out: &mut Vec<u8>) {
+    let err = GatewayError::new(
+        502,
+        ErrorKind::Upstream,
+        "the upstream stream ended before it was complete",
+    )
+    .with_code("upstream_stream_truncated");
+    stream_error_event(&err, out);
+    write_done(out);
+}
 
-    /// Event-granular forwarding (see the type docs).
+impl Watch {
+    /// Event-granular forwarding (see [`PassthroughStream`]).
     fn forward_event(&mut self, data: &str, out: &mut Vec<u8>) {
         if data.is_empty() {
             return;
         }
-        self.observe(data);
-        let usage_only = data.contains("\"usage\"")
-            && serde_json::from_str::<Value>(data)
-                .ok()
-                .and_then(|v| {
-                    v.get("choices")
-                        .and_then(Value::as_array)
-                        .map(Vec::is_empty)
-                })
-                .unwrap_or(false);
+        let usage_only = self
+            .observe(data)
+            .is_some_and(|p| p.choices.is_some_and(|c| c.is_empty()));
         if !usage_only {
             crate::sse::write_data(out, data);
         }
     }
 
-    fn observe(&mut self, data: &str) {
+    /// Note `[DONE]` and usage; an event that mentions usage is returned
+    /// parsed (only what [`Probe`] reads).
+    fn observe(&mut self, data: &str) -> Option<Probe> {
         if data == "[DONE]" {
             self.done = true;
-            return;
+            return None;
         }
-        if data.contains("\"usage\"") {
-            if let Ok(v) = serde_json::from_str::<Value>(data) {
-                if let Some(u) = v
-                    .get("usage")
-                    .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
-                {
-                    self.usage = Some(u);
-                }
-            }
+        if !data.contains("\"usage\"") {
+            return None;
         }
+        let probe = serde_json::from_str::<Probe>(data).ok()?;
+        if let Some(u) = probe.usage {
+            self.usage = Some(u);
+        }
+        Some(probe)
     }
 }
 
