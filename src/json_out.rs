@@ -49,8 +49,12 @@ pub struct RawStr<'a>(&'a str);
 impl<'a> RawStr<'a> {
     /// The literal, if `raw` is a JSON string.
     pub fn new(raw: &'a RawValue) -> Option<Self> {
-        let text = raw.get();
-        text.starts_with('"').then_some(RawStr(text))
+        Self::from_json(raw.get())
+    }
+
+    /// The literal, if `json` (checked JSON text) is a string.
+    pub fn from_json(json: &'a str) -> Option<Self> {
+        (json.len() >= 2 && json.starts_with('"') && json.ends_with('"')).then_some(RawStr(json))
     }
 
     /// The literal, quotes included.

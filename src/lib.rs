@@ -30,6 +30,7 @@ pub mod budget;
 pub mod config;
 pub mod error;
 pub mod eventstream;
+pub mod json_in;
 pub mod json_out;
 pub mod keys;
 pub mod metering;

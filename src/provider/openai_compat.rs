@@ -9,7 +9,6 @@
 //! client. Errors are normalised to the OpenAI envelope, since compatible
 //! servers differ there (vLLM's `{"object":"error"}`, FastAPI's `{"detail"}`).
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
@@ -18,6 +17,7 @@ use super::{
 };
 use crate::config::Deployment;
 use crate::error::{upstream_status_kind, ErrorKind, GatewayError};
+use crate::json_in;
 use crate::openai::Usage;
 use crate::request::ClientRequest;
 use crate::sse::{write_done, SseDecoder};
@@ -74,9 +74,10 @@ impl Translator for OpenAiCompat {
     }
 
     fn response(&self, body: &[u8], _meta: &ResponseMeta) -> Result<Translated, GatewayError> {
-        let usage = serde_json::from_slice::<Probe>(body)
+        let usage = std::str::from_utf8(body)
             .ok()
-            .and_then(|p| p.usage);
+            .and_then(probe)
+            .and_then(|(usage, _)| usage);
         Ok(Translated {
             body: body.to_vec(),
             usage,
@@ -98,30 +99,27 @@ impl Translator for OpenAiCompat {
     }
 }
 
-/// The parts of an OpenAI answer or chunk the gateway reads: the rest is
-/// skipped by the parser without being built.
-#[derive(Deserialize)]
-struct Probe {
-    #[serde(default, deserialize_with = "lenient_usage")]
-    usage: Option<Usage>,
-    /// How many choices (a usage-only chunk has none).
-    #[serde(default)]
-    choices: Option<Vec<serde::de::IgnoredAny>>,
-}
-
-/// `usage` when it is a usage object, `None` for anything else (`null`, or
-/// a shape this gateway does not know), without failing the whole answer.
-fn lenient_usage<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Usage>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Lenient {
-        Usage(Usage),
-        Other(serde::de::IgnoredAny),
+/// What the gateway reads of an OpenAI answer or chunk: its `usage` (when
+/// it is a usage object) and whether `choices` is an empty list (a
+/// usage-only chunk). `None` when the text is not JSON. The rest is skipped,
+/// not built.
+fn probe(text: &str) -> Option<(Option<Usage>, bool)> {
+    json_in::check(text).ok()?;
+    let (mut usage, mut choices) = (None, None);
+    for (key, value) in json_in::members(text) {
+        let slot = match key.text().as_ref() {
+            "usage" => &mut usage,
+            "choices" => &mut choices,
+            _ => continue,
+        };
+        *slot = Some(value);
     }
-    Ok(match Option::<Lenient>::deserialize(d)? {
-        Some(Lenient::Usage(u)) => Some(u),
-        _ => None,
-    })
+    let usage = usage
+        .filter(|u| json_in::is_object(u))
+        .and_then(|u| serde_json::from_str::<Usage>(u).ok());
+    let no_choices =
+        choices.is_some_and(|c| json_in::is_array(c) && json_in::elements(c).next().is_none());
+    Some((usage, no_choices))
 }
 
 /// Map an error body of the OpenAI family to the envelope, keeping the
@@ -288,17 +286,15 @@ impl Watch {
         if data.is_empty() {
             return;
         }
-        let usage_only = self
-            .observe(data)
-            .is_some_and(|p| p.choices.is_some_and(|c| c.is_empty()));
+        let usage_only = self.observe(data).is_some_and(|(_, no_choices)| no_choices);
         if !usage_only {
             crate::sse::write_data(out, data);
         }
     }
 
-    /// Note `[DONE]` and usage; an event that mentions usage is returned
-    /// parsed (only what [`Probe`] reads).
-    fn observe(&mut self, data: &str) -> Option<Probe> {
+    /// Note `[DONE]` and usage; for an event that mentions usage, what
+    /// [`probe`] reads of it.
+    fn observe(&mut self, data: &str) -> Option<(Option<Usage>, bool)> {
         if data == "[DONE]" {
             self.done = true;
             return None;
@@ -306,11 +302,11 @@ impl Watch {
         if !data.contains("\"usage\"") {
             return None;
         }
-        let probe = serde_json::from_str::<Probe>(data).ok()?;
-        if let Some(u) = probe.usage {
+        let seen = probe(data)?;
+        if let Some(u) = seen.0 {
             self.usage = Some(u);
         }
-        Some(probe)
+        Some(seen)
     }
 }
 

@@ -90,11 +90,6 @@ mod request;
 mod response;
 mod stream;
 
-use std::marker::PhantomData;
-
-use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::chunk::{PromptTokensDetails, UsageOut};
@@ -200,140 +195,6 @@ impl Translator for Anthropic {
 // Shared by the response and the stream
 // ---------------------------------------------------------------------------
 
-/// An Anthropic `usage` object, borrowed; counts are read leniently by
-/// [`TokenCounts::merge`].
-#[derive(Deserialize)]
-struct UsageIn<'a> {
-    #[serde(default, borrow)]
-    input_tokens: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    output_tokens: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    cache_creation_input_tokens: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    cache_read_input_tokens: Option<&'a RawValue>,
-}
-
-/// A list of `T` when the value is a JSON array, `None` for any other value
-/// (skipped, not an error); see [`Obj`].
-struct Arr<T>(Option<Vec<T>>);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Arr<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ArrVisitor<T>(PhantomData<T>);
-
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for ArrVisitor<T> {
-            type Value = Arr<T>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Arr<T>, A::Error> {
-                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(4));
-                while let Some(item) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(Arr(Some(items)))
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Arr<T>, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Arr(None))
-            }
-
-            fn visit_bool<E>(self, _: bool) -> Result<Arr<T>, E> {
-                Ok(Arr(None))
-            }
-
-            fn visit_i64<E>(self, _: i64) -> Result<Arr<T>, E> {
-                Ok(Arr(None))
-            }
-
-            fn visit_u64<E>(self, _: u64) -> Result<Arr<T>, E> {
-                Ok(Arr(None))
-            }
-
-            fn visit_f64<E>(self, _: f64) -> Result<Arr<T>, E> {
-                Ok(Arr(None))
-            }
-
-            fn visit_str<E>(self, _: &str) -> Result<Arr<T>, E> {
-                Ok(Arr(None))
-            }
-
-            fn visit_unit<E>(self) -> Result<Arr<T>, E> {
-                Ok(Arr(None))
-            }
-        }
-
-        d.deserialize_any(ArrVisitor(PhantomData))
-    }
-}
-
-/// `T` when the value is a JSON object, `None` for any other value (which
-/// is skipped, not an error): provider fields of an unexpected type count
-/// as absent, in one pass, without building a `Value` to look first.
-struct Obj<T>(Option<T>);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ObjVisitor<T>(PhantomData<T>);
-
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjVisitor<T> {
-            type Value = Obj<T>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Obj<T>, A::Error> {
-                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(|t| Obj(Some(t)))
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Obj<T>, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Obj(None))
-            }
-
-            fn visit_bool<E>(self, _: bool) -> Result<Obj<T>, E> {
-                Ok(Obj(None))
-            }
-
-            fn visit_i64<E>(self, _: i64) -> Result<Obj<T>, E> {
-                Ok(Obj(None))
-            }
-
-            fn visit_u64<E>(self, _: u64) -> Result<Obj<T>, E> {
-                Ok(Obj(None))
-            }
-
-            fn visit_f64<E>(self, _: f64) -> Result<Obj<T>, E> {
-                Ok(Obj(None))
-            }
-
-            fn visit_str<E>(self, _: &str) -> Result<Obj<T>, E> {
-                Ok(Obj(None))
-            }
-
-            fn visit_unit<E>(self) -> Result<Obj<T>, E> {
-                Ok(Obj(None))
-            }
-
-            fn visit_none<E>(self) -> Result<Obj<T>, E> {
-                Ok(Obj(None))
-            }
-
-            fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Obj<T>, D2::Error> {
-                d.deserialize_any(self)
-            }
-        }
-
-        d.deserialize_any(ObjVisitor(PhantomData))
-    }
-}
-
 /// OpenAI `finish_reason` for an Anthropic `stop_reason`.
 ///
 /// `end_turn`, `stop_sequence` -> `stop`; `max_tokens` -> `length`;
@@ -361,26 +222,26 @@ struct TokenCounts {
 }
 
 impl TokenCounts {
-    /// Take the counts present (and not null) in an Anthropic `usage` object.
-    fn merge(&mut self, usage: &UsageIn<'_>) {
-        // A count that is not a non-negative integer is ignored.
-        let get = |v: Option<&RawValue>| v.and_then(|v| v.get().parse::<u64>().ok());
-        if let Some(n) = get(usage.input_tokens) {
-            self.input = n;
-        }
-        if let Some(n) = get(usage.output_tokens) {
-            self.output = n;
-        }
-        if let Some(n) = get(usage.cache_creation_input_tokens) {
-            self.cache_creation = Some(n);
-        }
-        if let Some(n) = get(usage.cache_read_input_tokens) {
-            self.cache_read = Some(n);
+    /// Take the counts present in an Anthropic `usage` object (checked JSON
+    /// text); a count that is not a non-negative integer (`null` included)
+    /// is ignored.
+    fn merge(&mut self, usage: &str) {
+        for (key, value) in crate::json_in::members(usage) {
+            let Ok(n) = value.parse::<u64>() else {
+                continue;
+            };
+            match key.text().as_ref() {
+                "input_tokens" => self.input = n,
+                "output_tokens" => self.output = n,
+                "cache_creation_input_tokens" => self.cache_creation = Some(n),
+                "cache_read_input_tokens" => self.cache_read = Some(n),
+                _ => {}
+            }
         }
     }
 
     /// The counts of one `usage` object.
-    fn of(usage: &UsageIn<'_>) -> TokenCounts {
+    fn of(usage: &str) -> TokenCounts {
         let mut counts = TokenCounts::default();
         counts.merge(usage);
         counts
@@ -500,33 +361,22 @@ mod tests {
         assert_eq!(finish_reason(None), "stop");
     }
 
-    fn counts(usage: &str) -> TokenCounts {
-        let u: Obj<UsageIn> = serde_json::from_str(usage).unwrap();
-        TokenCounts::of(&u.0.unwrap())
-    }
-
     #[test]
     fn token_counts_include_cache() {
-        let mut c = counts(
+        let mut c = TokenCounts::of(
             r#"{"input_tokens": 10, "output_tokens": 1, "cache_read_input_tokens": 5, "cache_creation_input_tokens": null}"#,
         );
-        let more: Obj<UsageIn> = serde_json::from_str(r#"{"output_tokens": 7}"#).unwrap();
-        c.merge(&more.0.unwrap());
+        c.merge(r#"{"output_tokens": 7}"#);
         assert_eq!(c.usage(), Usage::new(15, 7));
         assert_eq!(
             serde_json::to_value(c.openai()).unwrap()["prompt_tokens_details"]["cached_tokens"],
             5
         );
-        let odd =
-            counts(r#"{"input_tokens": -1, "output_tokens": 2.0, "cache_read_input_tokens": "3"}"#);
+        let odd = TokenCounts::of(
+            r#"{"input_tokens": -1, "output_tokens": 2.0, "cache_read_input_tokens": "3"}"#,
+        );
         assert_eq!(odd, TokenCounts::default());
-        let list: Obj<UsageIn> = serde_json::from_str("[1]").unwrap();
-        assert!(list.0.is_none());
-        let arr: Arr<Obj<UsageIn>> = serde_json::from_str(r#"[{"input_tokens": 1}, 5]"#).unwrap();
-        let arr = arr.0.unwrap();
-        assert!(arr[0].0.is_some() && arr[1].0.is_none());
-        let not_arr: Arr<u8> = serde_json::from_str(r#"{"a": [1]}"#).unwrap();
-        assert!(not_arr.0.is_none());
+        assert_eq!(TokenCounts::of("[1]"), TokenCounts::default());
     }
 
     #[test]

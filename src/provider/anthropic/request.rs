@@ -1,21 +1,18 @@
 //! OpenAI chat request -> Anthropic Messages request (the mapping is
 //! described in the module docs of [`super`]).
 //!
-//! The request is read from the client's bytes member by member
-//! ([`ClientRequest::member`]), into structs that borrow from them: message
-//! text is kept as the JSON string literal the client wrote
-//! ([`RawStr`]) and copied into the output once, never decoded, allocated
-//! and escaped again. Tool schemas pass through as raw JSON when they need
-//! no change. The body is written straight into one buffer. Only small,
-//! rare parts (`tool_choice`, `response_format`, `thinking`, thinking
-//! blocks) go through `serde_json::Value`.
+//! The request is read from the client's bytes, checked when it arrived:
+//! each member and message is a slice of them, walked with
+//! [`crate::json_in`] (no serde structs, no second parse). Message text is
+//! kept as the JSON string literal the client wrote ([`RawStr`]) and copied
+//! into the output once, never decoded, allocated and escaped again. Tool
+//! schemas pass through as written when they need no change. The body is
+//! written straight into one buffer. Only small, rare parts
+//! (`tool_choice`, `response_format`, `thinking`, thinking blocks) go
+//! through `serde_json::Value`.
 
 use std::borrow::Cow;
-use std::cell::Cell;
 
-use serde::de::{DeserializeSeed, SeqAccess, Visitor};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::{
@@ -24,9 +21,12 @@ use super::{
 };
 use crate::config::Deployment;
 use crate::error::GatewayError;
+use crate::json_in::{
+    self, elements, is_array, is_number, is_object, members, members_at, present, type_name,
+};
 use crate::json_out::{self, RawStr};
-use crate::openai::{Role, Stop};
-use crate::request::{field_error, serde_message, ClientRequest};
+use crate::openai::Role;
+use crate::request::{serde_message, ClientRequest};
 
 /// Top-level fields of the OpenAI request this translator knows; any other
 /// member is an extra parameter (see [`check_params`]).
@@ -52,104 +52,8 @@ const KNOWN_FIELDS: &[&str] = &[
 // What is read from the client's request
 // ---------------------------------------------------------------------------
 
-/// One message, borrowing from the request bytes.
-#[derive(Deserialize)]
-#[serde(rename = "Message")]
-struct MessageIn<'a> {
-    role: Role,
-    /// A string or a list of parts; checked when converted.
-    #[serde(default, borrow)]
-    content: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    name: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    tool_calls: Option<Vec<ToolCallIn<'a>>>,
-    #[serde(default, borrow)]
-    tool_call_id: Option<Cow<'a, str>>,
-    /// LiteLLM's field (assistant turns): read leniently, only when present.
-    #[serde(default, borrow)]
-    thinking_blocks: Option<&'a RawValue>,
-    /// The legacy single call of an assistant message.
-    #[serde(default, borrow)]
-    function_call: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct ToolCallIn<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
-    #[serde(rename = "type", default, borrow)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    function: FunctionCallIn<'a>,
-}
-
-#[derive(Deserialize)]
-struct FunctionCallIn<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    #[serde(default, borrow)]
-    arguments: Cow<'a, str>,
-}
-
-/// One content part.
-#[derive(Deserialize)]
-struct PartIn<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    /// Must be a string (checked when converted).
-    #[serde(default, borrow)]
-    text: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    image_url: Option<ImageUrlIn<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum ImageUrlIn<'a> {
-    Object {
-        #[serde(borrow)]
-        url: Cow<'a, str>,
-    },
-    Bare(#[serde(borrow)] Cow<'a, str>),
-}
-
-impl<'a> ImageUrlIn<'a> {
-    fn url(&self) -> &Cow<'a, str> {
-        match self {
-            ImageUrlIn::Object { url } | ImageUrlIn::Bare(url) => url,
-        }
-    }
-}
-
-/// A function tool declaration.
-#[derive(Deserialize)]
-struct ToolDefIn<'a> {
-    #[serde(rename = "type", default, borrow)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    function: FunctionDefIn<'a>,
-}
-
-#[derive(Deserialize)]
-struct FunctionDefIn<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    #[serde(default, borrow)]
-    description: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    parameters: Option<&'a RawValue>,
-}
-
-/// The `type` of a JSON Schema object, skipping the rest of it.
-#[derive(Deserialize)]
-struct SchemaType<'a> {
-    #[serde(rename = "type", default, borrow)]
-    kind: Option<&'a RawValue>,
-}
-
 /// The members this translator reads, found in one pass over the request
-/// (the last of duplicates wins), as JSON text.
+/// (the last of duplicates wins), as JSON text; `null` counts as absent.
 #[derive(Default)]
 struct Fields<'a> {
     messages: Option<&'a str>,
@@ -197,7 +101,7 @@ impl<'a> Fields<'a> {
                     continue;
                 }
             };
-            *slot = Some(value).filter(|v| *v != "null");
+            *slot = present(Some(value));
         }
         f
     }
@@ -215,85 +119,67 @@ fn asks_nothing(key: &str, value: &str) -> bool {
         || match key {
             "logprobs" => value == "false",
             "modalities" => {
-                serde_json::from_str::<Value>(value).is_ok_and(|v| v == json!(["text"]))
+                let mut items = elements(value);
+                items.next() == Some(r#""text""#) && items.next().is_none()
             }
             _ => false,
         }
 }
 
-/// Member `key`'s JSON text as `T`, borrowing from it (`null` and absent
-/// are `None`). A mistyped member is a 400 naming it.
-fn typed<'a, T: Deserialize<'a>>(
-    key: &str,
-    text: Option<&'a str>,
-) -> Result<Option<T>, GatewayError> {
-    match text {
-        None => Ok(None),
-        Some(text) => serde_json::from_str::<Option<T>>(text).map_err(|e| field_error(key, &e)),
-    }
-}
-
-/// A numeric member, checked to be a number and kept as written.
-fn number<'a>(key: &str, text: Option<&'a str>) -> Result<Option<&'a str>, GatewayError> {
-    match text {
-        None => Ok(None),
-        Some(text) => serde_json::from_str::<f64>(text)
-            .map(|_| Some(text))
-            .map_err(|e| field_error(key, &e)),
-    }
-}
-
-/// `messages`, each checked as an OpenAI message; a bad one is named by
-/// index (`messages[3]`).
-fn messages(text: Option<&str>) -> Result<Vec<MessageIn<'_>>, GatewayError> {
-    let failed_at = Cell::new(None);
-    let text = text.unwrap_or("[]");
-    let mut de = serde_json::Deserializer::from_str(text);
-    MessagesSeed {
-        failed_at: &failed_at,
-    }
-    .deserialize(&mut de)
-    .map_err(|e| match failed_at.get() {
-        Some(i) => GatewayError::bad_param(
-            &format!("messages[{i}]"),
-            format!("invalid message at messages[{i}]: {}", serde_message(&e)),
+/// The 400 for a member of the wrong type.
+fn wrong_type(param: &str, value: &str, expected: &str) -> GatewayError {
+    GatewayError::bad_param(
+        param,
+        format!(
+            "invalid request: invalid type: {}, expected {expected}",
+            type_name(value)
         ),
-        None => field_error("messages", &e),
-    })
+    )
 }
 
-/// Reads the message list, noting which element failed.
-struct MessagesSeed<'c> {
-    failed_at: &'c Cell<Option<usize>>,
-}
-
-impl<'de> DeserializeSeed<'de> for MessagesSeed<'_> {
-    type Value = Vec<MessageIn<'de>>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_seq(self)
+/// A string member (absent or `null`: `None`).
+fn opt_str<'a>(param: &str, value: Option<&'a str>) -> Result<Option<RawStr<'a>>, GatewayError> {
+    match present(value) {
+        None => Ok(None),
+        Some(v) => RawStr::from_json(v)
+            .map(Some)
+            .ok_or_else(|| wrong_type(param, v, "a string")),
     }
 }
 
-impl<'de> Visitor<'de> for MessagesSeed<'_> {
-    type Value = Vec<MessageIn<'de>>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a list of messages")
+/// A numeric member, kept as written.
+fn number<'a>(key: &str, value: Option<&'a str>) -> Result<Option<&'a str>, GatewayError> {
+    match value {
+        Some(v) if !is_number(v) => Err(wrong_type(key, v, "f64")),
+        v => Ok(v),
     }
+}
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(8));
-        loop {
-            self.failed_at.set(Some(out.len()));
-            match seq.next_element::<MessageIn<'de>>()? {
-                Some(m) => out.push(m),
-                None => break,
-            }
-        }
-        self.failed_at.set(None);
-        Ok(out)
-    }
+/// A member read as a `Value` (small, rare ones).
+fn value(key: &str, text: Option<&str>) -> Result<Option<Value>, GatewayError> {
+    text.map(|t| serde_json::from_str(t).map_err(|e| crate::request::field_error(key, &e)))
+        .transpose()
+}
+
+/// One message, borrowing from the request bytes.
+struct MessageIn<'a> {
+    role: Role,
+    /// A string or a list of parts; checked when converted.
+    content: Option<&'a str>,
+    name: Option<RawStr<'a>>,
+    tool_calls: Vec<ToolCallIn<'a>>,
+    tool_call_id: Option<RawStr<'a>>,
+    /// LiteLLM's field (assistant turns): read leniently.
+    thinking_blocks: Option<&'a str>,
+    /// The legacy single call of an assistant message.
+    function_call: Option<&'a str>,
+}
+
+struct ToolCallIn<'a> {
+    id: RawStr<'a>,
+    kind: Option<RawStr<'a>>,
+    name: RawStr<'a>,
+    arguments: Option<RawStr<'a>>,
 }
 
 /// The error every malformed message gets.
@@ -304,38 +190,313 @@ fn bad_message(i: usize, detail: impl std::fmt::Display) -> GatewayError {
     )
 }
 
+/// `messages`, each checked as an OpenAI message; a bad one is named by
+/// index (`messages[3]`).
+fn messages(text: Option<&str>) -> Result<Vec<MessageIn<'_>>, GatewayError> {
+    let text = text.unwrap_or("[]");
+    let mut out = Vec::with_capacity(16);
+    // One pass: each message is walked where it stands, not skipped first.
+    let mut items = elements(text);
+    while let Some(start) = items.start() {
+        let (m, end) = message(out.len(), text, start)?;
+        out.push(m);
+        items.resume(end);
+    }
+    Ok(out)
+}
+
+/// Message `i`, the value at `text[start..]`, and where it ends.
+fn message(i: usize, text: &str, start: usize) -> Result<(MessageIn<'_>, usize), GatewayError> {
+    let rest = text.get(start..).unwrap_or("");
+    if !is_object(rest) {
+        return Err(bad_message(
+            i,
+            format!("invalid type: {}, expected struct Message", type_name(rest)),
+        ));
+    }
+    let (mut role, mut content, mut name, mut tool_calls, mut tool_call_id) =
+        (None, None, None, None, None);
+    let (mut thinking_blocks, mut function_call) = (None, None);
+    let mut walk = members_at(text, start);
+    while let Some(key) = walk.key() {
+        let slot = match key.text().as_ref() {
+            "role" => &mut role,
+            "content" => &mut content,
+            "name" => &mut name,
+            "tool_calls" => &mut tool_calls,
+            "tool_call_id" => &mut tool_call_id,
+            "thinking_blocks" => &mut thinking_blocks,
+            "function_call" => &mut function_call,
+            _ => {
+                walk.value();
+                continue;
+            }
+        };
+        *slot = present(Some(walk.value()));
+    }
+    let end = walk.end();
+    let role = match role {
+        None => return Err(bad_message(i, "missing field `role`")),
+        Some(r) => match RawStr::from_json(r).map(|s| s.text()).as_deref() {
+            Some("system") => Role::System,
+            Some("developer") => Role::Developer,
+            Some("user") => Role::User,
+            Some("assistant") => Role::Assistant,
+            Some("tool") => Role::Tool,
+            Some("function") => Role::Function,
+            _ => {
+                return Err(bad_message(
+                    i,
+                    format!(
+                        "unknown variant {r}, expected one of `system`, `developer`, `user`, \
+                         `assistant`, `tool`, `function`"
+                    ),
+                ))
+            }
+        },
+    };
+    let name = message_str(i, "name", name)?;
+    let tool_call_id = message_str(i, "tool_call_id", tool_call_id)?;
+    let tool_calls = match tool_calls {
+        None => Vec::new(),
+        Some(list) if is_array(list) => elements(list)
+            .map(|call| tool_call(i, call))
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(bad_message(
+                i,
+                format!("invalid type: {}, expected a sequence", type_name(other)),
+            ))
+        }
+    };
+    let message = MessageIn {
+        role,
+        content,
+        name,
+        tool_calls,
+        tool_call_id,
+        thinking_blocks,
+        function_call,
+    };
+    Ok((message, end))
+}
+
+/// A string field of message `i`.
+fn message_str<'a>(
+    i: usize,
+    field: &str,
+    value: Option<&'a str>,
+) -> Result<Option<RawStr<'a>>, GatewayError> {
+    value
+        .map(|v| {
+            RawStr::from_json(v).ok_or_else(|| {
+                bad_message(
+                    i,
+                    format!(
+                        "invalid type: {}, expected a string for `{field}`",
+                        type_name(v)
+                    ),
+                )
+            })
+        })
+        .transpose()
+}
+
+fn tool_call(i: usize, text: &str) -> Result<ToolCallIn<'_>, GatewayError> {
+    let bad = |what: &str| bad_message(i, format!("invalid tool call: {what}"));
+    if !is_object(text) {
+        return Err(bad("expected an object"));
+    }
+    let (mut id, mut kind, mut function) = (None, None, None);
+    for (key, value) in members(text) {
+        let slot = match key.text().as_ref() {
+            "id" => &mut id,
+            "type" => &mut kind,
+            "function" => &mut function,
+            _ => continue,
+        };
+        *slot = present(Some(value));
+    }
+    let id = id
+        .and_then(RawStr::from_json)
+        .ok_or_else(|| bad("`id` must be a string"))?;
+    let kind = match kind {
+        None => None,
+        Some(k) => Some(RawStr::from_json(k).ok_or_else(|| bad("`type` must be a string"))?),
+    };
+    let function = function
+        .filter(|f| is_object(f))
+        .ok_or_else(|| bad("missing field `function`"))?;
+    let name = json_in::string(json_in::get(function, "name"))
+        .ok_or_else(|| bad("`function.name` must be a string"))?;
+    let arguments = match present(json_in::get(function, "arguments")) {
+        None => None,
+        Some(a) => {
+            Some(RawStr::from_json(a).ok_or_else(|| bad("`function.arguments` must be a string"))?)
+        }
+    };
+    Ok(ToolCallIn {
+        id,
+        kind,
+        name,
+        arguments,
+    })
+}
+
 /// A message's content, as the client wrote it.
 enum ContentIn<'a> {
     Text(RawStr<'a>),
     Parts(Vec<PartIn<'a>>),
 }
 
-fn content(i: usize, raw: Option<&'_ RawValue>) -> Result<Option<ContentIn<'_>>, GatewayError> {
+/// One content part.
+struct PartIn<'a> {
+    kind: Cow<'a, str>,
+    text: Option<RawStr<'a>>,
+    /// `image_url.url`, or `image_url` itself when it is a string.
+    image_url: Option<Cow<'a, str>>,
+}
+
+fn content(i: usize, raw: Option<&str>) -> Result<Option<ContentIn<'_>>, GatewayError> {
     let Some(raw) = raw else {
         return Ok(None);
     };
-    if let Some(s) = RawStr::new(raw) {
+    if let Some(s) = RawStr::from_json(raw) {
         return Ok(Some(ContentIn::Text(s)));
     }
-    if raw.get().starts_with('[') {
-        return serde_json::from_str(raw.get())
-            .map(|p| Some(ContentIn::Parts(p)))
-            .map_err(|e| bad_message(i, serde_message(&e)));
+    if !is_array(raw) {
+        return Err(bad_message(
+            i,
+            "data did not match any variant of untagged enum Content",
+        ));
     }
-    Err(bad_message(
-        i,
-        "data did not match any variant of untagged enum Content",
-    ))
+    let mut parts = Vec::new();
+    for p in elements(raw) {
+        let bad = |what: &str| bad_message(i, format!("invalid content part: {what}"));
+        if !is_object(p) {
+            return Err(bad("expected an object"));
+        }
+        let (mut kind, mut text, mut image_url) = (None, None, None);
+        for (key, value) in members(p) {
+            let slot = match key.text().as_ref() {
+                "type" => &mut kind,
+                "text" => &mut text,
+                "image_url" => &mut image_url,
+                _ => continue,
+            };
+            *slot = present(Some(value));
+        }
+        let kind = kind
+            .and_then(RawStr::from_json)
+            .ok_or_else(|| bad("missing field `type`"))?
+            .text();
+        let text = match text {
+            None => None,
+            Some(t) => Some(RawStr::from_json(t).ok_or_else(|| bad("`text` must be a string"))?),
+        };
+        let image_url = match image_url {
+            None => None,
+            Some(u) => {
+                let url = if is_object(u) {
+                    json_in::string(json_in::get(u, "url"))
+                } else {
+                    RawStr::from_json(u)
+                };
+                Some(
+                    url.ok_or_else(|| bad("`image_url` must have a string `url`"))?
+                        .text(),
+                )
+            }
+        };
+        parts.push(PartIn {
+            kind,
+            text,
+            image_url,
+        });
+    }
+    Ok(Some(ContentIn::Parts(parts)))
 }
 
 /// A part's `text` (absent or `null` is empty).
-fn part_text<'a>(i: usize, p: &PartIn<'a>) -> Result<Text<'a>, GatewayError> {
+fn part_text<'a>(p: &PartIn<'a>) -> Text<'a> {
     match p.text {
-        None => Ok(Text::Owned(String::new())),
-        Some(raw) => RawStr::new(raw)
-            .map(Text::Raw)
-            .ok_or_else(|| bad_message(i, "invalid type: part `text` must be a string")),
+        None => Text::Owned(String::new()),
+        Some(t) => Text::Raw(t),
     }
+}
+
+/// A function tool declaration.
+struct ToolDefIn<'a> {
+    kind: Option<Cow<'a, str>>,
+    name: RawStr<'a>,
+    description: Option<RawStr<'a>>,
+    parameters: Option<&'a str>,
+}
+
+fn tool_defs(text: &str) -> Result<Vec<ToolDefIn<'_>>, GatewayError> {
+    let bad = |what: &str| GatewayError::bad_param("tools", format!("invalid request: {what}"));
+    if !is_array(text) {
+        return Err(wrong_type("tools", text, "a sequence"));
+    }
+    let mut out = Vec::new();
+    for (i, t) in elements(text).enumerate() {
+        if !is_object(t) {
+            return Err(bad(&format!("tools[{i}] must be an object")));
+        }
+        let kind = match present(json_in::get(t, "type")) {
+            None => None,
+            Some(k) => Some(
+                RawStr::from_json(k)
+                    .ok_or_else(|| bad(&format!("tools[{i}].type must be a string")))?
+                    .text(),
+            ),
+        };
+        let function = present(json_in::get(t, "function"))
+            .filter(|f| is_object(f))
+            .ok_or_else(|| bad(&format!("tools[{i}] has no `function` object")))?;
+        let (mut name, mut description, mut parameters) = (None, None, None);
+        for (key, value) in members(function) {
+            let slot = match key.text().as_ref() {
+                "name" => &mut name,
+                "description" => &mut description,
+                "parameters" => &mut parameters,
+                _ => continue,
+            };
+            *slot = present(Some(value));
+        }
+        let name = name
+            .and_then(RawStr::from_json)
+            .ok_or_else(|| bad(&format!("tools[{i}].function.name must be a string")))?;
+        let description = match description {
+            None => None,
+            Some(d) => Some(RawStr::from_json(d).ok_or_else(|| {
+                bad(&format!("tools[{i}].function.description must be a string"))
+            })?),
+        };
+        out.push(ToolDefIn {
+            kind,
+            name,
+            description,
+            parameters,
+        });
+    }
+    Ok(out)
+}
+
+/// `stop`: one string or a list of strings.
+fn stop_list(text: Option<&str>) -> Result<Vec<RawStr<'_>>, GatewayError> {
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    if let Some(s) = RawStr::from_json(text) {
+        return Ok(vec![s]);
+    }
+    if !is_array(text) {
+        return Err(wrong_type("stop", text, "a string or a list of strings"));
+    }
+    elements(text)
+        .map(|s| RawStr::from_json(s).ok_or_else(|| wrong_type("stop", s, "a list of strings")))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -343,12 +504,20 @@ fn part_text<'a>(i: usize, p: &PartIn<'a>) -> Result<Text<'a>, GatewayError> {
 // ---------------------------------------------------------------------------
 
 /// Text for a block: the client's literal, or text the gateway changed.
+#[derive(Clone)]
 enum Text<'a> {
     Raw(RawStr<'a>),
     Owned(String),
 }
 
-impl Text<'_> {
+impl<'a> Text<'a> {
+    fn text(&self) -> Cow<'_, str> {
+        match self {
+            Text::Raw(r) => r.text(),
+            Text::Owned(s) => Cow::Borrowed(s),
+        }
+    }
+
     fn is_empty(&self) -> bool {
         match self {
             Text::Raw(r) => r.is_empty(),
@@ -376,12 +545,12 @@ enum Block<'a> {
     /// An image by URL.
     Url(Cow<'a, str>),
     ToolResult {
-        id: Cow<'a, str>,
+        id: Text<'a>,
         content: ResultContent<'a>,
     },
     ToolUse {
-        id: Cow<'a, str>,
-        name: Cow<'a, str>,
+        id: Text<'a>,
+        name: Text<'a>,
         /// The arguments: a JSON object's text.
         input: Cow<'a, str>,
     },
@@ -418,7 +587,7 @@ impl Block<'_> {
             }
             Block::ToolResult { id, content } => {
                 out.extend_from_slice(br#"{"type":"tool_result","tool_use_id":"#);
-                json_out::str(out, id);
+                id.write(out);
                 out.extend_from_slice(br#","content":"#);
                 match content {
                     ResultContent::Text(t) => t.write(out),
@@ -428,9 +597,9 @@ impl Block<'_> {
             }
             Block::ToolUse { id, name, input } => {
                 out.extend_from_slice(br#"{"type":"tool_use","id":"#);
-                json_out::str(out, id);
+                id.write(out);
                 out.extend_from_slice(br#","name":"#);
-                json_out::str(out, name);
+                name.write(out);
                 out.extend_from_slice(br#","input":"#);
                 json_out::raw(out, input);
                 out.push(b'}');
@@ -465,8 +634,8 @@ enum Schema<'a> {
 }
 
 struct ToolOut<'a> {
-    name: Cow<'a, str>,
-    description: Option<Cow<'a, str>>,
+    name: Text<'a>,
+    description: Option<Text<'a>>,
     schema: Schema<'a>,
 }
 
@@ -486,12 +655,17 @@ pub(super) fn request_body(
     let messages = messages(f.messages)?;
     let temperature = number("temperature", f.temperature)?;
     let top_p = number("top_p", f.top_p)?;
-    let stop: Option<Stop> = typed("stop", f.stop)?;
-    let tool_defs: Option<Vec<ToolDefIn>> = typed("tools", f.tools)?;
-    let tool_choice: Option<Value> = typed("tool_choice", f.tool_choice)?;
-    let parallel_tool_calls: Option<bool> = typed("parallel_tool_calls", f.parallel_tool_calls)?;
-    let user: Option<Cow<str>> = typed("user", f.user)?;
-    let response_format: Option<Value> = typed("response_format", f.response_format)?;
+    let stop = stop_list(f.stop)?;
+    let tool_defs = f.tools.map(tool_defs).transpose()?;
+    let tool_choice = value("tool_choice", f.tool_choice)?;
+    let parallel_tool_calls = match f.parallel_tool_calls {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => return Err(wrong_type("parallel_tool_calls", other, "a boolean")),
+    };
+    let user = opt_str("user", f.user)?.map(|u| u.text());
+    let response_format = value("response_format", f.response_format)?;
     check_params(req, dep, drop_params, f.refused.as_deref())?;
 
     let converted = convert_messages(&messages)?;
@@ -527,7 +701,7 @@ pub(super) fn request_body(
     let mut tool_choice = map_tool_choice(tool_choice.as_ref(), parallel_tool_calls)?;
     if let Some(schema) = json_mode_schema(response_format.as_ref())? {
         tools.push(ToolOut {
-            name: Cow::Borrowed(JSON_TOOL_NAME),
+            name: Text::Owned(JSON_TOOL_NAME.to_string()),
             description: None,
             schema: Schema::Value(schema),
         });
@@ -590,31 +764,22 @@ pub(super) fn request_body(
             json_out::raw(&mut out, v);
         }
     }
-    if let Some(stop) = &stop {
-        let one;
-        let list: &[String] = match stop {
-            Stop::One(s) => {
-                one = [s.clone()];
-                &one
-            }
-            Stop::Many(v) => v,
-        };
-        let mut wrote = false;
-        for s in list {
-            if drop_params && !s.is_empty() && s.trim().is_empty() {
-                continue;
-            }
-            out.extend_from_slice(if wrote {
-                b","
-            } else {
-                br#","stop_sequences":["#
-            });
-            json_out::str(&mut out, s);
-            wrote = true;
+    let mut wrote_stop = false;
+    for s in &stop {
+        // Whitespace-only sequences (which Anthropic refuses) are dropped with drop_params.
+        if drop_params && !s.is_empty() && s.text().trim().is_empty() {
+            continue;
         }
-        if wrote {
-            out.push(b']');
-        }
+        out.extend_from_slice(if wrote_stop {
+            b","
+        } else {
+            br#","stop_sequences":["#
+        });
+        s.write_as_sent(&mut out);
+        wrote_stop = true;
+    }
+    if wrote_stop {
+        out.push(b']');
     }
     if req.head.is_stream() {
         out.extend_from_slice(br#","stream":true"#);
@@ -631,10 +796,10 @@ pub(super) fn request_body(
                 out.push(b',');
             }
             out.extend_from_slice(br#"{"name":"#);
-            json_out::str(&mut out, &tool.name);
+            tool.name.write(&mut out);
             if let Some(d) = &tool.description {
                 out.extend_from_slice(br#","description":"#);
-                json_out::str(&mut out, d);
+                d.write(&mut out);
             }
             out.extend_from_slice(br#","input_schema":"#);
             match &tool.schema {
@@ -772,7 +937,7 @@ fn looks_like_phone(s: &str) -> bool {
 
 /// OpenAI function tools as Anthropic tools. A schema that already says
 /// `"type": "object"` is passed through as written.
-fn map_tools<'a>(defs: &'a [ToolDefIn<'a>]) -> Result<Vec<ToolOut<'a>>, GatewayError> {
+fn map_tools<'a>(defs: &[ToolDefIn<'a>]) -> Result<Vec<ToolOut<'a>>, GatewayError> {
     let mut out = Vec::with_capacity(defs.len() + 1);
     for (i, def) in defs.iter().enumerate() {
         let kind = def.kind.as_deref().unwrap_or("function");
@@ -784,14 +949,12 @@ fn map_tools<'a>(defs: &'a [ToolDefIn<'a>]) -> Result<Vec<ToolOut<'a>>, GatewayE
                 ),
             ));
         }
-        let schema = match def.function.parameters.map(RawValue::get) {
-            None | Some("null") => Schema::Value(json!({ "type": "object", "properties": {} })),
-            Some(text) if text.starts_with('{') => {
-                let is_object = serde_json::from_str::<SchemaType>(text)
-                    .ok()
-                    .and_then(|s| s.kind)
-                    .is_some_and(|k| k.get() == r#""object""#);
-                if is_object {
+        let schema = match def.parameters {
+            None => Schema::Value(json!({ "type": "object", "properties": {} })),
+            Some(text) if is_object(text) => {
+                let says_object = json_in::string(json_in::get(text, "type"))
+                    .is_some_and(|t| t.text() == "object");
+                if says_object {
                     Schema::Raw(text)
                 } else {
                     let mut o: Map<String, Value> = serde_json::from_str(text).unwrap_or_default();
@@ -810,8 +973,8 @@ fn map_tools<'a>(defs: &'a [ToolDefIn<'a>]) -> Result<Vec<ToolOut<'a>>, GatewayE
             }
         };
         out.push(ToolOut {
-            name: def.function.name.clone(),
-            description: def.function.description.clone(),
+            name: Text::Raw(def.name),
+            description: def.description.map(Text::Raw),
             schema,
         });
     }
@@ -935,7 +1098,7 @@ fn convert_messages<'a>(messages: &'a [MessageIn<'a>]) -> Result<Converted<'a>, 
         has_tool_blocks: false,
     };
     // (name, id) of every tool_use so far, to pair legacy `function` results.
-    let mut tool_uses: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::new();
+    let mut tool_uses: Vec<(Cow<'a, str>, Text<'a>)> = Vec::new();
 
     for (i, m) in messages.iter().enumerate() {
         let at = |what: &str| format!("messages[{i}]{what}");
@@ -957,12 +1120,12 @@ fn convert_messages<'a>(messages: &'a [MessageIn<'a>]) -> Result<Converted<'a>, 
                 c.close_turn("user", from);
             }
             Role::Tool | Role::Function => {
-                let id = match (&m.tool_call_id, m.role) {
-                    (Some(id), _) => id.clone(),
+                let id = match (m.tool_call_id, m.role) {
+                    (Some(id), _) => Text::Raw(id),
                     (None, Role::Function) => m
                         .name
-                        .as_ref()
-                        .and_then(|n| tool_uses.iter().rev().find(|(name, _)| name == n))
+                        .map(|n| n.text())
+                        .and_then(|n| tool_uses.iter().rev().find(|(name, _)| *name == n))
                         .map(|(_, id)| id.clone())
                         .ok_or_else(|| {
                             GatewayError::bad_param(
@@ -995,7 +1158,7 @@ fn convert_messages<'a>(messages: &'a [MessageIn<'a>]) -> Result<Converted<'a>, 
             }
             Role::Assistant => {
                 if let Some(raw) = m.thinking_blocks {
-                    if let Ok(Value::Array(thinking)) = serde_json::from_str(raw.get()) {
+                    if let Ok(Value::Array(thinking)) = serde_json::from_str(raw) {
                         c.blocks.extend(
                             thinking
                                 .into_iter()
@@ -1014,21 +1177,21 @@ fn convert_messages<'a>(messages: &'a [MessageIn<'a>]) -> Result<Converted<'a>, 
                         c.blocks.push(Block::Text(text));
                     }
                 }
-                for (j, call) in m.tool_calls.iter().flatten().enumerate() {
+                for (j, call) in m.tool_calls.iter().enumerate() {
                     let block = tool_use_block(
-                        call.id.clone(),
-                        call.kind.as_deref().unwrap_or("function"),
-                        call.function.name.clone(),
-                        call.function.arguments.clone(),
-                        &at(&format!(".tool_calls[{j}]")),
+                        Text::Raw(call.id),
+                        call.kind.map(|k| k.text()).as_deref().unwrap_or("function"),
+                        Text::Raw(call.name),
+                        call.arguments.map_or(Cow::Borrowed(""), |a| a.text()),
+                        &|| at(&format!(".tool_calls[{j}]")),
                     )?;
-                    tool_uses.push((call.function.name.clone(), call.id.clone()));
+                    tool_uses.push((call.name.text(), Text::Raw(call.id)));
                     c.has_tool_blocks = true;
                     c.blocks.push(block);
                 }
-                if let Some(fc) = m.function_call.filter(|v| v.get() != "null") {
-                    let crate::openai::FunctionCall { name, arguments } =
-                        serde_json::from_str(fc.get()).map_err(|e| {
+                if let Some(fc) = m.function_call {
+                    let crate::openai::FunctionCall { name, arguments } = serde_json::from_str(fc)
+                        .map_err(|e| {
                             GatewayError::bad_param(
                                 &at(".function_call"),
                                 format!("invalid function_call: {}", serde_message(&e)),
@@ -1036,13 +1199,13 @@ fn convert_messages<'a>(messages: &'a [MessageIn<'a>]) -> Result<Converted<'a>, 
                         })?;
                     let id = format!("toolu_function_call_{i}");
                     let block = tool_use_block(
-                        Cow::Owned(id.clone()),
+                        Text::Owned(id.clone()),
                         "function",
-                        Cow::Owned(name.clone()),
+                        Text::Owned(name.clone()),
                         Cow::Owned(arguments),
-                        &at(".function_call"),
+                        &|| at(".function_call"),
                     )?;
-                    tool_uses.push((Cow::Owned(name), Cow::Owned(id)));
+                    tool_uses.push((Cow::Owned(name), Text::Owned(id)));
                     c.has_tool_blocks = true;
                     c.blocks.push(block);
                 }
@@ -1093,7 +1256,7 @@ fn convert_messages<'a>(messages: &'a [MessageIn<'a>]) -> Result<Converted<'a>, 
 
 /// The texts of a message that may only hold text (system, developer,
 /// assistant). Other part types are refused, naming the part.
-fn text_only<'a>(i: usize, raw: Option<&'a RawValue>) -> Result<Vec<Text<'a>>, GatewayError> {
+fn text_only(i: usize, raw: Option<&str>) -> Result<Vec<Text<'_>>, GatewayError> {
     match content(i, raw)? {
         None => Ok(Vec::new()),
         Some(ContentIn::Text(s)) => Ok(vec![Text::Raw(s)]),
@@ -1102,7 +1265,7 @@ fn text_only<'a>(i: usize, raw: Option<&'a RawValue>) -> Result<Vec<Text<'a>>, G
             .enumerate()
             .map(|(j, p)| {
                 if p.kind == "text" {
-                    part_text(i, p)
+                    Ok(part_text(p))
                 } else {
                     Err(unsupported_part(
                         &p.kind,
@@ -1124,9 +1287,9 @@ fn user_parts<'a>(
     for (j, p) in parts.iter().enumerate() {
         let param = || format!("messages[{i}].content[{j}]");
         let block = match p.kind.as_ref() {
-            "text" => Block::Text(part_text(i, p)?),
+            "text" => Block::Text(part_text(p)),
             "image_url" => match &p.image_url {
-                Some(img) => image_block(img.url(), &format!("{}.image_url", param()))?,
+                Some(url) => image_block(url, &format!("{}.image_url", param()))?,
                 None => {
                     return Err(GatewayError::bad_param(
                         &format!("{}.image_url", param()),
@@ -1217,15 +1380,15 @@ fn image_block<'a>(url: &Cow<'a, str>, param: &str) -> Result<Block<'a>, Gateway
 /// An assistant tool call as a `tool_use` block. Its arguments must be a JSON
 /// object (an empty string counts as `{}`); they are passed on as written.
 fn tool_use_block<'a>(
-    id: Cow<'a, str>,
+    id: Text<'a>,
     kind: &str,
-    name: Cow<'a, str>,
+    name: Text<'a>,
     arguments: Cow<'a, str>,
-    param: &str,
+    param: &dyn Fn() -> String,
 ) -> Result<Block<'a>, GatewayError> {
     if kind != "function" {
         return Err(GatewayError::bad_param(
-            &format!("{param}.type"),
+            &format!("{}.type", param()),
             format!("tool call type `{kind}` is not supported"),
         ));
     }
@@ -1240,18 +1403,25 @@ fn tool_use_block<'a>(
             input: Cow::Borrowed("{}"),
         });
     }
-    match serde_json::from_str::<&RawValue>(&input) {
-        Ok(v) if v.get().starts_with('{') => {}
-        Ok(_) => {
+    let id_text = || id.text().into_owned();
+    match json_in::check(&input) {
+        Ok(()) if is_object(&input) => {}
+        Ok(()) => {
             return Err(GatewayError::bad_param(
-                &format!("{param}.function.arguments"),
-                format!("the arguments of tool call `{id}` must encode a JSON object"),
+                &format!("{}.function.arguments", param()),
+                format!(
+                    "the arguments of tool call `{}` must encode a JSON object",
+                    id_text()
+                ),
             ))
         }
         Err(e) => {
             return Err(GatewayError::bad_param(
-                &format!("{param}.function.arguments"),
-                format!("the arguments of tool call `{id}` are not valid JSON: {e}"),
+                &format!("{}.function.arguments", param()),
+                format!(
+                    "the arguments of tool call `{}` are not valid JSON: {e}",
+                    id_text()
+                ),
             ))
         }
     }

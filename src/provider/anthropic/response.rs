@@ -5,112 +5,96 @@
 //! into the output as the JSON literal Anthropic sent when there is one
 //! block of it (the usual case), and the output is written into one buffer.
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
-
-use super::{
-    error_from_body, finish_reason, invalid_response, Arr, Obj, TokenCounts, UsageIn,
-    JSON_TOOL_NAME,
-};
+use super::{error_from_body, finish_reason, invalid_response, TokenCounts, JSON_TOOL_NAME};
 use crate::error::GatewayError;
+use crate::json_in::{self, elements, is_array, is_object, members, members_at, string};
 use crate::json_out::{self, RawStr};
 use crate::provider::openai_compat::snippet;
 use crate::provider::{ResponseMeta, Translated};
-
-/// The top level of a Messages answer. Every field is read leniently: a
-/// field of an unexpected type is treated as absent, as before.
-#[derive(Deserialize)]
-struct AnswerIn<'a> {
-    #[serde(rename = "type", default, borrow)]
-    kind: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    content: Option<Arr<Obj<BlockIn<'a>>>>,
-    #[serde(default, borrow)]
-    stop_reason: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    model: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    usage: Option<Obj<UsageIn<'a>>>,
-}
-
-/// The content blocks as JSON text, read again only when thinking blocks
-/// must be passed on whole.
-#[derive(Deserialize)]
-struct RawContent<'a> {
-    #[serde(borrow)]
-    content: Vec<&'a RawValue>,
-}
-
-/// One content block.
-#[derive(Deserialize)]
-struct BlockIn<'a> {
-    #[serde(rename = "type", default, borrow)]
-    kind: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    text: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    name: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    input: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    thinking: Option<&'a RawValue>,
-}
-
-/// `raw` if it is a JSON string.
-fn string(raw: Option<&RawValue>) -> Option<RawStr<'_>> {
-    raw.and_then(RawStr::new)
-}
 
 /// A successful Messages API body as an OpenAI `chat.completion`.
 pub(super) fn translate_response(
     body: &[u8],
     meta: &ResponseMeta,
 ) -> Result<Translated, GatewayError> {
-    // UTF-8 is checked once; the parse then borrows text without checking it again.
-    let text = std::str::from_utf8(body)
-        .map_err(|e| invalid_response(format!("not JSON ({e}): {}", snippet(body))))?;
-    let answer: AnswerIn = match serde_json::from_str(text) {
-        Ok(a) => a,
-        // Not JSON, or JSON that is not an object.
-        Err(_) => {
-            return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
-                Err(e) => invalid_response(format!("not JSON ({e}): {}", snippet(body))),
-                Ok(_) => invalid_response("no `content` array"),
-            })
-        }
-    };
-    if string(answer.kind).is_some_and(|k| k.text() == "error") {
+    let not_json =
+        |e: &dyn std::fmt::Display| invalid_response(format!("not JSON ({e}): {}", snippet(body)));
+    let text = std::str::from_utf8(body).map_err(|e| not_json(&e))?;
+    json_in::check(text).map_err(|e| not_json(&e))?;
+    // The top-level fields read (a body that is not an object has none).
+    let (mut kind, mut content, mut stop_reason, mut model, mut usage) =
+        (None, None, None, None, None);
+    for (key, value) in members(text) {
+        let slot = match key.text().as_ref() {
+            "type" => &mut kind,
+            "content" => &mut content,
+            "stop_reason" => &mut stop_reason,
+            "model" => &mut model,
+            "usage" => &mut usage,
+            _ => continue,
+        };
+        *slot = Some(value);
+    }
+    if string(kind).is_some_and(|k| k.text() == "error") {
         return Err(error_from_body(502, body));
     }
-    let Some(Arr(Some(content))) = &answer.content else {
-        return Err(invalid_response("no `content` array"));
-    };
+    let content = content
+        .filter(|c| is_array(c))
+        .ok_or_else(|| invalid_response("no `content` array"))?;
 
     let mut texts: Vec<RawStr> = Vec::new();
     let mut json_text: Option<&str> = None;
     let mut reasoning: Option<String> = None;
-    // Indexes of the thinking blocks, passed on whole.
-    let mut thinking_blocks: Vec<usize> = Vec::new();
+    // Thinking blocks are passed on whole, as Anthropic wrote them.
+    let mut thinking_blocks: Vec<&str> = Vec::new();
     // (id, name, input JSON text)
     let mut tool_calls: Vec<(RawStr, RawStr, &str)> = Vec::new();
-    for (i, block) in content.iter().enumerate() {
-        let kind = block.0.as_ref().and_then(|b| string(b.kind));
-        let Some((block, kind)) = block.0.as_ref().zip(kind) else {
+    let mut blocks = elements(content);
+    let mut i = 0;
+    while let Some(start) = blocks.start() {
+        // Each block is walked where it stands (one pass over the answer).
+        let (mut kind, mut text, mut id, mut name, mut input, mut thinking) =
+            (None, None, None, None, None, None);
+        let mut walk = members_at(content, start);
+        while let Some(key) = walk.key() {
+            let slot = match key.text().as_ref() {
+                "type" => &mut kind,
+                "text" => &mut text,
+                "id" => &mut id,
+                "name" => &mut name,
+                "input" => &mut input,
+                "thinking" => &mut thinking,
+                _ => {
+                    walk.value();
+                    continue;
+                }
+            };
+            *slot = Some(walk.value());
+        }
+        let end = if content.as_bytes().get(start) == Some(&b'{') {
+            walk.end()
+        } else {
+            start
+        };
+        let block = content.get(start..end).unwrap_or("");
+        blocks.resume(end);
+        let at = i;
+        i += 1;
+        let i = at;
+        let Some(kind) = string(kind) else {
             return Err(invalid_response(format!("content[{i}] has no `type`")));
         };
         match kind.text().as_ref() {
             "text" => {
-                if let Some(t) = string(block.text) {
+                if let Some(t) = string(text) {
                     texts.push(t);
                 }
             }
             "tool_use" => {
                 let missing = |k: &str| invalid_response(format!("content[{i}] has no `{k}`"));
-                let id = string(block.id).ok_or_else(|| missing("id"))?;
-                let name = string(block.name).ok_or_else(|| missing("name"))?;
-                let input = block.input.map_or("{}", RawValue::get);
+                let id = string(id).ok_or_else(|| missing("id"))?;
+                let name = string(name).ok_or_else(|| missing("name"))?;
+                let input = input.unwrap_or("{}");
                 if name.text() == JSON_TOOL_NAME {
                     json_text = Some(input);
                 } else {
@@ -118,26 +102,19 @@ pub(super) fn translate_response(
                 }
             }
             "thinking" => {
-                let t = string(block.thinking).map(|t| t.text());
+                let t = string(thinking).map(|t| t.text());
                 reasoning
                     .get_or_insert_with(String::new)
                     .push_str(t.as_deref().unwrap_or(""));
-                thinking_blocks.push(i);
+                thinking_blocks.push(block);
             }
-            "redacted_thinking" => thinking_blocks.push(i),
+            "redacted_thinking" => thinking_blocks.push(block),
             // Server tools (web search, code execution ...) are not requested by
             // this gateway; anything else new is skipped rather than refused.
             _ => {}
         }
     }
-    let raw_blocks: Vec<&RawValue> = if thinking_blocks.is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_str::<RawContent>(text)
-            .map(|c| c.content)
-            .unwrap_or_default()
-    };
-    let stop_reason = string(answer.stop_reason).map(|s| s.text());
+    let stop_reason = string(stop_reason).map(|s| s.text());
     let mut finish = finish_reason(stop_reason.as_deref());
     if json_text.is_some() && tool_calls.is_empty() && finish == "tool_calls" {
         finish = "stop";
@@ -149,7 +126,7 @@ pub(super) fn translate_response(
     out.extend_from_slice(br#","object":"chat.completion","created":"#);
     json_out::u64(&mut out, meta.created);
     out.extend_from_slice(br#","model":"#);
-    match string(answer.model) {
+    match string(model) {
         Some(m) => m.write(&mut out),
         None => json_out::str(&mut out, &meta.model),
     }
@@ -191,23 +168,19 @@ pub(super) fn translate_response(
     }
     if !thinking_blocks.is_empty() {
         out.extend_from_slice(br#","thinking_blocks":["#);
-        for (k, b) in thinking_blocks
-            .iter()
-            .filter_map(|i| raw_blocks.get(*i))
-            .enumerate()
-        {
+        for (k, b) in thinking_blocks.iter().enumerate() {
             if k > 0 {
                 out.push(b',');
             }
-            json_out::raw(&mut out, b.get());
+            json_out::raw(&mut out, b);
         }
         out.push(b']');
     }
     out.extend_from_slice(br#"},"finish_reason":"#);
     json_out::str(&mut out, finish);
     out.extend_from_slice(b"}]");
-    let usage = match &answer.usage {
-        Some(Obj(Some(u))) => {
+    let usage = match usage.filter(|u| is_object(u)) {
+        Some(u) => {
             let counts = TokenCounts::of(u);
             out.extend_from_slice(br#","usage":"#);
             json_out::value(&mut out, &counts.openai());

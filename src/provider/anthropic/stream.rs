@@ -11,15 +11,14 @@
 //! Memory per stream is the decoder's partial line and event, the prefix
 //! and a few counters: it does not grow with the length of the stream.
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::{
-    anthropic_error, finish_reason, invalid_response, status_for_error_type, Obj, TokenCounts,
-    UsageIn, JSON_TOOL_NAME,
+    anthropic_error, finish_reason, invalid_response, status_for_error_type, TokenCounts,
+    JSON_TOOL_NAME,
 };
 use crate::error::{ErrorKind, GatewayError};
+use crate::json_in::{self, is_object, members, members_at, string, Members};
 use crate::json_out::{self, RawStr};
 use crate::openai::Usage;
 use crate::provider::chunk::{chunk_prefix, write_delta_chunk, write_usage_chunk};
@@ -44,66 +43,71 @@ enum Block {
     Other,
 }
 
-/// One stream event's fields, all optional and read leniently (a field of
-/// an unexpected type counts as absent).
-#[derive(Deserialize, Default)]
-struct EventIn<'a> {
-    #[serde(rename = "type", default, borrow)]
-    kind: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    index: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    message: Option<Obj<MessageStartIn<'a>>>,
-    #[serde(default, borrow)]
-    content_block: Option<Obj<ContentBlockIn<'a>>>,
-    #[serde(default, borrow)]
-    delta: Option<Obj<DeltaIn<'a>>>,
-    #[serde(default, borrow)]
-    usage: Option<Obj<UsageIn<'a>>>,
+/// The fields this translator reads of an event, and of the object nested
+/// in it (`message`, `content_block` or `delta`), as JSON text; `None` when
+/// absent. Read in one walk over the event.
+#[derive(Default)]
+struct Fields<'a> {
+    kind: Option<&'a str>,
+    index: Option<&'a str>,
+    usage: Option<&'a str>,
+    model: Option<&'a str>,
+    text: Option<&'a str>,
+    thinking: Option<&'a str>,
+    partial_json: Option<&'a str>,
+    stop_reason: Option<&'a str>,
+    id: Option<&'a str>,
+    name: Option<&'a str>,
 }
 
-#[derive(Deserialize)]
-struct MessageStartIn<'a> {
-    #[serde(default, borrow)]
-    model: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    usage: Option<Obj<UsageIn<'a>>>,
-}
+impl<'a> Fields<'a> {
+    /// The event's own fields and those of the object nested in it.
+    fn read(data: &'a str) -> (Fields<'a>, Fields<'a>) {
+        let (mut ev, mut inner) = (Fields::default(), Fields::default());
+        let mut walk = members(data);
+        while let Some(key) = walk.key() {
+            let key = key.text();
+            if matches!(key.as_ref(), "message" | "content_block" | "delta")
+                && data.as_bytes().get(walk.value_start()) == Some(&b'{')
+            {
+                let mut nested = members_at(data, walk.value_start());
+                inner = Fields::default();
+                inner.fill(&mut nested);
+                walk.resume(nested.end());
+            } else {
+                ev.take(&key, walk.value());
+            }
+        }
+        (ev, inner)
+    }
 
-#[derive(Deserialize)]
-struct ContentBlockIn<'a> {
-    #[serde(rename = "type", default, borrow)]
-    kind: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    text: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    name: Option<&'a RawValue>,
-}
+    fn fill(&mut self, walk: &mut Members<'a>) {
+        while let Some(key) = walk.key() {
+            self.take(&key.text(), walk.value());
+        }
+    }
 
-#[derive(Deserialize)]
-struct DeltaIn<'a> {
-    #[serde(rename = "type", default, borrow)]
-    kind: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    text: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    thinking: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    partial_json: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    stop_reason: Option<&'a RawValue>,
-}
-
-/// `raw` if it is a JSON string.
-fn string(raw: Option<&RawValue>) -> Option<RawStr<'_>> {
-    raw.and_then(RawStr::new)
+    fn take(&mut self, key: &str, value: &'a str) {
+        let slot = match key {
+            "type" => &mut self.kind,
+            "index" => &mut self.index,
+            "usage" => &mut self.usage,
+            "model" => &mut self.model,
+            "text" => &mut self.text,
+            "thinking" => &mut self.thinking,
+            "partial_json" => &mut self.partial_json,
+            "stop_reason" => &mut self.stop_reason,
+            "id" => &mut self.id,
+            "name" => &mut self.name,
+            _ => return,
+        };
+        *slot = Some(value);
+    }
 }
 
 /// A non-empty string field.
-fn text(raw: Option<&RawValue>) -> Option<RawStr<'_>> {
-    string(raw).filter(|s| !s.is_empty())
+fn text(value: Option<&str>) -> Option<RawStr<'_>> {
+    string(value).filter(|s| !s.is_empty())
 }
 
 /// Translates Anthropic stream events into OpenAI chunks as they complete.
@@ -214,8 +218,8 @@ impl State {
             .map(|(_, b)| b)
     }
 
-    fn merge_usage(&mut self, usage: Option<&Obj<UsageIn<'_>>>) {
-        if let Some(Obj(Some(u))) = usage {
+    fn merge_usage(&mut self, usage: Option<&str>) {
+        if let Some(u) = usage.filter(|u| is_object(u)) {
             self.counts.merge(u);
             self.saw_usage = true;
         }
@@ -228,11 +232,11 @@ impl State {
         if self.done {
             return;
         }
-        let ev: EventIn = if data.trim().is_empty() {
-            EventIn::default()
+        let (ev, inner) = if data.trim().is_empty() {
+            (Fields::default(), Fields::default())
         } else {
-            match serde_json::from_str::<Obj<EventIn>>(data) {
-                Ok(Obj(ev)) => ev.unwrap_or_default(),
+            match json_in::check(data) {
+                Ok(()) => Fields::read(data),
                 Err(_) if at_end => return,
                 Err(e) => {
                     let err = invalid_response(format!("stream event `{event}` is not JSON: {e}"));
@@ -243,28 +247,22 @@ impl State {
         };
         let kind = string(ev.kind).map(|k| k.text());
         let kind = kind.as_deref().unwrap_or(event);
-        let index = ev
-            .index
-            .and_then(|i| i.get().parse::<u64>().ok())
-            .unwrap_or(0);
+        let index = json_in::u64(ev.index).unwrap_or(0);
         match kind {
             "message_start" => {
-                if let Some(Obj(Some(m))) = &ev.message {
-                    if let Some(model) = string(m.model) {
-                        self.prefix = chunk_prefix(&self.meta.id, self.meta.created, &model.text());
-                    }
-                    self.merge_usage(m.usage.as_ref());
+                let m = inner;
+                if let Some(model) = string(m.model) {
+                    self.prefix = chunk_prefix(&self.meta.id, self.meta.created, &model.text());
                 }
+                self.merge_usage(m.usage);
                 self.ensure_started(out);
             }
             "content_block_start" => {
-                let cb = ev.content_block.and_then(|c| c.0);
-                let cb = cb.as_ref();
-                let cb_type = string(cb.and_then(|c| c.kind)).map(|t| t.text());
-                let name = string(cb.and_then(|c| c.name));
-                let block = match cb_type.as_deref() {
+                let cb = inner;
+                let name = string(cb.name);
+                let block = match string(cb.kind).map(|t| t.text()).as_deref() {
                     Some("text") => {
-                        if let Some(t) = text(cb.and_then(|c| c.text)) {
+                        if let Some(t) = text(cb.text) {
                             self.text_delta(out, br#""content""#, t);
                         }
                         Block::Text
@@ -276,7 +274,7 @@ impl State {
                     Some("tool_use") => {
                         let i = self.tool_calls;
                         self.tool_calls = self.tool_calls.saturating_add(1);
-                        let id = string(cb.and_then(|c| c.id));
+                        let id = string(cb.id);
                         self.delta(
                             out,
                             |o| {
@@ -302,9 +300,7 @@ impl State {
                 self.blocks.push((index, block));
             }
             "content_block_delta" => {
-                let Some(Obj(Some(delta))) = &ev.delta else {
-                    return;
-                };
+                let delta = inner;
                 match string(delta.kind).map(|k| k.text()).as_deref() {
                     Some("text_delta") => {
                         if let Some(t) = text(delta.text) {
@@ -358,11 +354,8 @@ impl State {
                 }
             }
             "message_delta" => {
-                self.merge_usage(ev.usage.as_ref());
-                let stop = match &ev.delta {
-                    Some(Obj(Some(d))) => string(d.stop_reason).map(|s| s.text()),
-                    _ => None,
-                };
+                self.merge_usage(ev.usage);
+                let stop = string(inner.stop_reason).map(|s| s.text());
                 let mut finish = finish_reason(stop.as_deref());
                 if finish == "tool_calls" && self.json_mode && self.tool_calls == 0 {
                     finish = "stop";
