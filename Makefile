@@ -31,7 +31,7 @@ $(VENV)/.installed: tests/requirements.txt
 
 venv: $(VENV)/.installed
 
-## build: the filter, llm_gateway.wasm (release: LTO, opt-level 3, panic=abort, stripped)
+## build: the filter, llm_gateway.wasm (release: LTO, opt-level "s", panic=abort, stripped; must stay <= 1 MiB)
 build:
 	cargo build --release --lib --target $(TARGET)
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
