@@ -898,6 +898,12 @@ impl HttpContext for GatewayHttp {
             return Action::Continue;
         };
         let edits = exchange.response_headers(status);
+        if status < 400 {
+            // The answer is being forwarded: no other attempt can follow, so
+            // the client's request (as large as its body) is not kept for the
+            // life of the stream.
+            self.parsed = None;
+        }
         if end_of_stream && edits.buffer_body {
             // No body will come: answer now with the translated (empty-body) result.
             let body = exchange
