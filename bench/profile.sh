@@ -26,3 +26,6 @@ for c in "${cases[@]}"; do
   total=$(awk '/^(summary|totals):/ {print $2; exit}' "$out/$c.out")
   printf '%-22s %14d %12d\n' "$c" $((total / n)) "$n"
 done
+echo
+echo "heap held by one streaming request (native, examples/hotpath.rs memory):"
+"$BIN" memory | sed 's/^/  /'

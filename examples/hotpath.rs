@@ -13,6 +13,10 @@
 //! repeatable on a busy machine where wall-clock timings are not; the numbers
 //! go in `bench/PROFILE.md`.
 //!
+//! `hotpath memory` prints the heap a streaming request holds (the kept
+//! request, the exchange and its stream decoder) after the first chunk and
+//! after a 500-chunk stream.
+//!
 //! Cases (see [`CASES`]): the OpenAI-compatible passthrough (1 KB), the
 //! Anthropic translation both ways (1 KB and 100 KB multi-turn), a 500-chunk
 //! Anthropic stream, and a request refused by a virtual key's budget next to
@@ -21,7 +25,9 @@
 // A profiling tool: fail loudly on a broken fixture.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicIsize, Ordering};
 
 use llm_gateway::config::{self, Config};
 use llm_gateway::metering::{self, CallerId};
@@ -29,6 +35,89 @@ use llm_gateway::pipeline;
 use llm_gateway::provider::Operation;
 use llm_gateway::routing;
 use llm_gateway::store::FakeStore;
+
+/// Counts live heap bytes, for `hotpath memory`.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only a
+// counter is kept beside it.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// `hotpath memory`: the heap a streaming request holds in the filter's
+/// pure code (the kept request, the exchange with its stream decoder),
+/// after the first chunk and after the whole 500-chunk stream.
+fn memory() {
+    let fx = fixture("anthropic_stream_500").0;
+    let before = live();
+    let (parsed, _) = pipeline::prepare(Operation::Chat, fx.request.clone(), &[]).unwrap();
+    let request = live() - before;
+    let dep = &fx.cfg.deployments[0];
+    let attempt = pipeline::attempt(
+        &fx.cfg,
+        &parsed,
+        dep,
+        "chatcmpl-0123456789abcdef01234567",
+        1,
+    )
+    .unwrap();
+    drop(parsed);
+    let upstream = attempt.upstream;
+    drop(upstream);
+    let mut exchange = attempt.exchange;
+    let base = live() - before;
+    exchange.response_headers(200);
+    let mut after_first = 0;
+    let last = fx.chunks.len() - 1;
+    for (i, c) in fx.chunks.iter().enumerate() {
+        let out = exchange.stream_chunk(c, i == last);
+        drop(out);
+        if i == 0 {
+            after_first = live() - before;
+        }
+    }
+    let after_all = live() - before;
+    println!(
+        "inline sizes: Exchange {} bytes, ClientRequest {} bytes",
+        std::mem::size_of::<pipeline::Exchange>(),
+        std::mem::size_of::<llm_gateway::request::ClientRequest>()
+    );
+    println!("request kept for retries (1 KB body): {request} bytes of heap");
+    println!("exchange before the answer: {base} bytes of heap");
+    println!("exchange streaming, after chunk 1: {after_first} bytes of heap");
+    println!(
+        "exchange streaming, after chunk {}: {after_all} bytes of heap",
+        last + 1
+    );
+    drop(exchange);
+}
 
 /// Every case: name and what one iteration is.
 const CASES: &[(&str, &str)] = &[
@@ -384,6 +473,10 @@ fn fixture(case: &str) -> (Fixture, bool) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("memory") {
+        memory();
+        return;
+    }
     let Some(case) = args.get(1) else {
         for (name, what) in CASES {
             println!("{name:22} {what}");
