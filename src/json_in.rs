@@ -15,13 +15,213 @@
 //! still never panic and never loop: they end early or return `None`.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use crate::json_out::RawStr;
 
-/// Check that `text` is one valid JSON value (serde_json's parser, nothing
-/// built). The error is serde_json's, with its position.
+/// Check that `text` is one valid JSON value. [`valid`] decides; only a
+/// refused text goes through serde_json, for its message (with position).
 pub fn check(text: &str) -> Result<(), serde_json::Error> {
-    serde_json::from_str::<serde::de::IgnoredAny>(text).map(|_| ())
+    if valid(text) {
+        return Ok(());
+    }
+    match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        Err(e) => Err(e),
+        // Only nesting deeper than [`MAX_DEPTH`] gets here.
+        Ok(_) => Err(serde::de::Error::custom("recursion limit exceeded")),
+    }
+}
+
+/// The deepest nesting accepted: what serde_json parses into a `Value`
+/// (its recursion limit), so documents the gateway used to parse whole are
+/// still the ones it accepts.
+const MAX_DEPTH: usize = 127;
+
+/// Whether `text` is exactly one JSON value (RFC 8259) with optional
+/// whitespace around it, nested at most [`MAX_DEPTH`] deep: what serde_json
+/// accepts when it skips a value (so `\u` escapes are checked for four hex
+/// digits, not for surrogate pairs).
+///
+/// One pass, nothing allocated: the text of strings is skipped eight bytes
+/// at a time. For a small document this is several times cheaper than
+/// serde_json's generic skipping; on large ones about as fast.
+pub fn valid(text: &str) -> bool {
+    valid_object_with(text, &mut |_, _| {})
+}
+
+/// [`valid`], and for a document that is an object, `member(key, value)`
+/// with the byte ranges of each top-level member's key literal and value as
+/// they are checked: a request is checked and indexed in the same pass.
+pub fn valid_object_with(text: &str, member: &mut dyn FnMut(Range<usize>, Range<usize>)) -> bool {
+    let b = text.as_bytes();
+    // Open containers: true for an object. A fixed stack: deeper is refused.
+    let mut stack = [false; MAX_DEPTH];
+    let mut depth = 0usize;
+    let mut i = skip_ws(b, 0);
+    // The top-level member being checked: its key, and where its value starts.
+    let (mut top_key, mut top_value) = (0..0, 0);
+    'value: loop {
+        // Here a value must start.
+        if depth == 1 {
+            top_value = i;
+        }
+        match b.get(i) {
+            Some(b'{') | Some(b'[') => {
+                if depth == MAX_DEPTH {
+                    return false;
+                }
+                let object = b[i] == b'{';
+                stack[depth] = object;
+                depth += 1;
+                i = skip_ws(b, i + 1);
+                let close = if object { b'}' } else { b']' };
+                if b.get(i) == Some(&close) {
+                    depth -= 1;
+                    i += 1;
+                } else {
+                    if object {
+                        match key(b, i) {
+                            Some((k, next)) => {
+                                if depth == 1 {
+                                    top_key = k;
+                                }
+                                i = next;
+                            }
+                            None => return false,
+                        }
+                    }
+                    continue 'value;
+                }
+            }
+            Some(b'"') => match string_end(b, i) {
+                Some(end) => i = end,
+                None => return false,
+            },
+            Some(b't') if b[i..].starts_with(b"true") => i += 4,
+            Some(b'f') if b[i..].starts_with(b"false") => i += 5,
+            Some(b'n') if b[i..].starts_with(b"null") => i += 4,
+            Some(b'-' | b'0'..=b'9') => match number_end(b, i) {
+                Some(end) => i = end,
+                None => return false,
+            },
+            _ => return false,
+        }
+        // A value ended at `i`: close containers, or go on to the next member.
+        loop {
+            if depth == 1 && stack[0] {
+                member(top_key.clone(), top_value..i);
+            }
+            i = skip_ws(b, i);
+            if depth == 0 {
+                return i == b.len();
+            }
+            let object = stack[depth - 1];
+            match b.get(i) {
+                Some(b',') => {
+                    i = skip_ws(b, i + 1);
+                    if object {
+                        match key(b, i) {
+                            Some((k, next)) => {
+                                if depth == 1 {
+                                    top_key = k;
+                                }
+                                i = next;
+                            }
+                            None => return false,
+                        }
+                    }
+                    continue 'value;
+                }
+                Some(b'}') if object => {
+                    depth -= 1;
+                    i += 1;
+                }
+                Some(b']') if !object => {
+                    depth -= 1;
+                    i += 1;
+                }
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// A member's key and colon at `b[i]`: the key literal's range and where
+/// the value starts.
+fn key(b: &[u8], i: usize) -> Option<(Range<usize>, usize)> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let end = string_end(b, i)?;
+    let colon = skip_ws(b, end);
+    (b.get(colon) == Some(&b':')).then(|| (i..end, skip_ws(b, colon + 1)))
+}
+
+/// The end of the valid string literal opening at `b[i]`, if it is one: no
+/// control characters, only JSON escapes.
+fn string_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        // Eight bytes at a time to the next quote, backslash or control byte.
+        while let Some(chunk) = b.get(j..j + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let v = u64::from_le_bytes(word);
+            let ctrl = v.wrapping_sub(ONES * 0x20) & !v & HIGH;
+            let hit = ctrl | quote_or_backslash(chunk);
+            if hit != 0 {
+                j += (hit.trailing_zeros() / 8) as usize;
+                break;
+            }
+            j += 8;
+        }
+        match b.get(j)? {
+            b'"' => return Some(j + 1),
+            b'\\' => match b.get(j + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 2,
+                b'u' => {
+                    let hex = b.get(j + 2..j + 6)?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return None;
+                    }
+                    j += 6;
+                }
+                _ => return None,
+            },
+            c if *c < 0x20 => return None,
+            _ => j += 1,
+        }
+    }
+}
+
+/// The end of the valid number starting at `b[i]`, if it is one.
+fn number_end(b: &[u8], mut i: usize) -> Option<usize> {
+    let digits = |b: &[u8], mut i: usize| {
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        (i > start).then_some(i)
+    };
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    i = match b.get(i)? {
+        b'0' => i + 1,
+        b'1'..=b'9' => digits(b, i)?,
+        _ => return None,
+    };
+    if b.get(i) == Some(&b'.') {
+        i = digits(b, i + 1)?;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        i = digits(b, i)?;
+    }
+    Some(i)
 }
 
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
@@ -31,31 +231,40 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The end of the string literal opening at `b[i]` (a quote).
+/// The end of the string literal opening at `b[i]` (a quote), in checked
+/// text: eight bytes at a time to the next quote or backslash.
 fn skip_string(b: &[u8], i: usize) -> usize {
-    // Keys and short values end within a few bytes: a plain loop is cheaper
-    // there than setting up a word-at-a-time search.
     let mut j = i + 1;
-    let short_end = (j + 24).min(b.len());
-    while j < short_end {
-        match b[j] {
-            b'"' => return j + 1,
-            b'\\' => j += 2,
-            _ => j += 1,
+    loop {
+        while let Some(chunk) = b.get(j..j + 8) {
+            let hit = quote_or_backslash(chunk);
+            if hit != 0 {
+                j += (hit.trailing_zeros() / 8) as usize;
+                break;
+            }
+            j += 8;
+        }
+        match b.get(j) {
+            Some(b'"') => return j + 1,
+            Some(b'\\') => j += 2,
+            Some(_) => j += 1,
+            None => return b.len(),
         }
     }
-    while let Some(k) = b
-        .get(j..)
-        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
-    {
-        let p = j + k;
-        if b[p] == b'\\' {
-            j = p + 2;
-        } else {
-            return p + 1;
-        }
-    }
-    b.len()
+}
+
+const ONES: u64 = u64::MAX / 255;
+const HIGH: u64 = ONES << 7;
+
+/// The high bit of each byte of `chunk` (8 bytes) that is a quote or a
+/// backslash; lower bytes first, so the first match is the lowest bit set.
+fn quote_or_backslash(chunk: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(chunk);
+    let v = u64::from_le_bytes(word);
+    let q = v ^ (ONES * u64::from(b'"'));
+    let bs = v ^ (ONES * u64::from(b'\\'));
+    (q.wrapping_sub(ONES) & !q | bs.wrapping_sub(ONES) & !bs) & HIGH
 }
 
 /// The end of the value starting at `b[i]`.
@@ -101,6 +310,11 @@ fn skip_value(b: &[u8], mut i: usize) -> usize {
 pub struct Key<'a>(&'a str);
 
 impl<'a> Key<'a> {
+    /// The key's literal, quotes included.
+    pub fn literal(&self) -> &'a str {
+        self.0
+    }
+
     /// Whether the key is `name`.
     pub fn is(&self, name: &str) -> bool {
         let inner = self.0.get(1..self.0.len().saturating_sub(1)).unwrap_or("");
@@ -385,6 +599,96 @@ mod tests {
         items.resume(m.end());
         assert_eq!(items.next(), Some("3"));
         assert_eq!(items.next(), None);
+    }
+
+    fn serde_accepts(text: &str) -> bool {
+        serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+    }
+
+    #[test]
+    fn validity_agrees_with_serde_json() {
+        for text in [
+            "0",
+            "-0",
+            "1.5e-3",
+            "1E+2",
+            "-",
+            "01",
+            "1.",
+            ".5",
+            "+1",
+            "1e",
+            "1e+",
+            "2.e3",
+            "\"a\"",
+            "\"\\u00e9\\n\"",
+            "\"\\ud800\"",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"\u{1}\"",
+            "\"tab\there\"",
+            "true",
+            "tru",
+            "nul",
+            "null ",
+            " [] ",
+            "[1,]",
+            "[,1]",
+            "{}",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{1:2}",
+            "{\"a\":{\"b\":[true,false,null]}}",
+            "[[[]]]",
+            "[1 2]",
+            "{\"a\":1}{",
+            "\"unterminated",
+            "[\"é😀\", \"0123456789abcdef\\\"x\"]",
+            "",
+            "  ",
+            "[]]",
+            "{\"a\":[}",
+            "\"\\\"",
+            "\"long string without escapes at all........\"",
+        ] {
+            assert_eq!(valid(text), serde_accepts(text), "{text:?}");
+        }
+        // Nesting: as deep as serde_json parses into a `Value`.
+        let nested = |d: usize| format!("{}{}", "[".repeat(d), "]".repeat(d));
+        for d in [126, 127, 128, 1000] {
+            let value_ok = serde_json::from_str::<serde_json::Value>(&nested(d)).is_ok();
+            assert_eq!(valid(&nested(d)), value_ok, "depth {d}");
+        }
+        assert!(check(&nested(1000)).is_err());
+    }
+
+    proptest::proptest! {
+        /// Random edits of valid documents: accepted exactly when serde_json accepts.
+        #[test]
+        fn validity_agrees_with_serde_json_on_edits(
+            doc in 0usize..4,
+            at in 0usize..400,
+            len in 0usize..3,
+            insert in "[ -~]{0,3}|[\\x00-\\x1f]|\\\\u[0-9a-fA-FxX]{0,4}",
+        ) {
+            let docs = [
+                DOC,
+                r#"{"model":"m","messages":[{"role":"user","content":"hi \"there\"\n"}],"n":-1.5e3}"#,
+                r#"[0, -0.5, 1e10, "a\u00e9b", {"k": [true, false, null, {}]}, []]"#,
+                r#""0123456789abcdefghijklmnopqrstuvwxyz\\ \/ \t""#,
+            ];
+            let base = docs[doc];
+            let mut at = at.min(base.len());
+            while !base.is_char_boundary(at) {
+                at -= 1;
+            }
+            let mut end = (at + len).min(base.len());
+            while !base.is_char_boundary(end) {
+                end -= 1;
+            }
+            let text = format!("{}{}{}", &base[..at], insert, &base[end.max(at)..]);
+            proptest::prop_assert_eq!(valid(&text), serde_accepts(&text), "{:?}", text);
+        }
     }
 
     #[test]

@@ -23,11 +23,10 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::ops::Range;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
+use crate::json_in;
 use crate::json_out;
 use crate::openai::{
     parse_json_object, validate_chat_request, validate_embeddings_request, ChatRequest,
@@ -409,77 +408,37 @@ fn decode_key(lit: &str) -> Cow<'_, str> {
 /// The 400 for a body the fast indexer refused: serde_json's own message
 /// (with its line and column), or "not an object".
 fn json_error(body: &str) -> GatewayError {
-    match serde_json::from_str::<serde::de::IgnoredAny>(body) {
+    match crate::json_in::check(body) {
         Err(e) => GatewayError::bad_request(format!("request body is not valid JSON: {e}"))
             .with_code("invalid_json"),
         Ok(_) => GatewayError::bad_request("request body must be a JSON object"),
     }
 }
 
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && matches!(b[i], b' ' | b'\n' | b'\r' | b'\t') {
-        i += 1;
-    }
-    i
-}
-
-/// The JSON value starting at `body[at..]` (after optional whitespace),
-/// checked by serde_json: its byte range in `body`.
-fn value_at(body: &str, at: usize) -> Result<Range<usize>, ()> {
-    let rest = body.get(at..).ok_or(())?;
-    let mut de = serde_json::Deserializer::from_str(rest);
-    let raw = <&RawValue>::deserialize(&mut de).map_err(|_| ())?;
-    let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
-    Ok(start..start + raw.get().len())
-}
-
-/// One pass over a body that must be a JSON object: the byte ranges of its
-/// members. Every key and value is checked by serde_json (strings, escapes,
-/// nesting; UTF-8 was checked before), so a body accepted here is valid JSON. `Err` for
-/// anything else; the caller asks serde_json for the message.
+/// The body's members as byte ranges, if it is a valid JSON object: one
+/// pass checks the whole text ([`json_in::valid_object_with`]: strings,
+/// escapes, numbers, nesting; UTF-8 was checked before) and notes the
+/// top-level members on the way. `Err` for anything else; the caller asks
+/// serde_json for the message.
 fn index_members(text: &str) -> Result<Vec<Member>, ()> {
-    let body = text.as_bytes();
+    if !text.trim_start().starts_with('{') {
+        return Err(());
+    }
     let mut members = Vec::with_capacity(16);
-    let mut i = skip_ws(body, 0);
-    if body.get(i) != Some(&b'{') {
-        return Err(());
-    }
-    i = skip_ws(body, i + 1);
-    if body.get(i) == Some(&b'}') {
-        i += 1;
+    let valid = json_in::valid_object_with(text, &mut |key, value| {
+        let lit = text.get(key.clone()).unwrap_or("\"\"");
+        members.push(Member {
+            kind: kind_of(&decode_key(lit)),
+            key_escaped: lit.contains('\\'),
+            key,
+            value,
+        });
+    });
+    if valid {
+        Ok(members)
     } else {
-        loop {
-            if body.get(i) != Some(&b'"') {
-                return Err(());
-            }
-            let key = value_at(text, i)?;
-            i = skip_ws(body, key.end);
-            if body.get(i) != Some(&b':') {
-                return Err(());
-            }
-            let value = value_at(text, i + 1)?;
-            let lit = text.get(key.clone()).ok_or(())?;
-            members.push(Member {
-                kind: kind_of(&decode_key(lit)),
-                key_escaped: lit.contains('\\'),
-                key,
-                value: value.clone(),
-            });
-            i = skip_ws(body, value.end);
-            match body.get(i) {
-                Some(b',') => i = skip_ws(body, i + 1),
-                Some(b'}') => {
-                    i += 1;
-                    break;
-                }
-                _ => return Err(()),
-            }
-        }
+        Err(())
     }
-    if skip_ws(body, i) != body.len() {
-        return Err(());
-    }
-    Ok(members)
 }
 
 fn kind_of(key: &str) -> Kind {
