@@ -451,7 +451,10 @@ impl Exchange {
             // Ended at the budget: the rest of the provider's stream is dropped.
             return Some(Vec::new());
         }
-        let mut out = Vec::with_capacity(chunk.len() + 64);
+        // Translated events are larger than the provider's (each OpenAI chunk
+        // repeats id, created and model): room for that, so the buffer is
+        // not grown (copied) while writing.
+        let mut out = Vec::with_capacity(chunk.len() + chunk.len() / 2 + 256);
         s.feed(chunk, &mut out);
         if end_of_stream && !self.finished {
             self.finished = true;
