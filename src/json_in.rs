@@ -32,6 +32,25 @@ pub fn check(text: &str) -> Result<(), serde_json::Error> {
     }
 }
 
+/// [`check`], calling `member(key, value)` with each top-level member of
+/// an object as it is checked (for other values, none): a document is
+/// checked and its top level read in one pass. On `Err`, what `member` saw
+/// must be discarded.
+pub fn check_members<'a>(
+    text: &'a str,
+    member: &mut dyn FnMut(Key<'a>, &'a str),
+) -> Result<(), serde_json::Error> {
+    let mut take = |key: Range<usize>, value: Range<usize>| {
+        if let (Some(k), Some(v)) = (text.get(key), text.get(value)) {
+            member(Key(k), v);
+        }
+    };
+    if valid_object_with(text, &mut take) {
+        return Ok(());
+    }
+    check(text)
+}
+
 /// The deepest nesting accepted: what serde_json parses into a `Value`
 /// (its recursion limit), so documents the gateway used to parse whole are
 /// still the ones it accepts.

@@ -45,6 +45,25 @@ pub(crate) struct UsageOut {
     pub(crate) prompt_tokens_details: Option<PromptTokensDetails>,
 }
 
+impl UsageOut {
+    /// Append the object, byte for byte as serde would write it.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        use crate::json_out::u64 as num;
+        out.extend_from_slice(br#"{"prompt_tokens":"#);
+        num(out, self.prompt_tokens);
+        out.extend_from_slice(br#","completion_tokens":"#);
+        num(out, self.completion_tokens);
+        out.extend_from_slice(br#","total_tokens":"#);
+        num(out, self.total_tokens);
+        if let Some(d) = &self.prompt_tokens_details {
+            out.extend_from_slice(br#","prompt_tokens_details":{"cached_tokens":"#);
+            num(out, d.cached_tokens);
+            out.push(b'}');
+        }
+        out.push(b'}');
+    }
+}
+
 /// `usage.prompt_tokens_details`.
 #[derive(Debug, Serialize)]
 pub(crate) struct PromptTokensDetails {
@@ -285,10 +304,10 @@ pub(crate) fn write_delta_chunk(
 }
 
 /// Append the usage-only chunk event (`"choices": []`).
-pub(crate) fn write_usage_chunk<U: Serialize>(out: &mut Vec<u8>, prefix: &[u8], usage: &U) {
+pub(crate) fn write_usage_chunk(out: &mut Vec<u8>, prefix: &[u8], usage: &UsageOut) {
     out.extend_from_slice(prefix);
     out.extend_from_slice(br#"[],"usage":"#);
-    crate::json_out::value(out, usage);
+    usage.write(out);
     out.extend_from_slice(b"}\n\n");
 }
 
@@ -347,5 +366,12 @@ mod tests {
         let mut out = Vec::new();
         write_usage_chunk(&mut out, &prefix, &usage());
         assert_eq!(out, framed(&chunk(Delta::default(), None, Some(usage()))));
+        let plain = UsageOut {
+            prompt_tokens_details: None,
+            ..usage()
+        };
+        let mut out = Vec::new();
+        plain.write(&mut out);
+        assert_eq!(out, serde_json::to_vec(&plain).unwrap());
     }
 }

@@ -7,7 +7,7 @@
 
 use super::{error_from_body, finish_reason, invalid_response, TokenCounts, JSON_TOOL_NAME};
 use crate::error::GatewayError;
-use crate::json_in::{self, elements, is_array, is_object, members, members_at, string};
+use crate::json_in::{self, elements, is_array, is_object, members_at, string};
 use crate::json_out::{self, RawStr};
 use crate::provider::openai_compat::snippet;
 use crate::provider::{ResponseMeta, Translated};
@@ -20,21 +20,22 @@ pub(super) fn translate_response(
     let not_json =
         |e: &dyn std::fmt::Display| invalid_response(format!("not JSON ({e}): {}", snippet(body)));
     let text = std::str::from_utf8(body).map_err(|e| not_json(&e))?;
-    json_in::check(text).map_err(|e| not_json(&e))?;
-    // The top-level fields read (a body that is not an object has none).
+    // The top-level fields read, as the answer is checked (a body that is
+    // not an object has none).
     let (mut kind, mut content, mut stop_reason, mut model, mut usage) =
         (None, None, None, None, None);
-    for (key, value) in members(text) {
+    json_in::check_members(text, &mut |key, value| {
         let slot = match key.text().as_ref() {
             "type" => &mut kind,
             "content" => &mut content,
             "stop_reason" => &mut stop_reason,
             "model" => &mut model,
             "usage" => &mut usage,
-            _ => continue,
+            _ => return,
         };
         *slot = Some(value);
-    }
+    })
+    .map_err(|e| not_json(&e))?;
     if string(kind).is_some_and(|k| k.text() == "error") {
         return Err(error_from_body(502, body));
     }
@@ -183,7 +184,7 @@ pub(super) fn translate_response(
         Some(u) => {
             let counts = TokenCounts::of(u);
             out.extend_from_slice(br#","usage":"#);
-            json_out::value(&mut out, &counts.openai());
+            counts.openai().write(&mut out);
             Some(counts.usage())
         }
         _ => None,

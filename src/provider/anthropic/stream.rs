@@ -18,7 +18,7 @@ use super::{
     JSON_TOOL_NAME,
 };
 use crate::error::{ErrorKind, GatewayError};
-use crate::json_in::{self, is_object, members, members_at, string, Members};
+use crate::json_in::{self, is_object, members, string};
 use crate::json_out::{self, RawStr};
 use crate::openai::Usage;
 use crate::provider::chunk::{chunk_prefix, write_delta_chunk, write_usage_chunk};
@@ -61,30 +61,25 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// The event's own fields and those of the object nested in it.
-    fn read(data: &'a str) -> (Fields<'a>, Fields<'a>) {
-        let (mut ev, mut inner) = (Fields::default(), Fields::default());
-        let mut walk = members(data);
-        while let Some(key) = walk.key() {
+    /// Check an event and read its own fields and those of the object
+    /// nested in it: the top level is read as it is checked, then the
+    /// nested object (small) is walked.
+    fn read(data: &'a str) -> Result<(Fields<'a>, Fields<'a>), serde_json::Error> {
+        let mut ev = Fields::default();
+        let mut nested = None;
+        json_in::check_members(data, &mut |key, value| {
             let key = key.text();
-            if matches!(key.as_ref(), "message" | "content_block" | "delta")
-                && data.as_bytes().get(walk.value_start()) == Some(&b'{')
-            {
-                let mut nested = members_at(data, walk.value_start());
-                inner = Fields::default();
-                inner.fill(&mut nested);
-                walk.resume(nested.end());
+            if matches!(key.as_ref(), "message" | "content_block" | "delta") && is_object(value) {
+                nested = Some(value);
             } else {
-                ev.take(&key, walk.value());
+                ev.take(&key, value);
             }
+        })?;
+        let mut inner = Fields::default();
+        for (key, value) in nested.map(members).into_iter().flatten() {
+            inner.take(&key.text(), value);
         }
-        (ev, inner)
-    }
-
-    fn fill(&mut self, walk: &mut Members<'a>) {
-        while let Some(key) = walk.key() {
-            self.take(&key.text(), walk.value());
-        }
+        Ok((ev, inner))
     }
 
     fn take(&mut self, key: &str, value: &'a str) {
@@ -235,8 +230,8 @@ impl State {
         let (ev, inner) = if data.trim().is_empty() {
             (Fields::default(), Fields::default())
         } else {
-            match json_in::check(data) {
-                Ok(()) => Fields::read(data),
+            match Fields::read(data) {
+                Ok(fields) => fields,
                 Err(_) if at_end => return,
                 Err(e) => {
                     let err = invalid_response(format!("stream event `{event}` is not JSON: {e}"));
