@@ -418,7 +418,9 @@ pub fn translator(kind: ProviderKind) -> &'static dyn Translator {
 /// The OpenAI SSE error event a stream ends with when something broke after
 /// bytes reached the client (OpenAI's own streams do the same).
 pub fn stream_error_event(err: &GatewayError, out: &mut Vec<u8>) {
-    crate::sse::write_data(out, &err.to_value().to_string());
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(&err.to_body());
+    out.extend_from_slice(b"\n\n");
 }
 
 /// Join an api_base path and an endpoint path, unless the base already ends
