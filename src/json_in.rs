@@ -251,12 +251,14 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 }
 
 /// The end of the string literal opening at `b[i]` (a quote), in checked
-/// text: eight bytes at a time to the next quote or backslash.
+/// text: eight bytes at a time to the next quote; a quote preceded by an
+/// odd number of backslashes is escaped and skipped. (Escapes such as `\n`
+/// do not interrupt the search.)
 fn skip_string(b: &[u8], i: usize) -> usize {
     let mut j = i + 1;
     loop {
         while let Some(chunk) = b.get(j..j + 8) {
-            let hit = quote_or_backslash(chunk);
+            let hit = quote(chunk);
             if hit != 0 {
                 j += (hit.trailing_zeros() / 8) as usize;
                 break;
@@ -264,12 +266,29 @@ fn skip_string(b: &[u8], i: usize) -> usize {
             j += 8;
         }
         match b.get(j) {
-            Some(b'"') => return j + 1,
-            Some(b'\\') => j += 2,
+            Some(b'"') => {
+                let backslashes = b[i + 1..j]
+                    .iter()
+                    .rev()
+                    .take_while(|&&c| c == b'\\')
+                    .count();
+                if backslashes % 2 == 0 {
+                    return j + 1;
+                }
+                j += 1;
+            }
             Some(_) => j += 1,
             None => return b.len(),
         }
     }
+}
+
+/// The high bit of each byte of `chunk` (8 bytes) that is a quote.
+fn quote(chunk: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(chunk);
+    let q = u64::from_le_bytes(word) ^ (ONES * u64::from(b'"'));
+    q.wrapping_sub(ONES) & !q & HIGH
 }
 
 const ONES: u64 = u64::MAX / 255;
@@ -590,6 +609,18 @@ mod tests {
         assert_eq!(get(o, "e"), Some("[]"));
         let items: Vec<&str> = elements(get(DOC, "arr").unwrap()).collect();
         assert_eq!(items, [r#""s""#, "-2.5e3", "true", r#"{"q": "\\"}"#, "[]"]);
+        let escapes = r#"["\\", "\"", "a\\\"b\\", "0123456789\\\\\"x"]"#;
+        let items: Vec<&str> = elements(escapes).collect();
+        assert_eq!(
+            items,
+            [
+                r#""\\""#,
+                r#""\"""#,
+                r#""a\\\"b\\""#,
+                r#""0123456789\\\\\"x""#
+            ]
+        );
+        assert!(items.iter().all(|i| valid(i)));
         assert_eq!(elements("[]").count(), 0);
         assert_eq!(elements(" [ ] ").count(), 0);
         assert_eq!(members("{}").count(), 0);
