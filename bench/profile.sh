@@ -12,19 +12,19 @@ if [ ${#cases[@]} -eq 0 ]; then
 fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-printf '%-22s %14s %12s\n' case instructions/req iterations
+printf '%-30s %14s %12s\n' case instructions/req iterations
 for c in "${cases[@]}"; do
   # Fewer iterations for the big cases: the count per request is exact anyway.
   case $c in
     anthropic_100k) n=20 ;;
-    anthropic_stream_500) n=20 ;;
+    anthropic_stream_500*) n=20 ;;
     *) n=200 ;;
   esac
   valgrind --tool=callgrind --callgrind-out-file="$out/$c.out" \
     --collect-atstart=no --toggle-collect='hotpath::measure*' \
     "$BIN" "$c" "$n" >/dev/null 2>"$out/$c.log"
   total=$(awk '/^(summary|totals):/ {print $2; exit}' "$out/$c.out")
-  printf '%-22s %14d %12d\n' "$c" $((total / n)) "$n"
+  printf '%-30s %14d %12d\n' "$c" $((total / n)) "$n"
 done
 echo
 echo "heap held by one streaming request (native, examples/hotpath.rs memory):"

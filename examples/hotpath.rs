@@ -146,6 +146,10 @@ const CASES: &[(&str, &str)] = &[
         "a 500-chunk Anthropic SSE stream -> OpenAI chunks (one iteration = whole stream)",
     ),
     (
+        "anthropic_stream_500_enforced",
+        "the same stream with mid-stream budget enforcement on (every chunk's text counted)",
+    ),
+    (
         "budget_refused",
         "keyed 1 KB request refused by its spent budget (429)",
     ),
@@ -330,6 +334,8 @@ struct Fixture {
     answer: Vec<u8>,
     chunks: Vec<Vec<u8>>,
     key: Option<&'static str>,
+    /// Mid-stream budget enforcement on.
+    enforce: bool,
 }
 
 /// What the filter does for one chat request, from the body to the answer:
@@ -393,6 +399,15 @@ fn one_request(fx: &Fixture, stream: bool) -> usize {
     if admission.is_some() {
         attempt.exchange.require_usage();
     }
+    if fx.enforce {
+        attempt
+            .exchange
+            .set_mid_stream_limit(pipeline::MidStreamLimit {
+                prompt_tokens: 300,
+                price: dep.price,
+                limit_micro: u64::MAX,
+            });
+    }
     let mut n = attempt.upstream.body.len();
     let edits = attempt.exchange.response_headers(200);
     if stream {
@@ -445,6 +460,7 @@ fn fixture(case: &str) -> (Fixture, bool) {
         answer: anthropic_answer(),
         chunks: Vec::new(),
         key: None,
+        enforce: false,
     };
     let mut stream = false;
     match case {
@@ -454,10 +470,11 @@ fn fixture(case: &str) -> (Fixture, bool) {
         }
         "anthropic_1k" => fx.request = chat_1k("smart"),
         "anthropic_100k" => fx.request = chat_100k("smart"),
-        "anthropic_stream_500" => {
+        "anthropic_stream_500" | "anthropic_stream_500_enforced" => {
             let body = String::from_utf8(chat_1k("smart")).unwrap();
             fx.request = body.replacen("{", r#"{"stream": true, "#, 1).into_bytes();
             fx.chunks = anthropic_stream();
+            fx.enforce = case.ends_with("enforced");
             stream = true;
         }
         "budget_refused" => {

@@ -548,6 +548,12 @@ pub fn get<'a>(obj: &'a str, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// Member `key` of `obj`, the first one: for documents the gateway wrote
+/// itself (no duplicates), the walk stops there instead of reading on.
+pub fn first<'a>(obj: &'a str, key: &str) -> Option<&'a str> {
+    members(obj).find(|(k, _)| k.is(key)).map(|(_, v)| v)
+}
+
 /// A value that is not `null`.
 pub fn present(value: Option<&str>) -> Option<&str> {
     value.filter(|v| *v != "null")

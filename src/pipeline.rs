@@ -590,29 +590,32 @@ fn find_event_end(bytes: &[u8]) -> Option<usize> {
 }
 
 /// Bytes of generated text in one OpenAI chunk event: delta content,
-/// reasoning content and tool-call arguments.
+/// reasoning content and tool-call arguments. The event is the
+/// translator's own output (checked JSON, no duplicate keys), read with the
+/// walker in one pass over each object: no `Value` per chunk.
 fn generated_text_bytes(event: &[u8]) -> usize {
+    use crate::json_in::{elements, first, members, string};
     let Some(data) = event.strip_prefix(b"data: ") else {
         return 0;
     };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(data.trim_ascii_end()) else {
+    let Ok(text) = std::str::from_utf8(data.trim_ascii_end()) else {
         return 0;
     };
-    let Some(choices) = v.get("choices").and_then(|c| c.as_array()) else {
-        return 0;
-    };
+    let len = |v: Option<&str>| string(v).map_or(0, |s| s.text().len());
     let mut n = 0;
-    for c in choices {
-        let Some(d) = c.get("delta") else { continue };
-        for k in ["content", "reasoning_content"] {
-            n += d.get(k).and_then(|t| t.as_str()).map_or(0, str::len);
-        }
-        if let Some(calls) = d.get("tool_calls").and_then(|t| t.as_array()) {
-            for call in calls {
-                n += call
-                    .pointer("/function/arguments")
-                    .and_then(|t| t.as_str())
-                    .map_or(0, str::len);
+    for choice in elements(first(text, "choices").unwrap_or("[]")) {
+        let Some(delta) = first(choice, "delta") else {
+            continue;
+        };
+        for (key, value) in members(delta) {
+            match key.text().as_ref() {
+                "content" | "reasoning_content" => n += len(Some(value)),
+                "tool_calls" => {
+                    for call in elements(value) {
+                        n += len(first(call, "function").and_then(|f| first(f, "arguments")));
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -823,6 +826,32 @@ mod usage_tests {
 #[cfg(test)]
 mod tail_tests {
     use super::*;
+
+    #[test]
+    fn generated_text_is_counted_as_a_value_parse_would() {
+        let reference = |event: &str| -> usize {
+            let v: serde_json::Value =
+                serde_json::from_str(event.strip_prefix("data: ").unwrap().trim_end()).unwrap();
+            let mut n = 0;
+            for c in v["choices"].as_array().unwrap() {
+                for k in ["content", "reasoning_content"] {
+                    n += c["delta"][k].as_str().map_or(0, str::len);
+                }
+                for call in c["delta"]["tool_calls"].as_array().into_iter().flatten() {
+                    n += call["function"]["arguments"].as_str().map_or(0, str::len);
+                }
+            }
+            n
+        };
+        for event in [
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"caf\\u00e9 \\\"q\\\"\\n\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"reasoning_content\":\"hm\",\"tool_calls\":[{\"index\":0,\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":1}\"}}]}}]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n",
+        ] {
+            assert_eq!(generated_text_bytes(event.as_bytes()), reference(event), "{event}");
+        }
+        assert_eq!(generated_text_bytes(b"data: [DONE]\n\n"), 0);
+    }
 
     #[test]
     fn usage_is_read_from_the_tail_of_a_passthrough_body() {
