@@ -29,3 +29,18 @@ done
 echo
 echo "heap held by one streaming request (native, examples/hotpath.rs memory):"
 "$BIN" memory | sed 's/^/  /'
+
+# The same cases as wasm in V8 (Node's WASI), when node is installed.
+if command -v node >/dev/null; then
+  cargo build --quiet --profile profiling --example hotpath --target wasm32-wasip1
+  echo
+  echo "wall-clock per iteration in V8 (wasm32-wasip1, node $(node --version)):"
+  for c in "${cases[@]}"; do
+    case $c in
+      anthropic_100k) n=100 ;;
+      anthropic_stream_500*) n=20 ;;
+      *) n=2000 ;;
+    esac
+    node --no-warnings bench/v8time.mjs target/wasm32-wasip1/profiling/examples/hotpath.wasm "$c" "$n" | sed 's/^/  /'
+  done
+fi
