@@ -21,7 +21,7 @@ ADMIN_PORT   ?= 9901
 RUN_DIR      := .run
 CARGO_BIN    := target/release/llm-gateway
 
-.PHONY: all build venv test unit e2e run render envoy-configs check-envoy-configs k8s-render oci lint bench bench-tools clean
+.PHONY: all build venv test unit e2e run render envoy-configs check-envoy-configs k8s-render oci lint bench bench-tools profile clean
 
 all: build
 
@@ -32,7 +32,7 @@ $(VENV)/.installed: tests/requirements.txt
 
 venv: $(VENV)/.installed
 
-## build: the filter, llm_gateway.wasm (release: LTO, opt-level 3, panic=abort, stripped)
+## build: the filter, llm_gateway.wasm (release: LTO, opt-level "s", panic=abort, stripped; must stay <= 1 MiB)
 build:
 	cargo build --release --lib --target $(TARGET)
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
@@ -92,6 +92,11 @@ bench: build venv $(CARGO_BIN) bench-tools
 # nginx (the provider mock) and wrk (the load generator) are Debian packages.
 bench-tools:
 	tools/ensure-debs.sh nginx-light wrk
+
+## profile: instructions per request of each hot path, natively under callgrind (bench/PROFILE.md)
+profile:
+	bench/profile.sh $(CASES)
+
 
 clean:
 	cargo clean

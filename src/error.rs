@@ -113,8 +113,27 @@ impl GatewayError {
     }
 
     /// The error body as bytes, for a local reply or a replaced upstream body.
+    /// Written directly (byte for byte what serialising [`to_value`] gives):
+    /// refusals are the cheap path and should stay cheap.
+    ///
+    /// [`to_value`]: GatewayError::to_value
     pub fn to_body(&self) -> Vec<u8> {
-        self.to_value().to_string().into_bytes()
+        use crate::json_out::str as string;
+        let opt = |out: &mut Vec<u8>, v: &Option<String>| match v {
+            Some(s) => string(out, s),
+            None => out.extend_from_slice(b"null"),
+        };
+        let mut out = Vec::with_capacity(self.message.len() + 96);
+        out.extend_from_slice(br#"{"error":{"code":"#);
+        opt(&mut out, &self.code);
+        out.extend_from_slice(br#","message":"#);
+        string(&mut out, &self.message);
+        out.extend_from_slice(br#","param":"#);
+        opt(&mut out, &self.param);
+        out.extend_from_slice(br#","type":"#);
+        string(&mut out, self.kind.type_str());
+        out.extend_from_slice(b"}}");
+        out
     }
 }
 
@@ -167,6 +186,16 @@ mod tests {
         assert_eq!(v["error"]["type"], "invalid_request_error");
         assert_eq!(v["error"]["param"], "model");
         assert_eq!(v["error"]["code"], "missing_field");
+    }
+
+    #[test]
+    fn body_is_the_serialised_value() {
+        for e in [
+            GatewayError::bad_param("messages[0]", "bad \"quote\" \u{1}").with_code("x"),
+            GatewayError::new(429, ErrorKind::InsufficientQuota, "Budget exceeded: $0.01"),
+        ] {
+            assert_eq!(e.to_body(), e.to_value().to_string().into_bytes());
+        }
     }
 
     #[test]

@@ -9,11 +9,12 @@ use serde_json::json;
 
 use crate::config::{Config, Deployment};
 use crate::error::{upstream_status_kind, ErrorKind, GatewayError};
-use crate::openai::{parse_json_object, validate_chat_request, ParsedRequest, Usage};
+use crate::openai::Usage;
 use crate::provider::{
     translator, Operation, RequestContext, ResponseMeta, StreamTranslator, Translator,
     UpstreamRequest,
 };
+use crate::request::ClientRequest;
 use crate::routing::{self, Overrides};
 
 /// What the client asked for, from method and path alone.
@@ -101,17 +102,8 @@ pub fn models_body(cfg: &Config, created: u64) -> Vec<u8> {
 /// (`stream_options.include_usage`) so the request can be charged; the
 /// client's own choice stays in the typed view and decides whether it sees
 /// the usage chunk.
-pub fn request_stream_usage(parsed: &mut ParsedRequest) {
-    if !parsed.chat.is_stream() || parsed.chat.include_usage() {
-        return;
-    }
-    let opts = parsed
-        .raw
-        .entry("stream_options")
-        .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
-    if let serde_json::Value::Object(o) = opts {
-        o.insert("include_usage".into(), serde_json::Value::Bool(true));
-    }
+pub fn request_stream_usage(req: &mut ClientRequest) {
+    req.request_stream_usage();
 }
 
 /// One attempt of a chat request on one deployment.
@@ -129,7 +121,7 @@ pub struct Attempt<'a> {
 /// client's original request, in its own provider's format.
 pub fn attempt<'a>(
     cfg: &Config,
-    parsed: &ParsedRequest,
+    parsed: &ClientRequest,
     deployment: &'a Deployment,
     id: &str,
     now: u64,
@@ -147,14 +139,11 @@ pub fn attempt<'a>(
         id: id.to_string(),
         created: now,
         model: deployment.model.clone(),
-        include_usage: parsed.chat.include_usage(),
+        include_usage: parsed.head.include_usage(),
     };
-    let mut exchange = Exchange::new(t, meta, parsed.chat.is_stream());
+    let mut exchange = Exchange::new(t, meta, parsed.head.is_stream());
     exchange.op = parsed.op;
-    exchange.base64_embeddings = parsed
-        .embeddings
-        .as_ref()
-        .is_some_and(|e| e.encoding_format.as_deref() == Some("base64"));
+    exchange.base64_embeddings = parsed.encoding_format.as_deref() == Some("base64");
     Ok(Attempt {
         deployment,
         upstream,
@@ -170,23 +159,26 @@ pub const OVERRIDE_HEADERS: &[(&str, &str)] = &[
     ("x-litellm-timeout", "timeout"),
 ];
 
-/// Parse and validate a chat request, taking out the routing overrides
+/// Check and index a chat request, taking out the routing overrides
 /// (`num_retries`, `fallbacks`, `timeout` ... in the body, or the
 /// [`OVERRIDE_HEADERS`]; the body wins) so no provider receives them.
 pub fn prepare_chat(
-    body: &[u8],
+    body: Vec<u8>,
     header_overrides: &[(&str, String)],
-) -> Result<(ParsedRequest, Overrides), GatewayError> {
+) -> Result<(ClientRequest, Overrides), GatewayError> {
     prepare(Operation::Chat, body, header_overrides)
 }
 
-/// [`prepare_chat`] for either API.
+/// [`prepare_chat`] for either API. Only the top-level fields routing and
+/// admission need are decoded here (see [`ClientRequest`]); each translator
+/// reads what it needs of the rest.
 pub fn prepare(
     op: Operation,
-    body: &[u8],
+    body: Vec<u8>,
     header_overrides: &[(&str, String)],
-) -> Result<(ParsedRequest, Overrides), GatewayError> {
-    let mut raw = parse_json_object(body)?;
+) -> Result<(ClientRequest, Overrides), GatewayError> {
+    let req = ClientRequest::parse(op, body)?;
+    let mut raw = req.overrides();
     for (header, value) in header_overrides {
         let Some((_, key)) = OVERRIDE_HEADERS.iter().find(|(h, _)| h == header) else {
             continue;
@@ -208,12 +200,7 @@ pub fn prepare(
         raw.insert((*key).to_string(), v);
     }
     let overrides = routing::overrides_from_request(&raw)?;
-    routing::strip_overrides(&mut raw);
-    let parsed = match op {
-        Operation::Chat => validate_chat_request(raw)?,
-        Operation::Embeddings => crate::openai::validate_embeddings_request(raw)?,
-    };
-    Ok((parsed, overrides))
+    Ok((req, overrides))
 }
 
 /// Parse the body, pick a deployment by weight (no shared state), translate:
@@ -227,8 +214,8 @@ pub fn plan_chat<'a>(
     id: String,
     now: u64,
 ) -> Result<Attempt<'a>, GatewayError> {
-    let (parsed, _) = prepare_chat(body, &[])?;
-    let deployment = routing::choose(cfg, &parsed.chat.model, rand)?;
+    let (parsed, _) = prepare_chat(body.to_vec(), &[])?;
+    let deployment = routing::choose(cfg, &parsed.head.model, rand)?;
     attempt(cfg, &parsed, deployment, &id, now)
 }
 
@@ -464,7 +451,10 @@ impl Exchange {
             // Ended at the budget: the rest of the provider's stream is dropped.
             return Some(Vec::new());
         }
-        let mut out = Vec::with_capacity(chunk.len() + 64);
+        // Translated events are larger than the provider's (each OpenAI chunk
+        // repeats id, created and model): room for that, so the buffer is
+        // not grown (copied) while writing.
+        let mut out = Vec::with_capacity(chunk.len() + chunk.len() / 2 + 256);
         s.feed(chunk, &mut out);
         if end_of_stream && !self.finished {
             self.finished = true;
@@ -600,29 +590,32 @@ fn find_event_end(bytes: &[u8]) -> Option<usize> {
 }
 
 /// Bytes of generated text in one OpenAI chunk event: delta content,
-/// reasoning content and tool-call arguments.
+/// reasoning content and tool-call arguments. The event is the
+/// translator's own output (checked JSON, no duplicate keys), read with the
+/// walker in one pass over each object: no `Value` per chunk.
 fn generated_text_bytes(event: &[u8]) -> usize {
+    use crate::json_in::{elements, first, members, string};
     let Some(data) = event.strip_prefix(b"data: ") else {
         return 0;
     };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(data.trim_ascii_end()) else {
+    let Ok(text) = std::str::from_utf8(data.trim_ascii_end()) else {
         return 0;
     };
-    let Some(choices) = v.get("choices").and_then(|c| c.as_array()) else {
-        return 0;
-    };
+    let len = |v: Option<&str>| string(v).map_or(0, |s| s.text().len());
     let mut n = 0;
-    for c in choices {
-        let Some(d) = c.get("delta") else { continue };
-        for k in ["content", "reasoning_content"] {
-            n += d.get(k).and_then(|t| t.as_str()).map_or(0, str::len);
-        }
-        if let Some(calls) = d.get("tool_calls").and_then(|t| t.as_array()) {
-            for call in calls {
-                n += call
-                    .pointer("/function/arguments")
-                    .and_then(|t| t.as_str())
-                    .map_or(0, str::len);
+    for choice in elements(first(text, "choices").unwrap_or("[]")) {
+        let Some(delta) = first(choice, "delta") else {
+            continue;
+        };
+        for (key, value) in members(delta) {
+            match key.text().as_ref() {
+                "content" | "reasoning_content" => n += len(Some(value)),
+                "tool_calls" => {
+                    for call in elements(value) {
+                        n += len(first(call, "function").and_then(|f| first(f, "arguments")));
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -712,7 +705,7 @@ mod tests {
     #[test]
     fn overrides_are_taken_out_of_the_body_and_headers() {
         let (parsed, o) = prepare_chat(
-            br#"{"model":"fast","messages":[{"role":"user","content":"hi"}],"num_retries":1,"fallbacks":["b"]}"#,
+            br#"{"model":"fast","messages":[{"role":"user","content":"hi"}],"num_retries":1,"fallbacks":["b"]}"#.to_vec(),
             &[("x-litellm-timeout", "2.5".to_string()), ("x-litellm-num-retries", "4".to_string())],
         )
         .unwrap();
@@ -720,11 +713,15 @@ mod tests {
         assert_eq!(o.timeout_ms, Some(2500));
         assert!(o.fallbacks.is_some());
         for k in ["num_retries", "fallbacks", "timeout"] {
-            assert!(!parsed.raw.contains_key(k), "{k} reached the provider body");
-            assert!(!parsed.chat.extra.contains_key(k));
+            assert!(parsed.member(k).is_none(), "{k} reached the provider body");
+            assert!(!parsed.parsed().unwrap().raw.contains_key(k));
+            assert!(!parsed.parsed().unwrap().chat.extra.contains_key(k));
+            assert!(!String::from_utf8(parsed.openai_body("x"))
+                .unwrap()
+                .contains(k));
         }
         let e = prepare_chat(
-            br#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#,
+            br#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#.to_vec(),
             &[("x-litellm-timeout", "soon".to_string())],
         )
         .err()
@@ -829,6 +826,32 @@ mod usage_tests {
 #[cfg(test)]
 mod tail_tests {
     use super::*;
+
+    #[test]
+    fn generated_text_is_counted_as_a_value_parse_would() {
+        let reference = |event: &str| -> usize {
+            let v: serde_json::Value =
+                serde_json::from_str(event.strip_prefix("data: ").unwrap().trim_end()).unwrap();
+            let mut n = 0;
+            for c in v["choices"].as_array().unwrap() {
+                for k in ["content", "reasoning_content"] {
+                    n += c["delta"][k].as_str().map_or(0, str::len);
+                }
+                for call in c["delta"]["tool_calls"].as_array().into_iter().flatten() {
+                    n += call["function"]["arguments"].as_str().map_or(0, str::len);
+                }
+            }
+            n
+        };
+        for event in [
+            "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"caf\\u00e9 \\\"q\\\"\\n\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"reasoning_content\":\"hm\",\"tool_calls\":[{\"index\":0,\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":1}\"}}]}}]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n",
+        ] {
+            assert_eq!(generated_text_bytes(event.as_bytes()), reference(event), "{event}");
+        }
+        assert_eq!(generated_text_bytes(b"data: [DONE]\n\n"), 0);
+    }
 
     #[test]
     fn usage_is_read_from_the_tail_of_a_passthrough_body() {

@@ -29,6 +29,11 @@ pub struct Event {
 }
 
 /// Incremental SSE decoder.
+///
+/// [`SseDecoder::feed_with`] hands each completed event to a callback as
+/// borrowed `(event, data)`: on a long stream the decoder allocates nothing
+/// after its buffers reach the size of the largest event, and a line that
+/// arrives whole is never copied into the line buffer.
 #[derive(Debug, Default)]
 pub struct SseDecoder {
     line: Vec<u8>,
@@ -48,6 +53,19 @@ impl SseDecoder {
     /// Feed the next bytes; returns the events completed by them, in order.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Event> {
         let mut out = Vec::new();
+        self.feed_with(bytes, |event, data| {
+            out.push(Event {
+                event: event.to_string(),
+                data: data.to_string(),
+            })
+        });
+        out
+    }
+
+    /// Feed the next bytes; `on_event(event, data)` is called for each event
+    /// they complete, in order (`event` is empty when the event had no
+    /// `event:` field).
+    pub fn feed_with(&mut self, bytes: &[u8], mut on_event: impl FnMut(&str, &str)) {
         let mut rest = bytes;
         if self.after_cr && !rest.is_empty() {
             self.after_cr = false;
@@ -55,9 +73,18 @@ impl SseDecoder {
                 rest = &rest[1..];
             }
         }
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
-            self.line.extend_from_slice(&rest[..pos]);
+        while let Some(pos) = memchr::memchr2(b'\n', b'\r', rest) {
             let was_cr = rest[pos] == b'\r';
+            if self.line.is_empty() {
+                self.process_line(&rest[..pos], &mut on_event);
+            } else {
+                self.line.extend_from_slice(&rest[..pos]);
+                let line = std::mem::take(&mut self.line);
+                self.process_line(&line, &mut on_event);
+                // Keep the buffer's capacity for the next cut line.
+                self.line = line;
+                self.line.clear();
+            }
             rest = &rest[pos + 1..];
             if was_cr {
                 match rest.first() {
@@ -66,23 +93,30 @@ impl SseDecoder {
                     _ => {}
                 }
             }
-            let line = std::mem::take(&mut self.line);
-            self.process_line(&line, &mut out);
         }
         self.line.extend_from_slice(rest);
-        out
     }
 
     /// End of input: an event not closed by a blank line is dispatched anyway
     /// (a lenient choice: providers sometimes omit the final blank line).
     pub fn finish(&mut self) -> Vec<Event> {
         let mut out = Vec::new();
+        self.finish_with(|event, data| {
+            out.push(Event {
+                event: event.to_string(),
+                data: data.to_string(),
+            })
+        });
+        out
+    }
+
+    /// [`SseDecoder::finish`] with a callback, as [`SseDecoder::feed_with`].
+    pub fn finish_with(&mut self, mut on_event: impl FnMut(&str, &str)) {
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
-            self.process_line(&line, &mut out);
+            self.process_line(&line, &mut on_event);
         }
-        self.dispatch(&mut out);
-        out
+        self.dispatch(&mut on_event);
     }
 
     /// Bytes held for an unfinished line (for tests of the no-buffering claim).
@@ -90,9 +124,9 @@ impl SseDecoder {
         self.line.len() + self.data.len() + self.event.len()
     }
 
-    fn process_line(&mut self, line: &[u8], out: &mut Vec<Event>) {
+    fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(&str, &str)) {
         if line.is_empty() {
-            self.dispatch(out);
+            self.dispatch(on_event);
             return;
         }
         if line[0] == b':' {
@@ -106,9 +140,16 @@ impl SseDecoder {
             }
             None => (line, &b""[..]),
         };
-        let value = String::from_utf8_lossy(value);
+        // Valid UTF-8 (the usual case) is checked word-at-a-time and borrowed.
+        let value = match std::str::from_utf8(value) {
+            Ok(v) => std::borrow::Cow::Borrowed(v),
+            Err(_) => String::from_utf8_lossy(value),
+        };
         match name {
-            b"event" => self.event = value.into_owned(),
+            b"event" => {
+                self.event.clear();
+                self.event.push_str(&value);
+            }
             b"data" => {
                 if self.has_data {
                     self.data.push('\n');
@@ -120,12 +161,9 @@ impl SseDecoder {
         }
     }
 
-    fn dispatch(&mut self, out: &mut Vec<Event>) {
+    fn dispatch(&mut self, on_event: &mut impl FnMut(&str, &str)) {
         if self.has_data || !self.event.is_empty() {
-            out.push(Event {
-                event: std::mem::take(&mut self.event),
-                data: std::mem::take(&mut self.data),
-            });
+            on_event(&self.event, &self.data);
         }
         self.has_data = false;
         self.event.clear();

@@ -38,8 +38,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use llm_gateway::config::{self, Deployment};
-use llm_gateway::openai::{parse_chat_request, Usage};
+use llm_gateway::openai::Usage;
+use llm_gateway::provider::Operation;
 use llm_gateway::provider::{translator, ResponseMeta, StreamTranslator, Translator};
+use llm_gateway::request::ClientRequest;
 use serde_json::{json, Value};
 
 fn fixtures_root() -> PathBuf {
@@ -281,7 +283,8 @@ fn request_fixtures() {
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
             let body = serde_json::to_vec(&fx["openai"]).unwrap();
-            let parsed = parse_chat_request(&body).map_err(|e| format!("parse: {e}"))?;
+            let parsed =
+                ClientRequest::parse(Operation::Chat, body).map_err(|e| format!("parse: {e}"))?;
             let t = translator(dep.provider);
             // A fixed clock: request signing (Bedrock) depends on the time.
             let now_ms = fx
@@ -504,7 +507,7 @@ fn embeddings_fixtures() {
                         .unwrap_or(1_700_000_000_000),
                 };
                 let body = serde_json::to_vec(&rq["openai"]).unwrap();
-                let parsed = llm_gateway::openai::parse_embeddings_request(&body)
+                let parsed = ClientRequest::parse(Operation::Embeddings, body)
                     .map_err(|e| format!("parse: {e}"))?;
                 let got = translator(dep.provider).embeddings_request(&parsed, &dep, &ctx);
                 match (got, rq.get("expected"), rq.get("expected_error")) {

@@ -25,9 +25,9 @@ use crate::budget::{self, Admission};
 use crate::config::{Config, Deployment};
 use crate::error::{ErrorKind, GatewayError};
 use crate::metering::{self, CallerId};
-use crate::openai::ParsedRequest;
 use crate::pipeline::{self, Endpoint, Exchange};
 use crate::provider::Operation;
+use crate::request::ClientRequest;
 use crate::routing::{self, ErrorClass, FailureKind, Overrides};
 
 /// Request headers a client may send that must never reach a provider: the
@@ -61,7 +61,7 @@ pub struct GatewayHttp {
     exchange: Option<Exchange>,
     buffer_response: bool,
     /// The client's request, kept to translate later attempts.
-    parsed: Option<ParsedRequest>,
+    parsed: Option<ClientRequest>,
     overrides: Overrides,
     stream: bool,
     id: String,
@@ -429,7 +429,7 @@ impl GatewayHttp {
         }
     }
 
-    fn route_chat(&mut self, body: &[u8]) -> Result<(), GatewayError> {
+    fn route_chat(&mut self, body: Vec<u8>) -> Result<(), GatewayError> {
         let cfg = Rc::clone(&self.cfg);
         let mut header_overrides = Vec::new();
         for (h, _) in pipeline::OVERRIDE_HEADERS {
@@ -438,18 +438,19 @@ impl GatewayHttp {
                 host::remove_request_header(h);
             }
         }
+        let body_len = body.len();
         let (parsed, overrides) = pipeline::prepare(self.op, body, &header_overrides)?;
-        self.requested_alias = Some(parsed.chat.model.clone());
-        crate::keys::authorize_model(&self.caller.caller(&cfg), &parsed.chat.model)?;
-        self.body_len = body.len();
+        self.requested_alias = Some(parsed.head.model.clone());
+        crate::keys::authorize_model(&self.caller.caller(&cfg), &parsed.head.model)?;
+        self.body_len = body_len;
         let now_ms = host::now_ms();
         let rand = u64::from_le_bytes(host::random_bytes::<8>());
         self.id = format!("chatcmpl-{}", hex(&host::random_bytes::<12>()));
         self.created = now_ms / 1000;
-        self.stream = parsed.chat.is_stream();
+        self.stream = parsed.head.is_stream();
         let plan = routing::plan_attempts(
             &cfg,
-            &parsed.chat.model,
+            &parsed.head.model,
             self.stream,
             &WasmStore,
             now_ms,
@@ -464,12 +465,12 @@ impl GatewayHttp {
             .collect();
         if let CallerId::Key(_) = self.caller {
             let deps: Vec<&Deployment> = allowed.iter().map(|a| a.deployment).collect();
-            self.reserve = metering::reservation(&cfg, &deps, body.len(), &parsed.chat);
+            self.reserve = metering::reservation(&cfg, &deps, body_len, &parsed.head);
         }
         self.remaining = self.plan_tries(allowed);
         self.overrides = overrides;
         self.parsed = Some(parsed);
-        self.admit_and_route(body.len())
+        self.admit_and_route(body_len)
     }
 
     /// Admit a keyed request (budgets and limits), then route its first
@@ -503,7 +504,7 @@ impl GatewayHttp {
                 &WasmStore,
                 cfg.keys.as_ref(),
                 &caller,
-                &parsed.chat.model,
+                &parsed.head.model,
                 self.reserve,
                 now_ms,
                 fleet.as_ref(),
@@ -523,7 +524,7 @@ impl GatewayHttp {
                     if r.reason == budget::RefusalReason::Lease
                         && self.grants == crate::fleet::Grants::None =>
                 {
-                    let model = parsed.chat.model.clone();
+                    let model = parsed.head.model.clone();
                     self.parsed = Some(parsed);
                     self.body_len = body_len;
                     return match super::fleet::lease(&cfg, &r.needs) {
@@ -542,7 +543,7 @@ impl GatewayHttp {
                 Err(r) => {
                     metrics::count_usage(
                         Some(self.caller.label()),
-                        &parsed.chat.model,
+                        &parsed.head.model,
                         &format!("rejected_{}", r.reason.as_str()),
                         1,
                     );
@@ -717,7 +718,7 @@ impl GatewayHttp {
         }
         self.error_fallbacks_planned = true;
         let cfg = Rc::clone(&self.cfg);
-        let Some(alias) = self.parsed.as_ref().map(|p| p.chat.model.clone()) else {
+        let Some(alias) = self.parsed.as_ref().map(|p| p.head.model.clone()) else {
             return false;
         };
         let rand = u64::from_le_bytes(host::random_bytes::<8>());
@@ -959,7 +960,7 @@ impl HttpContext for GatewayHttp {
             return Action::Pause;
         }
         let body = host::body(BufferType::HttpRequestBody, body_size);
-        match self.route_chat(&body) {
+        match self.route_chat(body) {
             // Waiting for a fleet lease: resumed when it arrives.
             Ok(()) if self.lease_call.is_some() => Action::Pause,
             Ok(()) => Action::Continue,
@@ -988,6 +989,12 @@ impl HttpContext for GatewayHttp {
             return Action::Continue;
         };
         let edits = exchange.response_headers(status);
+        if status < 400 {
+            // The answer is being forwarded: no other attempt can follow, so
+            // the client's request (as large as its body) is not kept for the
+            // life of the stream.
+            self.parsed = None;
+        }
         if end_of_stream && edits.buffer_body {
             // No body will come: answer now with the translated (empty-body) result.
             let body = exchange

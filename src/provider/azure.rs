@@ -54,7 +54,7 @@ use super::{
 };
 use crate::config::Deployment;
 use crate::error::{ErrorKind, GatewayError};
-use crate::openai::{ParsedRequest, Usage};
+use crate::openai::Usage;
 use crate::sse::{write_data, write_done, SseDecoder};
 
 /// The Azure OpenAI translator.
@@ -91,14 +91,12 @@ fn azure_path(dep: &Deployment, endpoint: &str) -> Result<String, GatewayError> 
 }
 
 fn passthrough_request(
-    req: &ParsedRequest,
+    req: &crate::request::ClientRequest,
     dep: &Deployment,
     endpoint: &str,
 ) -> Result<UpstreamRequest, GatewayError> {
-    let mut body = req.raw.clone();
-    body.insert("model".into(), Value::String(dep.model.clone()));
-    let body = serde_json::to_vec(&body)
-        .map_err(|e| GatewayError::new(500, ErrorKind::Internal, e.to_string()))?;
+    // The client's bytes with `model` replaced (see `ClientRequest::openai_body`).
+    let body = req.openai_body(&dep.model);
     let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
     if let Some(key) = &dep.api_key {
         headers.push(("api-key".to_string(), key.clone()));
@@ -121,7 +119,7 @@ fn usage_of(body: &[u8]) -> Option<Usage> {
 impl Translator for Azure {
     fn request(
         &self,
-        req: &ParsedRequest,
+        req: &crate::request::ClientRequest,
         dep: &Deployment,
         _ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
@@ -141,7 +139,7 @@ impl Translator for Azure {
 
     fn embeddings_request(
         &self,
-        req: &ParsedRequest,
+        req: &crate::request::ClientRequest,
         dep: &Deployment,
         _ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {

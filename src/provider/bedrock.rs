@@ -190,10 +190,11 @@ const MAPPED_EXTRA: &[&str] = &[
 impl Translator for Bedrock {
     fn request(
         &self,
-        req: &ParsedRequest,
+        req: &crate::request::ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
+        let req = req.parsed()?;
         let body = converse_body(req, dep, ctx.drop_params)?;
         let body = serde_json::to_vec(&body)
             .map_err(|e| GatewayError::new(500, ErrorKind::Internal, e.to_string()))?;
@@ -257,10 +258,11 @@ impl Translator for Bedrock {
 
     fn embeddings_request(
         &self,
-        req: &ParsedRequest,
+        req: &crate::request::ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
+        let req = req.parsed()?;
         let body = embeddings_body(req, dep, ctx.drop_params)?;
         let body = serde_json::to_vec(&body)
             .map_err(|e| GatewayError::new(500, ErrorKind::Internal, e.to_string()))?;

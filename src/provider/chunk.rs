@@ -45,6 +45,25 @@ pub(crate) struct UsageOut {
     pub(crate) prompt_tokens_details: Option<PromptTokensDetails>,
 }
 
+impl UsageOut {
+    /// Append the object, byte for byte as serde would write it.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        use crate::json_out::u64 as num;
+        out.extend_from_slice(br#"{"prompt_tokens":"#);
+        num(out, self.prompt_tokens);
+        out.extend_from_slice(br#","completion_tokens":"#);
+        num(out, self.completion_tokens);
+        out.extend_from_slice(br#","total_tokens":"#);
+        num(out, self.total_tokens);
+        if let Some(d) = &self.prompt_tokens_details {
+            out.extend_from_slice(br#","prompt_tokens_details":{"cached_tokens":"#);
+            num(out, d.cached_tokens);
+            out.push(b'}');
+        }
+        out.push(b'}');
+    }
+}
+
 /// `usage.prompt_tokens_details`.
 #[derive(Debug, Serialize)]
 pub(crate) struct PromptTokensDetails {
@@ -113,14 +132,6 @@ impl Delta {
                     arguments: Some(arguments),
                 },
             }]),
-            ..Delta::default()
-        }
-    }
-
-    /// A delta carrying one tool-call piece.
-    pub(crate) fn tool(call: ToolCallDelta) -> Self {
-        Delta {
-            tool_calls: Some(vec![call]),
             ..Delta::default()
         }
     }
@@ -254,5 +265,113 @@ impl ChunkWriter {
         stream_error_event(err, out);
         write_done(out);
         self.done = true;
+    }
+}
+
+/// The bytes every chunk of one stream starts with, up to its `choices`:
+/// `data: {"id":..,"object":"chat.completion.chunk","created":..,"model":..,"choices":`.
+/// Built once per stream (again when the model changes), so a chunk written
+/// with [`write_delta_chunk`] costs a copy of it instead of serialising the
+/// same fields again. Byte for byte what [`Chunk`] serialises to.
+pub(crate) fn chunk_prefix(id: &str, created: u64, model: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(80 + id.len() + model.len());
+    p.extend_from_slice(br#"data: {"id":"#);
+    crate::json_out::str(&mut p, id);
+    p.extend_from_slice(br#","object":"chat.completion.chunk","created":"#);
+    crate::json_out::u64(&mut p, created);
+    p.extend_from_slice(br#","model":"#);
+    crate::json_out::str(&mut p, model);
+    p.extend_from_slice(br#","choices":"#);
+    p
+}
+
+/// Append one chunk event with one choice: `delta` writes the delta object.
+pub(crate) fn write_delta_chunk(
+    out: &mut Vec<u8>,
+    prefix: &[u8],
+    delta: impl FnOnce(&mut Vec<u8>),
+    finish: Option<&str>,
+) {
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(br#"[{"index":0,"delta":"#);
+    delta(out);
+    out.extend_from_slice(br#","finish_reason":"#);
+    match finish {
+        Some(f) => crate::json_out::str(out, f),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b"}]}\n\n");
+}
+
+/// Append the usage-only chunk event (`"choices": []`).
+pub(crate) fn write_usage_chunk(out: &mut Vec<u8>, prefix: &[u8], usage: &UsageOut) {
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(br#"[],"usage":"#);
+    usage.write(out);
+    out.extend_from_slice(b"}\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(chunk: &Chunk<'_, UsageOut>) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_data(&mut out, &serde_json::to_string(chunk).unwrap());
+        out
+    }
+
+    #[test]
+    fn hand_written_chunks_match_the_serialised_ones() {
+        let (id, model) = ("chatcmpl-\"1\"", "m/é");
+        let prefix = chunk_prefix(id, 17, model);
+        let chunk = |delta, finish_reason, usage: Option<UsageOut>| Chunk {
+            id,
+            object: "chat.completion.chunk",
+            created: 17,
+            model,
+            choices: if usage.is_some() {
+                Vec::new()
+            } else {
+                vec![ChunkChoice {
+                    index: 0,
+                    delta,
+                    finish_reason,
+                }]
+            },
+            usage,
+        };
+        let mut out = Vec::new();
+        write_delta_chunk(
+            &mut out,
+            &prefix,
+            |o| o.extend_from_slice(br#"{"content":"a\nb"}"#),
+            None,
+        );
+        assert_eq!(out, framed(&chunk(Delta::content("a\nb"), None, None)));
+        let mut out = Vec::new();
+        write_delta_chunk(
+            &mut out,
+            &prefix,
+            |o| o.extend_from_slice(b"{}"),
+            Some("stop"),
+        );
+        assert_eq!(out, framed(&chunk(Delta::default(), Some("stop"), None)));
+        let usage = || UsageOut {
+            prompt_tokens: 1,
+            completion_tokens: 2,
+            total_tokens: 3,
+            prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: 1 }),
+        };
+        let mut out = Vec::new();
+        write_usage_chunk(&mut out, &prefix, &usage());
+        assert_eq!(out, framed(&chunk(Delta::default(), None, Some(usage()))));
+        let plain = UsageOut {
+            prompt_tokens_details: None,
+            ..usage()
+        };
+        let mut out = Vec::new();
+        plain.write(&mut out);
+        assert_eq!(out, serde_json::to_vec(&plain).unwrap());
     }
 }

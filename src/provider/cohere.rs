@@ -161,10 +161,11 @@ const EMBED_NATIVE_PARAMS: &[&str] = &["input_type", "truncate"];
 impl Translator for Cohere {
     fn request(
         &self,
-        req: &ParsedRequest,
+        req: &crate::request::ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
+        let req = req.parsed()?;
         let body = request_body(req, dep, ctx.drop_params)?;
         Ok(UpstreamRequest {
             path: endpoint_path(&dep.api_base.path, "/v2/chat"),
@@ -175,10 +176,11 @@ impl Translator for Cohere {
 
     fn embeddings_request(
         &self,
-        req: &ParsedRequest,
+        req: &crate::request::ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
+        let req = req.parsed()?;
         let e = embedding::view(req)?;
         embedding::check_params(
             e,

@@ -263,10 +263,11 @@ impl Api {
 impl Translator for Gemini {
     fn request(
         &self,
-        req: &ParsedRequest,
+        req: &crate::request::ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
+        let req = req.parsed()?;
         chat_request(Api::Gemini, req, dep, ctx)
     }
 
@@ -276,10 +277,11 @@ impl Translator for Gemini {
 
     fn embeddings_request(
         &self,
-        req: &ParsedRequest,
+        req: &crate::request::ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
+        let req = req.parsed()?;
         embeddings_request(Api::Gemini, req, dep, ctx)
     }
 
@@ -307,10 +309,11 @@ impl Translator for Gemini {
 impl Translator for VertexAi {
     fn request(
         &self,
-        req: &ParsedRequest,
+        req: &crate::request::ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
+        let req = req.parsed()?;
         chat_request(Api::Vertex, req, dep, ctx)
     }
 
@@ -320,10 +323,11 @@ impl Translator for VertexAi {
 
     fn embeddings_request(
         &self,
-        req: &ParsedRequest,
+        req: &crate::request::ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
+        let req = req.parsed()?;
         embeddings_request(Api::Vertex, req, dep, ctx)
     }
 

@@ -25,7 +25,8 @@ pub mod openai_compat;
 
 use crate::config::Deployment;
 use crate::error::GatewayError;
-use crate::openai::{ParsedRequest, Usage};
+use crate::openai::Usage;
+use crate::request::ClientRequest;
 
 /// The wire-format family of a provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,10 +315,13 @@ pub trait Translator: Sync {
     /// The native request for `req` served by `dep`.
     ///
     /// `req` is borrowed and never changed, so a later attempt on another
-    /// provider translates from the same original.
+    /// provider translates from the same original. It is the client's bytes,
+    /// indexed: a translator that rebuilds the body reads the members it
+    /// needs ([`ClientRequest::member`]) or the whole request parsed once
+    /// ([`ClientRequest::parsed`]).
     fn request(
         &self,
-        req: &ParsedRequest,
+        req: &ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError>;
@@ -333,7 +337,7 @@ pub trait Translator: Sync {
     /// set). Providers without embeddings answer 400 naming themselves.
     fn embeddings_request(
         &self,
-        _req: &ParsedRequest,
+        _req: &ClientRequest,
         dep: &Deployment,
         _ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
@@ -414,7 +418,9 @@ pub fn translator(kind: ProviderKind) -> &'static dyn Translator {
 /// The OpenAI SSE error event a stream ends with when something broke after
 /// bytes reached the client (OpenAI's own streams do the same).
 pub fn stream_error_event(err: &GatewayError, out: &mut Vec<u8>) {
-    crate::sse::write_data(out, &err.to_value().to_string());
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(&err.to_body());
+    out.extend_from_slice(b"\n\n");
 }
 
 /// Join an api_base path and an endpoint path, unless the base already ends

@@ -137,10 +137,11 @@ const EMBED_NATIVE_PARAMS: &[&str] = &["truncate", "keep_alive", "options"];
 impl Translator for Ollama {
     fn request(
         &self,
-        req: &ParsedRequest,
+        req: &crate::request::ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
+        let req = req.parsed()?;
         let body = request_body(req, dep, ctx.drop_params)?;
         Ok(UpstreamRequest {
             path: endpoint_path(&dep.api_base.path, "/api/chat"),
@@ -151,10 +152,11 @@ impl Translator for Ollama {
 
     fn embeddings_request(
         &self,
-        req: &ParsedRequest,
+        req: &crate::request::ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
+        let req = req.parsed()?;
         let e = embedding::view(req)?;
         embedding::check_params(
             e,

@@ -17,7 +17,9 @@ use super::{
 };
 use crate::config::Deployment;
 use crate::error::{upstream_status_kind, ErrorKind, GatewayError};
-use crate::openai::{ParsedRequest, Usage};
+use crate::json_in;
+use crate::openai::Usage;
+use crate::request::ClientRequest;
 use crate::sse::{write_done, SseDecoder};
 
 /// The OpenAI-compatible translator.
@@ -26,14 +28,12 @@ pub struct OpenAiCompat;
 impl Translator for OpenAiCompat {
     fn request(
         &self,
-        req: &ParsedRequest,
+        req: &ClientRequest,
         dep: &Deployment,
         _ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let mut body = req.raw.clone();
-        body.insert("model".into(), Value::String(dep.model.clone()));
-        let body = serde_json::to_vec(&body)
-            .map_err(|e| GatewayError::new(500, ErrorKind::Internal, e.to_string()))?;
+        // The client's bytes, only `model` rewritten: nothing else is parsed.
+        let body = req.openai_body(&dep.model);
         let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
         if let Some(key) = &dep.api_key {
             headers.push(("authorization".to_string(), format!("Bearer {key}")));
@@ -51,7 +51,7 @@ impl Translator for OpenAiCompat {
 
     fn embeddings_request(
         &self,
-        req: &ParsedRequest,
+        req: &ClientRequest,
         dep: &Deployment,
         _ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
@@ -74,10 +74,10 @@ impl Translator for OpenAiCompat {
     }
 
     fn response(&self, body: &[u8], _meta: &ResponseMeta) -> Result<Translated, GatewayError> {
-        let usage = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
-            v.get("usage")
-                .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
-        });
+        let usage = std::str::from_utf8(body)
+            .ok()
+            .and_then(probe)
+            .and_then(|(usage, _)| usage);
         Ok(Translated {
             body: body.to_vec(),
             usage,
@@ -86,7 +86,10 @@ impl Translator for OpenAiCompat {
 
     fn stream(&self, meta: ResponseMeta) -> Box<dyn StreamTranslator> {
         Box::new(PassthroughStream {
-            hide_usage_chunk: !meta.include_usage,
+            watch: Watch {
+                hide_usage_chunk: !meta.include_usage,
+                ..Watch::default()
+            },
             ..Default::default()
         })
     }
@@ -94,6 +97,29 @@ impl Translator for OpenAiCompat {
     fn error(&self, status: u16, body: &[u8]) -> GatewayError {
         openai_style_error(status, body)
     }
+}
+
+/// What the gateway reads of an OpenAI answer or chunk: its `usage` (when
+/// it is a usage object) and whether `choices` is an empty list (a
+/// usage-only chunk). `None` when the text is not JSON. The rest is skipped,
+/// not built.
+fn probe(text: &str) -> Option<(Option<Usage>, bool)> {
+    json_in::check(text).ok()?;
+    let (mut usage, mut choices) = (None, None);
+    for (key, value) in json_in::members(text) {
+        let slot = match key.text().as_ref() {
+            "usage" => &mut usage,
+            "choices" => &mut choices,
+            _ => continue,
+        };
+        *slot = Some(value);
+    }
+    let usage = usage
+        .filter(|u| json_in::is_object(u))
+        .and_then(|u| serde_json::from_str::<Usage>(u).ok());
+    let no_choices =
+        choices.is_some_and(|c| json_in::is_array(c) && json_in::elements(c).next().is_none());
+    Some((usage, no_choices))
 }
 
 /// Map an error body of the OpenAI family to the envelope, keeping the
@@ -161,56 +187,70 @@ pub fn snippet(body: &[u8]) -> String {
 #[derive(Default)]
 struct PassthroughStream {
     decoder: SseDecoder,
-    hide_usage_chunk: bool,
     /// The bytes after the last line break seen.
     tail: Vec<u8>,
+    watch: Watch,
+}
+
+/// What is learnt from the events going by.
+#[derive(Default)]
+struct Watch {
+    hide_usage_chunk: bool,
     done: bool,
     usage: Option<Usage>,
 }
 
 impl StreamTranslator for PassthroughStream {
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
-        if self.hide_usage_chunk {
-            for ev in self.decoder.feed(bytes) {
-                self.forward_event(&ev.data, out);
-            }
+        let PassthroughStream {
+            decoder,
+            tail,
+            watch,
+        } = self;
+        if watch.hide_usage_chunk {
+            decoder.feed_with(bytes, |_, data| watch.forward_event(data, out));
             return;
         }
-        for ev in self.decoder.feed(bytes) {
-            self.observe(&ev.data);
-        }
+        decoder.feed_with(bytes, |_, data| {
+            watch.observe(data);
+        });
         match bytes.iter().rposition(|&b| b == b'\n' || b == b'\r') {
             Some(i) => {
-                out.append(&mut self.tail);
+                out.append(tail);
                 out.extend_from_slice(&bytes[..=i]);
-                self.tail.extend_from_slice(&bytes[i + 1..]);
+                tail.extend_from_slice(&bytes[i + 1..]);
             }
-            None => self.tail.extend_from_slice(bytes),
+            None => tail.extend_from_slice(bytes),
         }
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.hide_usage_chunk {
+        let PassthroughStream {
+            decoder,
+            tail,
+            watch,
+        } = self;
+        if watch.hide_usage_chunk {
             // An event the stream did not close is cut short: only a final
             // `[DONE]` missing its blank line is forwarded.
-            for ev in self.decoder.finish() {
-                if ev.data == "[DONE]" {
-                    self.forward_event(&ev.data, out);
+            decoder.finish_with(|_, data| {
+                if data == "[DONE]" {
+                    watch.forward_event(data, out);
                 }
-            }
-            if !self.done {
-                Self::truncated(out);
+            });
+            if !watch.done {
+                truncated(out);
             }
             return;
         }
-        let was_done = self.done;
-        for ev in self.decoder.finish() {
-            self.observe(&ev.data);
-        }
-        if self.done {
+        let was_done = watch.done;
+        decoder.finish_with(|_, data| {
+            watch.observe(data);
+        });
+        if watch.done {
             // A final event without its closing blank line: complete it.
-            if !self.tail.is_empty() {
-                out.append(&mut self.tail);
+            if !tail.is_empty() {
+                out.append(tail);
                 out.extend_from_slice(b"\n\n");
             } else if !was_done {
                 out.extend_from_slice(b"\n");
@@ -218,63 +258,55 @@ impl StreamTranslator for PassthroughStream {
             return;
         }
         // Cut short: drop the partial line, close any open event, report.
-        self.tail.clear();
+        tail.clear();
         out.extend_from_slice(b"\n");
-        Self::truncated(out);
+        truncated(out);
     }
 
     fn usage(&self) -> Option<Usage> {
-        self.usage
+        self.watch.usage
     }
 }
 
-impl PassthroughStream {
-    fn truncated(out: &mut Vec<u8>) {
-        let err = GatewayError::new(
-            502,
-            ErrorKind::Upstream,
-            "the upstream stream ended before it was complete",
-        )
-        .with_code("upstream_stream_truncated");
-        stream_error_event(&err, out);
-        write_done(out);
-    }
+/// The error event and `[DONE]` for a stream cut short.
+fn truncated(out: &mut Vec<u8>) {
+    let err = GatewayError::new(
+        502,
+        ErrorKind::Upstream,
+        "the upstream stream ended before it was complete",
+    )
+    .with_code("upstream_stream_truncated");
+    stream_error_event(&err, out);
+    write_done(out);
+}
 
-    /// Event-granular forwarding (see the type docs).
+impl Watch {
+    /// Event-granular forwarding (see [`PassthroughStream`]).
     fn forward_event(&mut self, data: &str, out: &mut Vec<u8>) {
         if data.is_empty() {
             return;
         }
-        self.observe(data);
-        let usage_only = data.contains("\"usage\"")
-            && serde_json::from_str::<Value>(data)
-                .ok()
-                .and_then(|v| {
-                    v.get("choices")
-                        .and_then(Value::as_array)
-                        .map(Vec::is_empty)
-                })
-                .unwrap_or(false);
+        let usage_only = self.observe(data).is_some_and(|(_, no_choices)| no_choices);
         if !usage_only {
             crate::sse::write_data(out, data);
         }
     }
 
-    fn observe(&mut self, data: &str) {
+    /// Note `[DONE]` and usage; for an event that mentions usage, what
+    /// [`probe`] reads of it.
+    fn observe(&mut self, data: &str) -> Option<(Option<Usage>, bool)> {
         if data == "[DONE]" {
             self.done = true;
-            return;
+            return None;
         }
-        if data.contains("\"usage\"") {
-            if let Ok(v) = serde_json::from_str::<Value>(data) {
-                if let Some(u) = v
-                    .get("usage")
-                    .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
-                {
-                    self.usage = Some(u);
-                }
-            }
+        if !data.contains("\"usage\"") {
+            return None;
         }
+        let seen = probe(data)?;
+        if let Some(u) = seen.0 {
+            self.usage = Some(u);
+        }
+        Some(seen)
     }
 }
 
