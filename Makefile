@@ -20,6 +20,8 @@ PORT         ?= 4000
 ADMIN_PORT   ?= 9901
 RUN_DIR      := .run
 CARGO_BIN    := target/release/llm-gateway
+# The features rustc enables by default for wasm32-wasip1, for wasm-opt to accept the module.
+WASM_OPT_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals
 
 .PHONY: all build venv test unit e2e run render envoy-configs check-envoy-configs k8s-render oci lint bench bench-tools profile clean
 
@@ -33,8 +35,16 @@ $(VENV)/.installed: tests/requirements.txt
 venv: $(VENV)/.installed
 
 ## build: the filter, llm_gateway.wasm (release: LTO, opt-level "s", panic=abort, stripped; must stay <= 1 MiB)
+## build: then binaryen's wasm-opt -O3 (Debian package binaryen, installed when missing as
+## root or with sudo): 1.08 MB -> 0.94 MB, under the 1 MiB target; without it, a warning
 build:
 	cargo build --release --lib --target $(TARGET)
+	@tools/ensure-debs.sh binaryen >/dev/null 2>&1 || true
+	@if command -v wasm-opt >/dev/null; then \
+	  wasm-opt -O3 $(WASM_OPT_FEATURES) -o $(WASM).opt $(WASM) && mv $(WASM).opt $(WASM); \
+	else \
+	  echo "warning: wasm-opt (Debian package binaryen) not found; $(WASM) is not size-optimized" >&2; \
+	fi
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
 
 $(CARGO_BIN): $(shell find src -name '*.rs') Cargo.toml
