@@ -97,10 +97,18 @@ def start_hold_mock(cpu: int) -> Proc:
     return proc
 
 
+# Diagnostics only (attributing the filter's cost; never for the published table):
+# BENCH_VARIANT=open (no virtual keys), no_counter (no counter service),
+# no_access_log (neither Envoy logs), comma-separated.
+VARIANT = set(os.environ.get("BENCH_VARIANT", "").split(","))
+
+
 def render(bin_path: Path, wasm: Path, work: Path, nginx_port: int, hold_port: int) -> dict:
     """bench/gateway-config.yaml with the ports filled in, rendered by the repo's renderer."""
     cfg = (HERE / "gateway-config.yaml").read_text().replace("@NGINX@", str(nginx_port)) \
         .replace("@HOLD@", str(hold_port))
+    if "open" in VARIANT:
+        cfg = cfg.split("virtual_keys:")[0]
     cfg_path = work / "gateway-config.yaml"
     cfg_path.write_text(cfg)
     out = subprocess.run([str(bin_path), "render", str(cfg_path), "--listen", "127.0.0.1:0",
@@ -128,6 +136,10 @@ def bootstraps(rendered: dict, nginx_port: int, hold_port: int) -> dict[str, dic
     filt = copy.deepcopy(rendered)
     for c in filt["static_resources"]["clusters"]:
         c["circuit_breakers"] = copy.deepcopy(BREAKERS)
+    if "no_counter" in VARIANT:
+        filt.pop("bootstrap_extensions", None)
+    if "no_access_log" in VARIANT:
+        _hcm(filt).pop("access_log", None)
     plain = copy.deepcopy(filt)
     plain.pop("bootstrap_extensions", None)
     hcm = _hcm(plain)
