@@ -540,7 +540,9 @@ pub fn instance_id(store: &dyn SharedStore, fresh: impl FnOnce() -> String) -> S
 /// by the signed `change`) or `grow` (grow the lease by up to `change`);
 /// `ARGV[2]` the instance, `ARGV[4]` the lease time to live (ms); then per
 /// key: limit, delta, change, key TTL (s, 0 = keep). Returns per key: own
-/// lease, fleet used, fleet leased, granted now.
+/// lease, fleet used, fleet leased, granted now. Expired leases of other
+/// instances (a killed Envoy's) are reclaimed when a grant falls short, and
+/// otherwise at most once per lease lifetime per key (`n`: next scan).
 pub const LUA_SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -574,18 +576,21 @@ for i, h in ipairs(KEYS) do
   else
     want = change
   end
-  if want > 0 then
-    if lim - used - leased < want then
-      local f = redis.call('HGETALL', h)
-      for j = 1, #f, 2 do
-        local name = f[j]
-        if string.sub(name, 1, 2) == 'e:' and name ~= ef and tonumber(f[j + 1]) < now then
-          local other = string.sub(name, 3)
-          leased = leased - tonumber(redis.call('HGET', h, 'l:' .. other) or '0')
-          redis.call('HDEL', h, 'l:' .. other, name)
-        end
+  local short = want > 0 and lim - used - leased < want
+  local due = leased > own and now >= tonumber(redis.call('HGET', h, 'n') or '0')
+  if short or due then
+    local f = redis.call('HGETALL', h)
+    for j = 1, #f, 2 do
+      local name = f[j]
+      if string.sub(name, 1, 2) == 'e:' and name ~= ef and tonumber(f[j + 1]) < now then
+        local other = string.sub(name, 3)
+        leased = leased - tonumber(redis.call('HGET', h, 'l:' .. other) or '0')
+        redis.call('HDEL', h, 'l:' .. other, name)
       end
     end
+    redis.call('HSET', h, 'n', now + ttl)
+  end
+  if want > 0 then
     granted = math.max(0, math.min(want, lim - used - leased))
     own = own + granted
     leased = leased + granted
