@@ -53,7 +53,11 @@ def fleet(start_gateway, redis: RedisFleet, cfg: dict, n: int = 3, name: str = "
                                                  name=f"{name}{i}", wasm_log_level="info"))
                for i in range(n)]
         gws[0].reset()  # the mocks are shared by the whole session: forget earlier tests
-        yield gws
+        try:
+            yield gws
+        finally:
+            for gw in gws:  # an Envoy restarted by the test is a new process: stop it too
+                stop_envoy(gw.proc)
 
 
 def script_usage(gw, n: int, delay_ms: int = 20) -> None:
