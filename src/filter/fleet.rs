@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use log::{info, warn};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType};
 
 use super::host::{self, WasmStore};
 use crate::config::Config;
@@ -62,30 +61,10 @@ pub fn lease(cfg: &Config, needs: &[CallItem]) -> Option<u32> {
     post(settings, &body)
 }
 
-/// Status and body of the call whose answer is being delivered.
-pub fn call_answer(num_headers: usize, body_size: usize) -> (u16, Vec<u8>) {
-    let status = if num_headers > 0 {
-        hostcalls::get_map(MapType::HttpCallResponseHeaders)
-            .unwrap_or_default()
-            .into_iter()
-            .find(|(k, _)| k == ":status")
-            .and_then(|(_, v)| v.parse::<u16>().ok())
-            .unwrap_or(0)
-    } else {
-        0
-    };
-    let body = if body_size > 0 {
-        host::body(BufferType::HttpCallResponseBody, body_size)
-    } else {
-        Vec::new()
-    };
-    (status, body)
-}
-
 /// What a worker's lease call granted.
 pub fn grants_from_answer(needs: &[CallItem], num_headers: usize, body_size: usize) -> Grants {
-    let (status, body) = call_answer(num_headers, body_size);
-    match fleet::parse_reply(status, &body, needs.len()) {
+    let (status, body) = host::call_response(num_headers, body_size);
+    match fleet::parse_reply(status.unwrap_or(0), &body, needs.len()) {
         Ok(replies) => Grants::Got(
             needs
                 .iter()
@@ -104,18 +83,7 @@ pub fn grants_from_answer(needs: &[CallItem], num_headers: usize, body_size: usi
 /// Ask the counter service to sync these scopes now (a worker just leased
 /// for them, so they are active).
 pub fn wake<'a>(scopes: impl Iterator<Item = &'a str>) {
-    thread_local! {
-        static QUEUE: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
-    }
-    let queue = QUEUE.with(|q| {
-        if q.get().is_none() {
-            if let Ok(Some(id)) = hostcalls::resolve_shared_queue("llm_gateway", fleet::WAKE_QUEUE)
-            {
-                q.set(Some(id));
-            }
-        }
-        q.get()
-    });
+    let queue = host::shared_queue(fleet::WAKE_QUEUE);
     if let Some(q) = queue {
         for s in scopes {
             let _ = hostcalls::enqueue_shared_queue(q, Some(s.as_bytes()));

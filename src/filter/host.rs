@@ -3,6 +3,7 @@
 use log::warn;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, Status};
+use std::cell::RefCell;
 
 use crate::store::{CasMismatch, SharedStore};
 
@@ -140,4 +141,42 @@ impl SharedStore for WasmStore {
             }
         }
     }
+}
+
+/// Status (`None`: no headers at all, the call failed to connect, was reset
+/// or timed out) and body of the dispatched call whose answer is being
+/// delivered.
+pub fn call_response(num_headers: usize, body_size: usize) -> (Option<u16>, Vec<u8>) {
+    let status = if num_headers > 0 {
+        hostcalls::get_map(MapType::HttpCallResponseHeaders)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|(k, _)| k == ":status")
+            .and_then(|(_, v)| v.parse::<u16>().ok())
+    } else {
+        None
+    };
+    let body = if body_size > 0 {
+        body(BufferType::HttpCallResponseBody, body_size)
+    } else {
+        Vec::new()
+    };
+    (status, body)
+}
+
+/// The id of the shared queue `name` of this VM id, resolved once per VM.
+pub fn shared_queue(name: &'static str) -> Option<u32> {
+    thread_local! {
+        static QUEUES: RefCell<Vec<(&'static str, u32)>> = const { RefCell::new(Vec::new()) };
+    }
+    QUEUES.with(|qs| {
+        if let Some((_, id)) = qs.borrow().iter().find(|(n, _)| *n == name) {
+            return Some(*id);
+        }
+        let id = hostcalls::resolve_shared_queue("llm_gateway", name)
+            .ok()
+            .flatten()?;
+        qs.borrow_mut().push((name, id));
+        Some(id)
+    })
 }

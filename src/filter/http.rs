@@ -16,7 +16,7 @@ use std::time::Duration;
 use log::{debug, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType, MapType};
+use proxy_wasm::types::{Action, BufferType};
 
 use super::host::{self, WasmStore};
 use super::metrics::{self, Event};
@@ -772,19 +772,7 @@ impl GatewayHttp {
 /// extension), apply it here: the CAS writes are exact either way, the
 /// service only keeps the hot records off the request path.
 fn enqueue_usage(event: &[u8], now_ms: u64) {
-    thread_local! {
-        static QUEUE: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
-    }
-    let queue = QUEUE.with(|q| {
-        if q.get().is_none() {
-            if let Ok(Some(id)) =
-                hostcalls::resolve_shared_queue("llm_gateway", super::root::USAGE_QUEUE)
-            {
-                q.set(Some(id));
-            }
-        }
-        q.get()
-    });
+    let queue = host::shared_queue(super::root::USAGE_QUEUE);
     match queue.map(|q| hostcalls::enqueue_shared_queue(q, Some(event))) {
         Some(Ok(())) => {}
         _ => super::root::apply_usage_event(event, now_ms),
@@ -813,20 +801,7 @@ impl Context for GatewayHttp {
             self.lease_answered(num_headers, body_size);
             return;
         }
-        let headers = if num_headers > 0 {
-            hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let status = headers
-            .iter()
-            .find(|(k, _)| k == ":status")
-            .and_then(|(_, v)| v.parse::<u16>().ok());
-        let body = if body_size > 0 {
-            host::body(BufferType::HttpCallResponseBody, body_size)
-        } else {
-            Vec::new()
-        };
+        let (status, body) = host::call_response(num_headers, body_size);
         // No headers at all: the call failed to connect, was reset or timed out.
         let (status, kind) = match status {
             Some(s) => (s, FailureKind::Status(s)),

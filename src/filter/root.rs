@@ -73,9 +73,9 @@ impl Context for GatewayRoot {
         }
         f.token = None;
         let n = f.sync.pending_len();
-        let (status, body) = super::fleet::call_answer(num_headers, body_size);
+        let (status, body) = host::call_response(num_headers, body_size);
         let was = f.sync.status();
-        let reply = crate::fleet::parse_reply(status, &body, n);
+        let reply = crate::fleet::parse_reply(status.unwrap_or(0), &body, n);
         match f.sync.on_reply(&WasmStore, reply) {
             Ok(()) => {
                 super::metrics::add("llm_gateway.fleet.syncs", 1);
