@@ -386,6 +386,8 @@ pub struct Admission {
     holds: Vec<Hold>,
     released: AtomicBool,
     settled: AtomicBool,
+    /// Admitted with fleet counters (lease records exist to read).
+    fleet: bool,
 }
 
 impl Admission {
@@ -397,6 +399,7 @@ impl Admission {
             holds: Vec::new(),
             released: AtomicBool::new(false),
             settled: AtomicBool::new(false),
+            fleet: false,
         }
     }
 
@@ -1011,6 +1014,7 @@ pub fn admit_fleet(
         holds,
         released: AtomicBool::new(false),
         settled: AtomicBool::new(false),
+        fleet: fleet.is_some(),
     })
 }
 
@@ -1052,15 +1056,21 @@ pub fn remaining_micro(store: &dyn SharedStore, adm: &Admission, now_ms: u64) ->
             rec.roll(h.duration_ms, now_ms);
             let own = if settled { 0 } else { h.reserved };
             let others = rec.reserved_micro.saturating_sub(own);
-            // Fleet counters: spend fleet-wide, and what other Envoys hold.
-            let (spend, elsewhere) = fleet::fleet_use(
-                store,
-                &h.scope,
-                Resource::Budget,
-                rec.window_start_ms,
-                rec.spend_micro,
-            )
-            .unwrap_or((rec.spend_micro, 0));
+            // Fleet counters: spend fleet-wide, and what other Envoys hold
+            // (read only with fleet counters: one host call less per request).
+            let (spend, elsewhere) = adm
+                .fleet
+                .then(|| {
+                    fleet::fleet_use(
+                        store,
+                        &h.scope,
+                        Resource::Budget,
+                        rec.window_start_ms,
+                        rec.spend_micro,
+                    )
+                })
+                .flatten()
+                .unwrap_or((rec.spend_micro, 0));
             Some(
                 budget
                     .saturating_sub(spend)
