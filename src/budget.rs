@@ -418,6 +418,16 @@ impl Admission {
         self.team.as_deref()
     }
 
+    /// Whether settling this request changes what an admission decides:
+    /// a budget (the reservation is released, the spend counted) or a tpm
+    /// limit (the tokens counted). Such usage events go to the counter
+    /// service at once; the others may be batched (`usage_batch`).
+    pub fn settles_limits(&self) -> bool {
+        self.holds
+            .iter()
+            .any(|h| h.budget_micro.is_some() || h.tpm.is_some())
+    }
+
     /// The model alias admitted.
     pub fn model(&self) -> &str {
         &self.model

@@ -46,6 +46,7 @@ pub mod routing;
 pub mod sigv4;
 pub mod sse;
 pub mod store;
+pub mod usage_batch;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -21,6 +21,7 @@ use proxy_wasm::types::{Action, BufferType};
 use super::host::{self, WasmStore};
 use super::metrics::{self, Event};
 use super::observe;
+use super::timing::{self, Span};
 use crate::budget::{self, Admission};
 use crate::config::{Config, Deployment};
 use crate::error::{ErrorKind, GatewayError};
@@ -29,6 +30,7 @@ use crate::pipeline::{self, Endpoint, Exchange};
 use crate::provider::Operation;
 use crate::request::ClientRequest;
 use crate::routing::{self, ErrorClass, FailureKind, Overrides};
+use crate::usage_batch::UsageBatch;
 
 /// Request headers a client may send that must never reach a provider: the
 /// client's own credentials (the gateway holds the provider's), and OpenAI
@@ -168,6 +170,7 @@ impl GatewayHttp {
             return self.charged;
         }
         let adm = self.admission.as_ref()?;
+        let started = timing::start();
         let cfg = Rc::clone(&self.cfg);
         let dep = self.current.and_then(|t| cfg.deployments.get(t.idx));
         let usage = self.exchange.as_ref().and_then(|e| e.usage());
@@ -185,7 +188,7 @@ impl GatewayHttp {
         self.remaining_after =
             budget::remaining_micro(&WasmStore, adm, now).map(|r| r.saturating_sub(cost));
         if let Some(event) = metering::settle(adm, cost, &tokens, now) {
-            enqueue_usage(&event, now);
+            enqueue_usage(&event, now, adm.settles_limits());
         }
         if let Err(e) = budget::release(&WasmStore, adm) {
             warn!("llm-gateway: parallel slot not released: {e}");
@@ -197,6 +200,7 @@ impl GatewayHttp {
         metrics::count_usage(key.as_deref(), &model, "cost_micro_usd", cost);
         self.charged = Some(cost);
         self.publish_usage();
+        timing::stop(Span::Settle, started);
         Some(cost)
     }
 
@@ -390,8 +394,10 @@ impl GatewayHttp {
                 .as_ref()
                 .and_then(|e| e.usage())
                 .map_or(0, |u| u.total_tokens);
+            let started = timing::start();
             observe::latency(&dep.id, latency, ttft);
             self.publish_usage();
+            timing::stop(Span::Observe, started);
             if let Err(e) = routing::record_success(&WasmStore, dep, now, latency, ttft, tokens) {
                 warn!("llm-gateway: success not recorded: {e}");
             }
@@ -439,7 +445,9 @@ impl GatewayHttp {
             }
         }
         let body_len = body.len();
+        let started = timing::start();
         let (parsed, overrides) = pipeline::prepare(self.op, body, &header_overrides)?;
+        timing::stop(Span::Prepare, started);
         self.requested_alias = Some(parsed.head.model.clone());
         crate::keys::authorize_model(&self.caller.caller(&cfg), &parsed.head.model)?;
         self.body_len = body_len;
@@ -487,6 +495,7 @@ impl GatewayHttp {
             ));
         };
         let now_ms = host::now_ms();
+        let started = timing::start();
         if let CallerId::Key(_) = self.caller {
             let caller = self.caller.caller(&cfg);
             let status = cfg
@@ -552,6 +561,7 @@ impl GatewayHttp {
                 }
             }
         }
+        timing::stop(Span::Admission, started);
         // Usage is read from every answer when it is charged or routes by tokens.
         self.need_usage = self.admission.is_some()
             || cfg.router.routing_strategy == crate::config::RoutingStrategy::UsageBased;
@@ -582,6 +592,7 @@ impl GatewayHttp {
                 }
             }
         };
+        let started = timing::start();
         let up = &attempt.upstream;
         for h in CLIENT_CREDENTIAL_HEADERS {
             host::remove_request_header(h);
@@ -623,6 +634,7 @@ impl GatewayHttp {
         }
         host::replace_body(BufferType::HttpRequestBody, body_len, &up.body);
         host::clear_route_cache();
+        timing::stop(Span::RequestEdits, started);
         debug!(
             "llm-gateway: routed to {}",
             pipeline::describe(attempt.deployment)
@@ -767,16 +779,43 @@ impl GatewayHttp {
     }
 }
 
-/// Hand a usage event to the counter service through the shared queue, or,
-/// when no counter service runs (a `WasmPlugin` without the bootstrap
-/// extension), apply it here: the CAS writes are exact either way, the
-/// service only keeps the hot records off the request path.
-fn enqueue_usage(event: &[u8], now_ms: u64) {
-    let queue = host::shared_queue(super::root::USAGE_QUEUE);
-    match queue.map(|q| hostcalls::enqueue_shared_queue(q, Some(event))) {
-        Some(Ok(())) => {}
-        _ => super::root::apply_usage_event(event, now_ms),
+thread_local! {
+    /// This worker's usage events not yet handed to the counter service.
+    static USAGE_BATCH: std::cell::RefCell<UsageBatch> = std::cell::RefCell::new(UsageBatch::default());
+}
+
+/// Gather a usage event for the counter service; `urgent` (it settles a
+/// budget or tpm limit) sends it, and everything gathered, at once. See
+/// [`crate::usage_batch`] for when the others go.
+fn enqueue_usage(event: &[u8], now_ms: u64, urgent: bool) {
+    if let Some(msg) = USAGE_BATCH.with(|b| b.borrow_mut().push(event, now_ms, urgent)) {
+        send_usage(&msg, now_ms);
     }
+}
+
+/// Send what this worker has gathered (the worker's tick, and shutdown).
+pub fn flush_usage() {
+    if let Some(msg) = USAGE_BATCH.with(|b| b.borrow_mut().take()) {
+        send_usage(&msg, host::now_ms());
+    }
+}
+
+/// Hand a message of usage events to the counter service through the shared
+/// queue, or, when no counter service runs (a `WasmPlugin` without the
+/// bootstrap extension), apply them here: the CAS writes are exact either
+/// way, the service only keeps the hot records off the request path.
+fn send_usage(msg: &[u8], now_ms: u64) {
+    let started = timing::start();
+    let queue = host::shared_queue(super::root::USAGE_QUEUE);
+    match queue.map(|q| hostcalls::enqueue_shared_queue(q, Some(msg))) {
+        Some(Ok(())) => {}
+        _ => {
+            for event in crate::usage_batch::events(msg) {
+                super::root::apply_usage_event(event, now_ms);
+            }
+        }
+    }
+    timing::stop(Span::UsageEnqueue, started);
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -838,8 +877,47 @@ impl Context for GatewayHttp {
     }
 }
 
+/// The callbacks, timed in the timing build (`timing`); the work is in the
+/// `handle_*` methods below.
 impl HttpContext for GatewayHttp {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
+        let started = timing::start();
+        let action = self.handle_request_headers(num_headers, end_of_stream);
+        timing::stop(Span::RequestHeaders, started);
+        action
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let started = timing::start();
+        let action = self.handle_request_body(body_size, end_of_stream);
+        timing::stop(Span::RequestBody, started);
+        action
+    }
+
+    fn on_http_response_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
+        let started = timing::start();
+        let action = self.handle_response_headers(num_headers, end_of_stream);
+        timing::stop(Span::ResponseHeaders, started);
+        action
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let started = timing::start();
+        let action = self.handle_response_body(body_size, end_of_stream);
+        timing::stop(Span::ResponseBody, started);
+        action
+    }
+
+    fn on_log(&mut self) {
+        let started = timing::start();
+        self.handle_log();
+        timing::stop(Span::Log, started);
+        timing::request_done();
+    }
+}
+
+impl GatewayHttp {
+    fn handle_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         host::remove_request_header(host::LOCAL_REPLY_MARKER);
         let method = host::request_header(":method").unwrap_or_default();
         let path = host::request_header(":path").unwrap_or_default();
@@ -924,7 +1002,7 @@ impl HttpContext for GatewayHttp {
         }
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn handle_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.replied {
             return Action::Pause;
         }
@@ -943,7 +1021,7 @@ impl HttpContext for GatewayHttp {
         }
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    fn handle_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if self.replied || self.exchange.is_none() {
             return Action::Continue;
         }
@@ -1010,7 +1088,7 @@ impl HttpContext for GatewayHttp {
         }
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn handle_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.replied {
             return Action::Continue;
         }
@@ -1085,10 +1163,12 @@ impl HttpContext for GatewayHttp {
         Action::Continue
     }
 
-    fn on_log(&mut self) {
+    fn handle_log(&mut self) {
         // Client gone, upstream reset mid-stream, or any ending not seen above.
         self.end_in_flight();
         self.settle();
+        let started = timing::start();
         self.observe_end();
+        timing::stop(Span::Observe, started);
     }
 }

@@ -11,6 +11,7 @@ mod http;
 mod metrics;
 mod observe;
 mod root;
+mod timing;
 
 use proxy_wasm::types::LogLevel;
 

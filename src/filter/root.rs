@@ -58,6 +58,14 @@ struct FleetService {
 }
 
 impl Context for GatewayRoot {
+    /// The VM is going away (shutdown, config reload): send the batched events.
+    fn on_done(&mut self) -> bool {
+        if self.role == Role::Filter {
+            super::http::flush_usage();
+        }
+        true
+    }
+
     fn on_http_call_response(
         &mut self,
         token: u32,
@@ -199,6 +207,10 @@ impl RootContext for GatewayRoot {
         crate::routing::seed(&WasmStore, &cfg);
         if let Some(ring) = cfg.keys.as_ref() {
             crate::budget::seed(&WasmStore, ring);
+            // The worker's tick sends its batched usage events (usage_batch).
+            let _ = hostcalls::set_tick_period(Duration::from_millis(
+                crate::usage_batch::MAX_AGE_MS,
+            ));
         }
         self.config = Some(Rc::new(cfg));
         true
@@ -213,6 +225,10 @@ impl RootContext for GatewayRoot {
     }
 
     fn on_tick(&mut self) {
+        if self.role == Role::Filter {
+            super::http::flush_usage();
+            return;
+        }
         // Events are applied as they arrive; the tick catches any left behind.
         if let Some(q) = self.queue {
             drain_usage_queue(q, self.fleet.as_mut());
@@ -295,12 +311,15 @@ fn drain_usage_queue(queue_id: u32, mut fleet: Option<&mut FleetService>) {
     // Bounded per call: a flood never starves the service's thread.
     while n < 10_000 {
         match hostcalls::dequeue_shared_queue(queue_id) {
-            Ok(Some(event)) => {
+            Ok(Some(msg)) => {
                 let now = host::now_ms();
-                apply_usage_event(&event, now);
-                if let Some(f) = fleet.as_deref_mut() {
-                    for (scope, reserved) in crate::fleet::event_activity(&event) {
-                        f.sync.note_active(&scope, reserved, now);
+                // A message is one worker's batch of events.
+                for event in crate::usage_batch::events(&msg) {
+                    apply_usage_event(event, now);
+                    if let Some(f) = fleet.as_deref_mut() {
+                        for (scope, reserved) in crate::fleet::event_activity(event) {
+                            f.sync.note_active(&scope, reserved, now);
+                        }
                     }
                 }
                 n += 1;
