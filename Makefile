@@ -23,7 +23,7 @@ CARGO_BIN    := target/release/llm-gateway
 # The features rustc enables by default for wasm32-wasip1, for wasm-opt to accept the module.
 WASM_OPT_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals
 
-.PHONY: all build venv test unit e2e run render envoy-configs check-envoy-configs k8s-render oci lint bench bench-tools profile clean
+.PHONY: all build venv test unit e2e run render envoy-configs check-envoy-configs k8s-render oci lint bench bench-floor bench-tools profile clean
 
 all: build
 
@@ -98,6 +98,12 @@ lint:
 ## bench: the filter against plain Envoy (issue 8); writes BENCHMARKS.md. BENCH_ARGS=--quick: smoke only
 bench: build venv $(CARGO_BIN) bench-tools
 	$(PY) bench/run.py --envoy $(ENVOY) --wasm $(WASM) --bin $(CARGO_BIN) $(BENCH_ARGS)
+
+## bench-floor: what any proxy-wasm filter costs here (bench/floor), step by step, beside llm_gateway.wasm
+FLOOR_WASM := target/bench-floor/wasm32-wasip1/release/bench_floor.wasm
+bench-floor: build venv $(CARGO_BIN) bench-tools
+	cd bench/floor && CARGO_TARGET_DIR=../../target/bench-floor cargo build --release --target $(TARGET)
+	$(PY) bench/floor.py --floor-wasm $(FLOOR_WASM) --envoy $(ENVOY) --wasm $(WASM) --bin $(CARGO_BIN) $(BENCH_ARGS)
 
 # nginx (the provider mock) and wrk (the load generator) are Debian packages.
 bench-tools:

@@ -149,6 +149,21 @@ def bootstraps(rendered: dict, nginx_port: int, hold_port: int) -> dict[str, dic
         {"match": {"prefix": "/hold/"}, "route": {"cluster": _cluster_for(plain, hold_port), "timeout": "600s"}},
         {"match": {"prefix": "/"}, "route": {"cluster": _cluster_for(plain, nginx_port), "timeout": "600s"}},
     ]
+    floor = os.environ.get("BENCH_FLOOR")
+    if floor:
+        # Diagnostic: the "filter" Envoy is plain Envoy plus another wasm
+        # module (BENCH_FLOOR=<file.wasm>:<configuration string>), to measure
+        # what a minimal proxy-wasm filter costs on this machine.
+        wasm_file, conf = floor.split(":", 1)
+        filt = copy.deepcopy(plain)
+        wasm = copy.deepcopy(next(f for f in _hcm(rendered)["http_filters"]
+                                  if f["name"] == "envoy.filters.http.wasm"))
+        cfg = wasm["typed_config"]["config"]
+        cfg["configuration"]["value"] = conf
+        cfg["vm_config"]["code"]["local"]["filename"] = wasm_file
+        cfg["vm_config"]["vm_id"] = "floor"
+        cfg["root_id"] = ""
+        _hcm(filt)["http_filters"].insert(0, wasm)
     return {"plain": plain, "filter": filt}
 
 

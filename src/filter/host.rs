@@ -9,12 +9,6 @@ use crate::store::{CasMismatch, SharedStore};
 
 use crate::error::GatewayError;
 
-pub fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
-}
-
 pub fn response_header(name: &str) -> Option<String> {
     hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
         .ok()

@@ -16,7 +16,7 @@ use std::time::Duration;
 use log::{debug, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType};
+use proxy_wasm::types::{Action, BufferType, MapType};
 
 use super::host::{self, WasmStore};
 use super::metrics::{self, Event};
@@ -43,6 +43,59 @@ const CLIENT_CREDENTIAL_HEADERS: &[&str] = &[
     "openai-project",
     "x-goog-api-key",
 ];
+
+/// The client's request headers the filter reads, from one `get_map` host
+/// call (instead of one call per header), and the names it must strip that
+/// are actually present (so absent ones cost no `remove` call).
+#[derive(Default)]
+struct ClientHeaders {
+    method: String,
+    path: String,
+    authorization: Option<String>,
+    x_api_key: Option<String>,
+    content_length: Option<String>,
+    /// `pipeline::OVERRIDE_HEADERS` present, with their values.
+    overrides: Vec<(&'static str, String)>,
+    /// Present headers to remove before the request goes upstream: client
+    /// credentials, `accept-encoding`, the routing overrides.
+    strip: Vec<&'static str>,
+    /// The filter's local-reply marker came from the client.
+    has_local_reply_marker: bool,
+}
+
+impl ClientHeaders {
+    fn from_pairs(pairs: Vec<(String, String)>) -> ClientHeaders {
+        let mut h = ClientHeaders::default();
+        for (name, value) in pairs {
+            let strip = CLIENT_CREDENTIAL_HEADERS
+                .iter()
+                .chain(std::iter::once(&"accept-encoding"))
+                .find(|s| **s == name);
+            if let Some(s) = strip {
+                if !h.strip.contains(s) {
+                    h.strip.push(s);
+                }
+            }
+            if let Some((o, _)) = pipeline::OVERRIDE_HEADERS.iter().find(|(o, _)| *o == name) {
+                if !h.strip.contains(o) {
+                    h.strip.push(o);
+                    h.overrides.push((o, value.clone()));
+                }
+            }
+            // The first value of a repeated header, as `get_map_value` gives.
+            match name.as_str() {
+                ":method" if h.method.is_empty() => h.method = value,
+                ":path" if h.path.is_empty() => h.path = value,
+                "authorization" if h.authorization.is_none() => h.authorization = Some(value),
+                "x-api-key" if h.x_api_key.is_none() => h.x_api_key = Some(value),
+                "content-length" if h.content_length.is_none() => h.content_length = Some(value),
+                n if n == host::LOCAL_REPLY_MARKER => h.has_local_reply_marker = true,
+                _ => {}
+            }
+        }
+        h
+    }
+}
 
 /// One planned attempt.
 #[derive(Clone, Copy)]
@@ -107,6 +160,12 @@ pub struct GatewayHttp {
     grants: crate::fleet::Grants,
     /// Fleet counters: the lease call in the air (token, what it asks for).
     lease_call: Option<(u32, Vec<crate::fleet::CallItem>)>,
+    /// The client's request headers.
+    client: ClientHeaders,
+    /// What `publish_usage` last wrote (tokens, cost), so unchanged values
+    /// are not written again: each write is a host call that builds a
+    /// filter-state object in Envoy.
+    published: Option<(Option<(u64, u64)>, u64)>,
 }
 
 impl GatewayHttp {
@@ -143,6 +202,8 @@ impl GatewayHttp {
             reserve: None,
             grants: crate::fleet::Grants::None,
             lease_call: None,
+            published: None,
+            client: ClientHeaders::default(),
         }
     }
 
@@ -236,7 +297,7 @@ impl GatewayHttp {
     /// Put usage, cost and key alias where the access log can read them; as
     /// soon as they are known (the access log may be written before
     /// `on_log`), and again when the request is settled.
-    fn publish_usage(&self) -> (Option<crate::openai::Usage>, u64) {
+    fn publish_usage(&mut self) -> (Option<crate::openai::Usage>, u64) {
         let dep = self.current.and_then(|t| self.cfg.deployments.get(t.idx));
         let usage = self.exchange.as_ref().and_then(|e| e.usage());
         let cost = match (self.charged, dep) {
@@ -246,19 +307,26 @@ impl GatewayHttp {
             }),
             (None, None) => 0,
         };
-        if let Some(u) = usage {
-            observe::publish(observe::keys::PROMPT_TOKENS, &u.prompt_tokens.to_string());
+        let tokens = usage.map(|u| (u.prompt_tokens, u.completion_tokens));
+        let before = self.published.replace((tokens, cost));
+        if before == Some((tokens, cost)) {
+            return (usage, cost);
+        }
+        if let Some((prompt, completion)) = tokens.filter(|t| before.map(|b| b.0) != Some(Some(*t)))
+        {
+            observe::publish(observe::keys::PROMPT_TOKENS, &prompt.to_string());
+            observe::publish(observe::keys::COMPLETION_TOKENS, &completion.to_string());
+        }
+        if before.map(|b| b.1) != Some(cost) {
             observe::publish(
-                observe::keys::COMPLETION_TOKENS,
-                &u.completion_tokens.to_string(),
+                observe::keys::COST_USD,
+                budget::format_usd(cost).trim_start_matches('$'),
             );
         }
-        observe::publish(
-            observe::keys::COST_USD,
-            budget::format_usd(cost).trim_start_matches('$'),
-        );
-        if let CallerId::Key(k) = &self.caller {
-            observe::publish(observe::keys::KEY_ALIAS, k);
+        if before.is_none() {
+            if let CallerId::Key(k) = &self.caller {
+                observe::publish(observe::keys::KEY_ALIAS, k);
+            }
         }
         (usage, cost)
     }
@@ -437,13 +505,7 @@ impl GatewayHttp {
 
     fn route_chat(&mut self, body: Vec<u8>) -> Result<(), GatewayError> {
         let cfg = Rc::clone(&self.cfg);
-        let mut header_overrides = Vec::new();
-        for (h, _) in pipeline::OVERRIDE_HEADERS {
-            if let Some(v) = host::request_header(h) {
-                header_overrides.push((*h, v));
-                host::remove_request_header(h);
-            }
-        }
+        let header_overrides: Vec<(&str, String)> = std::mem::take(&mut self.client.overrides);
         let body_len = body.len();
         let started = timing::start();
         let (parsed, overrides) = pipeline::prepare(self.op, body, &header_overrides)?;
@@ -594,15 +656,16 @@ impl GatewayHttp {
         };
         let started = timing::start();
         let up = &attempt.upstream;
-        for h in CLIENT_CREDENTIAL_HEADERS {
+        // Client credentials and routing overrides never reach a provider,
+        // and the provider must answer uncompressed (translation reads the
+        // bytes): `strip` lists those present.
+        for h in &self.client.strip {
             host::remove_request_header(h);
         }
-        // The provider must answer uncompressed: translation reads the bytes.
-        host::remove_request_header("accept-encoding");
         // Kept as Envoy keeps it for its own path rewrites, so access logs
         // (`%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%`) show what the client asked for.
-        if let Some(original) = host::request_header(":path") {
-            host::set_request_header("x-envoy-original-path", &original);
+        if !self.client.path.is_empty() {
+            host::set_request_header("x-envoy-original-path", &self.client.path);
         }
         host::set_request_header(":path", &up.path);
         host::set_request_header(":authority", &attempt.deployment.api_base.authority);
@@ -918,17 +981,22 @@ impl HttpContext for GatewayHttp {
 
 impl GatewayHttp {
     fn handle_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        host::remove_request_header(host::LOCAL_REPLY_MARKER);
-        let method = host::request_header(":method").unwrap_or_default();
-        let path = host::request_header(":path").unwrap_or_default();
+        self.client = ClientHeaders::from_pairs(
+            hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default(),
+        );
+        if self.client.has_local_reply_marker {
+            host::remove_request_header(host::LOCAL_REPLY_MARKER);
+        }
+        let method = self.client.method.clone();
+        let path = self.client.path.clone();
         let endpoint = pipeline::classify(&method, &path);
         self.api_request = matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Embeddings);
         if matches!(
             endpoint,
             Endpoint::Models | Endpoint::KeyInfo | Endpoint::ChatCompletions | Endpoint::Embeddings
         ) {
-            let authorization = host::request_header("authorization");
-            let x_api_key = host::request_header("x-api-key");
+            let authorization = self.client.authorization.take();
+            let x_api_key = self.client.x_api_key.take();
             // The mTLS peer identity, for keys bound to workloads.
             // Istio exposes it as `source.principal`; plain Envoy as the peer
             // certificate's URI SAN (`connection.uri_san_peer_certificate`).
@@ -985,7 +1053,10 @@ impl GatewayHttp {
                 if endpoint == Endpoint::Embeddings {
                     self.op = Operation::Embeddings;
                 }
-                let declared = host::request_header("content-length")
+                let declared = self
+                    .client
+                    .content_length
+                    .as_deref()
                     .and_then(|v| v.trim().parse::<usize>().ok());
                 if declared.is_some_and(|n| n > self.cfg.max_body_bytes) {
                     return self.reply_error(&pipeline::body_too_large(self.cfg.max_body_bytes));
