@@ -93,7 +93,10 @@ mod tests {
         assert_eq!(b.push(br#"{"a":1}"#, 1000, false), None);
         assert_eq!(b.push(br#"{"b":2}"#, 1001, false), None);
         let msg = b.push(br#"{"c":3}"#, 1002, true).unwrap();
-        assert_eq!(all(&msg), vec![&br#"{"a":1}"#[..], br#"{"b":2}"#, br#"{"c":3}"#]);
+        assert_eq!(
+            all(&msg),
+            vec![&br#"{"a":1}"#[..], br#"{"b":2}"#, br#"{"c":3}"#]
+        );
         assert!(b.is_empty());
         assert_eq!(b.take(), None);
     }

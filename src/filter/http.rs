@@ -392,6 +392,7 @@ impl GatewayHttp {
 
     /// Start counting an attempt on `t`.
     fn begin_attempt(&mut self, t: Try) {
+        let started = timing::start();
         self.end_in_flight();
         let cfg = Rc::clone(&self.cfg);
         let Some(dep) = cfg.deployments.get(t.idx) else {
@@ -417,6 +418,7 @@ impl GatewayHttp {
         observe::publish(observe::keys::DEPLOYMENT, &dep.id);
         observe::publish(observe::keys::PROVIDER, dep.provider.family_name());
         observe::publish(observe::keys::ATTEMPTS, &self.attempts.to_string());
+        timing::stop(Span::BeginAttempt, started);
     }
 
     /// Release the in-flight count, exactly once per attempt.
@@ -450,6 +452,7 @@ impl GatewayHttp {
 
     /// The current attempt succeeded; record latency and tokens.
     fn attempt_succeeded(&mut self) {
+        let started = timing::start();
         let cfg = Rc::clone(&self.cfg);
         if let Some(dep) = self.current.and_then(|t| cfg.deployments.get(t.idx)) {
             let now = host::now_ms();
@@ -466,11 +469,22 @@ impl GatewayHttp {
             observe::latency(&dep.id, latency, ttft);
             self.publish_usage();
             timing::stop(Span::Observe, started);
-            if let Err(e) = routing::record_success(&WasmStore, dep, now, latency, ttft, tokens) {
+            // The attempt's in-flight count is released in the same write.
+            let ends = self.in_flight == self.current.map(|t| t.idx);
+            let outcome = routing::Success {
+                latency_ms: latency,
+                ttft_ms: ttft,
+                tokens,
+                ends_in_flight: ends,
+            };
+            if let Err(e) = routing::record_success(&WasmStore, dep, now, outcome) {
                 warn!("llm-gateway: success not recorded: {e}");
+            } else if ends {
+                self.in_flight = None;
             }
         }
         self.end_in_flight();
+        timing::stop(Span::AttemptSucceeded, started);
     }
 
     fn plan_tries(&self, attempts: Vec<routing::Attempt<'_>>) -> VecDeque<Try> {
@@ -510,12 +524,17 @@ impl GatewayHttp {
         let started = timing::start();
         let (parsed, overrides) = pipeline::prepare(self.op, body, &header_overrides)?;
         timing::stop(Span::Prepare, started);
+        let started = timing::start();
         self.requested_alias = Some(parsed.head.model.clone());
         crate::keys::authorize_model(&self.caller.caller(&cfg), &parsed.head.model)?;
         self.body_len = body_len;
         let now_ms = host::now_ms();
-        let rand = u64::from_le_bytes(host::random_bytes::<8>());
-        self.id = format!("chatcmpl-{}", hex(&host::random_bytes::<12>()));
+        // One random draw (a host call) for the routing pick and the id.
+        let random = host::random_bytes::<20>();
+        let mut pick = [0u8; 8];
+        pick.copy_from_slice(&random[..8]);
+        let rand = u64::from_le_bytes(pick);
+        self.id = format!("chatcmpl-{}", hex(&random[8..]));
         self.created = now_ms / 1000;
         self.stream = parsed.head.is_stream();
         let plan = routing::plan_attempts(
@@ -540,6 +559,7 @@ impl GatewayHttp {
         self.remaining = self.plan_tries(allowed);
         self.overrides = overrides;
         self.parsed = Some(parsed);
+        timing::stop(Span::Plan, started);
         self.admit_and_route(body_len)
     }
 
@@ -612,11 +632,10 @@ impl GatewayHttp {
                     };
                 }
                 Err(r) => {
-                    metrics::count_usage(
+                    metrics::count_rejected(
                         Some(self.caller.label()),
                         &parsed.head.model,
-                        &format!("rejected_{}", r.reason.as_str()),
-                        1,
+                        r.reason.as_str(),
                     );
                     self.retry_after = r.retry_after;
                     return Err(r.error);
@@ -1016,12 +1035,15 @@ impl GatewayHttp {
             } else {
                 None
             };
-            match CallerId::authenticate(
+            let started = timing::start();
+            let who = CallerId::authenticate(
                 &self.cfg,
                 authorization.as_deref(),
                 x_api_key.as_deref(),
                 principal.as_deref(),
-            ) {
+            );
+            timing::stop(Span::Authenticate, started);
+            match who {
                 Ok(c) => self.caller = c,
                 Err(e) => return self.reply_error(&e),
             }

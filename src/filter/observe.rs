@@ -14,7 +14,7 @@
 
 use proxy_wasm::types::MetricType;
 
-use super::metrics::{add, record, sanitize};
+use super::metrics::{add_parts, record, Part};
 
 /// Filter-state keys (Envoy: `%FILTER_STATE(wasm.<key>:PLAIN)%`).
 pub mod keys {
@@ -47,57 +47,69 @@ pub fn publish(key: &str, value: &str) {
 }
 
 /// `2xx`, `4xx`, `5xx` ...
-pub fn status_class(status: u16) -> String {
-    format!("{}xx", (status / 100).min(9))
+pub fn status_class(status: u16) -> &'static str {
+    const CLASSES: [&str; 10] = [
+        "0xx", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx", "7xx", "8xx", "9xx",
+    ];
+    CLASSES[usize::from((status / 100).min(9))]
 }
 
 /// One finished request (after all its attempts).
 pub fn request_done(alias: &str, provider: &str, deployment: &str, status: u16) {
-    add(
-        &format!(
-            "llm_gateway.requests.alias.{}.provider.{}.deployment.{}.status_class.{}",
-            sanitize(alias),
-            sanitize(provider),
-            sanitize(deployment),
-            status_class(status)
-        ),
+    add_parts(
+        &[
+            Part::Text("llm_gateway.requests.alias."),
+            Part::Label(alias),
+            Part::Text(".provider."),
+            Part::Label(provider),
+            Part::Text(".deployment."),
+            Part::Label(deployment),
+            Part::Text(".status_class."),
+            Part::Text(status_class(status)),
+        ],
         1,
     );
 }
 
 /// Tokens by type (`input` / `output`), as `gen_ai.client.token.usage`.
 pub fn tokens(alias: &str, prompt: u64, completion: u64) {
-    let a = sanitize(alias);
-    add(
-        &format!("llm_gateway.tokens.alias.{a}.token_type.input"),
-        prompt,
-    );
-    add(
-        &format!("llm_gateway.tokens.alias.{a}.token_type.output"),
-        completion,
-    );
+    for (kind, n) in [(".token_type.input", prompt), (".token_type.output", completion)] {
+        add_parts(
+            &[
+                Part::Text("llm_gateway.tokens.alias."),
+                Part::Label(alias),
+                Part::Text(kind),
+            ],
+            n,
+        );
+    }
 }
 
 /// Cost in micro-USD.
 pub fn cost(alias: &str, micro: u64) {
-    add(
-        &format!("llm_gateway.cost_micro_usd.alias.{}", sanitize(alias)),
+    add_parts(
+        &[Part::Text("llm_gateway.cost_micro_usd.alias."), Part::Label(alias)],
         micro,
     );
 }
 
 /// Upstream latency and time to first byte of one successful attempt.
 pub fn latency(deployment: &str, total_ms: u64, ttft_ms: Option<u64>) {
-    let d = sanitize(deployment);
     record(
         MetricType::Histogram,
-        &format!("llm_gateway.upstream_latency_ms.deployment.{d}"),
+        &[
+            Part::Text("llm_gateway.upstream_latency_ms.deployment."),
+            Part::Label(deployment),
+        ],
         total_ms,
     );
     if let Some(t) = ttft_ms {
         record(
             MetricType::Histogram,
-            &format!("llm_gateway.time_to_first_token_ms.deployment.{d}"),
+            &[
+                Part::Text("llm_gateway.time_to_first_token_ms.deployment."),
+                Part::Label(deployment),
+            ],
             t,
         );
     }

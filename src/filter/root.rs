@@ -208,9 +208,8 @@ impl RootContext for GatewayRoot {
         if let Some(ring) = cfg.keys.as_ref() {
             crate::budget::seed(&WasmStore, ring);
             // The worker's tick sends its batched usage events (usage_batch).
-            let _ = hostcalls::set_tick_period(Duration::from_millis(
-                crate::usage_batch::MAX_AGE_MS,
-            ));
+            let _ =
+                hostcalls::set_tick_period(Duration::from_millis(crate::usage_batch::MAX_AGE_MS));
         }
         self.config = Some(Rc::new(cfg));
         true

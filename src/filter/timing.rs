@@ -34,9 +34,17 @@ pub enum Span {
     UsageEnqueue,
     /// Metrics and access-log values.
     Observe,
+    /// Authenticating the caller (request headers).
+    Authenticate,
+    /// Planning the attempts: model access, routing plan, reservation, ids.
+    Plan,
+    /// Starting an attempt: in-flight count, metrics, access-log values.
+    BeginAttempt,
+    /// A successful attempt: latency, routing statistics, in-flight release.
+    AttemptSucceeded,
 }
 
-const SPANS: usize = 11;
+const SPANS: usize = 15;
 const NAMES: [&str; SPANS] = [
     "request_headers",
     "request_body",
@@ -49,6 +57,10 @@ const NAMES: [&str; SPANS] = [
     "settle",
     "usage_enqueue",
     "observe",
+    "authenticate",
+    "plan",
+    "begin_attempt",
+    "attempt_succeeded",
 ];
 const REPORT_EVERY: u64 = 20_000;
 
