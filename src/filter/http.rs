@@ -888,6 +888,12 @@ pub fn flush_usage() {
 /// way, the service only keeps the hot records off the request path.
 fn send_usage(msg: &[u8], now_ms: u64) {
     let started = timing::start();
+    // Per message, not per request: what batching saves is visible.
+    metrics::add("llm_gateway.usage_messages", 1);
+    metrics::add(
+        "llm_gateway.usage_events",
+        crate::usage_batch::events(msg).count() as u64,
+    );
     let queue = host::shared_queue(super::root::USAGE_QUEUE);
     match queue.map(|q| hostcalls::enqueue_shared_queue(q, Some(msg))) {
         Some(Ok(())) => {}
