@@ -1233,14 +1233,21 @@ mod tests {
         begin(&store, a, T0).unwrap();
         begin(&store, a, T0).unwrap();
         record_success(&store, a, T0 + 5, success(5, None, 7)).unwrap();
-        assert_eq!(read_stats(&store, a).in_flight, 2, "a plain success leaves it");
+        assert_eq!(
+            read_stats(&store, a).in_flight,
+            2,
+            "a plain success leaves it"
+        );
         let ends = Success {
             ends_in_flight: true,
             ..success(5, None, 7)
         };
         record_success(&store, a, T0 + 6, ends).unwrap();
         let s = read_stats(&store, a);
-        assert_eq!((s.in_flight, s.successes_this_minute, s.tokens_this_minute), (1, 2, 14));
+        assert_eq!(
+            (s.in_flight, s.successes_this_minute, s.tokens_this_minute),
+            (1, 2, 14)
+        );
     }
 
     #[test]

@@ -153,7 +153,12 @@ pub fn count_usage(key: Option<&str>, model: &str, what: &'static str, n: u64) {
 
 /// [`count_usage`] of `rejected_<reason>`.
 pub fn count_rejected(key: Option<&str>, model: &str, reason: &'static str) {
-    count_usage_parts(key, model, &[Part::Text("rejected_"), Part::Text(reason)], 1);
+    count_usage_parts(
+        key,
+        model,
+        &[Part::Text("rejected_"), Part::Text(reason)],
+        1,
+    );
 }
 
 fn count_usage_parts(key: Option<&str>, model: &str, what: &[Part<'_>], n: u64) {
@@ -175,4 +180,3 @@ fn count_usage_parts(key: Option<&str>, model: &str, what: &[Part<'_>], n: u64) 
     }
     one("llm_gateway.model.", ".alias.", model);
 }
-

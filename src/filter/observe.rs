@@ -73,7 +73,10 @@ pub fn request_done(alias: &str, provider: &str, deployment: &str, status: u16) 
 
 /// Tokens by type (`input` / `output`), as `gen_ai.client.token.usage`.
 pub fn tokens(alias: &str, prompt: u64, completion: u64) {
-    for (kind, n) in [(".token_type.input", prompt), (".token_type.output", completion)] {
+    for (kind, n) in [
+        (".token_type.input", prompt),
+        (".token_type.output", completion),
+    ] {
         add_parts(
             &[
                 Part::Text("llm_gateway.tokens.alias."),
@@ -88,7 +91,10 @@ pub fn tokens(alias: &str, prompt: u64, completion: u64) {
 /// Cost in micro-USD.
 pub fn cost(alias: &str, micro: u64) {
     add_parts(
-        &[Part::Text("llm_gateway.cost_micro_usd.alias."), Part::Label(alias)],
+        &[
+            Part::Text("llm_gateway.cost_micro_usd.alias."),
+            Part::Label(alias),
+        ],
         micro,
     );
 }
