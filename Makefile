@@ -20,8 +20,8 @@ PORT         ?= 4000
 ADMIN_PORT   ?= 9901
 RUN_DIR      := .run
 CARGO_BIN    := target/release/llm-gateway
-# The features rustc enables by default for wasm32-wasip1, for wasm-opt to accept the module.
-WASM_OPT_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals
+# The features rustc enables by default for wasm32-wasip1, plus SIMD (.cargo/config.toml), for wasm-opt to accept the module.
+WASM_OPT_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals --enable-simd
 
 .PHONY: all build venv test unit e2e run render envoy-configs check-envoy-configs k8s-render oci lint bench bench-floor bench-tools profile clean
 
@@ -55,6 +55,7 @@ test: unit e2e
 
 unit:
 	cargo test --all-targets
+	tools/wasm-unit.sh
 
 ## e2e: needs redis-server and webdis (fleet counters), nginx and wrk (the bench smoke test);
 ## installed here when missing (root or sudo)
