@@ -26,6 +26,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import report  # noqa: E402
 BEGIN = "<!-- floor:begin (written by `make bench-floor`) -->"
 END = "<!-- floor:end -->"
 
@@ -84,15 +87,7 @@ def main() -> int:
     print(table)
     if not args.no_write and not args.quick:
         path = ROOT / "BENCHMARKS.md"
-        text = path.read_text()
-        block = f"{BEGIN}\n{table}\n{END}"
-        if BEGIN in text and END in text:
-            head, _, rest = text.partition(BEGIN)
-            _, _, tail = rest.partition(END)
-            text = head + block + tail
-        else:
-            text = text.rstrip("\n") + "\n\n" + block + "\n"
-        path.write_text(text)
+        report.write_benchmarks_md(path, table, BEGIN, END)
         print(f"bench-floor: wrote {path}", file=sys.stderr)
     return 0
 

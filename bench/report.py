@@ -174,13 +174,14 @@ def render(results: dict, judged: dict) -> str:
     return "\n".join(out)
 
 
-def write_benchmarks_md(path: Path, section: str) -> None:
-    """Replace the marked section of BENCHMARKS.md (appended if the markers are missing)."""
+def write_benchmarks_md(path: Path, section: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the section of BENCHMARKS.md between `begin` and `end` (appended with them if
+    they are missing)."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{BEGIN}\n{section}\n{END}"
-    if BEGIN in text and END in text:
-        head, _, rest = text.partition(BEGIN)
-        _, _, tail = rest.partition(END)
+    block = f"{begin}\n{section}\n{end}"
+    if begin in text and end in text:
+        head, _, rest = text.partition(begin)
+        _, _, tail = rest.partition(end)
         text = head + block + tail
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"

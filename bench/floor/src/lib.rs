@@ -84,6 +84,8 @@ struct Http {
 
 impl Context for Http {}
 
+/// The request headers llm-gateway strips (client credentials and
+/// `accept-encoding`; src/filter/http.rs), removed here whether present or not.
 const REMOVED: [&str; 7] = [
     "authorization",
     "x-api-key",
