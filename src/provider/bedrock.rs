@@ -533,7 +533,9 @@ fn converse_body(
         None => Vec::new(),
     };
     let mut tool_choice = map_tool_choice(chat.tool_choice.as_ref())?;
-    if let Some(schema) = json_mode_schema(chat.response_format.as_ref())? {
+    if let Some(schema) =
+        crate::provider::json_mode_schema(chat.response_format.as_ref(), PROVIDER)?
+    {
         tools.push(json!({ "toolSpec": {
             "name": JSON_TOOL_NAME,
             "inputSchema": { "json": schema },
@@ -689,34 +691,6 @@ fn map_tool_choice(choice: Option<&Value>) -> Result<Option<Value>, GatewayError
             }
         }
         Some(_) => Err(bad("must be a string or an object")),
-    }
-}
-
-/// The JSON-mode tool's schema, when `response_format` asks for JSON.
-fn json_mode_schema(format: Option<&Value>) -> Result<Option<Value>, GatewayError> {
-    let open_object =
-        || json!({ "type": "object", "properties": {}, "additionalProperties": true });
-    let Some(format) = format.filter(|f| !f.is_null()) else {
-        return Ok(None);
-    };
-    match format.get("type").and_then(Value::as_str) {
-        Some("text") => Ok(None),
-        Some("json_object") => Ok(Some(open_object())),
-        Some("json_schema") => match format.get("json_schema").and_then(|j| j.get("schema")) {
-            Some(Value::Object(o)) => Ok(Some(Value::Object(o.clone()))),
-            None | Some(Value::Null) => Ok(Some(open_object())),
-            Some(_) => Err(GatewayError::bad_param(
-                "response_format",
-                "response_format.json_schema.schema must be a JSON Schema object",
-            )),
-        },
-        _ => Err(GatewayError::bad_param(
-            "response_format",
-            format!(
-                "response_format must have type `text`, `json_object` or `json_schema` for \
-                 provider {PROVIDER}"
-            ),
-        )),
     }
 }
 
@@ -1141,12 +1115,7 @@ impl TokenCounts {
 }
 
 fn invalid_response(detail: impl std::fmt::Display) -> GatewayError {
-    GatewayError::new(
-        502,
-        ErrorKind::Upstream,
-        format!("{PROVIDER} returned a response the gateway could not read: {detail}"),
-    )
-    .with_code("upstream_invalid_response")
+    crate::provider::invalid_response(PROVIDER, detail)
 }
 
 /// A Converse answer as an OpenAI `chat.completion`.

@@ -662,12 +662,7 @@ fn convert_messages(req: &ParsedRequest) -> Result<Vec<Value>, GatewayError> {
 // ---------------------------------------------------------------------------
 
 fn invalid_response(detail: impl std::fmt::Display) -> GatewayError {
-    GatewayError::new(
-        502,
-        ErrorKind::Upstream,
-        format!("{PROVIDER} returned a response the gateway could not read: {detail}"),
-    )
-    .with_code("upstream_invalid_response")
+    crate::provider::invalid_response(PROVIDER, detail)
 }
 
 /// Cohere's `finish_reason` as OpenAI's, or the error a failed generation is.

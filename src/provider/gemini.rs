@@ -1505,15 +1505,7 @@ struct CompletionTokensDetails {
 }
 
 fn invalid_response(api: Api, detail: impl std::fmt::Display) -> GatewayError {
-    GatewayError::new(
-        502,
-        ErrorKind::Upstream,
-        format!(
-            "{} returned a response the gateway could not read: {detail}",
-            api.name()
-        ),
-    )
-    .with_code("upstream_invalid_response")
+    crate::provider::invalid_response(api.name(), detail)
 }
 
 /// Tool call ids for one response: `call_<response id>_<n>`.

@@ -423,6 +423,51 @@ pub fn stream_error_event(err: &GatewayError, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\n\n");
 }
 
+/// A 502 for an answer from `provider` the gateway cannot read.
+pub fn invalid_response(provider: &str, detail: impl std::fmt::Display) -> GatewayError {
+    GatewayError::new(
+        502,
+        crate::error::ErrorKind::Upstream,
+        format!("{provider} returned a response the gateway could not read: {detail}"),
+    )
+    .with_code("upstream_invalid_response")
+}
+
+/// The input schema of the forced tool that emulates `response_format`
+/// (JSON mode) for providers without a native JSON mode (Anthropic, Bedrock
+/// Converse), as LiteLLM does: an open object for `json_object`, the given
+/// schema for `json_schema`, nothing for `text`.
+pub fn json_mode_schema(
+    format: Option<&serde_json::Value>,
+    provider: &str,
+) -> Result<Option<serde_json::Value>, GatewayError> {
+    use serde_json::{json, Value};
+    let open_object =
+        || json!({ "type": "object", "properties": {}, "additionalProperties": true });
+    let Some(format) = format.filter(|f| !f.is_null()) else {
+        return Ok(None);
+    };
+    match format.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(open_object())),
+        Some("json_schema") => match format.get("json_schema").and_then(|j| j.get("schema")) {
+            Some(Value::Object(o)) => Ok(Some(Value::Object(o.clone()))),
+            None | Some(Value::Null) => Ok(Some(open_object())),
+            Some(_) => Err(GatewayError::bad_param(
+                "response_format",
+                "response_format.json_schema.schema must be a JSON Schema object",
+            )),
+        },
+        _ => Err(GatewayError::bad_param(
+            "response_format",
+            format!(
+                "response_format must have type `text`, `json_object` or `json_schema` for \
+                 provider {provider}"
+            ),
+        )),
+    }
+}
+
 /// Join an api_base path and an endpoint path, unless the base already ends
 /// with the endpoint (LiteLLM accepts both forms of `api_base`).
 pub fn endpoint_path(base_path: &str, endpoint: &str) -> String {

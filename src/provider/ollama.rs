@@ -618,12 +618,7 @@ fn convert_messages(req: &ParsedRequest) -> Result<Vec<Value>, GatewayError> {
 // ---------------------------------------------------------------------------
 
 fn invalid_response(detail: impl std::fmt::Display) -> GatewayError {
-    GatewayError::new(
-        502,
-        ErrorKind::Upstream,
-        format!("{PROVIDER} returned a response the gateway could not read: {detail}"),
-    )
-    .with_code("upstream_invalid_response")
+    crate::provider::invalid_response(PROVIDER, detail)
 }
 
 /// A tool call id for Ollama calls without one: `call_<id>_<index>`.

@@ -99,7 +99,7 @@ use super::{
     UpstreamRequest,
 };
 use crate::config::Deployment;
-use crate::error::{upstream_status_kind, ErrorKind, GatewayError};
+use crate::error::{upstream_status_kind, GatewayError};
 use crate::openai::Usage;
 use crate::request::ClientRequest;
 
@@ -273,14 +273,8 @@ impl TokenCounts {
     }
 }
 
-/// A 502 for an answer the gateway cannot read.
 fn invalid_response(detail: impl std::fmt::Display) -> GatewayError {
-    GatewayError::new(
-        502,
-        ErrorKind::Upstream,
-        format!("{PROVIDER} returned a response the gateway could not read: {detail}"),
-    )
-    .with_code("upstream_invalid_response")
+    crate::provider::invalid_response(PROVIDER, detail)
 }
 
 // ---------------------------------------------------------------------------
@@ -349,6 +343,7 @@ fn anthropic_error(status: u16, v: &Value) -> Option<GatewayError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     #[test]
     fn stop_reasons_map() {

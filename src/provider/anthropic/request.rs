@@ -699,7 +699,7 @@ pub(super) fn request_body(
         None => Vec::new(),
     };
     let mut tool_choice = map_tool_choice(tool_choice.as_ref(), parallel_tool_calls)?;
-    if let Some(schema) = json_mode_schema(response_format.as_ref())? {
+    if let Some(schema) = crate::provider::json_mode_schema(response_format.as_ref(), PROVIDER)? {
         tools.push(ToolOut {
             name: Text::Owned(JSON_TOOL_NAME.to_string()),
             description: None,
@@ -1035,34 +1035,6 @@ pub(super) fn map_tool_choice(
         }
         _ => Some(json!({ "type": "auto", "disable_parallel_tool_use": !parallel })),
     })
-}
-
-/// The input schema of the JSON-mode tool, when `response_format` asks for JSON.
-fn json_mode_schema(format: Option<&Value>) -> Result<Option<Value>, GatewayError> {
-    let open_object =
-        || json!({ "type": "object", "properties": {}, "additionalProperties": true });
-    let Some(format) = format.filter(|f| !f.is_null()) else {
-        return Ok(None);
-    };
-    match format.get("type").and_then(Value::as_str) {
-        Some("text") => Ok(None),
-        Some("json_object") => Ok(Some(open_object())),
-        Some("json_schema") => match format.get("json_schema").and_then(|j| j.get("schema")) {
-            Some(Value::Object(o)) => Ok(Some(Value::Object(o.clone()))),
-            None | Some(Value::Null) => Ok(Some(open_object())),
-            Some(_) => Err(GatewayError::bad_param(
-                "response_format",
-                "response_format.json_schema.schema must be a JSON Schema object",
-            )),
-        },
-        _ => Err(GatewayError::bad_param(
-            "response_format",
-            format!(
-                "response_format must have type `text`, `json_object` or `json_schema` for \
-                 provider {PROVIDER}"
-            ),
-        )),
-    }
 }
 
 /// Messages converted to Anthropic's shape: one list of blocks, cut into
