@@ -1,120 +1,24 @@
-//! Thin, non-panicking wrappers over the host calls the filter uses.
+//! [`Host`] over proxy-wasm: each method one fallible host call, failures
+//! logged and read as "nothing there" (a panic would take the VM down).
+//! No decisions here; they are in [`crate::pipeline`].
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Duration;
 
 use log::warn;
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType, Status};
-use std::cell::RefCell;
+use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
+use super::timing;
+use crate::pipeline::host::{Host, MetricKind, Part, Span};
+use crate::pipeline::telemetry::metric_name;
 use crate::store::{CasMismatch, SharedStore};
 
-use crate::error::GatewayError;
+/// The host of every context of this VM (host calls need no handle).
+pub struct WasmHost;
 
-pub fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
-        .ok()
-        .flatten()
-}
-
-pub fn set_request_header(name: &str, value: &str) {
-    if let Err(s) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)) {
-        warn!("llm-gateway: cannot set request header {name}: {s:?}");
-    }
-}
-
-pub fn remove_request_header(name: &str) {
-    let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
-}
-
-pub fn set_response_header(name: &str, value: &str) {
-    if let Err(s) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)) {
-        warn!("llm-gateway: cannot set response header {name}: {s:?}");
-    }
-}
-
-pub fn remove_response_header(name: &str) {
-    let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name);
-}
-
-pub fn body(kind: BufferType, size: usize) -> Vec<u8> {
-    match hostcalls::get_buffer(kind, 0, size) {
-        Ok(Some(b)) => b,
-        _ => Vec::new(),
-    }
-}
-
-pub fn replace_body(kind: BufferType, size: usize, bytes: &[u8]) {
-    if let Err(s) = hostcalls::set_buffer(kind, 0, size, bytes) {
-        warn!("llm-gateway: cannot replace body: {s:?}");
-    }
-}
-
-/// Ask Envoy to pick the route again, now that the cluster header is set.
-/// The Rust SDK has no wrapper for this foreign function.
-pub fn clear_route_cache() {
-    if let Err(s) = hostcalls::call_foreign_function("clear_route_cache", None) {
-        warn!("llm-gateway: clear_route_cache failed ({s:?}); the route may not follow the chosen cluster");
-    }
-}
-
-/// Request header set just before the filter's own local replies.
-pub const LOCAL_REPLY_MARKER: &str = "x-llm-gateway-local-reply";
-
-/// Answer the client directly with an OpenAI-shaped error.
-pub fn send_error(err: &GatewayError, extra: &[(String, String)]) {
-    send_json_with(err.status, "application/json", &err.to_body(), extra);
-}
-
-/// Answer the client directly (a local reply replaces any upstream response
-/// not yet sent).
-pub fn send_json_with(status: u16, content_type: &str, body: &[u8], extra: &[(String, String)]) {
-    // Marks the reply as the filter's own, so the listener's local_reply_config
-    // (which rewrites Envoy's upstream-failure replies) leaves it alone even
-    // when an earlier attempt set an upstream failure flag.
-    set_request_header(LOCAL_REPLY_MARKER, "1");
-    let mut headers = vec![("content-type", content_type)];
-    headers.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    if let Err(s) = hostcalls::send_http_response(u32::from(status), headers, Some(body)) {
-        warn!("llm-gateway: cannot send local reply: {s:?}");
-    }
-}
-
-/// Unix seconds from the host clock.
-pub fn now_unix() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Random bytes from WASI's random source.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut buf = [0u8; N];
-    if getrandom::fill(&mut buf).is_err() {
-        // A clock-derived fallback keeps ids unique enough and routing spread.
-        let t = hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = (t >> ((i % 16) * 8)) as u8;
-        }
-    }
-    buf
-}
-
-/// Milliseconds since the Unix epoch from the host clock.
-pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Envoy shared data (one per VM id, shared by every worker thread) as the
-/// routing code's store.
+/// Envoy shared data (one per VM id, shared by every worker thread).
 pub struct WasmStore;
 
 impl SharedStore for WasmStore {
@@ -137,29 +41,27 @@ impl SharedStore for WasmStore {
     }
 }
 
-/// Status (`None`: no headers at all, the call failed to connect, was reset
-/// or timed out) and body of the dispatched call whose answer is being
-/// delivered.
-pub fn call_response(num_headers: usize, body_size: usize) -> (Option<u16>, Vec<u8>) {
-    let status = if num_headers > 0 {
-        hostcalls::get_map(MapType::HttpCallResponseHeaders)
-            .unwrap_or_default()
-            .into_iter()
-            .find(|(k, _)| k == ":status")
-            .and_then(|(_, v)| v.parse::<u16>().ok())
-    } else {
-        None
-    };
-    let body = if body_size > 0 {
-        body(BufferType::HttpCallResponseBody, body_size)
-    } else {
-        Vec::new()
-    };
-    (status, body)
+fn buffer(kind: BufferType, size: usize) -> Vec<u8> {
+    match hostcalls::get_buffer(kind, 0, size) {
+        Ok(Some(b)) => b,
+        _ => Vec::new(),
+    }
+}
+
+fn set_buffer(kind: BufferType, size: usize, bytes: &[u8]) {
+    if let Err(s) = hostcalls::set_buffer(kind, 0, size, bytes) {
+        warn!("llm-gateway: cannot replace body: {s:?}");
+    }
+}
+
+fn set_header(map: MapType, name: &str, value: &str) {
+    if let Err(s) = hostcalls::set_map_value(map, name, Some(value)) {
+        warn!("llm-gateway: cannot set header {name}: {s:?}");
+    }
 }
 
 /// The id of the shared queue `name` of this VM id, resolved once per VM.
-pub fn shared_queue(name: &'static str) -> Option<u32> {
+fn shared_queue(name: &'static str) -> Option<u32> {
     thread_local! {
         static QUEUES: RefCell<Vec<(&'static str, u32)>> = const { RefCell::new(Vec::new()) };
     }
@@ -173,4 +75,224 @@ pub fn shared_queue(name: &'static str) -> Option<u32> {
         qs.borrow_mut().push((name, id));
         Some(id)
     })
+}
+
+thread_local! {
+    /// Metric ids by a 64-bit FNV-1a hash of (kind, name parts): a request's
+    /// dozen metric updates look their ids up without formatting a name
+    /// (formatting and hashing the full names cost about 0.5 µs per update).
+    /// A name is built only the first time, to define the metric. With at
+    /// most thousands of metric names per VM, a 64-bit collision is not a
+    /// practical concern.
+    static METRIC_IDS: RefCell<HashMap<u64, u32>> = RefCell::new(HashMap::new());
+}
+
+fn fnv(kind: MetricType, parts: &[Part<'_>]) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ kind as u64;
+    for p in parts {
+        let (tag, bytes) = match p {
+            Part::Text(t) => (1u8, t.as_bytes()),
+            Part::Label(l) => (2u8, l.as_bytes()),
+        };
+        for &b in std::iter::once(&tag).chain(bytes) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(PRIME);
+        }
+    }
+    h
+}
+
+/// The id of the metric of `kind` named by `parts`, defined on first use.
+fn metric_id(kind: MetricType, parts: &[Part<'_>]) -> Option<u32> {
+    let h = fnv(kind, parts);
+    METRIC_IDS.with(|ids| {
+        if let Some(id) = ids.borrow().get(&h) {
+            return Some(*id);
+        }
+        let id = hostcalls::define_metric(kind, &metric_name(parts)).ok()?;
+        ids.borrow_mut().insert(h, id);
+        Some(id)
+    })
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+}
+
+impl Host for WasmHost {
+    fn now_ms(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    fn random_bytes(&mut self, buf: &mut [u8]) {
+        if getrandom::fill(buf).is_err() {
+            // A clock-derived fallback keeps ids unique enough and routing spread.
+            let t = hostcalls::get_current_time()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = (t >> ((i % 16) * 8)) as u8;
+            }
+        }
+    }
+
+    fn store(&self) -> &dyn SharedStore {
+        &WasmStore
+    }
+
+    fn enqueue(&mut self, queue: &'static str, message: &[u8]) -> bool {
+        match shared_queue(queue) {
+            Some(q) => hostcalls::enqueue_shared_queue(q, Some(message)).is_ok(),
+            None => false,
+        }
+    }
+
+    fn request_headers(&self) -> Vec<(String, String)> {
+        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+    }
+
+    fn set_request_header(&mut self, name: &str, value: &str) {
+        set_header(MapType::HttpRequestHeaders, name, value);
+    }
+
+    fn remove_request_header(&mut self, name: &str) {
+        let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+    }
+
+    fn request_body(&self, size: usize) -> Vec<u8> {
+        buffer(BufferType::HttpRequestBody, size)
+    }
+
+    fn replace_request_body(&mut self, size: usize, body: &[u8]) {
+        set_buffer(BufferType::HttpRequestBody, size, body);
+    }
+
+    /// The Rust SDK has no wrapper for this foreign function.
+    fn clear_route_cache(&mut self) {
+        if let Err(s) = hostcalls::call_foreign_function("clear_route_cache", None) {
+            warn!("llm-gateway: clear_route_cache failed ({s:?}); the route may not follow the chosen cluster");
+        }
+    }
+
+    fn resume_request(&mut self) {
+        let _ = hostcalls::resume_http_request();
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
+    fn response_header(&self, name: &str) -> Option<String> {
+        hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
+            .ok()
+            .flatten()
+    }
+
+    fn set_response_header(&mut self, name: &str, value: &str) {
+        set_header(MapType::HttpResponseHeaders, name, value);
+    }
+
+    fn remove_response_header(&mut self, name: &str) {
+        let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name);
+    }
+
+    fn response_body(&self, size: usize) -> Vec<u8> {
+        buffer(BufferType::HttpResponseBody, size)
+    }
+
+    fn replace_response_body(&mut self, size: usize, body: &[u8]) {
+        set_buffer(BufferType::HttpResponseBody, size, body);
+    }
+
+    fn send_local_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+        if let Err(s) =
+            hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body))
+        {
+            warn!("llm-gateway: cannot send local reply: {s:?}");
+        }
+    }
+
+    fn dispatch_http_call(
+        &mut self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Option<u32> {
+        match hostcalls::dispatch_http_call(
+            cluster,
+            headers.to_vec(),
+            Some(body),
+            vec![],
+            Duration::from_millis(timeout_ms),
+        ) {
+            Ok(token) => Some(token),
+            Err(s) => {
+                warn!("llm-gateway: cannot dispatch a call to cluster {cluster}: {s:?}");
+                None
+            }
+        }
+    }
+
+    fn call_response(&self, num_headers: usize, body_size: usize) -> (Option<u16>, Vec<u8>) {
+        let status = if num_headers > 0 {
+            hostcalls::get_map(MapType::HttpCallResponseHeaders)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|(k, _)| k == ":status")
+                .and_then(|(_, v)| v.parse::<u16>().ok())
+        } else {
+            None
+        };
+        let body = if body_size > 0 {
+            buffer(BufferType::HttpCallResponseBody, body_size)
+        } else {
+            Vec::new()
+        };
+        (status, body)
+    }
+
+    fn counter_add(&mut self, parts: &[Part<'_>], n: u64) {
+        if let Some(id) = metric_id(MetricType::Counter, parts) {
+            let _ = hostcalls::increment_metric(id, n.min(i64::MAX as u64) as i64);
+        }
+    }
+
+    fn metric_record(&mut self, kind: MetricKind, parts: &[Part<'_>], value: u64) {
+        let kind = match kind {
+            MetricKind::Histogram => MetricType::Histogram,
+            MetricKind::Gauge => MetricType::Gauge,
+        };
+        if let Some(id) = metric_id(kind, parts) {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+
+    /// Uses the raw ABI call: the SDK's wrapper panics on any status but Ok,
+    /// and a failed write must not take the VM down.
+    fn set_filter_state(&mut self, key: &str, value: &str) {
+        // SAFETY: both slices outlive the call; the host copies them.
+        let _ = unsafe { proxy_set_property(key.as_ptr(), key.len(), value.as_ptr(), value.len()) };
+    }
+
+    fn span_start(&self) -> u64 {
+        timing::start()
+    }
+
+    fn span_stop(&mut self, span: Span, started: u64) {
+        timing::stop(span, started);
+    }
 }

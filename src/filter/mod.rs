@@ -1,15 +1,14 @@
 //! The proxy-wasm edge: the only module that calls the host.
 //!
-//! Each callback gathers what the host knows, asks the pure code
-//! (`pipeline`, `provider`) what to do, and applies the answer. Host calls go
+//! It implements the pipeline's `Host` trait over proxy-wasm host calls
+//! (`host`) and forwards each callback to the request flow (`http`) or, for
+//! the root contexts, to the configuration, the usage queue and the fleet
+//! sync (`root`). Decisions live in `crate::pipeline`, never here. Host calls go
 //! through `proxy_wasm::hostcalls` (fallible forms), never the `Context`
 //! helpers that unwrap internally: a panic takes the whole VM down.
 
-mod fleet;
 mod host;
 mod http;
-mod metrics;
-mod observe;
 mod root;
 mod timing;
 

@@ -16,15 +16,16 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
-use super::host::{self, WasmStore};
+use super::host::{WasmHost, WasmStore};
 use super::http::GatewayHttp;
 use crate::config::{self, Config};
 use crate::fleet::{OnUnavailable, RedisStatus, SyncState};
+use crate::pipeline::host::{add_counter, Host};
+use crate::pipeline::{fleet_calls, usage_sink};
 
 /// `root_id` of the counter service.
 pub const COUNTER_ROOT_ID: &str = "llm_gateway_counter";
-/// Name of the shared queue usage events travel on.
-pub const USAGE_QUEUE: &str = "llm_gateway_usage";
+use crate::pipeline::usage_sink::USAGE_QUEUE;
 
 #[derive(Default, PartialEq, Eq)]
 enum Role {
@@ -61,7 +62,7 @@ impl Context for GatewayRoot {
     /// The VM is going away (shutdown, config reload): send the batched events.
     fn on_done(&mut self) -> bool {
         if self.role == Role::Filter {
-            super::http::flush_usage();
+            usage_sink::flush(&mut WasmHost);
         }
         true
     }
@@ -81,18 +82,18 @@ impl Context for GatewayRoot {
         }
         f.token = None;
         let n = f.sync.pending_len();
-        let (status, body) = host::call_response(num_headers, body_size);
+        let (status, body) = WasmHost.call_response(num_headers, body_size);
         let was = f.sync.status();
         let reply = crate::fleet::parse_reply(status.unwrap_or(0), &body, n);
         match f.sync.on_reply(&WasmStore, reply) {
             Ok(()) => {
-                super::metrics::add("llm_gateway.fleet.syncs", 1);
+                add_counter(&mut WasmHost, "llm_gateway.fleet.syncs", 1);
                 if was == RedisStatus::Down {
                     info!("llm-gateway counter: fleet counters reachable again; unflushed usage is being flushed");
                 }
             }
             Err(e) => {
-                super::metrics::add("llm_gateway.fleet.sync_failures", 1);
+                add_counter(&mut WasmHost, "llm_gateway.fleet.sync_failures", 1);
                 if was != RedisStatus::Down {
                     let mode = match f.sync.settings().on_unavailable {
                         OnUnavailable::FailOpen => "fail_open: admitting against local counts",
@@ -123,12 +124,12 @@ impl FleetService {
             self.again = true;
             return;
         }
-        let now = host::now_ms();
+        let now = WasmHost.now_ms();
         let Some(call) = self.sync.next_call(&WasmStore, now) else {
             return;
         };
         let body = call.body.clone();
-        match super::fleet::post(self.sync.settings(), &body) {
+        match fleet_calls::post(&mut WasmHost, self.sync.settings(), &body) {
             Some(t) => self.token = Some(t),
             None => {
                 let _ = self
@@ -142,7 +143,7 @@ impl FleetService {
         let Some(q) = self.wake_queue else {
             return;
         };
-        let now = host::now_ms();
+        let now = WasmHost.now_ms();
         let mut n = 0;
         while n < 10_000 {
             match hostcalls::dequeue_shared_queue(q) {
@@ -225,7 +226,7 @@ impl RootContext for GatewayRoot {
 
     fn on_tick(&mut self) {
         if self.role == Role::Filter {
-            super::http::flush_usage();
+            usage_sink::flush(&mut WasmHost);
             return;
         }
         // Events are applied as they arrive; the tick catches any left behind.
@@ -289,7 +290,11 @@ impl GatewayRoot {
             // before (or as soon as) traffic arrives.
             tick_ms = 50;
             self.fleet = Some(FleetService {
-                sync: SyncState::new(settings, super::fleet::instance(), cfg.keys.as_ref()),
+                sync: SyncState::new(
+                    settings,
+                    fleet_calls::instance(&mut WasmHost),
+                    cfg.keys.as_ref(),
+                ),
                 wake_queue,
                 token: None,
                 again: false,
@@ -311,10 +316,10 @@ fn drain_usage_queue(queue_id: u32, mut fleet: Option<&mut FleetService>) {
     while n < 10_000 {
         match hostcalls::dequeue_shared_queue(queue_id) {
             Ok(Some(msg)) => {
-                let now = host::now_ms();
+                let now = WasmHost.now_ms();
                 // A message is one worker's batch of events.
                 for event in crate::usage_batch::events(&msg) {
-                    apply_usage_event(event, now);
+                    usage_sink::apply(&WasmHost, event, now);
                     if let Some(f) = fleet.as_deref_mut() {
                         for (scope, reserved) in crate::fleet::event_activity(event) {
                             f.sync.note_active(&scope, reserved, now);
@@ -329,13 +334,5 @@ fn drain_usage_queue(queue_id: u32, mut fleet: Option<&mut FleetService>) {
                 break;
             }
         }
-    }
-}
-
-/// Fold one usage event into the shared totals (also used by filters when
-/// no counter service is running).
-pub fn apply_usage_event(event: &[u8], now_ms: u64) {
-    if let Err(e) = crate::budget::apply_event(&WasmStore, event, now_ms) {
-        warn!("llm-gateway counter: usage event not fully applied: {e:?}");
     }
 }

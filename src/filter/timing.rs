@@ -14,35 +14,7 @@ use std::cell::RefCell;
 /// Set at compile time by `LLM_GATEWAY_TIMING`.
 pub const ENABLED: bool = option_env!("LLM_GATEWAY_TIMING").is_some();
 
-/// The timed spans.
-#[derive(Clone, Copy)]
-pub enum Span {
-    RequestHeaders,
-    RequestBody,
-    ResponseHeaders,
-    ResponseBody,
-    Log,
-    /// Inside the request body callback: validate and index the body.
-    Prepare,
-    /// Inside the request body callback: budgets and limits.
-    Admission,
-    /// Inside the request body callback: the header, body and route edits.
-    RequestEdits,
-    /// Settling: cost, usage event, release, metrics.
-    Settle,
-    /// Handing usage events to the counter service.
-    UsageEnqueue,
-    /// Metrics and access-log values.
-    Observe,
-    /// Authenticating the caller (request headers).
-    Authenticate,
-    /// Planning the attempts: model access, routing plan, reservation, ids.
-    Plan,
-    /// Starting an attempt: in-flight count, metrics, access-log values.
-    BeginAttempt,
-    /// A successful attempt: latency, routing statistics, in-flight release.
-    AttemptSucceeded,
-}
+pub use crate::pipeline::host::Span;
 
 const SPANS: usize = 15;
 const NAMES: [&str; SPANS] = [

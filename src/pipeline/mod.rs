@@ -1,9 +1,26 @@
-//! The per-request decisions, as data.
+//! The request pipeline: everything the gateway decides about a request,
+//! with no host calls.
 //!
-//! The filter gathers what the host knows (method, path, body bytes, status,
-//! a random draw, the time), calls these functions and applies what they
-//! return. Nothing here calls the host, so the whole request path is tested
-//! natively.
+//! - [`flow`]: [`RequestFlow`], one request's state and every decision, one
+//!   method per proxy-wasm callback, over the [`Host`] seam ([`host`]).
+//! - [`telemetry`]: metric names and access-log keys.
+//! - [`usage_sink`]: settled usage events, batched per worker for the
+//!   counter service; [`fleet_calls`]: the fleet counters' webdis calls.
+//! - This module: endpoint classification, per-attempt translation
+//!   ([`attempt`]), and [`Exchange`], the response half of one attempt
+//!   (translate a whole answer or a stream, read its usage).
+//!
+//! `src/filter/` implements [`Host`] for proxy-wasm and forwards each
+//! callback here, so the whole request path is tested natively.
+
+pub mod fleet_calls;
+pub mod flow;
+pub mod host;
+pub mod telemetry;
+pub mod usage_sink;
+
+pub use flow::RequestFlow;
+pub use host::{Action, Host, MetricKind, Part, Span};
 
 use serde_json::json;
 

@@ -1,0 +1,510 @@
+//! Attempts: plan them, admit the request, send the first one through
+//! Envoy's router, and the next ones (retries, fallbacks) as out-of-band
+//! calls; count each against its deployment.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use log::{debug, warn};
+
+use super::super::fleet_calls;
+use super::super::host::{add_counter, random_u64, Action, Host, Span};
+use super::super::telemetry::{self, keys, Event};
+use super::{hex, RequestFlow, Try};
+use crate::budget;
+use crate::config::Deployment;
+use crate::error::{ErrorKind, GatewayError};
+use crate::fleet::{Grants, RedisStatus};
+use crate::metering::{self, CallerId};
+use crate::routing::{self, ErrorClass, FailureKind};
+
+impl RequestFlow {
+    fn deployment(&self, idx: usize) -> Option<&Deployment> {
+        self.cfg.deployments.get(idx)
+    }
+
+    fn index_of(&self, dep: &Deployment) -> usize {
+        self.cfg
+            .deployments
+            .iter()
+            .position(|d| std::ptr::eq(d, dep))
+            .unwrap_or(0)
+    }
+
+    fn plan_tries(&self, attempts: Vec<routing::Attempt<'_>>) -> VecDeque<Try> {
+        attempts
+            .into_iter()
+            .map(|a| Try {
+                idx: self.index_of(a.deployment),
+                fallback: a.fallback,
+                cooled_down: a.cooled_down,
+                timeout_ms: a.timeout_ms,
+            })
+            .collect()
+    }
+
+    /// Headers that tell the client what happened.
+    pub(super) fn served_headers(&self) -> Vec<(String, String)> {
+        let Some(t) = self.current else {
+            return Vec::new();
+        };
+        let mut h = vec![(
+            "x-llm-gateway-attempts".to_string(),
+            self.attempts.to_string(),
+        )];
+        if let Some(d) = self.deployment(t.idx) {
+            h.push((
+                "x-llm-gateway-deployment".to_string(),
+                super::super::deployment_label(d),
+            ));
+        }
+        h.push(("x-llm-gateway-fallback".to_string(), t.fallback.to_string()));
+        h
+    }
+
+    /// Start counting an attempt on `t`.
+    fn begin_attempt(&mut self, t: Try, host: &mut dyn Host) {
+        let started = host.span_start();
+        self.end_in_flight(host);
+        let cfg = Rc::clone(&self.cfg);
+        let Some(dep) = cfg.deployments.get(t.idx) else {
+            return;
+        };
+        let now = host.now_ms();
+        if let Err(e) = routing::begin(host.store(), dep, now) {
+            warn!("llm-gateway: in-flight count not updated: {e}");
+        }
+        self.in_flight = Some(t.idx);
+        self.attempt_started_ms = now;
+        self.first_byte_ms = None;
+        telemetry::count(host, Event::Attempts, dep);
+        if self.attempts > 0 {
+            telemetry::count(host, Event::Retries, dep);
+        }
+        if t.fallback {
+            telemetry::count(host, Event::Fallbacks, dep);
+        }
+        self.attempts += 1;
+        self.current = Some(t);
+        host.set_filter_state(keys::MODEL_ALIAS, &dep.alias);
+        host.set_filter_state(keys::DEPLOYMENT, &dep.id);
+        host.set_filter_state(keys::PROVIDER, dep.provider.family_name());
+        host.set_filter_state(keys::ATTEMPTS, &self.attempts.to_string());
+        host.span_stop(Span::BeginAttempt, started);
+    }
+
+    /// Release the in-flight count, exactly once per attempt.
+    pub(super) fn end_in_flight(&mut self, host: &mut dyn Host) {
+        if let Some(idx) = self.in_flight.take() {
+            if let Some(dep) = self.cfg.deployments.get(idx) {
+                if let Err(e) = routing::end(host.store(), dep) {
+                    warn!("llm-gateway: in-flight count not released: {e}");
+                }
+            }
+        }
+    }
+
+    /// The current attempt failed in a way that counts against its deployment.
+    pub(super) fn attempt_failed(&mut self, kind: FailureKind, host: &mut dyn Host) {
+        let cfg = Rc::clone(&self.cfg);
+        if let Some(dep) = self.current.and_then(|t| cfg.deployments.get(t.idx)) {
+            telemetry::count(host, Event::Failures, dep);
+            let now = host.now_ms();
+            match routing::record_failure(host.store(), dep, now, kind, &cfg.router) {
+                Ok(o) if o.cooled_down => {
+                    telemetry::count(host, Event::Cooldowns, dep);
+                    debug!("llm-gateway: {} cooled down until {}", dep.id, o.until_ms);
+                }
+                Ok(_) => {}
+                Err(e) => warn!("llm-gateway: failure not recorded: {e}"),
+            }
+        }
+        self.end_in_flight(host);
+    }
+
+    /// The current attempt succeeded; record latency and tokens.
+    pub(super) fn attempt_succeeded(&mut self, host: &mut dyn Host) {
+        let started = host.span_start();
+        let cfg = Rc::clone(&self.cfg);
+        if let Some(dep) = self.current.and_then(|t| cfg.deployments.get(t.idx)) {
+            let now = host.now_ms();
+            let latency = now.saturating_sub(self.attempt_started_ms);
+            let ttft = self
+                .first_byte_ms
+                .map(|t| t.saturating_sub(self.attempt_started_ms));
+            let tokens = self
+                .exchange
+                .as_ref()
+                .and_then(|e| e.usage())
+                .map_or(0, |u| u.total_tokens);
+            let observed = host.span_start();
+            telemetry::latency(host, &dep.id, latency, ttft);
+            self.publish_usage(host);
+            host.span_stop(Span::Observe, observed);
+            // The attempt's in-flight count is released in the same write.
+            let ends = self.in_flight == self.current.map(|t| t.idx);
+            let outcome = routing::Success {
+                latency_ms: latency,
+                ttft_ms: ttft,
+                tokens,
+                ends_in_flight: ends,
+            };
+            if let Err(e) = routing::record_success(host.store(), dep, now, outcome) {
+                warn!("llm-gateway: success not recorded: {e}");
+            } else if ends {
+                self.in_flight = None;
+            }
+        }
+        self.end_in_flight(host);
+        host.span_stop(Span::AttemptSucceeded, started);
+    }
+
+    /// The fleet lease call answered (or failed): admit again with what it
+    /// granted, then let the request go on or refuse it.
+    pub(super) fn lease_answered(
+        &mut self,
+        num_headers: usize,
+        body_size: usize,
+        host: &mut dyn Host,
+    ) {
+        let Some((_, needs)) = self.lease_call.take() else {
+            return;
+        };
+        self.grants = fleet_calls::grants_from_answer(host, &needs, num_headers, body_size);
+        match self.admit_and_route(self.body_len, host) {
+            Ok(()) if self.lease_call.is_some() => {}
+            Ok(()) => host.resume_request(),
+            Err(e) => {
+                let _: Action = self.reply_error(&e, host);
+            }
+        }
+    }
+
+    /// Parse the client's request, check the caller may use its model, and
+    /// plan the attempts; then admit and route.
+    pub(super) fn route_chat(
+        &mut self,
+        body: Vec<u8>,
+        host: &mut dyn Host,
+    ) -> Result<(), GatewayError> {
+        let cfg = Rc::clone(&self.cfg);
+        let header_overrides: Vec<(&str, String)> = std::mem::take(&mut self.client.overrides);
+        let body_len = body.len();
+        let started = host.span_start();
+        let (parsed, overrides) = super::super::prepare(self.op, body, &header_overrides)?;
+        host.span_stop(Span::Prepare, started);
+        let started = host.span_start();
+        self.requested_alias = Some(parsed.head.model.clone());
+        crate::keys::authorize_model(&self.caller.caller(&cfg), &parsed.head.model)?;
+        self.body_len = body_len;
+        let now_ms = host.now_ms();
+        // One random draw (a host call) for the routing pick and the id.
+        let mut random = [0u8; 20];
+        host.random_bytes(&mut random);
+        let mut pick = [0u8; 8];
+        pick.copy_from_slice(&random[..8]);
+        let rand = u64::from_le_bytes(pick);
+        self.id = format!("chatcmpl-{}", hex(&random[8..]));
+        self.created = now_ms / 1000;
+        self.stream = parsed.head.is_stream();
+        let plan = routing::plan_attempts(
+            &cfg,
+            &parsed.head.model,
+            self.stream,
+            host.store(),
+            now_ms,
+            rand,
+            &overrides,
+        )?;
+        // A key may fall back only to aliases it may use itself.
+        let allowed: Vec<_> = plan
+            .attempts
+            .into_iter()
+            .filter(|a| self.caller.may_use(&cfg, &a.deployment.alias))
+            .collect();
+        if let CallerId::Key(_) = self.caller {
+            let deps: Vec<&Deployment> = allowed.iter().map(|a| a.deployment).collect();
+            self.reserve = metering::reservation(&cfg, &deps, body_len, &parsed.head);
+        }
+        self.remaining = self.plan_tries(allowed);
+        self.overrides = overrides;
+        self.parsed = Some(parsed);
+        host.span_stop(Span::Plan, started);
+        self.admit_and_route(body_len, host)
+    }
+
+    /// Admit a keyed request (budgets and limits), then route its first
+    /// attempt. With fleet counters, a request whose scope holds no lease
+    /// yet waits here for one Redis round trip (`lease_call`); the answer
+    /// comes back to [`Self::lease_answered`].
+    fn admit_and_route(
+        &mut self,
+        body_len: usize,
+        host: &mut dyn Host,
+    ) -> Result<(), GatewayError> {
+        let cfg = Rc::clone(&self.cfg);
+        let Some(mut parsed) = self.parsed.take() else {
+            return Err(GatewayError::new(
+                500,
+                ErrorKind::Internal,
+                "request state lost before routing",
+            ));
+        };
+        let now_ms = host.now_ms();
+        let started = host.span_start();
+        if let CallerId::Key(_) = self.caller {
+            let caller = self.caller.caller(&cfg);
+            let status = cfg
+                .fleet
+                .as_ref()
+                .map_or(RedisStatus::Up, |_| crate::fleet::read_status(host.store()));
+            let fleet = cfg.fleet.as_ref().map(|settings| budget::FleetAdmit {
+                settings,
+                status,
+                grants: &self.grants,
+            });
+            match budget::admit_fleet(
+                host.store(),
+                cfg.keys.as_ref(),
+                &caller,
+                &parsed.head.model,
+                self.reserve,
+                now_ms,
+                fleet.as_ref(),
+            ) {
+                Ok(adm) => {
+                    if adm.fail_open() {
+                        add_counter(host, "llm_gateway.fleet.fail_open_admissions", 1);
+                    }
+                    if self.grants != Grants::None {
+                        fleet_calls::wake(host, adm.scopes());
+                    }
+                    if !adm.is_empty() {
+                        self.admission = Some(adm);
+                    }
+                }
+                Err(r)
+                    if r.reason == budget::RefusalReason::Lease && self.grants == Grants::None =>
+                {
+                    let model = parsed.head.model.clone();
+                    self.parsed = Some(parsed);
+                    self.body_len = body_len;
+                    return match fleet_calls::lease(host, &cfg, &r.needs) {
+                        Some(token) => {
+                            self.lease_call = Some((token, r.needs));
+                            Ok(())
+                        }
+                        None => {
+                            // Not even dispatched: Redis is unreachable for this request.
+                            self.grants = Grants::Failed;
+                            debug!("llm-gateway: lease call for `{model}` not dispatched");
+                            self.admit_and_route(body_len, host)
+                        }
+                    };
+                }
+                Err(r) => {
+                    telemetry::count_rejected(
+                        host,
+                        Some(self.caller.label()),
+                        &parsed.head.model,
+                        r.reason.as_str(),
+                    );
+                    self.retry_after = r.retry_after;
+                    return Err(r.error);
+                }
+            }
+        }
+        host.span_stop(Span::Admission, started);
+        // Usage is read from every answer when it is charged or routes by tokens.
+        self.need_usage = self.admission.is_some()
+            || cfg.router.routing_strategy == crate::config::RoutingStrategy::UsageBased;
+        if self.need_usage {
+            super::super::request_stream_usage(&mut parsed);
+        }
+
+        // The first attempt any deployment of the plan can take goes through the router.
+        let mut first_error: Option<GatewayError> = None;
+        let (t, attempt) = loop {
+            let Some(t) = self.remaining.pop_front() else {
+                return Err(first_error.unwrap_or_else(|| {
+                    GatewayError::new(
+                        503,
+                        ErrorKind::Unavailable,
+                        "no deployment can serve the request",
+                    )
+                }));
+            };
+            let Some(dep) = cfg.deployments.get(t.idx) else {
+                continue;
+            };
+            match super::super::attempt(&cfg, &parsed, dep, &self.id, self.created) {
+                Ok(a) => break (t, a),
+                Err(e) => {
+                    debug!("llm-gateway: {} cannot take the request: {e}", dep.id);
+                    first_error.get_or_insert(e);
+                }
+            }
+        };
+        let started = host.span_start();
+        let up = &attempt.upstream;
+        // Client credentials and routing overrides never reach a provider,
+        // and the provider must answer uncompressed (translation reads the
+        // bytes): `strip` lists those present.
+        for h in &self.client.strip {
+            host.remove_request_header(h);
+        }
+        // Kept as Envoy keeps it for its own path rewrites, so access logs
+        // (`%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%`) show what the client asked for.
+        if !self.client.path.is_empty() {
+            host.set_request_header("x-envoy-original-path", &self.client.path);
+        }
+        host.set_request_header(":path", &up.path);
+        host.set_request_header(":authority", &attempt.deployment.api_base.authority);
+        for (k, v) in &up.headers {
+            host.set_request_header(k, v);
+        }
+        host.set_request_header("content-length", &up.body.len().to_string());
+        host.set_request_header(&cfg.cluster_header, &attempt.deployment.cluster);
+        if self.stream {
+            // `stream_timeout` bounds the wait for the stream to start (Envoy's
+            // per-try timeout ends when response headers arrive); `timeout`
+            // bounds the whole stream, so a stalled stream is cut, never hangs.
+            host.set_request_header(
+                "x-envoy-upstream-rq-per-try-timeout-ms",
+                &t.timeout_ms.to_string(),
+            );
+            let whole = self.overrides.timeout_ms.unwrap_or(
+                attempt
+                    .deployment
+                    .timeout_ms
+                    .unwrap_or(cfg.router.timeout_ms),
+            );
+            host.set_request_header(
+                "x-envoy-upstream-rq-timeout-ms",
+                &whole.max(t.timeout_ms).to_string(),
+            );
+        } else {
+            host.set_request_header("x-envoy-upstream-rq-timeout-ms", &t.timeout_ms.to_string());
+        }
+        host.replace_request_body(body_len, &up.body);
+        host.clear_route_cache();
+        host.span_stop(Span::RequestEdits, started);
+        debug!(
+            "llm-gateway: routed to {}",
+            super::super::describe(attempt.deployment)
+        );
+        let mut exchange = attempt.exchange;
+        self.arm(&mut exchange, attempt.deployment, host);
+        self.exchange = Some(exchange);
+        self.parsed = Some(parsed);
+        self.begin_attempt(t, host);
+        Ok(())
+    }
+
+    /// Make the next planned attempt with an out-of-band call. Returns false
+    /// when there is none left (or none could be dispatched).
+    pub(super) fn dispatch_next(&mut self, host: &mut dyn Host) -> bool {
+        let cfg = Rc::clone(&self.cfg);
+        let Some(parsed) = self.parsed.take() else {
+            return false;
+        };
+        let mut dispatched = false;
+        while let Some(t) = self.remaining.pop_front() {
+            let Some(dep) = cfg.deployments.get(t.idx) else {
+                continue;
+            };
+            if !t.cooled_down && routing::is_cooled_down(host.store(), dep, host.now_ms()) {
+                debug!("llm-gateway: skipping {}: cooled down meanwhile", dep.id);
+                continue;
+            }
+            let attempt = match super::super::attempt(&cfg, &parsed, dep, &self.id, self.created) {
+                Ok(a) => a,
+                Err(e) => {
+                    // This deployment cannot take the request (e.g. a parameter its
+                    // provider lacks): remember why, try the next one.
+                    self.last_error = Some(e);
+                    continue;
+                }
+            };
+            let up = &attempt.upstream;
+            let mut headers: Vec<(&str, &str)> = vec![
+                (":method", "POST"),
+                (":path", &up.path),
+                (":authority", &dep.api_base.authority),
+            ];
+            for (k, v) in &up.headers {
+                headers.push((k.as_str(), v.as_str()));
+            }
+            // The answer arrives whole, so a stream's attempt gets the whole-response timeout.
+            let timeout_ms = if self.stream {
+                self.overrides
+                    .timeout_ms
+                    .unwrap_or(dep.timeout_ms.unwrap_or(cfg.router.timeout_ms))
+            } else {
+                t.timeout_ms
+            };
+            match host.dispatch_http_call(&dep.cluster, &headers, &up.body, timeout_ms) {
+                Some(_) => {
+                    debug!(
+                        "llm-gateway: next attempt on {}",
+                        super::super::describe(dep)
+                    );
+                    let mut exchange = attempt.exchange;
+                    self.arm(&mut exchange, dep, host);
+                    self.exchange = Some(exchange);
+                    self.begin_attempt(t, host);
+                    dispatched = true;
+                    break;
+                }
+                None => {
+                    warn!("llm-gateway: cannot dispatch to cluster {}", dep.cluster);
+                }
+            }
+        }
+        self.parsed = Some(parsed);
+        dispatched
+    }
+
+    /// After a non-retryable provider error: the context-window or
+    /// content-policy fallbacks, if the error is of that kind and some are
+    /// configured. Returns true when an attempt was dispatched.
+    pub(super) fn try_error_fallbacks(
+        &mut self,
+        status: u16,
+        body: &[u8],
+        host: &mut dyn Host,
+    ) -> bool {
+        if self.error_fallbacks_planned {
+            return false;
+        }
+        let class = routing::classify_error(status, body);
+        if class == ErrorClass::Other {
+            return false;
+        }
+        self.error_fallbacks_planned = true;
+        let cfg = Rc::clone(&self.cfg);
+        let Some(alias) = self.parsed.as_ref().map(|p| p.head.model.clone()) else {
+            return false;
+        };
+        let rand = random_u64(host);
+        let now = host.now_ms();
+        let plan = routing::plan_error_fallbacks(
+            &cfg,
+            &alias,
+            class,
+            self.stream,
+            host.store(),
+            now,
+            rand,
+            &self.overrides,
+        );
+        match plan {
+            Ok(Some(plan)) => {
+                self.remaining = self.plan_tries(plan.attempts);
+                self.end_in_flight(host);
+                self.dispatch_next(host)
+            }
+            _ => false,
+        }
+    }
+}

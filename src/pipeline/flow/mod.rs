@@ -1,0 +1,555 @@
+//! The request flow: one request's state and every decision about it, from
+//! the client's headers to the access log, over the [`Host`] seam.
+//!
+//! Each proxy-wasm callback in `src/filter/` is one call here
+//! (`flow.on_request_body(size, end_of_stream, &mut host) -> Action`); the
+//! flow asks the host for what Envoy knows and tells it what to do.
+//!
+//! The first attempt travels through Envoy's router like any request, to the
+//! cluster of the deployment the routing strategy put first. If its answer is
+//! a retryable failure (5xx, 429, 408, or the router's own 503/504 for a
+//! refused connection, a reset before headers, or a timeout) and nothing has
+//! reached the client yet, the failed response is held and the next attempt of
+//! the plan (another deployment of the alias, then the fallback aliases) is
+//! made with `dispatch_http_call`, translated for its own provider; its
+//! complete answer is translated back and sent as the reply.
+//!
+//! The parts: [`client_headers`] (what the client sent), `attempts` (route,
+//! retry, fall back), `accounting` (admission, settling, metrics and
+//! access-log values), [`reply`] (local replies).
+
+mod accounting;
+mod attempts;
+mod client_headers;
+pub mod reply;
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use log::debug;
+
+use super::host::{Action, Host, Span};
+use super::{Endpoint, Exchange};
+use crate::budget::Admission;
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::fleet::{CallItem, Grants};
+use crate::metering::{self, CallerId};
+use crate::provider::Operation;
+use crate::request::ClientRequest;
+use crate::routing::{self, FailureKind, Overrides};
+use client_headers::ClientHeaders;
+
+/// One planned attempt.
+#[derive(Debug, Clone, Copy)]
+struct Try {
+    /// Index into `Config::deployments`.
+    idx: usize,
+    /// The deployment belongs to a fallback alias.
+    fallback: bool,
+    /// Planned although cooled down (`use_cooled_down_when_all_cooled`).
+    cooled_down: bool,
+    timeout_ms: u64,
+}
+
+/// One request's state, from its headers to its access-log line.
+pub struct RequestFlow {
+    cfg: Rc<Config>,
+    /// A local reply was sent: response callbacks see our own reply, leave it.
+    replied: bool,
+    exchange: Option<Exchange>,
+    buffer_response: bool,
+    /// The client's request, kept to translate later attempts.
+    parsed: Option<ClientRequest>,
+    overrides: Overrides,
+    stream: bool,
+    id: String,
+    created: u64,
+    /// Attempts still to make, in order.
+    remaining: VecDeque<Try>,
+    /// The attempt in progress.
+    current: Option<Try>,
+    attempts: u32,
+    /// A retry is in flight: hold the failed response.
+    retrying: bool,
+    /// Deployment whose in-flight count this request holds.
+    in_flight: Option<usize>,
+    attempt_started_ms: u64,
+    first_byte_ms: Option<u64>,
+    /// Context-window / content-policy fallbacks were already planned.
+    error_fallbacks_planned: bool,
+    last_error: Option<GatewayError>,
+    /// Who is calling (virtual key alias, master, or open).
+    caller: CallerId,
+    /// The budget and limit holds of a keyed request, settled once.
+    admission: Option<Admission>,
+    /// `retry-after` seconds for a rate-limit refusal.
+    retry_after: Option<u64>,
+    body_len: usize,
+    /// Cost charged, once settled.
+    charged: Option<u64>,
+    /// Usage must be read from every answer.
+    need_usage: bool,
+    /// Chat completions or embeddings.
+    op: Operation,
+    /// Budget left after this request (for the response header).
+    remaining_after: Option<u64>,
+    /// The alias the client asked for (labels only if it is configured).
+    requested_alias: Option<String>,
+    /// A chat or embeddings request (counted in the request metrics).
+    api_request: bool,
+    /// The budget reservation of a keyed request (micro-USD).
+    reserve: Option<u64>,
+    /// Fleet counters: what this request's own lease call obtained.
+    grants: Grants,
+    /// Fleet counters: the lease call in the air (token, what it asks for).
+    lease_call: Option<(u32, Vec<CallItem>)>,
+    /// The client's request headers.
+    client: ClientHeaders,
+    /// What `publish_usage` last wrote (tokens, cost), so unchanged values
+    /// are not written again: each write is a host call that builds a
+    /// filter-state object in Envoy.
+    published: Option<(Option<(u64, u64)>, u64)>,
+}
+
+impl RequestFlow {
+    pub fn new(cfg: Rc<Config>) -> Self {
+        RequestFlow {
+            cfg,
+            replied: false,
+            exchange: None,
+            buffer_response: false,
+            parsed: None,
+            overrides: Overrides::default(),
+            stream: false,
+            id: String::new(),
+            created: 0,
+            remaining: VecDeque::new(),
+            current: None,
+            attempts: 0,
+            retrying: false,
+            in_flight: None,
+            attempt_started_ms: 0,
+            first_byte_ms: None,
+            error_fallbacks_planned: false,
+            last_error: None,
+            caller: CallerId::Open,
+            admission: None,
+            retry_after: None,
+            body_len: 0,
+            charged: None,
+            need_usage: false,
+            op: Operation::Chat,
+            remaining_after: None,
+            requested_alias: None,
+            api_request: false,
+            reserve: None,
+            grants: Grants::None,
+            lease_call: None,
+            published: None,
+            client: ClientHeaders::default(),
+        }
+    }
+
+    /// The client's request headers: classify the endpoint, authenticate,
+    /// answer the gateway's own endpoints, check the declared body size.
+    pub fn on_request_headers(&mut self, end_of_stream: bool, host: &mut dyn Host) -> Action {
+        let started = host.span_start();
+        let action = self.request_headers(end_of_stream, host);
+        host.span_stop(Span::RequestHeaders, started);
+        action
+    }
+
+    /// The client's request body, `body_size` bytes buffered so far.
+    pub fn on_request_body(
+        &mut self,
+        body_size: usize,
+        end_of_stream: bool,
+        host: &mut dyn Host,
+    ) -> Action {
+        let started = host.span_start();
+        let action = self.request_body(body_size, end_of_stream, host);
+        host.span_stop(Span::RequestBody, started);
+        action
+    }
+
+    /// The first attempt's response headers (through Envoy's router).
+    pub fn on_response_headers(&mut self, end_of_stream: bool, host: &mut dyn Host) -> Action {
+        let started = host.span_start();
+        let action = self.response_headers(end_of_stream, host);
+        host.span_stop(Span::ResponseHeaders, started);
+        action
+    }
+
+    /// A chunk of the response body (`body_size` bytes; all of it when buffered).
+    pub fn on_response_body(
+        &mut self,
+        body_size: usize,
+        end_of_stream: bool,
+        host: &mut dyn Host,
+    ) -> Action {
+        let started = host.span_start();
+        let action = self.response_body(body_size, end_of_stream, host);
+        host.span_stop(Span::ResponseBody, started);
+        action
+    }
+
+    /// An out-of-band call answered: a fleet lease, or a retried attempt.
+    pub fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        host: &mut dyn Host,
+    ) {
+        if self.lease_call.as_ref().is_some_and(|(t, _)| *t == token) {
+            self.lease_answered(num_headers, body_size, host);
+            return;
+        }
+        let (status, body) = host.call_response(num_headers, body_size);
+        // No headers at all: the call failed to connect, was reset or timed out.
+        let (status, kind) = match status {
+            Some(s) => (s, FailureKind::Status(s)),
+            None => (503, FailureKind::ConnectFailure),
+        };
+        self.first_byte_ms = Some(host.now_ms());
+        if routing::is_retryable(status) {
+            self.attempt_failed(kind, host);
+            if self.dispatch_next(host) {
+                return;
+            }
+            self.reply_whole(status, &body, host);
+            return;
+        }
+        if status >= 400 {
+            self.end_in_flight(host);
+            if self.try_error_fallbacks(status, &body, host) {
+                return;
+            }
+            self.reply_whole(status, &body, host);
+            return;
+        }
+        let served = self.served_headers();
+        let Some(ex) = self.exchange.as_mut() else {
+            self.reply_whole(502, &body, host);
+            return;
+        };
+        let w = ex.whole_response(status, &body);
+        self.attempt_succeeded(host);
+        let mut served = served;
+        served.extend(self.cost_headers(host));
+        self.replied = true;
+        reply::send_json_with(host, w.status, w.content_type, &w.body, &served);
+    }
+
+    /// The request is over, however it ended (the client gone, the upstream
+    /// reset mid-stream, or any ending not seen above): release and settle.
+    pub fn on_log(&mut self, host: &mut dyn Host) {
+        let started = host.span_start();
+        self.end_in_flight(host);
+        self.settle(host);
+        let observed = host.span_start();
+        self.observe_end(host);
+        host.span_stop(Span::Observe, observed);
+        host.span_stop(Span::Log, started);
+    }
+
+    fn request_headers(&mut self, end_of_stream: bool, host: &mut dyn Host) -> Action {
+        self.client = ClientHeaders::from_pairs(host.request_headers());
+        if self.client.has_local_reply_marker {
+            host.remove_request_header(reply::LOCAL_REPLY_MARKER);
+        }
+        let method = self.client.method.clone();
+        let path = self.client.path.clone();
+        let endpoint = super::classify(&method, &path);
+        self.api_request = matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Embeddings);
+        if matches!(
+            endpoint,
+            Endpoint::Models | Endpoint::KeyInfo | Endpoint::ChatCompletions | Endpoint::Embeddings
+        ) {
+            if let Err(e) = self.authenticate(host) {
+                return self.reply_error(&e, host);
+            }
+        }
+        match endpoint {
+            Endpoint::Models => {
+                self.replied = true;
+                let body = metering::models_body(&self.cfg, &self.caller, host.now_ms() / 1000);
+                reply::send_json_with(host, 200, "application/json", &body, &[]);
+                Action::Pause
+            }
+            Endpoint::KeyInfo => {
+                let query = path.split_once('?').map_or("", |(_, q)| q);
+                let now = host.now_ms();
+                match metering::key_info(&self.cfg, host.store(), &self.caller, query, now) {
+                    Ok(body) => {
+                        self.replied = true;
+                        reply::send_json_with(host, 200, "application/json", &body, &[]);
+                        Action::Pause
+                    }
+                    Err(e) => self.reply_error(&e, host),
+                }
+            }
+            Endpoint::Unknown => self.reply_error(&super::unknown_endpoint(&method, &path), host),
+            Endpoint::MethodNotAllowed => {
+                self.reply_error(&super::method_not_allowed(&method, &path), host)
+            }
+            Endpoint::ChatCompletions | Endpoint::Embeddings => {
+                if endpoint == Endpoint::Embeddings {
+                    self.op = Operation::Embeddings;
+                }
+                let declared = self
+                    .client
+                    .content_length
+                    .as_deref()
+                    .and_then(|v| v.trim().parse::<usize>().ok());
+                if declared.is_some_and(|n| n > self.cfg.max_body_bytes) {
+                    return self.reply_error(&super::body_too_large(self.cfg.max_body_bytes), host);
+                }
+                if end_of_stream {
+                    return self.reply_error(
+                        &GatewayError::bad_request(
+                            "request body is empty; send a JSON chat completion request",
+                        ),
+                        host,
+                    );
+                }
+                // Hold the headers until the body names the model (needs
+                // `allow_on_headers_stop_iteration: true` in the plugin config).
+                Action::Pause
+            }
+        }
+    }
+
+    /// Who is calling: a virtual key, the master key, a workload identity.
+    fn authenticate(&mut self, host: &mut dyn Host) -> Result<(), GatewayError> {
+        let authorization = self.client.authorization.take();
+        let x_api_key = self.client.x_api_key.take();
+        // The mTLS peer identity, for keys bound to workloads.
+        // Istio exposes it as `source.principal`; plain Envoy as the peer
+        // certificate's URI SAN (`connection.uri_san_peer_certificate`).
+        let principal = if metering::uses_principals(&self.cfg) {
+            [
+                ["source", "principal"],
+                ["connection", "uri_san_peer_certificate"],
+            ]
+            .into_iter()
+            .find_map(|path| {
+                host.property(&path)
+                    .filter(|b| !b.is_empty())
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+            })
+        } else {
+            None
+        };
+        let started = host.span_start();
+        let who = CallerId::authenticate(
+            &self.cfg,
+            authorization.as_deref(),
+            x_api_key.as_deref(),
+            principal.as_deref(),
+        );
+        host.span_stop(Span::Authenticate, started);
+        self.caller = who?;
+        Ok(())
+    }
+
+    fn request_body(
+        &mut self,
+        body_size: usize,
+        end_of_stream: bool,
+        host: &mut dyn Host,
+    ) -> Action {
+        if self.replied {
+            return Action::Pause;
+        }
+        if body_size > self.cfg.max_body_bytes {
+            return self.reply_error(&super::body_too_large(self.cfg.max_body_bytes), host);
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = host.request_body(body_size);
+        match self.route_chat(body, host) {
+            // Waiting for a fleet lease: resumed when it arrives.
+            Ok(()) if self.lease_call.is_some() => Action::Pause,
+            Ok(()) => Action::Continue,
+            Err(e) => self.reply_error(&e, host),
+        }
+    }
+
+    fn response_headers(&mut self, end_of_stream: bool, host: &mut dyn Host) -> Action {
+        if self.replied || self.exchange.is_none() {
+            return Action::Continue;
+        }
+        self.first_byte_ms = Some(host.now_ms());
+        let status = response_status(host).unwrap_or(502);
+        if routing::is_retryable(status) {
+            self.attempt_failed(FailureKind::Status(status), host);
+            if self.dispatch_next(host) {
+                // Hold the failed answer; the next attempt's answer replaces it.
+                self.retrying = true;
+                return Action::Pause;
+            }
+        }
+        let served = self.served_headers();
+        let Some(exchange) = self.exchange.as_mut() else {
+            return Action::Continue;
+        };
+        let edits = exchange.response_headers(status);
+        if status < 400 {
+            // The answer is being forwarded: no other attempt can follow, so
+            // the client's request (as large as its body) is not kept for the
+            // life of the stream.
+            self.parsed = None;
+        }
+        if end_of_stream && edits.buffer_body {
+            // No body will come: answer now with the translated (empty-body) result.
+            let body = exchange
+                .complete_body(b"")
+                .map(|(b, _)| b)
+                .unwrap_or_default();
+            self.end_in_flight(host);
+            self.replied = true;
+            let status = edits.status.unwrap_or(status);
+            reply::send_json_with(host, status, "application/json", &body, &served);
+            return Action::Pause;
+        }
+        if let Some(s) = edits.status {
+            host.set_response_header(":status", &s.to_string());
+        }
+        if let Some(ct) = edits.content_type {
+            host.set_response_header("content-type", ct);
+        }
+        if edits.remove_content_length {
+            host.remove_response_header("content-length");
+        }
+        for (k, v) in &served {
+            host.set_response_header(k, v);
+        }
+        self.buffer_response = edits.buffer_body;
+        if end_of_stream && status < 400 {
+            self.attempt_succeeded(host);
+        }
+        if edits.buffer_body {
+            // Held until the body is translated, so the status can still change.
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
+
+    fn response_body(
+        &mut self,
+        body_size: usize,
+        end_of_stream: bool,
+        host: &mut dyn Host,
+    ) -> Action {
+        if self.replied {
+            return Action::Continue;
+        }
+        if self.retrying {
+            return Action::Pause;
+        }
+        if self.exchange.is_none() {
+            return Action::Continue;
+        }
+        if self.buffer_response {
+            if !end_of_stream {
+                return Action::Pause;
+            }
+            return self.buffered_response_body(body_size, host);
+        }
+        let Some(exchange) = self.exchange.as_mut() else {
+            return Action::Continue;
+        };
+        if !exchange.is_streaming_response() {
+            // Passed through untouched: only its usage is read from the tail.
+            exchange.passthrough_chunk(&host.response_body(body_size), end_of_stream);
+        }
+        if exchange.is_streaming_response() {
+            let chunk = if body_size > 0 {
+                host.response_body(body_size)
+            } else {
+                Vec::new()
+            };
+            if let Some(out) = exchange.stream_chunk(&chunk, end_of_stream) {
+                if out != chunk {
+                    host.replace_response_body(body_size, &out);
+                }
+            }
+            if exchange.was_cut() {
+                // Ended at the budget: charge what was streamed, now.
+                self.settle(host);
+            }
+        }
+        if end_of_stream {
+            self.attempt_succeeded(host);
+            self.settle(host);
+        }
+        Action::Continue
+    }
+
+    /// The whole (buffered) answer of the first attempt: translate it, or
+    /// try the error fallbacks.
+    fn buffered_response_body(&mut self, body_size: usize, host: &mut dyn Host) -> Action {
+        let body = host.response_body(body_size);
+        let status = response_status(host);
+        let upstream_status = self.exchange.as_ref().and_then(|e| e.error_status());
+        if let Some(up) = upstream_status {
+            self.end_in_flight(host);
+            if self.try_error_fallbacks(up, &body, host) {
+                self.retrying = true;
+                return Action::Pause;
+            }
+        }
+        let Some(exchange) = self.exchange.as_mut() else {
+            return Action::Continue;
+        };
+        if let Some((out, new_status)) = exchange.complete_body(&body) {
+            if let Some(s) = new_status.filter(|s| Some(*s) != status) {
+                host.set_response_header(":status", &s.to_string());
+            }
+            host.replace_response_body(body_size, &out);
+        }
+        if upstream_status.is_none() {
+            self.attempt_succeeded(host);
+        }
+        // The headers are still held: the cost can go in them.
+        for (k, v) in self.cost_headers(host) {
+            host.set_response_header(&k, &v);
+        }
+        Action::Continue
+    }
+
+    fn reply_error(&mut self, err: &GatewayError, host: &mut dyn Host) -> Action {
+        debug!(
+            "llm-gateway: refusing request from {}: {err}",
+            self.caller.label()
+        );
+        self.replied = true;
+        let mut headers = self.served_headers();
+        if let Some(s) = self.retry_after {
+            headers.push(("retry-after".to_string(), s.to_string()));
+        }
+        reply::send_error(host, err, &headers);
+        self.settle(host);
+        Action::Pause
+    }
+}
+
+/// The response's `:status`.
+fn response_status(host: &dyn Host) -> Option<u16> {
+    host.response_header(":status")
+        .and_then(|s| s.parse::<u16>().ok())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}

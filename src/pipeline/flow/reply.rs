@@ -1,0 +1,30 @@
+//! Local replies: the flow answers the client itself.
+
+use super::super::host::Host;
+use crate::error::GatewayError;
+
+/// Request header set just before the flow's own local replies. It marks the
+/// reply as the gateway's own, so the listener's `local_reply_config` (which
+/// rewrites Envoy's upstream-failure replies) leaves it alone even when an
+/// earlier attempt set an upstream failure flag. A client's copy is removed.
+pub const LOCAL_REPLY_MARKER: &str = "x-llm-gateway-local-reply";
+
+/// Answer the client with an OpenAI-shaped error.
+pub fn send_error(host: &mut dyn Host, err: &GatewayError, extra: &[(String, String)]) {
+    send_json_with(host, err.status, "application/json", &err.to_body(), extra);
+}
+
+/// Answer the client directly (a local reply replaces any upstream response
+/// not yet sent).
+pub fn send_json_with(
+    host: &mut dyn Host,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    extra: &[(String, String)],
+) {
+    host.set_request_header(LOCAL_REPLY_MARKER, "1");
+    let mut headers = vec![("content-type", content_type)];
+    headers.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    host.send_local_reply(status, &headers, body);
+}

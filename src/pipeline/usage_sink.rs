@@ -1,0 +1,66 @@
+//! Where a settled request's usage event goes: this worker's batch, then the
+//! counter service's shared queue (see [`crate::usage_batch`] for when).
+//!
+//! The batch belongs to the worker (one per thread, as a proxy-wasm VM is),
+//! not to a request, so it lives in a thread-local here; requests and the
+//! worker's tick reach it through [`enqueue`] and [`flush`].
+
+use std::cell::RefCell;
+
+use log::warn;
+
+use super::host::{add_counter, Host, Span};
+use crate::usage_batch::{self, UsageBatch};
+
+/// Name of the shared queue usage events travel on to the counter service.
+pub const USAGE_QUEUE: &str = "llm_gateway_usage";
+
+thread_local! {
+    /// This worker's usage events not yet handed to the counter service.
+    static BATCH: RefCell<UsageBatch> = RefCell::new(UsageBatch::default());
+}
+
+/// Gather a usage event for the counter service; `urgent` (it settles a
+/// budget or tpm limit) sends it, and everything gathered, at once.
+pub fn enqueue(host: &mut dyn Host, event: &[u8], now_ms: u64, urgent: bool) {
+    if let Some(msg) = BATCH.with(|b| b.borrow_mut().push(event, now_ms, urgent)) {
+        send(host, &msg, now_ms);
+    }
+}
+
+/// Send what this worker has gathered (the worker's tick, and shutdown).
+pub fn flush(host: &mut dyn Host) {
+    if let Some(msg) = BATCH.with(|b| b.borrow_mut().take()) {
+        let now = host.now_ms();
+        send(host, &msg, now);
+    }
+}
+
+/// Hand a message of usage events to the counter service through the shared
+/// queue, or, when no counter service runs (a `WasmPlugin` without the
+/// bootstrap extension), apply them here: the CAS writes are exact either
+/// way, the service only keeps the hot records off the request path.
+fn send(host: &mut dyn Host, msg: &[u8], now_ms: u64) {
+    let started = host.span_start();
+    // Per message, not per request: what batching saves is visible.
+    add_counter(host, "llm_gateway.usage_messages", 1);
+    add_counter(
+        host,
+        "llm_gateway.usage_events",
+        usage_batch::events(msg).count() as u64,
+    );
+    if !host.enqueue(USAGE_QUEUE, msg) {
+        for event in usage_batch::events(msg) {
+            apply(host, event, now_ms);
+        }
+    }
+    host.span_stop(Span::UsageEnqueue, started);
+}
+
+/// Fold one usage event into the shared totals (the counter service, and
+/// filters when no counter service is running).
+pub fn apply(host: &dyn Host, event: &[u8], now_ms: u64) {
+    if let Err(e) = crate::budget::apply_event(host.store(), event, now_ms) {
+        warn!("llm-gateway counter: usage event not fully applied: {e:?}");
+    }
+}
