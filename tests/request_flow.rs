@@ -1,0 +1,465 @@
+//! The request flow natively, through the in-memory host: every callback in
+//! Envoy's order, the router's forwarding and the provider's answer played
+//! by the driver (`tests/support`). Each test asserts what the client got
+//! and what the provider received, and the accounting left behind.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{key_hash, sse_data, Gateway};
+
+const OPENAI_ANSWER: &str = r#"{"id":"chatcmpl-up","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hi there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}"#;
+const ANTHROPIC_ANSWER: &str = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{"type":"text","text":"Hello from Claude"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":10,"output_tokens":5}}"#;
+
+fn anthropic_events(texts: &[&str], finish: bool) -> Vec<String> {
+    let mut ev = vec![
+        r#"event: message_start
+data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":10,"output_tokens":1}}}
+
+"#
+        .to_string(),
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n".to_string(),
+    ];
+    for t in texts {
+        ev.push(format!(
+            "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{t}\"}}}}\n\n"
+        ));
+    }
+    if finish {
+        ev.push(
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"
+                .into(),
+        );
+        ev.push("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":5}}\n\n".into());
+        ev.push("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n".into());
+    }
+    ev
+}
+
+fn openai_dep(alias: &str, host: &str) -> Value {
+    json!({"model_name": alias, "litellm_params": {
+        "model": "openai/gpt-4o-mini", "api_base": format!("http://{host}/v1"), "api_key": "sk-upstream",
+        "input_cost_per_token": 0.000001, "output_cost_per_token": 0.000002}})
+}
+
+fn anthropic_dep(alias: &str, host: &str) -> Value {
+    json!({"model_name": alias, "litellm_params": {
+        "model": "anthropic/claude-x", "api_base": format!("http://{host}"), "api_key": "ak-upstream",
+        "input_cost_per_token": 0.000003, "output_cost_per_token": 0.000015}})
+}
+
+fn clusters() -> Value {
+    json!({"clusters": {"a.test": "cluster_a", "b.test": "cluster_b", "c.test": "cluster_c"}})
+}
+
+fn hello(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "hello"}]})
+}
+
+fn hello_stream(model: &str) -> Value {
+    json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "hello"}]})
+}
+
+#[test]
+fn plain_openai_request_is_forwarded_and_answered() {
+    let mut gw =
+        Gateway::new(json!({"model_list": [openai_dep("gpt", "a.test")], "gateway": clusters()}));
+    let mut rq = gw.chat(&[("authorization", "Bearer client-secret")], &hello("gpt"));
+    let up = rq.upstream();
+    assert_eq!(up.cluster, "cluster_a");
+    assert_eq!(up.path, "/v1/chat/completions");
+    assert_eq!(up.header(":authority"), Some("a.test"));
+    assert_eq!(
+        up.header("authorization"),
+        Some("Bearer sk-upstream"),
+        "the gateway's key, not the client's"
+    );
+    assert_eq!(up.body["model"], "gpt-4o-mini");
+    assert_eq!(up.body["messages"][0]["content"], "hello");
+    assert_eq!(rq.host.route_cache_clears, 1);
+
+    rq.respond(200, "application/json", OPENAI_ANSWER.as_bytes());
+    rq.finish();
+    let got = rq.client();
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json()["choices"][0]["message"]["content"], "Hi there");
+    assert_eq!(got.header("x-llm-gateway-attempts"), Some("1"));
+    let fs = &rq.host.filter_state;
+    assert_eq!(fs["llm_gateway.prompt_tokens"], "12");
+    assert_eq!(fs["llm_gateway.completion_tokens"], "3");
+    assert_eq!(fs["llm_gateway.deployment"], "gpt#0");
+    assert_eq!(
+        rq.host.counter(
+            "llm_gateway.requests.alias.gpt.provider.openai.deployment.gpt_0.status_class.2xx"
+        ),
+        1
+    );
+    assert_eq!(
+        rq.host
+            .counter("llm_gateway.tokens.alias.gpt.token_type.output"),
+        3
+    );
+}
+
+#[test]
+fn anthropic_answer_is_translated_to_openai_shape() {
+    let mut gw = Gateway::new(
+        json!({"model_list": [anthropic_dep("claude", "c.test")], "gateway": clusters()}),
+    );
+    let mut rq = gw.chat(&[], &hello("claude"));
+    let up = rq.upstream();
+    assert_eq!(up.cluster, "cluster_c");
+    assert_eq!(up.path, "/v1/messages");
+    assert_eq!(up.header("x-api-key"), Some("ak-upstream"));
+    assert_eq!(up.body["model"], "claude-x");
+    assert!(
+        up.body["max_tokens"].as_u64().is_some(),
+        "Anthropic requires max_tokens"
+    );
+
+    rq.respond(200, "application/json", ANTHROPIC_ANSWER.as_bytes());
+    rq.finish();
+    let got = rq.client().json();
+    assert_eq!(got["object"], "chat.completion");
+    assert_eq!(got["choices"][0]["message"]["content"], "Hello from Claude");
+    assert_eq!(got["choices"][0]["finish_reason"], "stop");
+    assert_eq!(got["usage"]["prompt_tokens"], 10);
+    assert_eq!(got["usage"]["completion_tokens"], 5);
+}
+
+#[test]
+fn streamed_answer_is_translated_chunk_by_chunk() {
+    let mut gw = Gateway::new(
+        json!({"model_list": [anthropic_dep("claude", "c.test")], "gateway": clusters()}),
+    );
+    let mut rq = gw.chat(&[], &hello_stream("claude"));
+    assert_eq!(rq.upstream().body["stream"], true);
+    rq.respond_stream_headers(200, "text/event-stream");
+    for ev in anthropic_events(&["Hel", "lo"], true) {
+        rq.chunk(ev.as_bytes(), false);
+    }
+    rq.chunk(b"", true);
+    rq.finish();
+    let got = rq.client();
+    assert_eq!(got.status, 200);
+    let data = sse_data(&got.body);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+    let text: String = data
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(text, "Hello");
+    assert!(!got.text().contains("\"error\""), "{}", got.text());
+}
+
+#[test]
+fn retryable_failure_retries_another_deployment() {
+    let mut gw = Gateway::new(json!({
+        "model_list": [openai_dep("ha", "a.test"), openai_dep("ha", "b.test")],
+        "gateway": clusters()}));
+    let mut rq = gw.chat(&[], &hello("ha"));
+    let first = rq.upstream().cluster;
+    let other = if first == "cluster_a" {
+        "cluster_b"
+    } else {
+        "cluster_a"
+    };
+    rq.respond(500, "application/json", br#"{"error":{"message":"boom"}}"#);
+    assert_eq!(rq.host.calls.len(), 1, "one retry dispatched");
+    let call = rq.host.calls[0].clone();
+    assert_eq!(call.cluster, other);
+    assert_eq!(call.header(":path"), Some("/v1/chat/completions"));
+    let sent: Value = serde_json::from_slice(&call.body).unwrap();
+    assert_eq!(sent["messages"][0]["content"], "hello");
+    assert!(rq.host.local_reply.is_none(), "the failed answer is held");
+
+    rq.answer_call(call.token, Some(200), OPENAI_ANSWER.as_bytes());
+    rq.finish();
+    let got = rq.client();
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json()["choices"][0]["message"]["content"], "Hi there");
+    assert_eq!(got.header("x-llm-gateway-attempts"), Some("2"));
+    let first_id = if first == "cluster_a" { "ha_0" } else { "ha_1" };
+    assert_eq!(
+        rq.host
+            .counter(&format!("llm_gateway.failures.deployment.{first_id}")),
+        1
+    );
+    assert_eq!(
+        rq.host
+            .counters_with_prefix("llm_gateway.retries.deployment."),
+        1
+    );
+}
+
+#[test]
+fn fallback_goes_to_another_provider_in_its_own_format() {
+    let mut gw = Gateway::new(json!({
+        "model_list": [openai_dep("primary", "a.test"), anthropic_dep("backup", "c.test")],
+        "router_settings": {"fallbacks": [{"primary": ["backup"]}]},
+        "gateway": clusters()}));
+    let mut rq = gw.chat(&[], &hello("primary"));
+    assert_eq!(rq.upstream().cluster, "cluster_a");
+    rq.respond(
+        503,
+        "application/json",
+        br#"{"error":{"message":"overloaded"}}"#,
+    );
+    let call = rq.host.calls.first().cloned().expect("a fallback call");
+    assert_eq!(call.cluster, "cluster_c");
+    assert_eq!(call.header(":path"), Some("/v1/messages"));
+    assert_eq!(call.header("x-api-key"), Some("ak-upstream"));
+    let sent: Value = serde_json::from_slice(&call.body).unwrap();
+    assert_eq!(sent["model"], "claude-x");
+
+    rq.answer_call(call.token, Some(200), ANTHROPIC_ANSWER.as_bytes());
+    rq.finish();
+    let got = rq.client();
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("x-llm-gateway-fallback"), Some("true"));
+    assert_eq!(
+        got.json()["choices"][0]["message"]["content"],
+        "Hello from Claude"
+    );
+    assert_eq!(
+        rq.host.counter("llm_gateway.fallbacks.deployment.backup_1"),
+        1
+    );
+}
+
+#[test]
+fn every_attempt_failing_ends_in_one_openai_shaped_error() {
+    let mut gw = Gateway::new(json!({
+        "model_list": [openai_dep("ha", "a.test"), openai_dep("ha", "b.test")],
+        "gateway": clusters()}));
+    let mut rq = gw.chat(&[], &hello("ha"));
+    rq.respond(
+        502,
+        "application/json",
+        br#"{"error":{"message":"bad gateway"}}"#,
+    );
+    let token = rq.host.calls[0].token;
+    // The retry's connection fails (no headers at all).
+    rq.answer_call(token, None, b"");
+    rq.finish();
+    let got = rq.client();
+    assert!(got.status >= 500, "{}", got.status);
+    assert!(got.json()["error"]["message"].is_string(), "{}", got.text());
+}
+
+#[test]
+fn a_429_cools_the_deployment_down_for_every_later_request() {
+    let mut gw = Gateway::new(json!({
+        "model_list": [openai_dep("ha", "a.test"), openai_dep("ha", "b.test")],
+        "router_settings": {"cooldown_time": 30},
+        "gateway": clusters()}));
+    let mut rq = gw.chat(&[], &hello("ha"));
+    let cooled = rq.upstream().cluster;
+    rq.respond(
+        429,
+        "application/json",
+        br#"{"error":{"message":"slow down"}}"#,
+    );
+    let token = rq.host.calls[0].token;
+    rq.answer_call(token, Some(200), OPENAI_ANSWER.as_bytes());
+    rq.finish();
+    assert_eq!(
+        rq.host
+            .counters_with_prefix("llm_gateway.cooldowns.deployment."),
+        1
+    );
+
+    for _ in 0..8 {
+        gw.now_ms += 1_000;
+        let mut rq = gw.chat(&[], &hello("ha"));
+        assert_ne!(
+            rq.upstream().cluster,
+            cooled,
+            "a cooled-down deployment is skipped"
+        );
+        rq.respond(200, "application/json", OPENAI_ANSWER.as_bytes());
+        rq.finish();
+    }
+    // After cooldown_time it is tried again.
+    gw.now_ms += 30_000;
+    let seen_again = (0..16).any(|_| {
+        let mut rq = gw.chat(&[], &hello("ha"));
+        let c = rq.upstream().cluster;
+        rq.respond(200, "application/json", OPENAI_ANSWER.as_bytes());
+        rq.finish();
+        c == cooled
+    });
+    assert!(seen_again, "the cooldown ends");
+}
+
+fn keyed(limits: Value) -> Gateway {
+    let mut key = json!({"key_hash": key_hash("sk-team"), "key_alias": "team"});
+    if let (Some(k), Some(l)) = (key.as_object_mut(), limits.as_object()) {
+        k.extend(l.clone());
+    }
+    Gateway::new(json!({
+        "model_list": [openai_dep("gpt", "a.test"), anthropic_dep("claude", "c.test")],
+        "virtual_keys": [key],
+        "gateway": clusters()}))
+}
+
+const TEAM_KEY: (&str, &str) = ("authorization", "Bearer sk-team");
+
+#[test]
+fn unknown_key_is_refused_before_anything_goes_upstream() {
+    let mut gw = keyed(json!({}));
+    let rq = gw.chat(&[("authorization", "Bearer nope")], &hello("gpt"));
+    let r = rq.host.local_reply.clone().expect("refused");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"]["code"], "invalid_api_key");
+    assert!(
+        !String::from_utf8_lossy(&r.body).contains("nope"),
+        "the key is never echoed"
+    );
+    assert!(rq.host.calls.is_empty());
+}
+
+#[test]
+fn budget_is_never_overshot_and_refusal_is_openai_shaped() {
+    // 12 prompt + 3 completion tokens at 1e-6 / 2e-6 USD: 18 micro-USD per
+    // answer; each admission reserves what max_tokens 5 could cost.
+    let mut gw = keyed(json!({"max_budget": 0.0001, "budget_duration": "1d"}));
+    let body = json!({"model": "gpt", "max_tokens": 5, "messages": [{"role": "user", "content": "hello"}]});
+    let (mut served, mut spent) = (0, 0);
+    let refusal = loop {
+        assert!(served <= 10, "never refused");
+        let mut rq = gw.chat(&[TEAM_KEY], &body);
+        if let Some(r) = rq.refused() {
+            assert!(rq.host.calls.is_empty());
+            assert_eq!(
+                rq.host
+                    .counter("llm_gateway.key.rejected_budget.key_alias.team"),
+                1
+            );
+            break r.clone();
+        }
+        rq.respond(200, "application/json", OPENAI_ANSWER.as_bytes());
+        rq.finish();
+        assert_eq!(rq.client().status, 200);
+        spent += rq
+            .host
+            .counter("llm_gateway.key.cost_micro_usd.key_alias.team");
+        served += 1;
+        gw.now_ms += 10;
+    };
+    assert!(served >= 3, "served {served}");
+    assert!(spent <= 100, "spent {spent} micro-USD of a 100 budget");
+    assert_eq!(
+        refusal.status,
+        429,
+        "{}",
+        String::from_utf8_lossy(&refusal.body)
+    );
+    assert_eq!(refusal.json()["error"]["code"], "insufficient_quota");
+}
+
+#[test]
+fn rpm_limit_refuses_with_retry_after() {
+    let mut gw = keyed(json!({"rpm_limit": 1}));
+    let mut rq = gw.chat(&[TEAM_KEY], &hello("gpt"));
+    rq.respond(200, "application/json", OPENAI_ANSWER.as_bytes());
+    rq.finish();
+    let rq = gw.chat(&[TEAM_KEY], &hello("gpt"));
+    let r = rq.refused().expect("over the rpm limit");
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["error"]["code"], "rate_limit_exceeded");
+    let retry: u64 = r
+        .header("retry-after")
+        .and_then(|s| s.parse().ok())
+        .expect("retry-after");
+    assert!((1..=60).contains(&retry), "{retry}");
+}
+
+#[test]
+fn client_gone_mid_stream_is_still_charged_and_its_slot_released() {
+    let mut gw = keyed(json!({"max_parallel_requests": 1, "max_budget": 10.0}));
+    let mut rq = gw.chat(&[TEAM_KEY], &hello_stream("claude"));
+    rq.respond_stream_headers(200, "text/event-stream");
+    for ev in anthropic_events(&["Hel", "lo wor"], false) {
+        rq.chunk(ev.as_bytes(), false);
+    }
+    // The client disconnects: Envoy goes straight to on_log.
+    rq.finish();
+    let charged = rq
+        .host
+        .counter("llm_gateway.key.cost_micro_usd.key_alias.team");
+    assert!(charged > 0, "what was streamed is charged");
+    assert_eq!(
+        rq.host.counter("llm_gateway.key.requests.key_alias.team"),
+        1
+    );
+
+    // Its parallel slot is free again: the next request is admitted.
+    let mut next = gw.chat(&[TEAM_KEY], &hello("gpt"));
+    assert!(next.refused().is_none(), "{:?}", next.refused());
+    next.respond(200, "application/json", OPENAI_ANSWER.as_bytes());
+    next.finish();
+}
+
+#[test]
+fn stream_cut_short_by_the_provider_ends_with_an_error_event_not_a_clean_done() {
+    let mut gw = Gateway::new(
+        json!({"model_list": [anthropic_dep("claude", "c.test")], "gateway": clusters()}),
+    );
+    let mut rq = gw.chat(&[], &hello_stream("claude"));
+    rq.respond_stream_headers(200, "text/event-stream");
+    for ev in anthropic_events(&["Hel"], false) {
+        rq.chunk(ev.as_bytes(), false);
+    }
+    // The upstream connection ends before message_stop.
+    rq.chunk(b"", true);
+    rq.finish();
+    let data = sse_data(&rq.client().body);
+    let last_json = data
+        .iter()
+        .rev()
+        .find_map(|d| serde_json::from_str::<Value>(d).ok())
+        .expect("events");
+    assert!(
+        last_json.get("error").is_some(),
+        "the last event is an error: {data:?}"
+    );
+    assert!(
+        !data
+            .iter()
+            .any(|d| d.contains("\"finish_reason\":\"stop\"")),
+        "a cut stream never claims a clean finish: {data:?}"
+    );
+}
+
+#[test]
+fn unknown_model_and_malformed_json_get_openai_errors() {
+    let mut gw =
+        Gateway::new(json!({"model_list": [openai_dep("gpt", "a.test")], "gateway": clusters()}));
+    let rq = gw.chat(&[], &hello("nope"));
+    let r = rq.refused().expect("unknown model");
+    assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["error"]["code"], "model_not_found");
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("nope"));
+
+    let rq = gw.chat(&[], &json!("not an object"));
+    let r = rq.refused().expect("malformed");
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        rq.host.counter(
+            "llm_gateway.requests.alias.unknown.provider.none.deployment.none.status_class.4xx"
+        ),
+        0,
+        "counted only at on_log"
+    );
+}
