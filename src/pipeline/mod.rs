@@ -15,7 +15,9 @@
 
 pub mod fleet_calls;
 pub mod flow;
+pub mod hooks;
 pub mod host;
+pub mod record;
 pub mod telemetry;
 pub mod usage_sink;
 

@@ -7,15 +7,13 @@ use std::rc::Rc;
 
 use log::{debug, warn};
 
-use super::super::fleet_calls;
-use super::super::host::{add_counter, random_u64, Action, Host, Span};
+use super::super::hooks::Admit;
+use super::super::host::{random_u64, Action, Host, Span};
 use super::super::telemetry::{self, keys, Event};
+use super::super::Exchange;
 use super::{hex, RequestFlow, Try};
-use crate::budget;
 use crate::config::Deployment;
 use crate::error::{ErrorKind, GatewayError};
-use crate::fleet::{Grants, RedisStatus};
-use crate::metering::{self, CallerId};
 use crate::routing::{self, ErrorClass, FailureKind};
 
 impl RequestFlow {
@@ -45,20 +43,23 @@ impl RequestFlow {
 
     /// Headers that tell the client what happened.
     pub(super) fn served_headers(&self) -> Vec<(String, String)> {
-        let Some(t) = self.current else {
+        let Some(idx) = self.record.deployment else {
             return Vec::new();
         };
         let mut h = vec![(
             "x-llm-gateway-attempts".to_string(),
-            self.attempts.to_string(),
+            self.record.attempts.to_string(),
         )];
-        if let Some(d) = self.deployment(t.idx) {
+        if let Some(d) = self.deployment(idx) {
             h.push((
                 "x-llm-gateway-deployment".to_string(),
                 super::super::deployment_label(d),
             ));
         }
-        h.push(("x-llm-gateway-fallback".to_string(), t.fallback.to_string()));
+        h.push((
+            "x-llm-gateway-fallback".to_string(),
+            self.record.fallback.to_string(),
+        ));
         h
     }
 
@@ -78,18 +79,19 @@ impl RequestFlow {
         self.attempt_started_ms = now;
         self.first_byte_ms = None;
         telemetry::count(host, Event::Attempts, dep);
-        if self.attempts > 0 {
+        if self.record.attempts > 0 {
             telemetry::count(host, Event::Retries, dep);
         }
         if t.fallback {
             telemetry::count(host, Event::Fallbacks, dep);
         }
-        self.attempts += 1;
-        self.current = Some(t);
+        self.record.attempts += 1;
+        self.record.deployment = Some(t.idx);
+        self.record.fallback = t.fallback;
         host.set_filter_state(keys::MODEL_ALIAS, &dep.alias);
         host.set_filter_state(keys::DEPLOYMENT, &dep.id);
         host.set_filter_state(keys::PROVIDER, dep.provider.family_name());
-        host.set_filter_state(keys::ATTEMPTS, &self.attempts.to_string());
+        host.set_filter_state(keys::ATTEMPTS, &self.record.attempts.to_string());
         host.span_stop(Span::BeginAttempt, started);
     }
 
@@ -107,7 +109,7 @@ impl RequestFlow {
     /// The current attempt failed in a way that counts against its deployment.
     pub(super) fn attempt_failed(&mut self, kind: FailureKind, host: &mut dyn Host) {
         let cfg = Rc::clone(&self.cfg);
-        if let Some(dep) = self.current.and_then(|t| cfg.deployments.get(t.idx)) {
+        if let Some(dep) = self.record.deployment.and_then(|i| cfg.deployments.get(i)) {
             telemetry::count(host, Event::Failures, dep);
             let now = host.now_ms();
             match routing::record_failure(host.store(), dep, now, kind, &cfg.router) {
@@ -126,7 +128,7 @@ impl RequestFlow {
     pub(super) fn attempt_succeeded(&mut self, host: &mut dyn Host) {
         let started = host.span_start();
         let cfg = Rc::clone(&self.cfg);
-        if let Some(dep) = self.current.and_then(|t| cfg.deployments.get(t.idx)) {
+        if let Some(dep) = self.record.deployment.and_then(|i| cfg.deployments.get(i)) {
             let now = host.now_ms();
             let latency = now.saturating_sub(self.attempt_started_ms);
             let ttft = self
@@ -138,11 +140,11 @@ impl RequestFlow {
                 .and_then(|e| e.usage())
                 .map_or(0, |u| u.total_tokens);
             let observed = host.span_start();
-            telemetry::latency(host, &dep.id, latency, ttft);
-            self.publish_usage(host);
+            let (hooks, mut cx) = self.hook_cx(host);
+            hooks.attempt_succeeded(&mut cx, latency, ttft);
             host.span_stop(Span::Observe, observed);
             // The attempt's in-flight count is released in the same write.
-            let ends = self.in_flight == self.current.map(|t| t.idx);
+            let ends = self.in_flight == self.record.deployment;
             let outcome = routing::Success {
                 latency_ms: latency,
                 ttft_ms: ttft,
@@ -159,20 +161,12 @@ impl RequestFlow {
         host.span_stop(Span::AttemptSucceeded, started);
     }
 
-    /// The fleet lease call answered (or failed): admit again with what it
-    /// granted, then let the request go on or refuse it.
-    pub(super) fn lease_answered(
-        &mut self,
-        num_headers: usize,
-        body_size: usize,
-        host: &mut dyn Host,
-    ) {
-        let Some((_, needs)) = self.lease_call.take() else {
-            return;
-        };
-        self.grants = fleet_calls::grants_from_answer(host, &needs, num_headers, body_size);
-        match self.admit_and_route(self.body_len, host) {
-            Ok(()) if self.lease_call.is_some() => {}
+    /// A hook's out-of-band call (a fleet lease) answered: admit again
+    /// with what it obtained, then let the request go on or refuse it.
+    pub(super) fn admission_answered(&mut self, host: &mut dyn Host) {
+        self.waiting = false;
+        match self.admit_and_route(self.record.body_len, host) {
+            Ok(()) if self.waiting => {}
             Ok(()) => host.resume_request(),
             Err(e) => {
                 let _: Action = self.reply_error(&e, host);
@@ -191,12 +185,12 @@ impl RequestFlow {
         let header_overrides: Vec<(&str, String)> = std::mem::take(&mut self.client.overrides);
         let body_len = body.len();
         let started = host.span_start();
-        let (parsed, overrides) = super::super::prepare(self.op, body, &header_overrides)?;
+        let (parsed, overrides) = super::super::prepare(self.record.op, body, &header_overrides)?;
         host.span_stop(Span::Prepare, started);
         let started = host.span_start();
-        self.requested_alias = Some(parsed.head.model.clone());
-        crate::keys::authorize_model(&self.caller.caller(&cfg), &parsed.head.model)?;
-        self.body_len = body_len;
+        self.record.requested_alias = Some(parsed.head.model.clone());
+        crate::keys::authorize_model(&self.record.caller.caller(&cfg), &parsed.head.model)?;
+        self.record.body_len = body_len;
         let now_ms = host.now_ms();
         // One random draw (a host call) for the routing pick and the id.
         let mut random = [0u8; 20];
@@ -204,13 +198,13 @@ impl RequestFlow {
         let mut pick = [0u8; 8];
         pick.copy_from_slice(&random[..8]);
         let rand = u64::from_le_bytes(pick);
-        self.id = format!("chatcmpl-{}", hex(&random[8..]));
-        self.created = now_ms / 1000;
-        self.stream = parsed.head.is_stream();
+        self.record.id = format!("chatcmpl-{}", hex(&random[8..]));
+        self.record.created = now_ms / 1000;
+        self.record.stream = parsed.head.is_stream();
         let plan = routing::plan_attempts(
             &cfg,
             &parsed.head.model,
-            self.stream,
+            self.record.stream,
             host.store(),
             now_ms,
             rand,
@@ -220,12 +214,11 @@ impl RequestFlow {
         let allowed: Vec<_> = plan
             .attempts
             .into_iter()
-            .filter(|a| self.caller.may_use(&cfg, &a.deployment.alias))
+            .filter(|a| self.record.caller.may_use(&cfg, &a.deployment.alias))
             .collect();
-        if let CallerId::Key(_) = self.caller {
-            let deps: Vec<&Deployment> = allowed.iter().map(|a| a.deployment).collect();
-            self.reserve = metering::reservation(&cfg, &deps, body_len, &parsed.head);
-        }
+        let planned: Vec<&Deployment> = allowed.iter().map(|a| a.deployment).collect();
+        let (hooks, mut cx) = self.hook_cx(host);
+        hooks.request_accepted(&mut cx, &parsed, &planned);
         self.remaining = self.plan_tries(allowed);
         self.overrides = overrides;
         self.parsed = Some(parsed);
@@ -233,10 +226,9 @@ impl RequestFlow {
         self.admit_and_route(body_len, host)
     }
 
-    /// Admit a keyed request (budgets and limits), then route its first
-    /// attempt. With fleet counters, a request whose scope holds no lease
-    /// yet waits here for one Redis round trip (`lease_call`); the answer
-    /// comes back to [`Self::lease_answered`].
+    /// The admission hook point (budgets and limits), then the first
+    /// attempt. A request the admission makes wait (a fleet lease: one
+    /// Redis round trip) comes back through [`Self::admission_answered`].
     fn admit_and_route(
         &mut self,
         body_len: usize,
@@ -250,73 +242,18 @@ impl RequestFlow {
                 "request state lost before routing",
             ));
         };
-        let now_ms = host.now_ms();
-        let started = host.span_start();
-        if let CallerId::Key(_) = self.caller {
-            let caller = self.caller.caller(&cfg);
-            let status = cfg
-                .fleet
-                .as_ref()
-                .map_or(RedisStatus::Up, |_| crate::fleet::read_status(host.store()));
-            let fleet = cfg.fleet.as_ref().map(|settings| budget::FleetAdmit {
-                settings,
-                status,
-                grants: &self.grants,
-            });
-            match budget::admit_fleet(
-                host.store(),
-                cfg.keys.as_ref(),
-                &caller,
-                &parsed.head.model,
-                self.reserve,
-                now_ms,
-                fleet.as_ref(),
-            ) {
-                Ok(adm) => {
-                    if adm.fail_open() {
-                        add_counter(host, "llm_gateway.fleet.fail_open_admissions", 1);
-                    }
-                    if self.grants != Grants::None {
-                        fleet_calls::wake(host, adm.scopes());
-                    }
-                    if !adm.is_empty() {
-                        self.admission = Some(adm);
-                    }
-                }
-                Err(r)
-                    if r.reason == budget::RefusalReason::Lease && self.grants == Grants::None =>
-                {
-                    let model = parsed.head.model.clone();
-                    self.parsed = Some(parsed);
-                    self.body_len = body_len;
-                    return match fleet_calls::lease(host, &cfg, &r.needs) {
-                        Some(token) => {
-                            self.lease_call = Some((token, r.needs));
-                            Ok(())
-                        }
-                        None => {
-                            // Not even dispatched: Redis is unreachable for this request.
-                            self.grants = Grants::Failed;
-                            debug!("llm-gateway: lease call for `{model}` not dispatched");
-                            self.admit_and_route(body_len, host)
-                        }
-                    };
-                }
-                Err(r) => {
-                    telemetry::count_rejected(
-                        host,
-                        Some(self.caller.label()),
-                        &parsed.head.model,
-                        r.reason.as_str(),
-                    );
-                    self.retry_after = r.retry_after;
-                    return Err(r.error);
-                }
+        let (hooks, mut cx) = self.hook_cx(host);
+        match hooks.admission(&mut cx, &parsed) {
+            Admit::Go => {}
+            Admit::Wait => {
+                self.parsed = Some(parsed);
+                self.waiting = true;
+                return Ok(());
             }
+            Admit::Refuse(e) => return Err(e),
         }
-        host.span_stop(Span::Admission, started);
         // Usage is read from every answer when it is charged or routes by tokens.
-        self.need_usage = self.admission.is_some()
+        self.need_usage = self.hooks.needs_usage()
             || cfg.router.routing_strategy == crate::config::RoutingStrategy::UsageBased;
         if self.need_usage {
             super::super::request_stream_usage(&mut parsed);
@@ -337,7 +274,7 @@ impl RequestFlow {
             let Some(dep) = cfg.deployments.get(t.idx) else {
                 continue;
             };
-            match super::super::attempt(&cfg, &parsed, dep, &self.id, self.created) {
+            match super::super::attempt(&cfg, &parsed, dep, &self.record.id, self.record.created) {
                 Ok(a) => break (t, a),
                 Err(e) => {
                     debug!("llm-gateway: {} cannot take the request: {e}", dep.id);
@@ -365,7 +302,7 @@ impl RequestFlow {
         }
         host.set_request_header("content-length", &up.body.len().to_string());
         host.set_request_header(&cfg.cluster_header, &attempt.deployment.cluster);
-        if self.stream {
+        if self.record.stream {
             // `stream_timeout` bounds the wait for the stream to start (Envoy's
             // per-try timeout ends when response headers arrive); `timeout`
             // bounds the whole stream, so a stalled stream is cut, never hangs.
@@ -417,7 +354,13 @@ impl RequestFlow {
                 debug!("llm-gateway: skipping {}: cooled down meanwhile", dep.id);
                 continue;
             }
-            let attempt = match super::super::attempt(&cfg, &parsed, dep, &self.id, self.created) {
+            let attempt = match super::super::attempt(
+                &cfg,
+                &parsed,
+                dep,
+                &self.record.id,
+                self.record.created,
+            ) {
                 Ok(a) => a,
                 Err(e) => {
                     // This deployment cannot take the request (e.g. a parameter its
@@ -436,7 +379,7 @@ impl RequestFlow {
                 headers.push((k.as_str(), v.as_str()));
             }
             // The answer arrives whole, so a stream's attempt gets the whole-response timeout.
-            let timeout_ms = if self.stream {
+            let timeout_ms = if self.record.stream {
                 self.overrides
                     .timeout_ms
                     .unwrap_or(dep.timeout_ms.unwrap_or(cfg.router.timeout_ms))
@@ -492,7 +435,7 @@ impl RequestFlow {
             &cfg,
             &alias,
             class,
-            self.stream,
+            self.record.stream,
             host.store(),
             now,
             rand,
@@ -506,5 +449,15 @@ impl RequestFlow {
             }
             _ => false,
         }
+    }
+
+    /// Set up an attempt's exchange for what the request needs (usage read
+    /// from every answer), then let the hooks arm it.
+    fn arm(&mut self, exchange: &mut Exchange, dep: &Deployment, host: &mut dyn Host) {
+        if self.need_usage {
+            exchange.require_usage();
+        }
+        let (hooks, mut cx) = self.hook_cx(host);
+        hooks.before_provider_call(&mut cx, exchange, dep);
     }
 }

@@ -14,11 +14,11 @@
 //! made with `dispatch_http_call`, translated for its own provider; its
 //! complete answer is translated back and sent as the reply.
 //!
-//! The parts: [`client_headers`] (what the client sent), `attempts` (route,
-//! retry, fall back), `accounting` (admission, settling, metrics and
-//! access-log values), [`reply`] (local replies).
+//! The parts: `client_headers` (what the client sent), `attempts` (route,
+//! retry, fall back), [`reply`] (local replies). Budgets, metering and the
+//! features to come act at the hook points of [`super::hooks`], on the
+//! [`ExchangeRecord`].
 
-mod accounting;
 mod attempts;
 mod client_headers;
 pub mod reply;
@@ -28,12 +28,12 @@ use std::rc::Rc;
 
 use log::debug;
 
+use super::hooks::{Cx, Hooks};
 use super::host::{Action, Host, Span};
+use super::record::ExchangeRecord;
 use super::{Endpoint, Exchange};
-use crate::budget::Admission;
 use crate::config::Config;
-use crate::error::GatewayError;
-use crate::fleet::{CallItem, Grants};
+use crate::error::{ErrorKind, GatewayError};
 use crate::metering::{self, CallerId};
 use crate::provider::Operation;
 use crate::request::ClientRequest;
@@ -55,21 +55,20 @@ struct Try {
 /// One request's state, from its headers to its access-log line.
 pub struct RequestFlow {
     cfg: Rc<Config>,
+    /// What is known about the request, for the hooks.
+    record: ExchangeRecord,
+    /// The features acting at hook points (budgets, metering).
+    hooks: Hooks,
     /// A local reply was sent: response callbacks see our own reply, leave it.
     replied: bool,
+    /// The current attempt's response half (translation, usage).
     exchange: Option<Exchange>,
     buffer_response: bool,
     /// The client's request, kept to translate later attempts.
     parsed: Option<ClientRequest>,
     overrides: Overrides,
-    stream: bool,
-    id: String,
-    created: u64,
     /// Attempts still to make, in order.
     remaining: VecDeque<Try>,
-    /// The attempt in progress.
-    current: Option<Try>,
-    attempts: u32,
     /// A retry is in flight: hold the failed response.
     retrying: bool,
     /// Deployment whose in-flight count this request holds.
@@ -79,76 +78,50 @@ pub struct RequestFlow {
     /// Context-window / content-policy fallbacks were already planned.
     error_fallbacks_planned: bool,
     last_error: Option<GatewayError>,
-    /// Who is calling (virtual key alias, master, or open).
-    caller: CallerId,
-    /// The budget and limit holds of a keyed request, settled once.
-    admission: Option<Admission>,
-    /// `retry-after` seconds for a rate-limit refusal.
-    retry_after: Option<u64>,
-    body_len: usize,
-    /// Cost charged, once settled.
-    charged: Option<u64>,
     /// Usage must be read from every answer.
     need_usage: bool,
-    /// Chat completions or embeddings.
-    op: Operation,
-    /// Budget left after this request (for the response header).
-    remaining_after: Option<u64>,
-    /// The alias the client asked for (labels only if it is configured).
-    requested_alias: Option<String>,
-    /// A chat or embeddings request (counted in the request metrics).
-    api_request: bool,
-    /// The budget reservation of a keyed request (micro-USD).
-    reserve: Option<u64>,
-    /// Fleet counters: what this request's own lease call obtained.
-    grants: Grants,
-    /// Fleet counters: the lease call in the air (token, what it asks for).
-    lease_call: Option<(u32, Vec<CallItem>)>,
+    /// Waiting for a hook's out-of-band call (a fleet lease) before routing.
+    waiting: bool,
     /// The client's request headers.
     client: ClientHeaders,
-    /// What `publish_usage` last wrote (tokens, cost), so unchanged values
-    /// are not written again: each write is a host call that builds a
-    /// filter-state object in Envoy.
-    published: Option<(Option<(u64, u64)>, u64)>,
 }
 
 impl RequestFlow {
     pub fn new(cfg: Rc<Config>) -> Self {
         RequestFlow {
             cfg,
+            record: ExchangeRecord::default(),
+            hooks: Hooks::default(),
             replied: false,
             exchange: None,
             buffer_response: false,
             parsed: None,
             overrides: Overrides::default(),
-            stream: false,
-            id: String::new(),
-            created: 0,
             remaining: VecDeque::new(),
-            current: None,
-            attempts: 0,
             retrying: false,
             in_flight: None,
             attempt_started_ms: 0,
             first_byte_ms: None,
             error_fallbacks_planned: false,
             last_error: None,
-            caller: CallerId::Open,
-            admission: None,
-            retry_after: None,
-            body_len: 0,
-            charged: None,
             need_usage: false,
-            op: Operation::Chat,
-            remaining_after: None,
-            requested_alias: None,
-            api_request: false,
-            reserve: None,
-            grants: Grants::None,
-            lease_call: None,
-            published: None,
+            waiting: false,
             client: ClientHeaders::default(),
         }
+    }
+
+    /// The hooks and what they act on, borrowed apart from the flow's
+    /// routing state.
+    fn hook_cx<'a>(&'a mut self, host: &'a mut dyn Host) -> (&'a mut Hooks, Cx<'a>) {
+        (
+            &mut self.hooks,
+            Cx {
+                cfg: &self.cfg,
+                record: &mut self.record,
+                exchange: self.exchange.as_ref(),
+                host,
+            },
+        )
     }
 
     /// The client's request headers: classify the endpoint, authenticate,
@@ -202,8 +175,11 @@ impl RequestFlow {
         body_size: usize,
         host: &mut dyn Host,
     ) {
-        if self.lease_call.as_ref().is_some_and(|(t, _)| *t == token) {
-            self.lease_answered(num_headers, body_size, host);
+        if self
+            .hooks
+            .call_answered(token, num_headers, body_size, host)
+        {
+            self.admission_answered(host);
             return;
         }
         let (status, body) = host.call_response(num_headers, body_size);
@@ -237,7 +213,7 @@ impl RequestFlow {
         let w = ex.whole_response(status, &body);
         self.attempt_succeeded(host);
         let mut served = served;
-        served.extend(self.cost_headers(host));
+        served.extend(self.response_complete(host));
         self.replied = true;
         reply::send_json_with(host, w.status, w.content_type, &w.body, &served);
     }
@@ -247,10 +223,9 @@ impl RequestFlow {
     pub fn on_log(&mut self, host: &mut dyn Host) {
         let started = host.span_start();
         self.end_in_flight(host);
-        self.settle(host);
-        let observed = host.span_start();
-        self.observe_end(host);
-        host.span_stop(Span::Observe, observed);
+        let status = response_status(host).unwrap_or(0);
+        let (hooks, mut cx) = self.hook_cx(host);
+        hooks.finished(&mut cx, status);
         host.span_stop(Span::Log, started);
     }
 
@@ -262,7 +237,8 @@ impl RequestFlow {
         let method = self.client.method.clone();
         let path = self.client.path.clone();
         let endpoint = super::classify(&method, &path);
-        self.api_request = matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Embeddings);
+        self.record.api_request =
+            matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Embeddings);
         if matches!(
             endpoint,
             Endpoint::Models | Endpoint::KeyInfo | Endpoint::ChatCompletions | Endpoint::Embeddings
@@ -274,14 +250,15 @@ impl RequestFlow {
         match endpoint {
             Endpoint::Models => {
                 self.replied = true;
-                let body = metering::models_body(&self.cfg, &self.caller, host.now_ms() / 1000);
+                let body =
+                    metering::models_body(&self.cfg, &self.record.caller, host.now_ms() / 1000);
                 reply::send_json_with(host, 200, "application/json", &body, &[]);
                 Action::Pause
             }
             Endpoint::KeyInfo => {
                 let query = path.split_once('?').map_or("", |(_, q)| q);
                 let now = host.now_ms();
-                match metering::key_info(&self.cfg, host.store(), &self.caller, query, now) {
+                match metering::key_info(&self.cfg, host.store(), &self.record.caller, query, now) {
                     Ok(body) => {
                         self.replied = true;
                         reply::send_json_with(host, 200, "application/json", &body, &[]);
@@ -296,7 +273,7 @@ impl RequestFlow {
             }
             Endpoint::ChatCompletions | Endpoint::Embeddings => {
                 if endpoint == Endpoint::Embeddings {
-                    self.op = Operation::Embeddings;
+                    self.record.op = Operation::Embeddings;
                 }
                 let declared = self
                     .client
@@ -350,7 +327,7 @@ impl RequestFlow {
             principal.as_deref(),
         );
         host.span_stop(Span::Authenticate, started);
-        self.caller = who?;
+        self.record.caller = who?;
         Ok(())
     }
 
@@ -372,7 +349,7 @@ impl RequestFlow {
         let body = host.request_body(body_size);
         match self.route_chat(body, host) {
             // Waiting for a fleet lease: resumed when it arrives.
-            Ok(()) if self.lease_call.is_some() => Action::Pause,
+            Ok(()) if self.waiting => Action::Pause,
             Ok(()) => Action::Continue,
             Err(e) => self.reply_error(&e, host),
         }
@@ -478,14 +455,12 @@ impl RequestFlow {
                     host.replace_response_body(body_size, &out);
                 }
             }
-            if exchange.was_cut() {
-                // Ended at the budget: charge what was streamed, now.
-                self.settle(host);
-            }
+            let (hooks, mut cx) = self.hook_cx(host);
+            hooks.chunk(&mut cx);
         }
         if end_of_stream {
             self.attempt_succeeded(host);
-            self.settle(host);
+            self.response_complete(host);
         }
         Action::Continue
     }
@@ -516,7 +491,7 @@ impl RequestFlow {
             self.attempt_succeeded(host);
         }
         // The headers are still held: the cost can go in them.
-        for (k, v) in self.cost_headers(host) {
+        for (k, v) in self.response_complete(host) {
             host.set_response_header(&k, &v);
         }
         Action::Continue
@@ -525,16 +500,49 @@ impl RequestFlow {
     fn reply_error(&mut self, err: &GatewayError, host: &mut dyn Host) -> Action {
         debug!(
             "llm-gateway: refusing request from {}: {err}",
-            self.caller.label()
+            self.record.caller.label()
         );
         self.replied = true;
         let mut headers = self.served_headers();
-        if let Some(s) = self.retry_after {
+        if let Some(s) = self.record.retry_after {
             headers.push(("retry-after".to_string(), s.to_string()));
         }
         reply::send_error(host, err, &headers);
-        self.settle(host);
+        let (hooks, mut cx) = self.hook_cx(host);
+        hooks.failed(&mut cx);
         Action::Pause
+    }
+
+    /// The answer is complete: settle, and the headers saying what it cost.
+    fn response_complete(&mut self, host: &mut dyn Host) -> Vec<(String, String)> {
+        let (hooks, mut cx) = self.hook_cx(host);
+        hooks.response_complete(&mut cx)
+    }
+
+    /// Reply with a translated whole answer.
+    fn reply_whole(&mut self, status: u16, body: &[u8], host: &mut dyn Host) {
+        let served = self.served_headers();
+        let reply = match self.exchange.as_mut() {
+            Some(ex) => ex.whole_response(status, body),
+            None => {
+                let err = self.last_error.clone().unwrap_or_else(|| {
+                    GatewayError::new(
+                        502,
+                        ErrorKind::Upstream,
+                        "no deployment could serve the request",
+                    )
+                });
+                self.replied = true;
+                reply::send_error(host, &err, &served);
+                let (hooks, mut cx) = self.hook_cx(host);
+                hooks.failed(&mut cx);
+                return;
+            }
+        };
+        let mut served = served;
+        served.extend(self.response_complete(host));
+        self.replied = true;
+        reply::send_json_with(host, reply.status, reply.content_type, &reply.body, &served);
     }
 }
 

@@ -1,0 +1,163 @@
+//! Hook points: the named moments in a request's life where features act,
+//! and the features that act there today (budgets, metering).
+//!
+//! | point | when | who acts today |
+//! |---|---|---|
+//! | [`Hooks::request_accepted`] | the body is parsed, the caller may use the model, the attempts are planned | budget: the reservation |
+//! | [`Hooks::admission`] | before any provider sees the request | budget: budgets, rpm/tpm/parallel limits, fleet leases |
+//! | [`Hooks::before_provider_call`] | each attempt, its exchange set up | budget: usage required, mid-stream limit |
+//! | [`Hooks::attempt_succeeded`] | an attempt's answer arrived in full | metering: latency, usage for the access log |
+//! | [`Hooks::chunk`] | each chunk of a forwarded stream | budget: a stream cut at the budget is charged now |
+//! | [`Hooks::response_complete`] | the answer is complete, before its last bytes leave | budget: settle (cost headers) |
+//! | [`Hooks::failed`] | the gateway answers with an error | budget: settle, release holds |
+//! | [`Hooks::finished`] | the request is over however it ended (`on_log`) | budget: settle what is left; metering: request metrics |
+//!
+//! Each point is a method here that calls every feature in a fixed order;
+//! a feature is a struct with its own per-request state (so the flow's
+//! routing state stays the flow's). Features read and fill in the
+//! [`ExchangeRecord`]. A new feature (guardrails, cache ...) adds its struct
+//! and its calls at the points it needs: see `docs/architecture.md`.
+
+mod budget;
+mod metering;
+
+use super::host::Host;
+use super::record::ExchangeRecord;
+use super::Exchange;
+use crate::config::{Config, Deployment};
+use crate::error::GatewayError;
+use crate::request::ClientRequest;
+
+pub use budget::BudgetHook;
+pub use metering::MeteringHook;
+
+/// What a hook point hands every feature: the configuration, the record,
+/// the attempt's exchange (when there is one), and the host.
+pub struct Cx<'a> {
+    pub cfg: &'a Config,
+    pub record: &'a mut ExchangeRecord,
+    pub exchange: Option<&'a Exchange>,
+    pub host: &'a mut dyn Host,
+}
+
+impl Cx<'_> {
+    /// The deployment of the current attempt.
+    pub fn deployment(&self) -> Option<&Deployment> {
+        self.record
+            .deployment
+            .and_then(|i| self.cfg.deployments.get(i))
+    }
+}
+
+/// The admission's verdict.
+#[derive(Debug)]
+pub enum Admit {
+    /// Go on to the provider.
+    Go,
+    /// Waiting for an out-of-band call (a fleet lease); the flow is resumed
+    /// through [`Hooks::call_answered`].
+    Wait,
+    /// Refuse the request with this error.
+    Refuse(GatewayError),
+}
+
+/// The features acting at hook points, with their per-request state.
+#[derive(Default)]
+pub struct Hooks {
+    pub budget: BudgetHook,
+    pub metering: MeteringHook,
+}
+
+impl Hooks {
+    /// The body is parsed, the caller may use the model, the attempts are
+    /// planned (`planned`: their deployments, in order).
+    pub fn request_accepted(
+        &mut self,
+        cx: &mut Cx<'_>,
+        req: &ClientRequest,
+        planned: &[&Deployment],
+    ) {
+        self.budget.request_accepted(cx, req, planned);
+    }
+
+    /// Before any provider sees the request.
+    pub fn admission(&mut self, cx: &mut Cx<'_>, req: &ClientRequest) -> Admit {
+        self.budget.admission(cx, req)
+    }
+
+    /// An out-of-band call answered; true when it was a hook's own (and
+    /// [`Hooks::admission`] should run again).
+    pub fn call_answered(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        host: &mut dyn Host,
+    ) -> bool {
+        self.budget
+            .call_answered(token, num_headers, body_size, host)
+    }
+
+    /// Usage must be read from every answer (it is charged).
+    pub fn needs_usage(&self) -> bool {
+        self.budget.charges()
+    }
+
+    /// Each attempt, its exchange set up, before its request leaves.
+    pub fn before_provider_call(
+        &mut self,
+        cx: &mut Cx<'_>,
+        exchange: &mut Exchange,
+        dep: &Deployment,
+    ) {
+        self.budget.before_provider_call(cx, exchange, dep);
+    }
+
+    /// An attempt's answer arrived in full (`latency_ms`, `ttft_ms` from
+    /// its start).
+    pub fn attempt_succeeded(&mut self, cx: &mut Cx<'_>, latency_ms: u64, ttft_ms: Option<u64>) {
+        self.metering.attempt_succeeded(cx, latency_ms, ttft_ms);
+    }
+
+    /// Each chunk of a forwarded stream, after it was translated.
+    pub fn chunk(&mut self, cx: &mut Cx<'_>) {
+        if cx.exchange.is_some_and(Exchange::was_cut) {
+            // Ended at the budget: charge what was streamed, now.
+            self.settle(cx);
+        }
+    }
+
+    /// The answer is complete; returns the headers to add to it (cost,
+    /// remaining budget).
+    pub fn response_complete(&mut self, cx: &mut Cx<'_>) -> Vec<(String, String)> {
+        cx.record.outcome = super::record::Outcome::Completed;
+        match self.settle(cx) {
+            Some(cost) => crate::metering::cost_headers(cost, cx.record.remaining_budget_micro),
+            None => Vec::new(),
+        }
+    }
+
+    /// The gateway answers with an error.
+    pub fn failed(&mut self, cx: &mut Cx<'_>) {
+        cx.record.outcome = super::record::Outcome::Failed;
+        self.settle(cx);
+    }
+
+    /// The request is over, however it ended (`status`: the client's).
+    pub fn finished(&mut self, cx: &mut Cx<'_>, status: u16) {
+        self.settle(cx);
+        let started = cx.host.span_start();
+        self.metering.finished(cx, status);
+        cx.host.span_stop(super::host::Span::Observe, started);
+    }
+
+    /// Charge the request once (budget), then publish what it cost (metering).
+    fn settle(&mut self, cx: &mut Cx<'_>) -> Option<u64> {
+        let newly = cx.record.cost_micro.is_none();
+        let cost = self.budget.settle(cx);
+        if newly && cost.is_some() {
+            self.metering.publish_usage(cx);
+        }
+        cost
+    }
+}

@@ -1,0 +1,76 @@
+//! The exchange record: what is known about one request, in one place, for
+//! every hook to read and the hooks that account for it to fill in.
+//!
+//! The flow writes the facts it decides (who calls, which alias, which
+//! attempt on which deployment); hooks write what they settle (cost, what is
+//! left of a budget). Hooks read the record rather than the flow's private
+//! routing state, so a feature added at a hook point sees the same request
+//! the budgets and metering see.
+
+use crate::metering::CallerId;
+use crate::provider::Operation;
+
+/// How a request ended, as the hooks see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Still in progress.
+    Open,
+    /// An answer reached its end (whole, or a stream to its end marker).
+    Completed,
+    /// The gateway answered with an error, or the provider's error was passed on.
+    Failed,
+}
+
+/// One request's record.
+#[derive(Debug)]
+pub struct ExchangeRecord {
+    /// The completion id the client sees (`chatcmpl-...`).
+    pub id: String,
+    /// Unix seconds when the request was accepted.
+    pub created: u64,
+    pub op: Operation,
+    /// Who is calling (virtual key alias, master, or open).
+    pub caller: CallerId,
+    /// The alias the client asked for (labels only if it is configured).
+    pub requested_alias: Option<String>,
+    pub stream: bool,
+    /// Bytes of the client's request body.
+    pub body_len: usize,
+    /// A chat or embeddings request (counted in the request metrics).
+    pub api_request: bool,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Index into `Config::deployments` of the attempt in progress (or the last).
+    pub deployment: Option<usize>,
+    /// That deployment belongs to a fallback alias.
+    pub fallback: bool,
+    /// Cost charged (micro-USD), once settled.
+    pub cost_micro: Option<u64>,
+    /// Budget left after this request (micro-USD), once settled.
+    pub remaining_budget_micro: Option<u64>,
+    /// `retry-after` seconds of a rate-limit refusal.
+    pub retry_after: Option<u64>,
+    pub outcome: Outcome,
+}
+
+impl Default for ExchangeRecord {
+    fn default() -> Self {
+        ExchangeRecord {
+            id: String::new(),
+            created: 0,
+            op: Operation::Chat,
+            caller: CallerId::Open,
+            requested_alias: None,
+            stream: false,
+            body_len: 0,
+            api_request: false,
+            attempts: 0,
+            deployment: None,
+            fallback: false,
+            cost_micro: None,
+            remaining_budget_micro: None,
+            retry_after: None,
+            outcome: Outcome::Open,
+        }
+    }
+}
