@@ -115,7 +115,7 @@ fn memory() {
     println!(
         "inline sizes: Exchange {} bytes, ClientRequest {} bytes",
         std::mem::size_of::<pipeline::Exchange>(),
-        std::mem::size_of::<llm_gateway::request::ClientRequest>()
+        std::mem::size_of::<llm_gateway::api::request::ClientRequest>()
     );
     println!("request kept for retries (1 KB body): {request} bytes of heap");
     println!("exchange before the answer: {base} bytes of heap");

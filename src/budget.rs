@@ -101,7 +101,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::error::{ErrorKind, GatewayError};
+use crate::api::error::{ErrorKind, GatewayError};
 use crate::fleet::{
     self, CallItem, FleetSettings, Grants, LeaseCheck, LeaseRecord, RedisStatus, Resource,
 };

@@ -210,7 +210,7 @@ pub const MAX_FALLBACKS: usize = 5;
 pub const ANY_ALIAS: &str = "*";
 
 /// Fallback aliases per alias, in config order: `[{alias: [fallback, ...]}, ...]`.
-pub type FallbackMap = Vec<(String, Vec<String>)>;
+pub use crate::api::overrides::FallbackMap;
 
 /// The implemented part of LiteLLM's `router_settings` (with the
 /// `litellm_settings` keys the LiteLLM Router falls back to) and the

@@ -64,8 +64,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::api::error::{ErrorKind, GatewayError};
 use crate::config::ConfigError;
-use crate::error::{ErrorKind, GatewayError};
 
 /// Default `gateway.default_max_tokens`: the output estimate a reservation
 /// uses when the request sets no `max_tokens` / `max_completion_tokens`.

@@ -26,25 +26,19 @@
 //! - `filter` (wasm32 only): the proxy-wasm contexts; the only code that calls
 //!   the host.
 
+pub mod api;
 pub mod budget;
+pub mod codec;
 pub mod config;
-pub mod error;
-pub mod eventstream;
 pub mod fleet;
-pub mod json_in;
-pub mod json_out;
 pub mod keys;
 pub mod metering;
-pub mod ndjson;
-pub mod openai;
 pub mod pipeline;
 pub mod pricing;
 pub mod provider;
 pub mod render;
-pub mod request;
 pub mod routing;
 pub mod sigv4;
-pub mod sse;
 pub mod store;
 pub mod usage_batch;
 

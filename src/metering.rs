@@ -6,11 +6,11 @@
 
 use serde_json::{json, Value};
 
+use crate::api::error::{ErrorKind, GatewayError};
+use crate::api::openai::{ChatRequest, Usage};
 use crate::budget::{self, Admission, Refusal};
 use crate::config::{Config, Deployment};
-use crate::error::{ErrorKind, GatewayError};
 use crate::keys::{self, Caller};
-use crate::openai::{ChatRequest, Usage};
 use crate::pricing::{self, TokenUsage};
 use crate::store::SharedStore;
 

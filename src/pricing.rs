@@ -41,7 +41,7 @@
 
 use serde_json::Value;
 
-use crate::openai::Usage;
+use crate::api::openai::Usage;
 
 /// Pico-USD in one micro-USD.
 pub const PICO_PER_MICRO: u64 = 1_000_000;

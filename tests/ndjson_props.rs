@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use llm_gateway::ndjson::{Item, NdjsonDecoder};
+use llm_gateway::codec::ndjson::{Item, NdjsonDecoder};
 use llm_gateway::provider::{translator, ProviderKind, ResponseMeta};
 use proptest::prelude::*;
 

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use llm_gateway::sse::{Event, SseDecoder};
+use llm_gateway::codec::sse::{Event, SseDecoder};
 use proptest::prelude::*;
 
 fn decode(pieces: &[&[u8]]) -> (Vec<Event>, usize) {

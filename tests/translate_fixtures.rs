@@ -37,11 +37,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use llm_gateway::api::openai::Usage;
+use llm_gateway::api::request::ClientRequest;
 use llm_gateway::config::{self, Deployment};
-use llm_gateway::openai::Usage;
 use llm_gateway::provider::Operation;
 use llm_gateway::provider::{translator, ResponseMeta, StreamTranslator, Translator};
-use llm_gateway::request::ClientRequest;
 use serde_json::{json, Value};
 
 fn fixtures_root() -> PathBuf {
@@ -225,7 +225,7 @@ fn expect_eq(what: &str, got: &Value, want: &Value) -> Result<(), String> {
 }
 
 /// Compare a gateway error with `{"status", "param", "code", "message_contains"}`.
-fn expect_error(err: &llm_gateway::error::GatewayError, want: &Value) -> Result<(), String> {
+fn expect_error(err: &llm_gateway::api::error::GatewayError, want: &Value) -> Result<(), String> {
     let mut problems = Vec::new();
     if let Some(s) = want.get("status").and_then(Value::as_u64) {
         if u64::from(err.status) != s {

@@ -26,15 +26,16 @@ pub use host::{Action, Host, MetricKind, Part, Span};
 
 use serde_json::json;
 
+use crate::api::error::{upstream_status_kind, ErrorKind, GatewayError};
+use crate::api::openai::Usage;
+use crate::api::overrides::Overrides;
+use crate::api::request::ClientRequest;
 use crate::config::{Config, Deployment};
-use crate::error::{upstream_status_kind, ErrorKind, GatewayError};
-use crate::openai::Usage;
 use crate::provider::{
     translator, Operation, RequestContext, ResponseMeta, StreamTranslator, Translator,
     UpstreamRequest,
 };
-use crate::request::ClientRequest;
-use crate::routing::{self, Overrides};
+use crate::routing;
 
 /// What the client asked for, from method and path alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,7 +219,7 @@ pub fn prepare(
         };
         raw.insert((*key).to_string(), v);
     }
-    let overrides = routing::overrides_from_request(&raw)?;
+    let overrides = crate::api::overrides::overrides_from_request(&raw)?;
     Ok((req, overrides))
 }
 
@@ -520,8 +521,8 @@ impl Exchange {
                     "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}],
                     "usage": usage,
                 });
-                crate::sse::write_data(out, &chunk.to_string());
-                crate::sse::write_done(out);
+                crate::codec::sse::write_data(out, &chunk.to_string());
+                crate::codec::sse::write_done(out);
                 return Some(usage);
             }
         }
@@ -613,7 +614,7 @@ fn find_event_end(bytes: &[u8]) -> Option<usize> {
 /// translator's own output (checked JSON, no duplicate keys), read with the
 /// walker in one pass over each object: no `Value` per chunk.
 fn generated_text_bytes(event: &[u8]) -> usize {
-    use crate::json_in::{elements, first, members, string};
+    use crate::codec::json_in::{elements, first, members, string};
     let Some(data) = event.strip_prefix(b"data: ") else {
         return 0;
     };

@@ -52,10 +52,10 @@ use super::{
     endpoint_path, stream_error_event, RequestContext, ResponseMeta, StreamTranslator, Translated,
     Translator, UpstreamRequest,
 };
+use crate::api::error::{ErrorKind, GatewayError};
+use crate::api::openai::Usage;
+use crate::codec::sse::{write_data, write_done, SseDecoder};
 use crate::config::Deployment;
-use crate::error::{ErrorKind, GatewayError};
-use crate::openai::Usage;
-use crate::sse::{write_data, write_done, SseDecoder};
 
 /// The Azure OpenAI translator.
 pub struct Azure;
@@ -91,7 +91,7 @@ fn azure_path(dep: &Deployment, endpoint: &str) -> Result<String, GatewayError> 
 }
 
 fn passthrough_request(
-    req: &crate::request::ClientRequest,
+    req: &crate::api::request::ClientRequest,
     dep: &Deployment,
     endpoint: &str,
 ) -> Result<UpstreamRequest, GatewayError> {
@@ -119,7 +119,7 @@ fn usage_of(body: &[u8]) -> Option<Usage> {
 impl Translator for Azure {
     fn request(
         &self,
-        req: &crate::request::ClientRequest,
+        req: &crate::api::request::ClientRequest,
         dep: &Deployment,
         _ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
@@ -139,7 +139,7 @@ impl Translator for Azure {
 
     fn embeddings_request(
         &self,
-        req: &crate::request::ClientRequest,
+        req: &crate::api::request::ClientRequest,
         dep: &Deployment,
         _ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {

@@ -94,7 +94,7 @@
 //! # Stream (ConverseStream)
 //!
 //! The `application/vnd.amazon.eventstream` body is decoded by
-//! [`crate::eventstream::Decoder`]; each event's JSON payload becomes chunks:
+//! [`crate::codec::eventstream::Decoder`]; each event's JSON payload becomes chunks:
 //! `messageStart` -> the role chunk, `contentBlockStart` with `toolUse` -> a
 //! tool call's id and name, `contentBlockDelta` `text` / `toolUse.input` /
 //! `reasoningContent.text` -> content / arguments / `reasoning_content`,
@@ -132,12 +132,12 @@ use super::{
     stream_error_event, RequestContext, ResponseMeta, StreamTranslator, Translated, Translator,
     UpstreamRequest,
 };
+use crate::api::error::{upstream_status_kind, ErrorKind, GatewayError};
+use crate::api::openai::{Content, ContentPart, ParsedRequest, Role, ToolCall, Usage};
+use crate::codec::eventstream::{Decoder, Message as EsMessage};
+use crate::codec::sse::{write_data, write_done};
 use crate::config::Deployment;
-use crate::error::{upstream_status_kind, ErrorKind, GatewayError};
-use crate::eventstream::{Decoder, Message as EsMessage};
-use crate::openai::{Content, ContentPart, ParsedRequest, Role, ToolCall, Usage};
 use crate::sigv4;
-use crate::sse::{write_data, write_done};
 
 /// The Bedrock translator.
 pub struct Bedrock;
@@ -190,7 +190,7 @@ const MAPPED_EXTRA: &[&str] = &[
 impl Translator for Bedrock {
     fn request(
         &self,
-        req: &crate::request::ClientRequest,
+        req: &crate::api::request::ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
@@ -258,7 +258,7 @@ impl Translator for Bedrock {
 
     fn embeddings_request(
         &self,
-        req: &crate::request::ClientRequest,
+        req: &crate::api::request::ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
@@ -617,7 +617,7 @@ fn reasoning_effort_thinking(
 }
 
 /// OpenAI function tools as Converse `toolSpec`s.
-fn map_tools(defs: &[crate::openai::ToolDef]) -> Result<Vec<Value>, GatewayError> {
+fn map_tools(defs: &[crate::api::openai::ToolDef]) -> Result<Vec<Value>, GatewayError> {
     let mut out = Vec::with_capacity(defs.len());
     for (i, def) in defs.iter().enumerate() {
         if def.kind != "function" {
@@ -800,7 +800,7 @@ fn convert_messages(req: &ParsedRequest) -> Result<Converted, GatewayError> {
                     .and_then(|r| r.get("function_call"))
                     .filter(|v| !v.is_null())
                 {
-                    let call: crate::openai::FunctionCall = serde_json::from_value(fc.clone())
+                    let call: crate::api::openai::FunctionCall = serde_json::from_value(fc.clone())
                         .map_err(|e| {
                             GatewayError::bad_param(
                                 &at(".function_call"),
@@ -1309,7 +1309,7 @@ enum Block {
 /// Translates ConverseStream event-stream messages into OpenAI chunks.
 ///
 /// Holds the event-stream decoder's unfinished message (bounded by
-/// [`crate::eventstream::MAX_MESSAGE_BYTES`]) and a few counters.
+/// [`crate::codec::eventstream::MAX_MESSAGE_BYTES`]) and a few counters.
 struct BedrockStream {
     decoder: Decoder,
     meta: ResponseMeta,
@@ -1821,7 +1821,7 @@ fn translate_embeddings(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eventstream::{encode, encode_event, HeaderValue};
+    use crate::codec::eventstream::{encode, encode_event, HeaderValue};
 
     fn meta(include_usage: bool) -> ResponseMeta {
         ResponseMeta {

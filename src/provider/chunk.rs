@@ -9,9 +9,9 @@
 use serde::Serialize;
 
 use super::{stream_error_event, ResponseMeta};
-use crate::error::GatewayError;
-use crate::openai::Usage;
-use crate::sse::{write_data, write_done};
+use crate::api::error::GatewayError;
+use crate::api::openai::Usage;
+use crate::codec::sse::{write_data, write_done};
 
 /// One `chat.completion.chunk` (shared by the translators that build OpenAI
 /// streams, so every provider's chunks serialise the same way). `U` is the
@@ -48,7 +48,7 @@ pub(crate) struct UsageOut {
 impl UsageOut {
     /// Append the object, byte for byte as serde would write it.
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
-        use crate::json_out::u64 as num;
+        use crate::codec::json_out::u64 as num;
         out.extend_from_slice(br#"{"prompt_tokens":"#);
         num(out, self.prompt_tokens);
         out.extend_from_slice(br#","completion_tokens":"#);
@@ -276,11 +276,11 @@ impl ChunkWriter {
 pub(crate) fn chunk_prefix(id: &str, created: u64, model: &str) -> Vec<u8> {
     let mut p = Vec::with_capacity(80 + id.len() + model.len());
     p.extend_from_slice(br#"data: {"id":"#);
-    crate::json_out::str(&mut p, id);
+    crate::codec::json_out::str(&mut p, id);
     p.extend_from_slice(br#","object":"chat.completion.chunk","created":"#);
-    crate::json_out::u64(&mut p, created);
+    crate::codec::json_out::u64(&mut p, created);
     p.extend_from_slice(br#","model":"#);
-    crate::json_out::str(&mut p, model);
+    crate::codec::json_out::str(&mut p, model);
     p.extend_from_slice(br#","choices":"#);
     p
 }
@@ -297,7 +297,7 @@ pub(crate) fn write_delta_chunk(
     delta(out);
     out.extend_from_slice(br#","finish_reason":"#);
     match finish {
-        Some(f) => crate::json_out::str(out, f),
+        Some(f) => crate::codec::json_out::str(out, f),
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b"}]}\n\n");

@@ -103,10 +103,10 @@ use super::{
     endpoint_path, RequestContext, ResponseMeta, StreamTranslator, Translated, Translator,
     UpstreamRequest,
 };
+use crate::api::error::{ErrorKind, GatewayError};
+use crate::api::openai::{Content, ParsedRequest, Role, Usage};
+use crate::codec::sse::SseDecoder;
 use crate::config::Deployment;
-use crate::error::{ErrorKind, GatewayError};
-use crate::openai::{Content, ParsedRequest, Role, Usage};
-use crate::sse::SseDecoder;
 
 /// The Cohere translator.
 pub struct Cohere;
@@ -161,7 +161,7 @@ const EMBED_NATIVE_PARAMS: &[&str] = &["input_type", "truncate"];
 impl Translator for Cohere {
     fn request(
         &self,
-        req: &crate::request::ClientRequest,
+        req: &crate::api::request::ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
@@ -176,7 +176,7 @@ impl Translator for Cohere {
 
     fn embeddings_request(
         &self,
-        req: &crate::request::ClientRequest,
+        req: &crate::api::request::ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
@@ -567,7 +567,7 @@ fn user_content(content: Option<&Content>, i: usize) -> Result<Value, GatewayErr
                     ));
                 }
                 let mut image = json!({"url": url});
-                if let crate::openai::ImageUrl::Object {
+                if let crate::api::openai::ImageUrl::Object {
                     detail: Some(d), ..
                 } = img
                 {

@@ -6,8 +6,8 @@
 use serde_json::{json, Value};
 
 use super::ResponseMeta;
-use crate::error::{ErrorKind, GatewayError};
-use crate::openai::{EmbeddingsRequest, ParsedRequest, Usage};
+use crate::api::error::{ErrorKind, GatewayError};
+use crate::api::openai::{EmbeddingsRequest, ParsedRequest, Usage};
 
 /// The embeddings view of a request (set for `POST /v1/embeddings`).
 pub fn view(req: &ParsedRequest) -> Result<&EmbeddingsRequest, GatewayError> {

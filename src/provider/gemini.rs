@@ -186,10 +186,10 @@ use super::{
     embedding, stream_error_event, RequestContext, ResponseMeta, StreamTranslator, Translated,
     Translator, UpstreamRequest,
 };
+use crate::api::error::{upstream_status_kind, ErrorKind, GatewayError};
+use crate::api::openai::{Content, ContentPart, ParsedRequest, Role, Usage};
+use crate::codec::sse::{write_data, write_done, SseDecoder};
 use crate::config::Deployment;
-use crate::error::{upstream_status_kind, ErrorKind, GatewayError};
-use crate::openai::{Content, ContentPart, ParsedRequest, Role, Usage};
-use crate::sse::{write_data, write_done, SseDecoder};
 
 /// The Gemini API translator (`gemini/<model>`).
 pub struct Gemini;
@@ -263,7 +263,7 @@ impl Api {
 impl Translator for Gemini {
     fn request(
         &self,
-        req: &crate::request::ClientRequest,
+        req: &crate::api::request::ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
@@ -277,7 +277,7 @@ impl Translator for Gemini {
 
     fn embeddings_request(
         &self,
-        req: &crate::request::ClientRequest,
+        req: &crate::api::request::ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
@@ -309,7 +309,7 @@ impl Translator for Gemini {
 impl Translator for VertexAi {
     fn request(
         &self,
-        req: &crate::request::ClientRequest,
+        req: &crate::api::request::ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
@@ -323,7 +323,7 @@ impl Translator for VertexAi {
 
     fn embeddings_request(
         &self,
-        req: &crate::request::ClientRequest,
+        req: &crate::api::request::ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
@@ -862,7 +862,7 @@ fn thinking_config(
 /// OpenAI function tools as Gemini function declarations.
 fn function_declarations(
     api: Api,
-    defs: &[crate::openai::ToolDef],
+    defs: &[crate::api::openai::ToolDef],
 ) -> Result<Vec<Value>, GatewayError> {
     let mut out = Vec::with_capacity(defs.len());
     for (i, def) in defs.iter().enumerate() {
@@ -1023,7 +1023,7 @@ fn convert_messages(
                         parts.push(json!({ "text": text }));
                     }
                 }
-                let mut tool_calls: Vec<(String, crate::openai::FunctionCall, String)> = m
+                let mut tool_calls: Vec<(String, crate::api::openai::FunctionCall, String)> = m
                     .tool_calls
                     .iter()
                     .flatten()
@@ -1046,7 +1046,7 @@ fn convert_messages(
                     .and_then(|r| r.get("function_call"))
                     .filter(|v| !v.is_null())
                 {
-                    let call: crate::openai::FunctionCall = serde_json::from_value(fc.clone())
+                    let call: crate::api::openai::FunctionCall = serde_json::from_value(fc.clone())
                         .map_err(|e| {
                             GatewayError::bad_param(
                                 &at(".function_call"),
@@ -1126,7 +1126,7 @@ fn convert_messages(
 
 /// A tool call's arguments as a JSON object (an empty string counts as `{}`).
 fn function_args(
-    call: &crate::openai::FunctionCall,
+    call: &crate::api::openai::FunctionCall,
     id: &str,
     param: &str,
 ) -> Result<Value, GatewayError> {

@@ -23,10 +23,10 @@ pub mod gemini;
 pub mod ollama;
 pub mod openai_compat;
 
+use crate::api::error::GatewayError;
+use crate::api::openai::Usage;
+use crate::api::request::ClientRequest;
 use crate::config::Deployment;
-use crate::error::GatewayError;
-use crate::openai::Usage;
-use crate::request::ClientRequest;
 
 /// The wire-format family of a provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,15 +265,7 @@ pub struct RequestContext {
     pub now_ms: u64,
 }
 
-/// Which OpenAI API a request is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Operation {
-    /// `POST /v1/chat/completions`.
-    #[default]
-    Chat,
-    /// `POST /v1/embeddings`.
-    Embeddings,
-}
+pub use crate::api::openai::Operation;
 
 /// The native request for one attempt: everything the filter must set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,7 +353,7 @@ pub trait Translator: Sync {
         let _ = body;
         Err(GatewayError::new(
             500,
-            crate::error::ErrorKind::Internal,
+            crate::api::error::ErrorKind::Internal,
             "embeddings not supported",
         ))
     }
@@ -427,7 +419,7 @@ pub fn stream_error_event(err: &GatewayError, out: &mut Vec<u8>) {
 pub fn invalid_response(provider: &str, detail: impl std::fmt::Display) -> GatewayError {
     GatewayError::new(
         502,
-        crate::error::ErrorKind::Upstream,
+        crate::api::error::ErrorKind::Upstream,
         format!("{provider} returned a response the gateway could not read: {detail}"),
     )
     .with_code("upstream_invalid_response")

@@ -61,7 +61,7 @@
 //! LiteLLM also moves `<think>...</think>` text out of `content`; this
 //! gateway does not rewrite content.
 //!
-//! Streams are NDJSON ([`crate::ndjson`]): each line's message becomes a
+//! Streams are NDJSON ([`crate::codec::ndjson`]): each line's message becomes a
 //! chunk (thinking, content, or whole tool calls: Ollama sends each call
 //! complete), and the last line (`done: true`) the finish chunk, the usage
 //! chunk when asked for, and `[DONE]`. A `{"error": ...}` line, an
@@ -89,10 +89,10 @@ use super::{
     endpoint_path, RequestContext, ResponseMeta, StreamTranslator, Translated, Translator,
     UpstreamRequest,
 };
+use crate::api::error::{ErrorKind, GatewayError};
+use crate::api::openai::{Content, ParsedRequest, Role, Usage};
+use crate::codec::ndjson::NdjsonDecoder;
 use crate::config::Deployment;
-use crate::error::{ErrorKind, GatewayError};
-use crate::ndjson::NdjsonDecoder;
-use crate::openai::{Content, ParsedRequest, Role, Usage};
 
 /// The Ollama translator.
 pub struct Ollama;
@@ -137,7 +137,7 @@ const EMBED_NATIVE_PARAMS: &[&str] = &["truncate", "keep_alive", "options"];
 impl Translator for Ollama {
     fn request(
         &self,
-        req: &crate::request::ClientRequest,
+        req: &crate::api::request::ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
@@ -152,7 +152,7 @@ impl Translator for Ollama {
 
     fn embeddings_request(
         &self,
-        req: &crate::request::ClientRequest,
+        req: &crate::api::request::ClientRequest,
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
@@ -745,7 +745,7 @@ struct OllamaStream {
 }
 
 impl OllamaStream {
-    fn line(&mut self, item: crate::ndjson::Item, at_end: bool, out: &mut Vec<u8>) {
+    fn line(&mut self, item: crate::codec::ndjson::Item, at_end: bool, out: &mut Vec<u8>) {
         if self.w.is_done() {
             return;
         }

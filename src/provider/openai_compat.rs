@@ -15,12 +15,12 @@ use super::{
     endpoint_path, stream_error_event, RequestContext, ResponseMeta, StreamTranslator, Translated,
     Translator, UpstreamRequest,
 };
+use crate::api::error::{upstream_status_kind, ErrorKind, GatewayError};
+use crate::api::openai::Usage;
+use crate::api::request::ClientRequest;
+use crate::codec::json_in;
+use crate::codec::sse::{write_done, SseDecoder};
 use crate::config::Deployment;
-use crate::error::{upstream_status_kind, ErrorKind, GatewayError};
-use crate::json_in;
-use crate::openai::Usage;
-use crate::request::ClientRequest;
-use crate::sse::{write_done, SseDecoder};
 
 /// The OpenAI-compatible translator.
 pub struct OpenAiCompat;
@@ -288,7 +288,7 @@ impl Watch {
         }
         let usage_only = self.observe(data).is_some_and(|(_, no_choices)| no_choices);
         if !usage_only {
-            crate::sse::write_data(out, data);
+            crate::codec::sse::write_data(out, data);
         }
     }
 

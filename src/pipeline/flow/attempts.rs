@@ -12,8 +12,8 @@ use super::super::host::{random_u64, Action, Host, Span};
 use super::super::telemetry::{self, keys, Event};
 use super::super::Exchange;
 use super::{hex, RequestFlow, Try};
+use crate::api::error::{ErrorKind, GatewayError};
 use crate::config::Deployment;
-use crate::error::{ErrorKind, GatewayError};
 use crate::routing::{self, ErrorClass, FailureKind};
 
 impl RequestFlow {

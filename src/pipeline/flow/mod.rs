@@ -32,12 +32,13 @@ use super::hooks::{Cx, Hooks};
 use super::host::{Action, Host, Span};
 use super::record::ExchangeRecord;
 use super::{Endpoint, Exchange};
+use crate::api::error::{ErrorKind, GatewayError};
+use crate::api::overrides::Overrides;
+use crate::api::request::ClientRequest;
 use crate::config::Config;
-use crate::error::{ErrorKind, GatewayError};
 use crate::metering::{self, CallerId};
 use crate::provider::Operation;
-use crate::request::ClientRequest;
-use crate::routing::{self, FailureKind, Overrides};
+use crate::routing::{self, FailureKind};
 use client_headers::ClientHeaders;
 
 /// One planned attempt.

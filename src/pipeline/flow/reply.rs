@@ -1,7 +1,7 @@
 //! Local replies: the flow answers the client itself.
 
 use super::super::host::Host;
-use crate::error::GatewayError;
+use crate::api::error::GatewayError;
 
 /// Request header set just before the flow's own local replies. It marks the
 /// reply as the gateway's own, so the listener's `local_reply_config` (which

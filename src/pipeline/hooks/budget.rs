@@ -5,6 +5,7 @@
 use log::{debug, warn};
 
 use super::{Admit, Cx};
+use crate::api::request::ClientRequest;
 use crate::budget::{self, Admission};
 use crate::config::Deployment;
 use crate::fleet::{CallItem, Grants, RedisStatus};
@@ -12,7 +13,6 @@ use crate::metering::{self, CallerId};
 use crate::pipeline::host::{add_counter, Host, Span};
 use crate::pipeline::telemetry;
 use crate::pipeline::{fleet_calls, usage_sink, Exchange, MidStreamLimit};
-use crate::request::ClientRequest;
 
 /// A keyed request's holds, from admission to settling.
 #[derive(Default)]

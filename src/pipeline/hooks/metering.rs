@@ -2,9 +2,9 @@
 //! them, and the finished request's metrics.
 
 use super::Cx;
+use crate::api::openai::Usage;
 use crate::budget;
 use crate::metering::CallerId;
-use crate::openai::Usage;
 use crate::pipeline::telemetry::{self, keys};
 
 /// What this request already published.

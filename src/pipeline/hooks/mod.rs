@@ -24,9 +24,9 @@ mod metering;
 use super::host::Host;
 use super::record::ExchangeRecord;
 use super::Exchange;
+use crate::api::error::GatewayError;
+use crate::api::request::ClientRequest;
 use crate::config::{Config, Deployment};
-use crate::error::GatewayError;
-use crate::request::ClientRequest;
 
 pub use budget::BudgetHook;
 pub use metering::MeteringHook;

@@ -98,10 +98,10 @@ use super::{
     endpoint_path, RequestContext, ResponseMeta, StreamTranslator, Translated, Translator,
     UpstreamRequest,
 };
+use crate::api::error::{upstream_status_kind, GatewayError};
+use crate::api::openai::Usage;
+use crate::api::request::ClientRequest;
 use crate::config::Deployment;
-use crate::error::{upstream_status_kind, GatewayError};
-use crate::openai::Usage;
-use crate::request::ClientRequest;
 
 /// The Anthropic translator.
 pub struct Anthropic;
@@ -226,7 +226,7 @@ impl TokenCounts {
     /// text); a count that is not a non-negative integer (`null` included)
     /// is ignored.
     fn merge(&mut self, usage: &str) {
-        for (key, value) in crate::json_in::members(usage) {
+        for (key, value) in crate::codec::json_in::members(usage) {
             let Ok(n) = value.parse::<u64>() else {
                 continue;
             };
@@ -343,7 +343,7 @@ fn anthropic_error(status: u16, v: &Value) -> Option<GatewayError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorKind;
+    use crate::api::error::ErrorKind;
 
     #[test]
     fn stop_reasons_map() {

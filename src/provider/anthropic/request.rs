@@ -3,7 +3,7 @@
 //!
 //! The request is read from the client's bytes, checked when it arrived:
 //! each member and message is a slice of them, walked with
-//! [`crate::json_in`] (no serde structs, no second parse). Message text is
+//! [`crate::codec::json_in`] (no serde structs, no second parse). Message text is
 //! kept as the JSON string literal the client wrote ([`RawStr`]) and copied
 //! into the output once, never decoded, allocated and escaped again. Tool
 //! schemas pass through as written when they need no change. The body is
@@ -19,14 +19,14 @@ use super::{
     DEFAULT_MAX_TOKENS, IGNORED_PARAMS, JSON_TOOL_NAME, MAPPED_EXTRA_PARAMS, PASSTHROUGH_PARAMS,
     PROVIDER, UNSUPPORTED_PARAMS,
 };
-use crate::config::Deployment;
-use crate::error::GatewayError;
-use crate::json_in::{
+use crate::api::error::GatewayError;
+use crate::api::openai::Role;
+use crate::api::request::{serde_message, ClientRequest};
+use crate::codec::json_in::{
     self, elements, is_array, is_number, is_object, members, members_at, present, type_name,
 };
-use crate::json_out::{self, RawStr};
-use crate::openai::Role;
-use crate::request::{serde_message, ClientRequest};
+use crate::codec::json_out::{self, RawStr};
+use crate::config::Deployment;
 
 /// Top-level fields of the OpenAI request this translator knows; any other
 /// member is an extra parameter (see [`check_params`]).
@@ -157,7 +157,7 @@ fn number<'a>(key: &str, value: Option<&'a str>) -> Result<Option<&'a str>, Gate
 
 /// A member read as a `Value` (small, rare ones).
 fn value(key: &str, text: Option<&str>) -> Result<Option<Value>, GatewayError> {
-    text.map(|t| serde_json::from_str(t).map_err(|e| crate::request::field_error(key, &e)))
+    text.map(|t| serde_json::from_str(t).map_err(|e| crate::api::request::field_error(key, &e)))
         .transpose()
 }
 
@@ -1162,8 +1162,8 @@ fn convert_messages<'a>(messages: &'a [MessageIn<'a>]) -> Result<Converted<'a>, 
                     c.blocks.push(block);
                 }
                 if let Some(fc) = m.function_call {
-                    let crate::openai::FunctionCall { name, arguments } = serde_json::from_str(fc)
-                        .map_err(|e| {
+                    let crate::api::openai::FunctionCall { name, arguments } =
+                        serde_json::from_str(fc).map_err(|e| {
                             GatewayError::bad_param(
                                 &at(".function_call"),
                                 format!("invalid function_call: {}", serde_message(&e)),

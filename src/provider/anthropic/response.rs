@@ -6,9 +6,9 @@
 //! block of it (the usual case), and the output is written into one buffer.
 
 use super::{error_from_body, finish_reason, invalid_response, TokenCounts, JSON_TOOL_NAME};
-use crate::error::GatewayError;
-use crate::json_in::{self, elements, is_array, is_object, members_at, string};
-use crate::json_out::{self, RawStr};
+use crate::api::error::GatewayError;
+use crate::codec::json_in::{self, elements, is_array, is_object, members_at, string};
+use crate::codec::json_out::{self, RawStr};
 use crate::provider::openai_compat::snippet;
 use crate::provider::{ResponseMeta, Translated};
 

@@ -17,13 +17,13 @@ use super::{
     anthropic_error, finish_reason, invalid_response, status_for_error_type, TokenCounts,
     JSON_TOOL_NAME,
 };
-use crate::error::{ErrorKind, GatewayError};
-use crate::json_in::{self, is_object, members, string};
-use crate::json_out::{self, RawStr};
-use crate::openai::Usage;
+use crate::api::error::{ErrorKind, GatewayError};
+use crate::api::openai::Usage;
+use crate::codec::json_in::{self, is_object, members, string};
+use crate::codec::json_out::{self, RawStr};
+use crate::codec::sse::{write_done, SseDecoder};
 use crate::provider::chunk::{chunk_prefix, write_delta_chunk, write_usage_chunk};
 use crate::provider::{stream_error_event, ResponseMeta, StreamTranslator};
-use crate::sse::{write_done, SseDecoder};
 
 /// What an open content block is, for the deltas that follow it.
 #[derive(Debug, Clone, Copy)]

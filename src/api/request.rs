@@ -25,15 +25,15 @@ use std::ops::Range;
 
 use serde_json::{Map, Value};
 
-use crate::error::GatewayError;
-use crate::json_in;
-use crate::json_out;
-use crate::openai::{
+use crate::api::error::GatewayError;
+use crate::api::openai::Operation;
+use crate::api::openai::{
     parse_json_object, validate_chat_request, validate_embeddings_request, ChatRequest,
     ParsedRequest, StreamOptions,
 };
-use crate::provider::Operation;
-use crate::routing::OVERRIDE_KEYS;
+use crate::api::overrides::OVERRIDE_KEYS;
+use crate::codec::json_in;
+use crate::codec::json_out;
 
 /// What a top-level key is to the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,7 +220,7 @@ impl ClientRequest {
         self.full
             .get_or_init(|| {
                 let mut raw = parse_json_object(self.body.as_bytes())?;
-                crate::routing::strip_overrides(&mut raw);
+                crate::api::overrides::strip_overrides(&mut raw);
                 if self.stream_usage {
                     let opts = raw
                         .entry("stream_options")
@@ -408,7 +408,7 @@ fn decode_key(lit: &str) -> Cow<'_, str> {
 /// The 400 for a body the fast indexer refused: serde_json's own message
 /// (with its line and column), or "not an object".
 fn json_error(body: &str) -> GatewayError {
-    match crate::json_in::check(body) {
+    match crate::codec::json_in::check(body) {
         Err(e) => GatewayError::bad_request(format!("request body is not valid JSON: {e}"))
             .with_code("invalid_json"),
         Ok(_) => GatewayError::bad_request("request body must be a JSON object"),

@@ -118,7 +118,7 @@ impl GatewayError {
     ///
     /// [`to_value`]: GatewayError::to_value
     pub fn to_body(&self) -> Vec<u8> {
-        use crate::json_out::str as string;
+        use crate::codec::json_out::str as string;
         let opt = |out: &mut Vec<u8>, v: &Option<String>| match v {
             Some(s) => string(out, s),
             None => out.extend_from_slice(b"null"),

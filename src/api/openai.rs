@@ -8,7 +8,17 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::GatewayError;
+/// Which OpenAI API a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Operation {
+    /// `POST /v1/chat/completions`.
+    #[default]
+    Chat,
+    /// `POST /v1/embeddings`.
+    Embeddings,
+}
+
+use crate::api::error::GatewayError;
 
 /// `POST /v1/chat/completions` body, the fields translators read.
 ///
@@ -248,8 +258,8 @@ pub struct ParsedRequest {
     /// empty), so routing and keys read the alias the same way.
     pub chat: ChatRequest,
     /// Which API the request is for.
-    pub op: crate::provider::Operation,
-    /// The embeddings view, for [`Operation::Embeddings`](crate::provider::Operation).
+    pub op: Operation,
+    /// The embeddings view, for [`Operation::Embeddings`](Operation).
     pub embeddings: Option<EmbeddingsRequest>,
 }
 
@@ -353,7 +363,7 @@ pub fn validate_embeddings_request(raw: Map<String, Value>) -> Result<ParsedRequ
     Ok(ParsedRequest {
         raw,
         chat,
-        op: crate::provider::Operation::Embeddings,
+        op: Operation::Embeddings,
         embeddings: Some(embeddings),
     })
 }
@@ -449,7 +459,7 @@ pub fn validate_chat_request(raw: Map<String, Value>) -> Result<ParsedRequest, G
     Ok(ParsedRequest {
         raw,
         chat,
-        op: crate::provider::Operation::Chat,
+        op: Operation::Chat,
         embeddings: None,
     })
 }

@@ -1,0 +1,10 @@
+//! Wire formats, incrementally: server-sent events (OpenAI, Anthropic,
+//! Gemini streams), newline-delimited JSON (Ollama), the AWS event stream
+//! (Bedrock), and the JSON scanner and writer the hot path uses instead of
+//! a full parse. Nothing here knows a provider.
+
+pub mod eventstream;
+pub mod json_in;
+pub mod json_out;
+pub mod ndjson;
+pub mod sse;
