@@ -133,7 +133,11 @@ def test_stream_is_forwarded_incrementally(gw, provider):
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_upstream_reset_mid_stream(gw, provider):
-    """The provider aborts the TCP connection (RST) after a few events: the client must not hang."""
+    """The provider aborts the TCP connection (RST) after a few events: the client must not hang,
+    and its already-started stream must not look complete. Envoy resets the client's stream too
+    (README: a filter cannot write after an upstream reset), so the client sees a connection
+    error; if it ever gets a normal end instead, that must be an OpenAI error event then [DONE],
+    never a clean [DONE] (that would pass a cut answer off as a whole one)."""
     gw.script(provider, {"reset_after_events": 6})
     res = gw.stream(chat_body(ALIASES[provider], user("reset me"), stream=True))
     assert res.elapsed < 5, f"took {res.elapsed:.1f}s"
@@ -141,9 +145,15 @@ def test_upstream_reset_mid_stream(gw, provider):
     full = HELLO[provider] + "reset me"
     got = res.content()
     assert full.startswith(got) and got != full, f"partial text expected, got {got!r}"
-    ended_cleanly = res.error is None and res.ends_with_done()
-    assert res.error is not None or res.errors() or ended_cleanly, \
-        f"neither a connection error, an error event nor a clean [DONE]: {res.raw[-300:]!r}"
+    assert "stop" not in [c.get("finish_reason") for ch in res.chunks() for c in ch.get("choices") or []], \
+        "a cut stream must not end like a complete answer"
+    if res.error is None:
+        errors = res.errors()
+        assert len(errors) == 1, f"a reset stream ended without one error event: {errors}; tail {res.raw[-300:]!r}"
+        assert {"message", "type", "param", "code"} <= set(errors[0]), errors[0]
+        items = res.data_items()
+        assert items[-1] == "[DONE]" and items.count("[DONE]") == 1, items[-3:]
+        assert "error" in items[-2], f"the error event comes right before [DONE]: {items[-3:]}"
     (req,) = gw.provider_requests(provider)
     assert req["response"]["outcome"] == "reset"
 
