@@ -29,8 +29,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 
-use llm_gateway::config::{self, Config};
-use llm_gateway::metering::{self, CallerId};
+use llm_gateway::accounting::metering::{self, CallerId};
+use llm_gateway::config::Config;
 use llm_gateway::pipeline;
 use llm_gateway::provider::Operation;
 use llm_gateway::routing;
@@ -192,7 +192,7 @@ fn config() -> Config {
     let text = CONFIG
         .replace("HASH_TEAM", &sha256_hex(TEAM_KEY))
         .replace("HASH_BROKE", &sha256_hex(BROKE_KEY));
-    config::parse(text.as_bytes(), &|_| None).unwrap()
+    llm_gateway::pipeline::load_config(text.as_bytes(), &|_| None).unwrap()
 }
 
 /// A JSON string literal.
@@ -370,7 +370,7 @@ fn one_request(fx: &Fixture, stream: bool) -> usize {
     let mut admission = None;
     if let CallerId::Key(_) = caller {
         let reserve = metering::reservation(cfg, &deps, body.len(), &parsed.head);
-        match llm_gateway::budget::admit(
+        match llm_gateway::accounting::budget::admit(
             &fx.store,
             cfg.keys.as_ref(),
             &caller.caller(cfg),
@@ -430,7 +430,7 @@ fn one_request(fx: &Fixture, stream: bool) -> usize {
         if let Some(ev) = metering::settle(&adm, cost, &tokens, now_ms) {
             n += ev.len();
         }
-        llm_gateway::budget::release(&fx.store, &adm).unwrap();
+        llm_gateway::accounting::budget::release(&fx.store, &adm).unwrap();
     }
     n + usage.map_or(0, |u| u.total_tokens as usize)
 }
@@ -451,7 +451,7 @@ fn fixture(case: &str) -> (Fixture, bool) {
     let store = FakeStore::new();
     llm_gateway::routing::seed(&store, &cfg);
     if let Some(ring) = cfg.keys.as_ref() {
-        llm_gateway::budget::seed(&store, ring);
+        llm_gateway::accounting::budget::seed(&store, ring);
     }
     let mut fx = Fixture {
         cfg,

@@ -201,7 +201,7 @@ pub fn prepare(cfg: &Value) -> Result<Prepared, ConfigError> {
     }
     gateway.insert("clusters".into(), Value::Object(mapping));
     let plugin = Value::Object(plugin);
-    let parsed = config::parse(plugin.to_string().as_bytes(), &|_| {
+    let parsed = crate::pipeline::load_config(plugin.to_string().as_bytes(), &|_| {
         Some("set-at-runtime".into())
     })?;
     Ok(Prepared {

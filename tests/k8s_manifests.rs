@@ -186,7 +186,7 @@ fn env_refs(v: &Value, out: &mut BTreeSet<String>) {
 
 fn parse(e: &Embedded) -> llm_gateway::config::Config {
     let env = e.env.clone();
-    let cfg = llm_gateway::config::parse(e.json.as_bytes(), &move |name: &str| {
+    let cfg = llm_gateway::pipeline::load_config(e.json.as_bytes(), &move |name: &str| {
         env.contains(name).then(|| format!("placeholder-{name}"))
     })
     .unwrap_or_else(|err| panic!("{}: the filter refuses its config: {err}", e.at));

@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 
 use llm_gateway::api::openai::Usage;
 use llm_gateway::api::request::ClientRequest;
-use llm_gateway::config::{self, Deployment};
+use llm_gateway::config::Deployment;
 use llm_gateway::provider::Operation;
 use llm_gateway::provider::{translator, ResponseMeta, StreamTranslator, Translator};
 use serde_json::{json, Value};
@@ -113,7 +113,7 @@ fn deployment(provider: &str, overrides: Option<&Value>) -> Deployment {
         "model_list": [{ "model_name": "test", "litellm_params": params }],
         "gateway": { "clusters": { provider: "test_cluster" } },
     });
-    let cfg = config::parse(cfg.to_string().as_bytes(), &|_| None)
+    let cfg = llm_gateway::pipeline::load_config(cfg.to_string().as_bytes(), &|_| None)
         .unwrap_or_else(|e| panic!("fixture deployment config: {e}"));
     cfg.deployments[0].clone()
 }

@@ -1,9 +1,13 @@
-//! OpenAI Chat Completions wire types, as clients send them.
+//! OpenAI Chat Completions and Embeddings wire types, as clients send them.
 //!
-//! The request is parsed once into a `serde_json::Map` (so an OpenAI-compatible
-//! upstream gets every field back, unknown ones included) and then viewed
-//! through the typed [`ChatRequest`] by translators that must understand it.
-//! Responses and chunks are built as JSON values by each translator.
+//! The client's bytes are not parsed into these up front: `api::request`
+//! indexes the body in one pass and decodes only the fields routing and
+//! admission need (its [`ChatRequest`] head). Translators that rebuild the
+//! body read the members they need, or the whole request parsed once on
+//! first use; an OpenAI-compatible upstream gets the client's own bytes back
+//! with only `model` rewritten. [`Usage`] is the OpenAI usage block every
+//! translator reports; responses and chunks are built as JSON by each
+//! translator.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

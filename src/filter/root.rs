@@ -18,8 +18,8 @@ use proxy_wasm::types::{BufferType, ContextType};
 
 use super::host::{WasmHost, WasmStore};
 use super::http::GatewayHttp;
-use crate::config::{self, Config};
-use crate::fleet::{OnUnavailable, RedisStatus, SyncState};
+use crate::accounting::fleet::{OnUnavailable, RedisStatus, SyncState};
+use crate::config::Config;
 use crate::pipeline::host::{add_counter, Host};
 use crate::pipeline::{fleet_calls, usage_sink};
 
@@ -84,7 +84,7 @@ impl Context for GatewayRoot {
         let n = f.sync.pending_len();
         let (status, body) = WasmHost.call_response(num_headers, body_size);
         let was = f.sync.status();
-        let reply = crate::fleet::parse_reply(status.unwrap_or(0), &body, n);
+        let reply = crate::accounting::fleet::parse_reply(status.unwrap_or(0), &body, n);
         match f.sync.on_reply(&WasmStore, reply) {
             Ok(()) => {
                 add_counter(&mut WasmHost, "llm_gateway.fleet.syncs", 1);
@@ -186,7 +186,7 @@ impl RootContext for GatewayRoot {
             }
         };
         let env = |name: &str| std::env::var(name).ok();
-        let cfg = match config::parse(&bytes, &env) {
+        let cfg = match crate::pipeline::load_config(&bytes, &env) {
             Ok(cfg) => cfg,
             Err(e) => {
                 error!("llm-gateway: {e}; refusing to start");
@@ -207,10 +207,11 @@ impl RootContext for GatewayRoot {
         // Every worker runs this; seeding only creates missing records.
         crate::routing::seed(&WasmStore, &cfg);
         if let Some(ring) = cfg.keys.as_ref() {
-            crate::budget::seed(&WasmStore, ring);
+            crate::accounting::budget::seed(&WasmStore, ring);
             // The worker's tick sends its batched usage events (usage_batch).
-            let _ =
-                hostcalls::set_tick_period(Duration::from_millis(crate::usage_batch::MAX_AGE_MS));
+            let _ = hostcalls::set_tick_period(Duration::from_millis(
+                crate::accounting::usage_batch::MAX_AGE_MS,
+            ));
         }
         self.config = Some(Rc::new(cfg));
         true
@@ -262,20 +263,21 @@ impl GatewayRoot {
             }
         }
         if let Some(ring) = cfg.keys.as_ref() {
-            crate::budget::seed(&WasmStore, ring);
+            crate::accounting::budget::seed(&WasmStore, ring);
         }
         let mut tick_ms = 1_000;
         if let Some(settings) = cfg.fleet.clone() {
-            let wake_queue = match hostcalls::register_shared_queue(crate::fleet::WAKE_QUEUE) {
-                Ok(q) => Some(q),
-                Err(s) => {
-                    warn!(
-                        "llm-gateway counter: cannot register queue {}: {s:?}",
-                        crate::fleet::WAKE_QUEUE
-                    );
-                    None
-                }
-            };
+            let wake_queue =
+                match hostcalls::register_shared_queue(crate::accounting::fleet::WAKE_QUEUE) {
+                    Ok(q) => Some(q),
+                    Err(s) => {
+                        warn!(
+                            "llm-gateway counter: cannot register queue {}: {s:?}",
+                            crate::accounting::fleet::WAKE_QUEUE
+                        );
+                        None
+                    }
+                };
             info!(
                 "llm-gateway counter: fleet counters through cluster `{}` (key prefix `{}`, sync every {} ms, {})",
                 settings.cluster,
@@ -318,10 +320,10 @@ fn drain_usage_queue(queue_id: u32, mut fleet: Option<&mut FleetService>) {
             Ok(Some(msg)) => {
                 let now = WasmHost.now_ms();
                 // A message is one worker's batch of events.
-                for event in crate::usage_batch::events(&msg) {
+                for event in crate::accounting::usage_batch::events(&msg) {
                     usage_sink::apply(&WasmHost, event, now);
                     if let Some(f) = fleet.as_deref_mut() {
-                        for (scope, reserved) in crate::fleet::event_activity(event) {
+                        for (scope, reserved) in crate::accounting::fleet::event_activity(event) {
                             f.sync.note_active(&scope, reserved, now);
                         }
                     }

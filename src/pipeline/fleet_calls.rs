@@ -1,12 +1,12 @@
 //! Fleet counters' calls: a worker's lease for a cold scope, the counter
 //! service's syncs (both POSTs to webdis), and the wake-up queue. The
-//! bookkeeping is pure, in [`crate::fleet`]; this is where it meets the host.
+//! bookkeeping is pure, in [`crate::accounting::fleet`]; this is where it meets the host.
 
 use log::{info, warn};
 
 use super::host::{add_counter, Host};
+use crate::accounting::fleet::{self, CallItem, FleetSettings, Grants};
 use crate::config::Config;
-use crate::fleet::{self, CallItem, FleetSettings, Grants};
 
 /// This Envoy's instance id in Redis (made by whoever needs it first).
 pub fn instance(host: &mut dyn Host) -> String {

@@ -17,12 +17,14 @@ pub mod fleet_calls;
 pub mod flow;
 pub mod hooks;
 pub mod host;
+pub mod load;
 pub mod record;
 pub mod telemetry;
 pub mod usage_sink;
 
 pub use flow::RequestFlow;
 pub use host::{Action, Host, MetricKind, Part, Span};
+pub use load::load_config;
 
 use serde_json::json;
 
@@ -223,22 +225,6 @@ pub fn prepare(
     Ok((req, overrides))
 }
 
-/// Parse the body, pick a deployment by weight (no shared state), translate:
-/// the first attempt as the simplest router would make it. The filter uses
-/// [`prepare_chat`] and [`routing::plan_attempts`] instead; this serves tests
-/// and tools.
-pub fn plan_chat<'a>(
-    cfg: &'a Config,
-    body: &[u8],
-    rand: u64,
-    id: String,
-    now: u64,
-) -> Result<Attempt<'a>, GatewayError> {
-    let (parsed, _) = prepare_chat(body.to_vec(), &[])?;
-    let deployment = routing::choose(cfg, &parsed.head.model, rand)?;
-    attempt(cfg, &parsed, deployment, &id, now)
-}
-
 /// A whole upstream answer, translated at once (used for attempts made with
 /// `dispatch_http_call`, whose answer arrives complete): status, content type
 /// and body for the client.
@@ -313,7 +299,7 @@ pub struct MidStreamLimit {
     /// Prompt tokens (estimated from the request body).
     pub prompt_tokens: u64,
     /// The serving deployment's prices.
-    pub price: Option<crate::pricing::ModelPrice>,
+    pub price: Option<crate::config::pricing::ModelPrice>,
     /// What this request may spend, micro-USD.
     pub limit_micro: u64,
 }
@@ -511,7 +497,8 @@ impl Exchange {
             self.generated_bytes += generated_text_bytes(&out[pos..end]);
             pos = end;
             let completion = (self.generated_bytes as u64).div_ceil(4);
-            let cost = crate::pricing::max_cost_micro(limit.price.as_ref(), prompt, completion);
+            let cost =
+                crate::config::pricing::max_cost_micro(limit.price.as_ref(), prompt, completion);
             if cost >= limit.limit_micro {
                 out.truncate(pos);
                 let usage = Usage::new(prompt, completion);
@@ -649,6 +636,22 @@ pub fn describe(dep: &Deployment) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// Parse the body, pick a deployment by weight (no shared state), translate:
+    /// the first attempt as the simplest router would make it. A test helper
+    /// for the translation half; the flow itself plans with
+    /// `routing::plan_attempts` (tested through `tests/request_flow.rs`).
+    fn plan_chat<'a>(
+        cfg: &'a Config,
+        body: &[u8],
+        rand: u64,
+        id: String,
+        now: u64,
+    ) -> Result<Attempt<'a>, GatewayError> {
+        let (parsed, _) = prepare_chat(body.to_vec(), &[])?;
+        let deployment = routing::choose(cfg, &parsed.head.model, rand)?;
+        attempt(cfg, &parsed, deployment, &id, now)
+    }
+
     use super::*;
 
     #[test]

@@ -7,7 +7,7 @@
 //! routing state, so a feature added at a hook point sees the same request
 //! the budgets and metering see.
 
-use crate::metering::CallerId;
+use crate::accounting::metering::CallerId;
 use crate::provider::Operation;
 
 /// How a request ended, as the hooks see it.

@@ -1,5 +1,5 @@
 //! Where a settled request's usage event goes: this worker's batch, then the
-//! counter service's shared queue (see [`crate::usage_batch`] for when).
+//! counter service's shared queue (see [`crate::accounting::usage_batch`] for when).
 //!
 //! The batch belongs to the worker (one per thread, as a proxy-wasm VM is),
 //! not to a request, so it lives in a thread-local here; requests and the
@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use log::warn;
 
 use super::host::{add_counter, Host, Span};
-use crate::usage_batch::{self, UsageBatch};
+use crate::accounting::usage_batch::{self, UsageBatch};
 
 /// Name of the shared queue usage events travel on to the counter service.
 pub const USAGE_QUEUE: &str = "llm_gateway_usage";
@@ -60,7 +60,7 @@ fn send(host: &mut dyn Host, msg: &[u8], now_ms: u64) {
 /// Fold one usage event into the shared totals (the counter service, and
 /// filters when no counter service is running).
 pub fn apply(host: &dyn Host, event: &[u8], now_ms: u64) {
-    if let Err(e) = crate::budget::apply_event(host.store(), event, now_ms) {
+    if let Err(e) = crate::accounting::budget::apply_event(host.store(), event, now_ms) {
         warn!("llm-gateway counter: usage event not fully applied: {e:?}");
     }
 }

@@ -4,7 +4,7 @@
 //! References: the Bedrock Runtime API reference (`Converse`,
 //! `ConverseStream`, `InvokeModel`, the `ContentBlock`, `ToolConfiguration`,
 //! `InferenceConfiguration` and `TokenUsage` types), the Titan and Cohere
-//! embedding parameter pages, and AWS SigV4 (see [`crate::sigv4`]). Where the
+//! embedding parameter pages, and AWS SigV4 (see [`crate::provider::sigv4`]). Where the
 //! OpenAI -> Bedrock mapping is a choice this follows LiteLLM
 //! (`litellm/llms/bedrock/chat/converse_transformation.py`, its
 //! `_bedrock_converse_messages_pt` and `AWSEventStreamDecoder`, and
@@ -137,7 +137,7 @@ use crate::api::openai::{Content, ContentPart, ParsedRequest, Role, ToolCall, Us
 use crate::codec::eventstream::{Decoder, Message as EsMessage};
 use crate::codec::sse::{write_data, write_done};
 use crate::config::Deployment;
-use crate::sigv4;
+use crate::provider::sigv4;
 
 /// The Bedrock translator.
 pub struct Bedrock;

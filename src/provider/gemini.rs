@@ -2447,7 +2447,7 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         };
-        crate::config::parse(cfg.to_string().as_bytes(), &env)
+        crate::pipeline::load_config(cfg.to_string().as_bytes(), &env)
             .map(|c| c.deployments[0].clone())
             .map_err(|e| format!("{}: {}", e.field, e.reason))
     }

@@ -6,7 +6,7 @@ pub mod fake_host;
 
 use std::rc::Rc;
 
-use llm_gateway::config::{self, Config};
+use llm_gateway::config::Config;
 use llm_gateway::pipeline::{Action, Host, RequestFlow};
 use llm_gateway::store::FakeStore;
 use serde_json::Value;
@@ -67,7 +67,8 @@ impl ProviderGot {
 impl Gateway {
     pub fn new(config: Value) -> Gateway {
         let bytes = serde_json::to_vec(&config).unwrap();
-        let cfg = config::parse(&bytes, &|_| None).unwrap_or_else(|e| panic!("config: {e}"));
+        let cfg = llm_gateway::pipeline::load_config(&bytes, &|_| None)
+            .unwrap_or_else(|e| panic!("config: {e}"));
         Gateway {
             cfg: Rc::new(cfg),
             store: Rc::new(FakeStore::new()),

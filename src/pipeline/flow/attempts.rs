@@ -189,7 +189,7 @@ impl RequestFlow {
         host.span_stop(Span::Prepare, started);
         let started = host.span_start();
         self.record.requested_alias = Some(parsed.head.model.clone());
-        crate::keys::authorize_model(&self.record.caller.caller(&cfg), &parsed.head.model)?;
+        crate::config::keys::authorize_model(&self.record.caller.caller(&cfg), &parsed.head.model)?;
         self.record.body_len = body_len;
         let now_ms = host.now_ms();
         // One random draw (a host call) for the routing pick and the id.

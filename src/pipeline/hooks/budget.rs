@@ -1,15 +1,15 @@
 //! Budgets and limits at their hook points: reserve, admit (with fleet
 //! leases), arm each attempt, settle once. The accounting itself is pure,
-//! in [`crate::budget`] and [`crate::metering`].
+//! in [`crate::accounting::budget`] and [`crate::accounting::metering`].
 
 use log::{debug, warn};
 
 use super::{Admit, Cx};
+use crate::accounting::budget::{self, Admission};
+use crate::accounting::fleet::{CallItem, Grants, RedisStatus};
+use crate::accounting::metering::{self, CallerId};
 use crate::api::request::ClientRequest;
-use crate::budget::{self, Admission};
 use crate::config::Deployment;
-use crate::fleet::{CallItem, Grants, RedisStatus};
-use crate::metering::{self, CallerId};
 use crate::pipeline::host::{add_counter, Host, Span};
 use crate::pipeline::telemetry;
 use crate::pipeline::{fleet_calls, usage_sink, Exchange, MidStreamLimit};
@@ -63,7 +63,7 @@ impl BudgetHook {
         let caller = cx.record.caller.caller(cfg);
         let now_ms = cx.host.now_ms();
         let status = cfg.fleet.as_ref().map_or(RedisStatus::Up, |_| {
-            crate::fleet::read_status(cx.host.store())
+            crate::accounting::fleet::read_status(cx.host.store())
         });
         let fleet = cfg.fleet.as_ref().map(|settings| budget::FleetAdmit {
             settings,

@@ -2,9 +2,9 @@
 //! them, and the finished request's metrics.
 
 use super::Cx;
+use crate::accounting::budget;
+use crate::accounting::metering::CallerId;
 use crate::api::openai::Usage;
-use crate::budget;
-use crate::metering::CallerId;
 use crate::pipeline::telemetry::{self, keys};
 
 /// What this request already published.
@@ -33,7 +33,7 @@ impl MeteringHook {
         let cost = match (cx.record.cost_micro, cx.deployment()) {
             (Some(c), _) => c,
             (None, Some(d)) => usage.map_or(0, |u| {
-                crate::pricing::cost_micro(d.price.as_ref(), &u.into())
+                crate::config::pricing::cost_micro(d.price.as_ref(), &u.into())
             }),
             (None, None) => 0,
         };

@@ -132,7 +132,9 @@ impl Hooks {
     pub fn response_complete(&mut self, cx: &mut Cx<'_>) -> Vec<(String, String)> {
         cx.record.outcome = super::record::Outcome::Completed;
         match self.settle(cx) {
-            Some(cost) => crate::metering::cost_headers(cost, cx.record.remaining_budget_micro),
+            Some(cost) => {
+                crate::accounting::metering::cost_headers(cost, cx.record.remaining_budget_micro)
+            }
             None => Vec::new(),
         }
     }

@@ -1462,7 +1462,7 @@ mod tests {
             br#"{"model":"m","messages":[{"role":"user","content":"caf\u00e9 \"q\"\n"},{"role":"assistant","content":"ok \t "}]}"#.to_vec(),
         )
         .unwrap();
-        let dep = crate::config::parse(
+        let dep = crate::pipeline::load_config(
             br#"{"model_list":[{"model_name":"m","litellm_params":{"model":"anthropic/claude-x"}}],"gateway":{"clusters":{"anthropic":"c"}}}"#,
             &|_| None,
         )

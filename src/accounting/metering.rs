@@ -6,12 +6,12 @@
 
 use serde_json::{json, Value};
 
+use crate::accounting::budget::{self, Admission, Refusal};
 use crate::api::error::{ErrorKind, GatewayError};
 use crate::api::openai::{ChatRequest, Usage};
-use crate::budget::{self, Admission, Refusal};
+use crate::config::keys::{self, Caller};
+use crate::config::pricing::{self, TokenUsage};
 use crate::config::{Config, Deployment};
-use crate::keys::{self, Caller};
-use crate::pricing::{self, TokenUsage};
 use crate::store::SharedStore;
 
 /// Whether any key is bound to workload principals (then the filter reads

@@ -48,12 +48,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::config::ConfigError;
-use crate::keys::{KeyRing, Limits};
+pub use crate::config::fleet::{FleetSettings, OnUnavailable, DEFAULT_SYNC_INTERVAL_MS};
+use crate::config::keys::{KeyRing, Limits};
 use crate::store::{update, SharedStore};
 
-/// Default time between syncs.
-pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 1_000;
 /// Prefix of the shared-data lease records.
 pub const LEASE_PREFIX: &str = "llm-gateway/v1/lease/";
 /// Shared-data key of the Redis status the counter service publishes.
@@ -63,197 +61,6 @@ pub const INSTANCE_KEY: &str = "llm-gateway/v1/fleet/instance";
 /// Name of the shared queue workers wake the counter service on.
 pub const WAKE_QUEUE: &str = "llm_gateway_fleet";
 const MINUTE_MS: u64 = 60_000;
-
-// ---------------------------------------------------------------------------
-// Settings
-// ---------------------------------------------------------------------------
-
-/// What to do while Redis cannot be reached and no valid lease covers a
-/// request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnUnavailable {
-    /// Admit against the last fleet totals known plus local use; flushed
-    /// when Redis returns. A metric and a log line say so.
-    FailOpen,
-    /// Refuse budgeted requests with 503.
-    FailClosed,
-}
-
-/// `counters.redis` of the plugin configuration.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FleetSettings {
-    /// Envoy cluster of the webdis HTTP front to Redis.
-    pub cluster: String,
-    /// Prefix of every Redis key (`llmgw`).
-    pub key_prefix: String,
-    /// Time between syncs (lease renewals and flushes), ms.
-    pub sync_interval_ms: u64,
-    /// Fail open (default) or closed.
-    pub on_unavailable: OnUnavailable,
-    /// Share of a limit one lease asks for (0 < f <= 1, default 0.05).
-    pub lease_fraction: f64,
-    /// How long a lease lives without renewal, ms (default 10 x sync interval).
-    pub lease_ttl_ms: u64,
-    /// Return a scope's lease after this long without requests, ms
-    /// (default 5 x sync interval).
-    pub idle_return_ms: u64,
-    /// Timeout of one webdis call, ms (default 1000).
-    pub timeout_ms: u64,
-    /// `url` (for `llm-gateway render`, which makes the cluster), if given.
-    pub url: Option<String>,
-}
-
-/// The cluster `llm-gateway render` makes for `counters.redis.url`.
-pub const DEFAULT_CLUSTER: &str = "llm_gateway_counters";
-
-fn cerr(field: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        field: format!("counters.redis.{field}"),
-        reason: reason.into(),
-    }
-}
-
-/// A duration setting: a number of milliseconds, or `250ms`, `1s`, `2m`.
-fn millis(v: &Value, field: &str) -> Result<u64, ConfigError> {
-    let bad = || cerr(field, "must be a duration like 500ms, 1s or 2m");
-    let ms = match v {
-        Value::Number(n) => n.as_u64().ok_or_else(bad)?,
-        Value::String(s) => {
-            let s = s.trim();
-            let (n, mult) = if let Some(n) = s.strip_suffix("ms") {
-                (n, 1)
-            } else if let Some(n) = s.strip_suffix('s') {
-                (n, 1_000)
-            } else if let Some(n) = s.strip_suffix('m') {
-                (n, 60_000)
-            } else {
-                return Err(bad());
-            };
-            n.parse::<u64>()
-                .ok()
-                .and_then(|n| n.checked_mul(mult))
-                .ok_or_else(bad)?
-        }
-        _ => return Err(bad()),
-    };
-    if ms == 0 || ms > 3_600_000 {
-        return Err(cerr(field, "must be more than 0 and at most 1h"));
-    }
-    Ok(ms)
-}
-
-/// Parse `counters` (the top-level plugin-config key). `None`: no fleet
-/// counters (budgets are per Envoy).
-pub fn parse_settings(counters: Option<&Value>) -> Result<Option<FleetSettings>, ConfigError> {
-    let Some(counters) = counters.filter(|v| !v.is_null()) else {
-        return Ok(None);
-    };
-    let Value::Object(c) = counters else {
-        return Err(ConfigError {
-            field: "counters".into(),
-            reason: "must be an object with a `redis` entry".into(),
-        });
-    };
-    if let Some(k) = c.keys().find(|k| *k != "redis") {
-        return Err(ConfigError {
-            field: format!("counters.{k}"),
-            reason: "unknown key (only `redis` is known)".into(),
-        });
-    }
-    let Some(r) = c.get("redis").filter(|v| !v.is_null()) else {
-        return Ok(None);
-    };
-    let Value::Object(r) = r else {
-        return Err(ConfigError {
-            field: "counters.redis".into(),
-            reason: "must be an object".into(),
-        });
-    };
-    const KNOWN: &[&str] = &[
-        "cluster",
-        "url",
-        "key_prefix",
-        "sync_interval",
-        "on_unavailable",
-        "lease_fraction",
-        "lease_ttl",
-        "idle_return",
-        "timeout",
-    ];
-    if let Some(k) = r.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(cerr(k, format!("unknown key; known: {}", KNOWN.join(", "))));
-    }
-    let text = |field: &str| -> Result<Option<String>, ConfigError> {
-        match r.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
-            Some(_) => Err(cerr(field, "must be a non-empty string")),
-        }
-    };
-    let url = text("url")?;
-    if let Some(u) = &url {
-        crate::config::ApiBase::parse(u).map_err(|e| cerr("url", e))?;
-    }
-    let cluster = match (text("cluster")?, &url) {
-        (Some(c), _) => c,
-        (None, Some(_)) => DEFAULT_CLUSTER.to_string(),
-        (None, None) => {
-            return Err(cerr(
-                "cluster",
-                "missing: name the Envoy cluster of the webdis front to Redis (or give `url` \
-                 and let `llm-gateway render` make the cluster)",
-            ))
-        }
-    };
-    let key_prefix = text("key_prefix")?.unwrap_or_else(|| "llmgw".to_string());
-    if key_prefix.len() > 64 {
-        return Err(cerr("key_prefix", "must be at most 64 characters"));
-    }
-    let opt_ms = |field: &str| {
-        r.get(field)
-            .filter(|v| !v.is_null())
-            .map(|v| millis(v, field))
-    };
-    let sync_interval_ms = opt_ms("sync_interval")
-        .transpose()?
-        .unwrap_or(DEFAULT_SYNC_INTERVAL_MS);
-    let lease_ttl_ms = opt_ms("lease_ttl")
-        .transpose()?
-        .unwrap_or(sync_interval_ms * 10);
-    if lease_ttl_ms < sync_interval_ms * 2 {
-        return Err(cerr(
-            "lease_ttl",
-            "must be at least twice sync_interval (a lease must outlive a missed renewal)",
-        ));
-    }
-    let idle_return_ms = opt_ms("idle_return")
-        .transpose()?
-        .unwrap_or(sync_interval_ms * 5);
-    let timeout_ms = opt_ms("timeout").transpose()?.unwrap_or(1_000);
-    let on_unavailable = match text("on_unavailable")?.as_deref() {
-        None | Some("fail_open") => OnUnavailable::FailOpen,
-        Some("fail_closed") => OnUnavailable::FailClosed,
-        Some(_) => return Err(cerr("on_unavailable", "must be fail_open or fail_closed")),
-    };
-    let lease_fraction = match r.get("lease_fraction") {
-        None | Some(Value::Null) => 0.05,
-        Some(v) => v
-            .as_f64()
-            .filter(|f| *f > 0.0 && *f <= 1.0)
-            .ok_or_else(|| cerr("lease_fraction", "must be a number above 0 and at most 1"))?,
-    };
-    Ok(Some(FleetSettings {
-        cluster,
-        key_prefix,
-        sync_interval_ms,
-        on_unavailable,
-        lease_fraction,
-        lease_ttl_ms,
-        idle_return_ms,
-        timeout_ms,
-        url,
-    }))
-}
 
 // ---------------------------------------------------------------------------
 // Resources and scopes
@@ -331,11 +138,11 @@ pub fn fleet_scopes(ring: &KeyRing) -> BTreeMap<String, ScopeLimits> {
     for k in ring.keys() {
         let l = ScopeLimits::from_limits(&k.limits);
         if l.any() {
-            out.insert(crate::budget::key_scope(&k.alias), l);
+            out.insert(crate::accounting::budget::key_scope(&k.alias), l);
         }
         for (m, b) in &k.model_budgets {
             out.insert(
-                crate::budget::keymodel_scope(&k.alias, m),
+                crate::accounting::budget::keymodel_scope(&k.alias, m),
                 ScopeLimits::budget_only(b.budget_micro, b.duration_ms),
             );
         }
@@ -343,7 +150,7 @@ pub fn fleet_scopes(ring: &KeyRing) -> BTreeMap<String, ScopeLimits> {
     for t in ring.teams() {
         let l = ScopeLimits::from_limits(&t.limits);
         if l.any() {
-            out.insert(crate::budget::team_scope(&t.id), l);
+            out.insert(crate::accounting::budget::team_scope(&t.id), l);
         }
     }
     out
@@ -351,7 +158,7 @@ pub fn fleet_scopes(ring: &KeyRing) -> BTreeMap<String, ScopeLimits> {
 
 /// Start of the window of `now_ms` (aligned to the epoch, as budgets are).
 pub fn window_of(window_ms: Option<u64>, now_ms: u64) -> u64 {
-    crate::budget::window_start(window_ms, now_ms)
+    crate::accounting::budget::window_start(window_ms, now_ms)
 }
 
 /// The Redis hash of one resource of a scope in one window.
@@ -936,7 +743,11 @@ pub struct SyncCall {
 
 /// Local use of one resource in the current window, from the scope's
 /// budget record (`ScopeRecord`, kept by workers and the service).
-pub fn local_use(rec: &crate::budget::ScopeRecord, r: Resource, window: u64) -> (u64, u64) {
+pub fn local_use(
+    rec: &crate::accounting::budget::ScopeRecord,
+    r: Resource,
+    window: u64,
+) -> (u64, u64) {
     match r {
         Resource::Budget if rec.window_start_ms == window => (rec.spend_micro, rec.reserved_micro),
         Resource::Budget => (0, rec.reserved_micro),
@@ -1056,7 +867,7 @@ impl SyncState {
         let mut items = Vec::new();
         let load_all = self.load_all;
         for (scope, t) in self.scopes.iter_mut() {
-            let rec = crate::budget::read_record(store, scope);
+            let rec = crate::accounting::budget::read_record(store, scope);
             let active = now_ms.saturating_sub(t.last_active_ms) < self.settings.idle_return_ms
                 && t.last_active_ms > 0
                 || rec.reserved_micro > 0
@@ -1174,7 +985,7 @@ impl SyncState {
 /// The usage-event scopes and reservations (the service notes activity
 /// from every event it applies).
 pub fn event_activity(event: &[u8]) -> Vec<(String, u64)> {
-    crate::budget::UsageEvent::decode(event)
+    crate::accounting::budget::UsageEvent::decode(event)
         .map(|e| e.scopes.into_iter().map(|s| (s.s, s.r)).collect())
         .unwrap_or_default()
 }
@@ -1182,6 +993,7 @@ pub fn event_activity(event: &[u8]) -> Vec<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::fleet::{parse_settings, DEFAULT_CLUSTER};
     use serde_json::json;
 
     fn settings() -> FleetSettings {
@@ -1494,15 +1306,15 @@ mod tests {
 
     #[test]
     fn the_service_flushes_once_resends_after_a_failure_and_returns_idle_leases() {
-        use crate::budget::{record_key, ScopeRecord};
-        use crate::keys::{KeyConfig, KeyRing, Limits};
+        use crate::accounting::budget::{record_key, ScopeRecord};
+        use crate::config::keys::{KeyConfig, KeyRing, Limits};
         use crate::store::{FakeStore, SharedStore};
         let mut settings = settings();
         settings.key_prefix = "p".into();
         settings.lease_fraction = 0.1;
         let key = KeyConfig {
             alias: "a".into(),
-            digest: crate::keys::digest("sk-a"),
+            digest: crate::config::keys::digest("sk-a"),
             models: vec![],
             team_models: vec![],
             limits: Limits {

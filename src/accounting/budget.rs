@@ -101,12 +101,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::api::error::{ErrorKind, GatewayError};
-use crate::fleet::{
+use crate::accounting::fleet::{
     self, CallItem, FleetSettings, Grants, LeaseCheck, LeaseRecord, RedisStatus, Resource,
 };
-use crate::keys::{format_duration, Caller, KeyConfig, KeyRing, Limits};
-use crate::pricing::{max_cost_micro, ModelPrice, TokenUsage};
+use crate::api::error::{ErrorKind, GatewayError};
+use crate::config::keys::{format_duration, Caller, KeyConfig, KeyRing, Limits};
+use crate::config::pricing::{max_cost_micro, ModelPrice, TokenUsage};
 use crate::store::{update, SharedStore, StoreError, MAX_CAS_ATTEMPTS};
 
 /// Prefix of every scope record's shared-data key.
@@ -968,8 +968,8 @@ fn undo(store: &dyn SharedStore, h: &Hold) -> Result<(), StoreError> {
 /// (`tokens this minute < tpm_limit`) and parallel (`in flight <
 /// max_parallel_requests`, then takes a slot). A refusal undoes every
 /// increment made in earlier scopes. Master and open callers get an empty
-/// [`Admission`]. Call [`authenticate`](crate::keys::authenticate) and
-/// [`authorize_model`](crate::keys::authorize_model) first.
+/// [`Admission`]. Call [`authenticate`](crate::config::keys::authenticate) and
+/// [`authorize_model`](crate::config::keys::authorize_model) first.
 #[allow(clippy::result_large_err)]
 pub fn admit(
     store: &dyn SharedStore,
@@ -983,7 +983,7 @@ pub fn admit(
 }
 
 /// [`admit`], with fleet counters when `fleet` is given: budget, rpm and
-/// tpm are checked against this Envoy's leases (see [`crate::fleet`]). A
+/// tpm are checked against this Envoy's leases (see [`crate::accounting::fleet`]). A
 /// refusal with [`RefusalReason::Lease`] lists, in [`Refusal::needs`], what
 /// to lease (in one call) before calling again with the grants; nothing is
 /// held meanwhile.
@@ -1162,7 +1162,7 @@ impl UsageEvent {
 }
 
 /// The bytes to push onto the usage queue for a finished request: its cost
-/// (micro-USD, from [`pricing::cost_micro`](crate::pricing::cost_micro)),
+/// (micro-USD, from [`pricing::cost_micro`](crate::config::pricing::cost_micro)),
 /// its tokens, and the reservations to give back. Call once per admission,
 /// cost 0 when nothing is charged (an error before any usage), so the
 /// reservation is given back. `None` for an empty admission (master/open)
@@ -1388,7 +1388,7 @@ pub fn key_info(store: &dyn SharedStore, ring: &KeyRing, key: &KeyConfig, now_ms
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{self, digest, ModelBudget, TeamConfig};
+    use crate::config::keys::{self, digest, ModelBudget, TeamConfig};
     use crate::store::{CasMismatch, FakeStore};
     use std::collections::BTreeMap;
 
@@ -1492,7 +1492,7 @@ mod tests {
     fn reservation_estimates() {
         assert_eq!(prompt_estimate_tokens(0), 0);
         assert_eq!(prompt_estimate_tokens(401), 101);
-        let mini = crate::pricing::lookup("gpt-4o-mini").unwrap();
+        let mini = crate::config::pricing::lookup("gpt-4o-mini").unwrap();
         // 1000 x 0.15 + 4096 x 0.6 = 150 + 2457.6 -> 2608
         assert_eq!(reservation_micro(Some(&mini), 1000, 4096), 2608);
         assert_eq!(reservation_micro(None, 1000, 4096), 0);

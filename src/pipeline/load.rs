@@ -1,0 +1,33 @@
+//! Loading a configuration: the parse and checks of [`crate::config`], then
+//! what only the other layers can check (each provider's own requirements,
+//! fleet counters that count nothing). Every entry point (the filter, the
+//! `llm-gateway` command, the tests) loads through [`load_config`].
+
+use crate::accounting::fleet::fleet_scopes;
+use crate::config::{self, Config, ConfigError};
+use crate::provider::translator;
+
+/// Parse, validate and check a plugin configuration (JSON bytes); `env`
+/// resolves `os.environ/NAME` references.
+pub fn load_config(
+    bytes: &[u8],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut cfg = config::parse(bytes, env)?;
+    for (i, dep) in cfg.deployments.iter().enumerate() {
+        translator(dep.provider)
+            .validate(dep)
+            .map_err(|reason| ConfigError {
+                field: format!("model_list[{i}].litellm_params"),
+                reason,
+            })?;
+    }
+    if cfg.fleet.is_some() && cfg.keys.as_ref().is_none_or(|r| fleet_scopes(r).is_empty()) {
+        cfg.warnings.push(
+            "counters.redis is set but no key or team has a budget, rpm or tpm limit: nothing \
+             is counted fleet-wide"
+                .to_string(),
+        );
+    }
+    Ok(cfg)
+}
