@@ -37,7 +37,6 @@ use crate::provider::{
     translator, Operation, RequestContext, ResponseMeta, StreamTranslator, Translator,
     UpstreamRequest,
 };
-use crate::routing;
 
 /// What the client asked for, from method and path alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -640,7 +639,7 @@ mod tests {
     /// the first attempt as the simplest router would make it. A test helper
     /// for the translation half; the flow itself plans with
     /// `routing::plan_attempts` (tested through `tests/request_flow.rs`).
-    fn plan_chat<'a>(
+    pub(super) fn plan_chat<'a>(
         cfg: &'a Config,
         body: &[u8],
         rand: u64,
@@ -648,7 +647,7 @@ mod tests {
         now: u64,
     ) -> Result<Attempt<'a>, GatewayError> {
         let (parsed, _) = prepare_chat(body.to_vec(), &[])?;
-        let deployment = routing::choose(cfg, &parsed.head.model, rand)?;
+        let deployment = crate::routing::choose(cfg, &parsed.head.model, rand)?;
         attempt(cfg, &parsed, deployment, &id, now)
     }
 
@@ -769,6 +768,7 @@ mod tests {
 }
 #[cfg(test)]
 mod usage_tests {
+    use super::tests::plan_chat;
     use super::*;
 
     #[test]
