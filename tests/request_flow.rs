@@ -463,3 +463,46 @@ fn unknown_model_and_malformed_json_get_openai_errors() {
         "counted only at on_log"
     );
 }
+
+#[test]
+fn counter_service_applies_the_usage_events_workers_queue() {
+    use llm_gateway::pipeline::counter_service::{CounterService, USAGE_QUEUE};
+    use std::rc::Rc;
+
+    let mut gw = keyed(json!({"max_budget": 1.0}));
+    gw.counter_service = true;
+    let mut rq = gw.chat(&[TEAM_KEY], &hello("gpt"));
+    rq.respond(200, "application/json", OPENAI_ANSWER.as_bytes());
+    rq.finish();
+    let queued = rq.host.queues[USAGE_QUEUE].clone();
+    assert_eq!(queued.len(), 1, "a budgeted request's event goes at once");
+
+    // The service VM shares the queue and the shared data.
+    let mut service_host = support::FakeHost::new(Rc::clone(&gw.store));
+    service_host.now_ms = gw.now_ms;
+    service_host.queues.insert(USAGE_QUEUE, queued);
+    let (mut service, tick_ms) = CounterService::start(&gw.cfg, &mut service_host);
+    assert_eq!(tick_ms, 1_000);
+    service.on_queue_ready(USAGE_QUEUE, &mut service_host);
+    assert!(service_host.queues[USAGE_QUEUE].is_empty(), "drained");
+
+    // The spend is visible to the next request: /key/info reports it.
+    let mut info_host = support::FakeHost::new(Rc::clone(&gw.store));
+    info_host.now_ms = gw.now_ms;
+    info_host.request_headers = vec![
+        (":method".into(), "GET".into()),
+        (":path".into(), "/key/info".into()),
+        (TEAM_KEY.0.into(), TEAM_KEY.1.into()),
+    ];
+    let mut flow = llm_gateway::pipeline::RequestFlow::new(Rc::clone(&gw.cfg));
+    flow.on_request_headers(true, &mut info_host);
+    let reply = info_host.local_reply.expect("key info answered");
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let spend = reply.json()["info"]["spend"].as_f64().expect("spend");
+    assert!((spend - 0.000018).abs() < 1e-9, "spend {spend}");
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The JSON scanner's unit tests built for wasm32-wasip1 (with SIMD, as the
 # filter is: .cargo/config.toml) and run in Node's V8 through WASI, so the
-# wasm-only SIMD path (src/json_in.rs `plain_run`) is tested too; native
+# wasm-only SIMD path (src/codec/json_in.rs `plain_run`) is tested too; native
 # `cargo test` runs the portable path. Node is the Debian package nodejs
 # (installed here when missing, as root or with sudo).
 set -euo pipefail

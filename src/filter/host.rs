@@ -12,7 +12,7 @@ use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
 use super::timing;
 use crate::pipeline::host::{Host, MetricKind, Part, Span};
-use crate::pipeline::telemetry::metric_name;
+use crate::pipeline::telemetry::{metric_name, parts_hash};
 use crate::store::{CasMismatch, SharedStore};
 
 /// The host of every context of this VM (host calls need no handle).
@@ -60,11 +60,18 @@ fn set_header(map: MapType, name: &str, value: &str) {
     }
 }
 
+thread_local! {
+    /// Shared queue ids by name: registered (the counter service) or resolved.
+    static QUEUES: RefCell<Vec<(&'static str, u32)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The counter service registered `name` as `id`.
+pub fn remember_queue(name: &'static str, id: u32) {
+    QUEUES.with(|qs| qs.borrow_mut().push((name, id)));
+}
+
 /// The id of the shared queue `name` of this VM id, resolved once per VM.
 fn shared_queue(name: &'static str) -> Option<u32> {
-    thread_local! {
-        static QUEUES: RefCell<Vec<(&'static str, u32)>> = const { RefCell::new(Vec::new()) };
-    }
     QUEUES.with(|qs| {
         if let Some((_, id)) = qs.borrow().iter().find(|(n, _)| *n == name) {
             return Some(*id);
@@ -87,25 +94,9 @@ thread_local! {
     static METRIC_IDS: RefCell<HashMap<u64, u32>> = RefCell::new(HashMap::new());
 }
 
-fn fnv(kind: MetricType, parts: &[Part<'_>]) -> u64 {
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ kind as u64;
-    for p in parts {
-        let (tag, bytes) = match p {
-            Part::Text(t) => (1u8, t.as_bytes()),
-            Part::Label(l) => (2u8, l.as_bytes()),
-        };
-        for &b in std::iter::once(&tag).chain(bytes) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(PRIME);
-        }
-    }
-    h
-}
-
 /// The id of the metric of `kind` named by `parts`, defined on first use.
 fn metric_id(kind: MetricType, parts: &[Part<'_>]) -> Option<u32> {
-    let h = fnv(kind, parts);
+    let h = parts_hash(kind as u8, parts);
     METRIC_IDS.with(|ids| {
         if let Some(id) = ids.borrow().get(&h) {
             return Some(*id);
@@ -158,6 +149,21 @@ impl Host for WasmHost {
             Some(q) => hostcalls::enqueue_shared_queue(q, Some(message)).is_ok(),
             None => false,
         }
+    }
+
+    fn dequeue(&mut self, queue: &'static str) -> Option<Vec<u8>> {
+        let q = shared_queue(queue)?;
+        match hostcalls::dequeue_shared_queue(q) {
+            Ok(m) => m,
+            Err(s) => {
+                warn!("llm-gateway counter: dequeue failed: {s:?}");
+                None
+            }
+        }
+    }
+
+    fn set_tick_period(&mut self, period_ms: u64) {
+        let _ = hostcalls::set_tick_period(Duration::from_millis(period_ms));
     }
 
     fn request_headers(&self) -> Vec<(String, String)> {

@@ -82,6 +82,11 @@ pub trait Host {
     /// Put `message` on the shared queue `queue`; false when no such queue
     /// is registered (no counter service runs).
     fn enqueue(&mut self, queue: &'static str, message: &[u8]) -> bool;
+    /// Take the next message off the shared queue `queue` (the counter
+    /// service, which registered it).
+    fn dequeue(&mut self, queue: &'static str) -> Option<Vec<u8>>;
+    /// Call the root context's tick every `period_ms`.
+    fn set_tick_period(&mut self, period_ms: u64);
 
     // --- the client's request ----------------------------------------------
 

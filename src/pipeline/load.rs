@@ -3,7 +3,11 @@
 //! fleet counters that count nothing). Every entry point (the filter, the
 //! `llm-gateway` command, the tests) loads through [`load_config`].
 
+use log::{info, warn};
+
+use super::host::Host;
 use crate::accounting::fleet::fleet_scopes;
+use crate::accounting::usage_batch;
 use crate::config::{self, Config, ConfigError};
 use crate::provider::translator;
 
@@ -30,4 +34,23 @@ pub fn load_config(
         );
     }
     Ok(cfg)
+}
+
+/// A worker's start with a loaded configuration: log the warnings, create
+/// the shared records that do not exist yet (every worker runs this;
+/// seeding only creates missing records). Returns the tick period the
+/// worker needs: with keys, its tick sends the batched usage events.
+pub fn start_worker(cfg: &Config, host: &mut dyn Host) -> Option<u64> {
+    for w in &cfg.warnings {
+        warn!("llm-gateway: {w}");
+    }
+    info!(
+        "llm-gateway: configured {} deployment(s) for {} model alias(es)",
+        cfg.deployments.len(),
+        cfg.aliases().len()
+    );
+    crate::routing::seed(host.store(), cfg);
+    let ring = cfg.keys.as_ref()?;
+    crate::accounting::budget::seed(host.store(), ring);
+    Some(usage_batch::MAX_AGE_MS)
 }

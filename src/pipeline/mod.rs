@@ -13,6 +13,7 @@
 //! `src/filter/` implements [`Host`] for proxy-wasm and forwards each
 //! callback here, so the whole request path is tested natively.
 
+pub mod counter_service;
 pub mod fleet_calls;
 pub mod flow;
 pub mod hooks;
@@ -20,6 +21,7 @@ pub mod host;
 pub mod load;
 pub mod record;
 pub mod telemetry;
+pub mod timing;
 pub mod usage_sink;
 
 pub use flow::RequestFlow;

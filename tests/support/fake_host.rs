@@ -80,6 +80,7 @@ pub struct FakeHost {
     pub properties: BTreeMap<String, Vec<u8>>,
     pub route_cache_clears: u32,
     pub resumes: u32,
+    pub tick_period_ms: Option<u64>,
 }
 
 impl FakeHost {
@@ -103,6 +104,7 @@ impl FakeHost {
             properties: BTreeMap::new(),
             route_cache_clears: 0,
             resumes: 0,
+            tick_period_ms: None,
         }
     }
 
@@ -166,6 +168,19 @@ impl Host for FakeHost {
             }
             None => false,
         }
+    }
+
+    fn dequeue(&mut self, queue: &'static str) -> Option<Vec<u8>> {
+        let q = self.queues.get_mut(queue)?;
+        if q.is_empty() {
+            None
+        } else {
+            Some(q.remove(0))
+        }
+    }
+
+    fn set_tick_period(&mut self, period_ms: u64) {
+        self.tick_period_ms = Some(period_ms);
     }
 
     fn request_headers(&self) -> Vec<(String, String)> {

@@ -19,6 +19,8 @@ pub struct Gateway {
     pub store: Rc<FakeStore>,
     pub now_ms: u64,
     rng: u64,
+    /// A counter service runs: requests find its usage queue registered.
+    pub counter_service: bool,
 }
 
 /// What the client got.
@@ -74,6 +76,7 @@ impl Gateway {
             store: Rc::new(FakeStore::new()),
             now_ms: 1_700_000_000_000,
             rng: 0x9e37_79b9_7f4a_7c15,
+            counter_service: false,
         }
     }
 
@@ -83,6 +86,12 @@ impl Gateway {
         let mut host = FakeHost::new(Rc::clone(&self.store));
         host.now_ms = self.now_ms;
         host.rng = self.rng | 1;
+        if self.counter_service {
+            host.queues.insert(
+                llm_gateway::pipeline::counter_service::USAGE_QUEUE,
+                Vec::new(),
+            );
+        }
         host.request_headers = vec![
             (":method".into(), "POST".into()),
             (":path".into(), path.into()),
