@@ -9,4 +9,5 @@
 pub mod budget;
 pub mod fleet;
 pub mod metering;
+pub mod scope;
 pub mod usage_batch;

@@ -69,7 +69,7 @@ pub const STATUS_KEY: &str = "llm-gateway/v1/fleet/status";
 pub const INSTANCE_KEY: &str = "llm-gateway/v1/fleet/instance";
 /// Name of the shared queue workers wake the counter service on.
 pub const WAKE_QUEUE: &str = "llm_gateway_fleet";
-const MINUTE_MS: u64 = 60_000;
+use crate::accounting::scope::MINUTE_MS;
 
 // ---------------------------------------------------------------------------
 // Resources and scopes
@@ -147,11 +147,11 @@ pub fn fleet_scopes(ring: &KeyRing) -> BTreeMap<String, ScopeLimits> {
     for k in ring.keys() {
         let l = ScopeLimits::from_limits(&k.limits);
         if l.any() {
-            out.insert(crate::accounting::budget::key_scope(&k.alias), l);
+            out.insert(crate::accounting::scope::key_scope(&k.alias), l);
         }
         for (m, b) in &k.model_budgets {
             out.insert(
-                crate::accounting::budget::keymodel_scope(&k.alias, m),
+                crate::accounting::scope::keymodel_scope(&k.alias, m),
                 ScopeLimits::budget_only(b.budget_micro, b.duration_ms),
             );
         }
@@ -159,7 +159,7 @@ pub fn fleet_scopes(ring: &KeyRing) -> BTreeMap<String, ScopeLimits> {
     for t in ring.teams() {
         let l = ScopeLimits::from_limits(&t.limits);
         if l.any() {
-            out.insert(crate::accounting::budget::team_scope(&t.id), l);
+            out.insert(crate::accounting::scope::team_scope(&t.id), l);
         }
     }
     out
@@ -167,7 +167,7 @@ pub fn fleet_scopes(ring: &KeyRing) -> BTreeMap<String, ScopeLimits> {
 
 /// Start of the window of `now_ms` (aligned to the epoch, as budgets are).
 pub fn window_of(window_ms: Option<u64>, now_ms: u64) -> u64 {
-    crate::accounting::budget::window_start(window_ms, now_ms)
+    crate::accounting::scope::window_start(window_ms, now_ms)
 }
 
 /// The Redis hash of one resource of a scope in one window.

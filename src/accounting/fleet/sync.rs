@@ -48,7 +48,7 @@ pub struct SyncCall {
 /// Local use of one resource in the current window, from the scope's
 /// budget record (`ScopeRecord`, kept by workers and the service).
 pub fn local_use(
-    rec: &crate::accounting::budget::ScopeRecord,
+    rec: &crate::accounting::scope::ScopeRecord,
     r: Resource,
     window: u64,
 ) -> (u64, u64) {
@@ -171,7 +171,7 @@ impl SyncState {
         let mut items = Vec::new();
         let load_all = self.load_all;
         for (scope, t) in self.scopes.iter_mut() {
-            let rec = crate::accounting::budget::read_record(store, scope);
+            let rec = crate::accounting::scope::read_record(store, scope);
             let active = now_ms.saturating_sub(t.last_active_ms) < self.settings.idle_return_ms
                 && t.last_active_ms > 0
                 || rec.reserved_micro > 0
@@ -289,7 +289,7 @@ impl SyncState {
 /// The usage-event scopes and reservations (the service notes activity
 /// from every event it applies).
 pub fn event_activity(event: &[u8]) -> Vec<(String, u64)> {
-    crate::accounting::budget::UsageEvent::decode(event)
+    crate::accounting::scope::UsageEvent::decode(event)
         .map(|e| e.scopes.into_iter().map(|s| (s.s, s.r)).collect())
         .unwrap_or_default()
 }

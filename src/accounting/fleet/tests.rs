@@ -312,7 +312,7 @@ impl FakeRedis {
 
 #[test]
 fn the_service_flushes_once_resends_after_a_failure_and_returns_idle_leases() {
-    use crate::accounting::budget::{record_key, ScopeRecord};
+    use crate::accounting::scope::{record_key, ScopeRecord};
     use crate::config::keys::{KeyConfig, KeyRing, Limits};
     use crate::store::{FakeStore, SharedStore};
     let mut settings = settings();
