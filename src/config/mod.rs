@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod keys;
 pub mod pricing;
 pub mod providers;
+pub mod unenforced;
 
 use keys::{BudgetSettings, KeyRing};
 use pricing::ModelPrice;
@@ -335,6 +336,12 @@ struct GatewaySection {
     max_request_body_bytes: Option<usize>,
     #[serde(default)]
     use_cooled_down_when_all_cooled: bool,
+    /// Load `guardrails:` entries this gateway does not enforce (loudly).
+    #[serde(default)]
+    allow_unenforced_guardrails: bool,
+    /// Refused settings (`unenforced::REFUSED`) to load anyway (loudly).
+    #[serde(default)]
+    allow_unenforced_settings: Vec<String>,
     // Budget switches: accepted here, checked (with their field names) by `keys::parse`.
     #[serde(default)]
     #[allow(dead_code)]
@@ -369,7 +376,7 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     for (key, _) in root.iter() {
         match key.as_str() {
             "model_list" | "router_settings" | "litellm_settings" | "general_settings"
-            | "gateway" | "virtual_keys" | "teams" | "counters" => {}
+            | "gateway" | "virtual_keys" | "teams" | "counters" | "guardrails" => {}
             k if IGNORED_TOP_LEVEL.contains(&k) => {
                 warnings.push(format!("`{k}` is a LiteLLM setting this gateway ignores"))
             }
@@ -382,11 +389,21 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         Some(v) => GatewaySection::deserialize(v).map_err(|e| err("gateway", e.to_string()))?,
     };
 
+    unenforced::check(
+        &root,
+        &unenforced::Allowances {
+            guardrails: gateway.allow_unenforced_guardrails,
+            settings: gateway.allow_unenforced_settings.clone(),
+        },
+        &mut warnings,
+    )?;
+
     let general = object_or_empty(&root, "general_settings")?;
     for k in general.keys() {
         match k.as_str() {
             "max_request_size_mb" => {}
             "master_key" => {}
+            k if unenforced::is_handled(&format!("general_settings.{k}")) => {}
             k => warnings.push(format!("general_settings.{k} is ignored by this gateway")),
         }
     }
@@ -414,13 +431,18 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         Some(_) => return Err(err("litellm_settings.drop_params", "must be a boolean")),
     };
     for k in litellm.keys() {
-        if !LITELLM_ROUTER_KEYS.contains(&k.as_str()) && k != "drop_params" {
+        if !LITELLM_ROUTER_KEYS.contains(&k.as_str())
+            && k != "drop_params"
+            && !unenforced::is_handled(&format!("litellm_settings.{k}"))
+        {
             warnings.push(format!("litellm_settings.{k} is ignored by this gateway"));
         }
     }
     let router_raw = object_or_empty(&root, "router_settings")?;
     for k in router_raw.keys() {
-        if !ROUTER_KEYS.contains(&k.as_str()) {
+        if !ROUTER_KEYS.contains(&k.as_str())
+            && !unenforced::is_handled(&format!("router_settings.{k}"))
+        {
             warnings.push(format!(
                 "router_settings.{k} is not implemented in this version and is ignored"
             ));
@@ -878,6 +900,7 @@ fn parse_deployment(
             "model" | "api_base" | "api_key" | "api_version" | "weight" | "rpm" | "tpm"
             | "timeout" | "stream_timeout" | "cooldown_time" => {}
             k if PRICE_PARAMS.contains(&k) => {}
+            k if unenforced::is_handled(&pp(k)) => {}
             k if IGNORED_PARAMS.contains(&k) => warnings.push(format!(
                 "{} is not implemented in this version and is ignored",
                 pp(k)

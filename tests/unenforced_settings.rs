@@ -1,0 +1,209 @@
+//! Settings the gateway does not enforce and whose absence would be unsafe
+//! are refused at load (naming the key), or load loudly when the operator
+//! allows them (`config/unenforced.rs`). Table-driven over every refused
+//! setting, so a new entry in the table is tested by construction.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use llm_gateway::config::unenforced::REFUSED;
+use llm_gateway::pipeline::load_config;
+use serde_json::{json, Value};
+
+fn base() -> Value {
+    json!({"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "k"}}],
+           "gateway": {"clusters": {"openai": "openai"}}})
+}
+
+/// A config with `path` set (`model_list[].` means the first entry).
+fn with(path: &str, value: Value) -> (Value, String) {
+    let mut cfg = base();
+    let concrete = path.replace("model_list[]", "model_list[0]");
+    let (section, key) = path.rsplit_once('.').unwrap();
+    let target = if section.starts_with("model_list[]") {
+        &mut cfg["model_list"][0]["litellm_params"]
+    } else {
+        let obj = cfg.as_object_mut().unwrap();
+        obj.entry(section).or_insert(json!({}))
+    };
+    target[key] = value;
+    (cfg, concrete)
+}
+
+fn load(cfg: &Value) -> Result<llm_gateway::config::Config, llm_gateway::config::ConfigError> {
+    load_config(cfg.to_string().as_bytes(), &|_| None)
+}
+
+#[test]
+fn every_refused_setting_is_refused_naming_it_and_loads_only_when_allowed() {
+    assert!(
+        REFUSED.len() >= 15,
+        "the table lost entries: {}",
+        REFUSED.len()
+    );
+    for r in REFUSED {
+        let (cfg, concrete) = with(r.path, json!(100));
+        let e = load(&cfg).expect_err(r.path);
+        assert_eq!(e.field, concrete, "{}", r.path);
+        assert!(
+            e.reason.contains("not enforced"),
+            "{}: {}",
+            r.path,
+            e.reason
+        );
+        assert!(
+            e.reason.contains("allow_unenforced_settings"),
+            "{}",
+            e.reason
+        );
+
+        let mut allowed = cfg.clone();
+        allowed["gateway"]["allow_unenforced_settings"] = json!([r.path]);
+        let c = load(&allowed).unwrap_or_else(|e| panic!("{}: {e}", r.path));
+        let loud: Vec<_> = c
+            .warnings
+            .iter()
+            .filter(|w| w.contains("NOT enforced"))
+            .collect();
+        assert_eq!(loud.len(), 1, "{}: {:?}", r.path, c.warnings);
+        assert!(loud[0].starts_with(&concrete), "{}", loud[0]);
+        assert!(
+            !c.warnings
+                .iter()
+                .any(|w| w.contains(&concrete) && w.contains("is ignored")),
+            "one message, not also 'ignored': {:?}",
+            c.warnings
+        );
+    }
+}
+
+#[test]
+fn a_null_value_is_absent() {
+    let (cfg, _) = with("litellm_settings.max_budget", Value::Null);
+    load(&cfg).unwrap();
+}
+
+#[test]
+fn listing_a_setting_that_is_not_refused_is_an_error() {
+    let mut cfg = base();
+    cfg["gateway"]["allow_unenforced_settings"] = json!(["litellm_settings.set_verbose"]);
+    let e = load(&cfg).unwrap_err();
+    assert_eq!(e.field, "gateway.allow_unenforced_settings");
+    assert!(e.reason.contains("set_verbose"), "{}", e.reason);
+}
+
+fn presidio() -> Value {
+    json!([
+        {"guardrail_name": "pii-mask", "litellm_params": {"guardrail": "presidio", "mode": "pre_call", "default_on": true}},
+        {"guardrail_name": "injection", "litellm_params": {"guardrail": "lakera_v2", "mode": ["pre_call", "post_call"]}}
+    ])
+}
+
+#[test]
+fn guardrails_are_refused_naming_the_entry_and_its_type() {
+    let mut cfg = base();
+    cfg["guardrails"] = presidio();
+    let e = load(&cfg).unwrap_err();
+    assert_eq!(e.field, "guardrails[0]");
+    assert!(
+        e.reason.contains("`pii-mask`") && e.reason.contains("`presidio`"),
+        "{}",
+        e.reason
+    );
+    assert!(
+        e.reason.contains("allow_unenforced_guardrails"),
+        "{}",
+        e.reason
+    );
+}
+
+#[test]
+fn guardrails_load_loudly_with_the_override() {
+    let mut cfg = base();
+    cfg["guardrails"] = presidio();
+    cfg["gateway"]["allow_unenforced_guardrails"] = json!(true);
+    let c = load(&cfg).unwrap();
+    let loud: Vec<_> = c
+        .warnings
+        .iter()
+        .filter(|w| w.contains("NOT enforced"))
+        .collect();
+    assert_eq!(loud.len(), 2, "{:?}", c.warnings);
+    assert!(
+        loud[0].contains("pii-mask") && loud[1].contains("injection"),
+        "{loud:?}"
+    );
+    assert!(
+        !c.warnings
+            .iter()
+            .any(|w| w.contains("unknown top-level key")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn older_guardrail_forms_are_refused_too() {
+    let cases = [
+        (
+            "litellm_settings.guardrails",
+            json!({"guardrails": [{"prompt_injection": {"callbacks": ["lakera_prompt_injection"], "default_on": true}}]}),
+        ),
+        (
+            "litellm_settings.callbacks[1]",
+            json!({"callbacks": ["prometheus", "presidio"]}),
+        ),
+        (
+            "litellm_settings.success_callback[0]",
+            json!({"success_callback": ["hide_secrets"]}),
+        ),
+        (
+            "litellm_settings.callbacks[0]",
+            json!({"callbacks": ["custom_callbacks.proxy_handler_instance"]}),
+        ),
+        (
+            "litellm_settings.output_parse_pii",
+            json!({"output_parse_pii": true}),
+        ),
+    ];
+    for (field, settings) in cases {
+        let mut cfg = base();
+        cfg["litellm_settings"] = settings.clone();
+        let e = load(&cfg).expect_err(field);
+        assert_eq!(e.field, field, "{settings}");
+        cfg["gateway"]["allow_unenforced_guardrails"] = json!(true);
+        let c = load(&cfg).unwrap();
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.starts_with(field) && w.contains("NOT enforced")),
+            "{:?}",
+            c.warnings
+        );
+    }
+}
+
+#[test]
+fn logging_callbacks_and_other_reviewed_keys_stay_warnings() {
+    let mut cfg = base();
+    cfg["litellm_settings"] =
+        json!({"success_callback": ["langfuse"], "cache": true, "set_verbose": true});
+    cfg["general_settings"] = json!({"database_url": "postgres://x", "public_routes": ["/health"]});
+    cfg["router_settings"] = json!({"redis_host": "r", "enable_pre_call_checks": true});
+    let c = load(&cfg).unwrap();
+    for k in [
+        "success_callback",
+        "cache",
+        "set_verbose",
+        "database_url",
+        "public_routes",
+        "redis_host",
+        "enable_pre_call_checks",
+    ] {
+        assert!(
+            c.warnings.iter().any(|w| w.contains(k)),
+            "{k}: {:?}",
+            c.warnings
+        );
+    }
+    assert!(!c.warnings.iter().any(|w| w.contains("NOT enforced")));
+}
