@@ -506,3 +506,36 @@ fn counter_service_applies_the_usage_events_workers_queue() {
     let spend = reply.json()["info"]["spend"].as_f64().expect("spend");
     assert!((spend - 0.000018).abs() < 1e-9, "spend {spend}");
 }
+
+#[test]
+fn upstream_reset_mid_stream_sends_no_clean_end_and_releases_the_deployment() {
+    let mut gw = Gateway::new(
+        json!({"model_list": [anthropic_dep("claude", "c.test")], "gateway": clusters()}),
+    );
+    let mut rq = gw.chat(&[], &hello_stream("claude"));
+    rq.respond_stream_headers(200, "text/event-stream");
+    let dep = &gw.cfg.deployments[0];
+    assert_eq!(
+        llm_gateway::routing::read_stats(&*gw.store, dep).in_flight,
+        1
+    );
+    for ev in anthropic_events(&["Hel"], false) {
+        rq.chunk(ev.as_bytes(), false);
+    }
+    // Envoy resets both streams: no end of stream reaches the filter, only on_log.
+    rq.finish();
+    let data = sse_data(&rq.client().body);
+    assert!(
+        !data.iter().any(|d| d == "[DONE]"),
+        "a reset stream never ends cleanly: {data:?}"
+    );
+    assert_eq!(
+        llm_gateway::routing::read_stats(&*gw.store, dep).in_flight,
+        0,
+        "the in-flight count is released"
+    );
+    assert_eq!(
+        rq.host.counter("llm_gateway.requests.alias.claude.provider.anthropic.deployment.claude_0.status_class.2xx"),
+        1
+    );
+}

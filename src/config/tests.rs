@@ -1,3 +1,5 @@
+//! Unit tests of `config` (a `#[cfg(test)]` module of its `mod.rs`).
+
 use super::*;
 
 fn no_env(_: &str) -> Option<String> {

@@ -1,3 +1,5 @@
+//! Unit tests of `routing` (a `#[cfg(test)]` module of its `mod.rs`).
+
 use super::*;
 
 fn success(latency_ms: u64, ttft_ms: Option<u64>, tokens: u64) -> Success {

@@ -1,3 +1,5 @@
+//! Unit tests of `accounting::budget` (a `#[cfg(test)]` module of its `mod.rs`).
+
 use super::*;
 use crate::config::keys::{self, digest, ModelBudget, TeamConfig};
 use crate::store::{CasMismatch, FakeStore};

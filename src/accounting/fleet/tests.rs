@@ -1,3 +1,5 @@
+//! Unit tests of `accounting::fleet` (a `#[cfg(test)]` module of its `mod.rs`).
+
 use super::*;
 use crate::config::fleet::{parse_settings, DEFAULT_CLUSTER};
 use serde_json::json;

@@ -1,3 +1,5 @@
+//! Unit tests of `config::keys` (a `#[cfg(test)]` module of its `mod.rs`).
+
 use super::*;
 use serde_json::json;
 
