@@ -28,6 +28,7 @@ pub mod accounting;
 pub mod api;
 pub mod codec;
 pub mod config;
+pub mod guardrails;
 pub mod pipeline;
 pub mod provider;
 pub mod render;

@@ -539,3 +539,116 @@ fn upstream_reset_mid_stream_sends_no_clean_end_and_releases_the_deployment() {
         1
     );
 }
+
+fn filtered() -> Gateway {
+    Gateway::new(json!({
+        "model_list": [openai_dep("gpt", "a.test")],
+        "guardrails": [
+            {"guardrail_name": "pii", "litellm_params": {"guardrail": "litellm_content_filter", "mode": "pre_call", "default_on": true,
+              "patterns": [
+                {"pattern_type": "prebuilt", "pattern_name": "email", "action": "MASK"},
+                {"pattern_type": "prebuilt", "pattern_name": "credit_card", "action": "MASK"},
+                {"pattern_type": "prebuilt", "pattern_name": "us_ssn", "action": "BLOCK"}],
+              "blocked_words": [{"keyword": "Project Apollo", "action": "BLOCK"}]}},
+            {"guardrail_name": "secrets", "litellm_params": {"guardrail": "litellm_content_filter",
+              "patterns": [{"pattern_name": "api_key", "action": "BLOCK"}]}}
+        ],
+        "gateway": clusters()}))
+}
+
+#[test]
+fn content_filter_masks_before_the_provider_sees_the_request() {
+    let mut gw = filtered();
+    let body = json!({"model": "gpt", "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "Mail jane@example.com, card 4111 1111 1111 1111 — merci"}]}]});
+    let mut rq = gw.chat(&[], &body);
+    let up = rq.upstream();
+    let sent = up.body["messages"][1]["content"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        sent,
+        "Mail [EMAIL_REDACTED], card [CREDIT_CARD_REDACTED] — merci"
+    );
+    assert_eq!(up.body["messages"][0]["content"], "Be brief.");
+    rq.respond(200, "application/json", OPENAI_ANSWER.as_bytes());
+    rq.finish();
+    assert_eq!(
+        rq.client().header("x-litellm-applied-guardrails"),
+        Some("pii")
+    );
+    assert_eq!(
+        rq.host
+            .counter("llm_gateway.guardrail.masked.guardrail.pii"),
+        1
+    );
+    assert_eq!(rq.host.filter_state["llm_gateway.guardrails"], "pii");
+}
+
+#[test]
+fn content_filter_blocks_without_echoing_what_it_found() {
+    let mut gw = filtered();
+    for text in ["my SSN is 123-45-6789", "about project apollo, quietly"] {
+        let rq = gw.chat(
+            &[],
+            &json!({"model": "gpt", "messages": [{"role": "user", "content": text}]}),
+        );
+        let r = rq.refused().expect("blocked");
+        assert_eq!(r.status, 400);
+        let e = r.json();
+        assert_eq!(e["error"]["code"], "content_policy_violation");
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("`pii`"), "{msg}");
+        assert!(
+            !msg.contains("123-45-6789") && !msg.to_lowercase().contains("apollo"),
+            "{msg}"
+        );
+        assert_eq!(r.header("x-litellm-applied-guardrails"), Some("pii"));
+        assert!(rq.host.calls.is_empty());
+        assert_eq!(
+            rq.host
+                .counter("llm_gateway.guardrail.blocked.guardrail.pii"),
+            1
+        );
+    }
+}
+
+#[test]
+fn an_opt_in_guardrail_runs_when_named_and_the_field_never_reaches_the_provider() {
+    let mut gw = filtered();
+    let key = "sk-proj-abcdefghijklmnopqrstuv";
+    // Not named: `secrets` (default_on false) does not run; the key passes.
+    let mut rq = gw.chat(
+        &[],
+        &json!({"model": "gpt", "messages": [{"role": "user", "content": key}]}),
+    );
+    assert_eq!(rq.upstream().body["messages"][0]["content"], key);
+    rq.respond(200, "application/json", OPENAI_ANSWER.as_bytes());
+    rq.finish();
+    // Named: it runs and blocks.
+    let rq = gw.chat(&[], &json!({"model": "gpt", "guardrails": ["secrets"], "messages": [{"role": "user", "content": key}]}));
+    assert_eq!(rq.refused().expect("blocked").status, 400);
+    // Named but clean: the `guardrails` field is the gateway's, stripped.
+    let rq = gw.chat(&[], &json!({"model": "gpt", "guardrails": ["secrets"], "messages": [{"role": "user", "content": "hi"}]}));
+    let up = rq.upstream();
+    assert!(up.body.get("guardrails").is_none(), "{}", up.body);
+    assert_eq!(
+        rq.host.filter_state["llm_gateway.guardrails"],
+        "pii,secrets"
+    );
+    // An unknown name is a 400.
+    let rq = gw.chat(&[], &json!({"model": "gpt", "guardrails": ["nope"], "messages": [{"role": "user", "content": "hi"}]}));
+    assert_eq!(rq.refused().expect("unknown").status, 400);
+}
+
+#[test]
+fn a_caller_cannot_switch_off_a_default_on_guardrail() {
+    let mut gw = filtered();
+    let rq = gw.chat(
+        &[],
+        &json!({"model": "gpt", "guardrails": {"pii": false},
+        "messages": [{"role": "user", "content": "SSN 123-45-6789"}]}),
+    );
+    assert_eq!(rq.refused().expect("still blocked").status, 400);
+}

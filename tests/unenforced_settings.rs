@@ -207,3 +207,55 @@ fn logging_callbacks_and_other_reviewed_keys_stay_warnings() {
     }
     assert!(!c.warnings.iter().any(|w| w.contains("NOT enforced")));
 }
+
+#[test]
+fn the_content_filter_loads_and_what_it_cannot_enforce_is_refused() {
+    let entry = |params: Value| json!([{"guardrail_name": "cf", "litellm_params": params}]);
+    let mut cfg = base();
+    cfg["guardrails"] = entry(
+        json!({"guardrail": "litellm_content_filter", "mode": "pre_call",
+        "patterns": [{"pattern_type": "prebuilt", "pattern_name": "email", "action": "MASK"}]}),
+    );
+    let c = load(&cfg).unwrap();
+    assert_eq!(c.guardrails.len(), 1);
+    assert!(
+        !c.warnings.iter().any(|w| w.contains("NOT enforced")),
+        "{:?}",
+        c.warnings
+    );
+
+    for (params, needle) in [
+        (
+            json!({"guardrail": "litellm_content_filter", "mode": "post_call", "patterns": [{"pattern_name": "email", "action": "MASK"}]}),
+            "post_call",
+        ),
+        (
+            json!({"guardrail": "litellm_content_filter", "mode": ["pre_call", "during_call"], "patterns": [{"pattern_name": "email", "action": "MASK"}]}),
+            "during_call",
+        ),
+        (
+            json!({"guardrail": "litellm_content_filter", "patterns": [{"pattern_type": "regex", "pattern": "x", "action": "MASK"}]}),
+            "regex",
+        ),
+        (
+            json!({"guardrail": "litellm_content_filter", "patterns": [{"pattern_name": "passport", "action": "MASK"}]}),
+            "passport",
+        ),
+        (
+            json!({"guardrail": "litellm_content_filter", "categories": [{"category": "harmful_violence"}], "patterns": [{"pattern_name": "email", "action": "MASK"}]}),
+            "categories",
+        ),
+    ] {
+        cfg["guardrails"] = entry(params);
+        let e = load(&cfg).expect_err(needle);
+        assert_eq!(e.field, "guardrails[0]");
+        assert!(e.reason.contains(needle), "{needle}: {}", e.reason);
+    }
+    // Malformed is an error in any case, override or not.
+    cfg["guardrails"] = entry(
+        json!({"guardrail": "litellm_content_filter", "patterns": [{"pattern_name": "email", "action": "HIDE"}]}),
+    );
+    cfg["gateway"]["allow_unenforced_guardrails"] = json!(true);
+    let e = load(&cfg).unwrap_err();
+    assert_eq!(e.field, "guardrails[0].litellm_params.patterns[0].action");
+}

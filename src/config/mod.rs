@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 pub mod fleet;
+pub mod guardrails;
 pub mod keys;
 pub mod pricing;
 pub mod providers;
@@ -304,6 +305,8 @@ pub struct Config {
     /// `counters.redis`: fleet-wide budgets and limits through Redis
     /// (webdis); `None`: counters are per Envoy.
     pub fleet: Option<fleet::FleetSettings>,
+    /// The enforced `guardrails:` entries, in config order.
+    pub guardrails: Vec<guardrails::GuardrailSpec>,
     /// Things worth a log line at start (ignored LiteLLM keys ...).
     pub warnings: Vec<String>,
 }
@@ -394,7 +397,7 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         Some(v) => GatewaySection::deserialize(v).map_err(|e| err("gateway", e.to_string()))?,
     };
 
-    unenforced::check(
+    let guardrails = unenforced::check(
         &root,
         &unenforced::Allowances {
             guardrails: gateway.allow_unenforced_guardrails,
@@ -525,6 +528,7 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         keys,
         budget,
         fleet,
+        guardrails,
         warnings,
     })
 }

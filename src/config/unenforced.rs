@@ -7,9 +7,10 @@
 //! - **Guardrails** (`guardrails:`, LiteLLM's older `litellm_settings.guardrails`,
 //!   guardrail callbacks such as `presidio` or `lakera_prompt_injection`, and
 //!   their settings): a team that believes PII is masked would be sending it
-//!   to the provider. No guardrail type is implemented yet
-//!   ([`implemented_guardrail`]); `gateway.allow_unenforced_guardrails: true`
-//!   loads them anyway, with a loud warning per entry.
+//!   to the provider. Only the built-in content filter is enforced
+//!   ([`implemented_guardrail`], `super::guardrails`), and only what it
+//!   implements; `gateway.allow_unenforced_guardrails: true` loads the rest
+//!   anyway, with a loud warning per entry.
 //! - **Spend, security and privacy settings** ([`REFUSED`]): a budget or a
 //!   cap that would not hold, an access rule that would not apply, a routing
 //!   restriction that would not keep data where it must stay. Each may be
@@ -21,6 +22,7 @@
 
 use serde_json::{Map, Value};
 
+use super::guardrails::{parse_entry, GuardrailSpec, Parsed};
 use super::ConfigError;
 
 /// Why ignoring a setting would be unsafe.
@@ -174,11 +176,12 @@ const GUARDRAIL_SETTINGS: &[&str] = &[
     "output_parse_pii",
 ];
 
-/// Whether a guardrail type (`litellm_params.guardrail`) is enforced here.
-/// None is yet; a type added here must be implemented at the hook points
-/// (`docs/architecture.md`, "Add a hook").
-pub fn implemented_guardrail(_kind: &str) -> bool {
-    false
+/// Whether a guardrail type (`litellm_params.guardrail`) is enforced here
+/// (an entry of that type may still ask for something that is not; see
+/// `super::guardrails::parse_entry`). A type added here must be implemented
+/// at the hook points (`docs/architecture.md`, "Add a hook").
+pub fn implemented_guardrail(kind: &str) -> bool {
+    kind == super::guardrails::CONTENT_FILTER
 }
 
 /// What the operator allowed to load unenforced (`gateway` section).
@@ -221,11 +224,12 @@ pub fn is_handled(path: &str) -> bool {
 }
 
 /// Refuse what cannot be enforced; with an allowance, warn loudly instead.
+/// Returns the guardrails that are enforced.
 pub fn check(
     root: &Map<String, Value>,
     allow: &Allowances,
     warnings: &mut Vec<String>,
-) -> Result<(), ConfigError> {
+) -> Result<Vec<GuardrailSpec>, ConfigError> {
     for listed in &allow.settings {
         if refused_entry(listed).is_none() {
             return Err(err(
@@ -241,7 +245,7 @@ pub fn check(
             ));
         }
     }
-    check_guardrails(root, allow.guardrails, warnings)?;
+    let enforced = check_guardrails(root, allow.guardrails, warnings)?;
     for path in present_paths(root) {
         let Some(r) = refused_entry(&path) else {
             continue;
@@ -267,7 +271,7 @@ pub fn check(
             ));
         }
     }
-    Ok(())
+    Ok(enforced)
 }
 
 /// The dotted paths of the settings present (non-null) that [`REFUSED`]
@@ -302,8 +306,9 @@ fn check_guardrails(
     root: &Map<String, Value>,
     allowed: bool,
     warnings: &mut Vec<String>,
-) -> Result<(), ConfigError> {
+) -> Result<Vec<GuardrailSpec>, ConfigError> {
     let mut found: Vec<(String, String)> = Vec::new();
+    let mut enforced: Vec<GuardrailSpec> = Vec::new();
     match root.get("guardrails") {
         None | Some(Value::Null) => {}
         Some(Value::Array(list)) => {
@@ -321,6 +326,22 @@ fn check_guardrails(
                         format!("guardrails[{i}]"),
                         format!("guardrail `{name}` (type `{kind}`)"),
                     ));
+                    continue;
+                }
+                match parse_entry(i, g)? {
+                    Parsed::Enforced(spec) => {
+                        if enforced.iter().any(|e| e.name == spec.name) {
+                            return Err(err(
+                                format!("guardrails[{i}].guardrail_name"),
+                                format!("`{}` is used twice", spec.name),
+                            ));
+                        }
+                        enforced.push(spec);
+                    }
+                    Parsed::Unenforced(why) => found.push((
+                        format!("guardrails[{i}]"),
+                        format!("guardrail `{name}` (type `{kind}`: {why})"),
+                    )),
                 }
             }
         }
@@ -369,5 +390,5 @@ fn check_guardrails(
             ));
         }
     }
-    Ok(())
+    Ok(enforced)
 }

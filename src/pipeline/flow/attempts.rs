@@ -43,13 +43,15 @@ impl RequestFlow {
 
     /// Headers that tell the client what happened.
     pub(super) fn served_headers(&self) -> Vec<(String, String)> {
+        let mut h: Vec<(String, String)> =
+            self.hooks.guardrails.applied_header().into_iter().collect();
         let Some(idx) = self.record.deployment else {
-            return Vec::new();
+            return h;
         };
-        let mut h = vec![(
+        h.push((
             "x-llm-gateway-attempts".to_string(),
             self.record.attempts.to_string(),
-        )];
+        ));
         if let Some(d) = self.deployment(idx) {
             h.push((
                 "x-llm-gateway-deployment".to_string(),
@@ -185,7 +187,8 @@ impl RequestFlow {
         let header_overrides: Vec<(&str, String)> = std::mem::take(&mut self.client.overrides);
         let body_len = body.len();
         let started = host.span_start();
-        let (parsed, overrides) = super::super::prepare(self.record.op, body, &header_overrides)?;
+        let (mut parsed, overrides) =
+            super::super::prepare(self.record.op, body, &header_overrides)?;
         host.span_stop(Span::Prepare, started);
         let started = host.span_start();
         self.record.requested_alias = Some(parsed.head.model.clone());
@@ -218,7 +221,7 @@ impl RequestFlow {
             .collect();
         let planned: Vec<&Deployment> = allowed.iter().map(|a| a.deployment).collect();
         let (hooks, mut cx) = self.hook_cx(host);
-        hooks.request_accepted(&mut cx, &parsed, &planned);
+        hooks.request_accepted(&mut cx, &mut parsed, &planned)?;
         self.remaining = self.plan_tries(allowed);
         self.overrides = overrides;
         self.parsed = Some(parsed);

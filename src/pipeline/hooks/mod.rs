@@ -3,7 +3,7 @@
 //!
 //! | point | when | who acts today |
 //! |---|---|---|
-//! | [`Hooks::request_accepted`] | the body is parsed, the caller may use the model, the attempts are planned | budget: the reservation |
+//! | [`Hooks::request_accepted`] | the body is parsed, the caller may use the model, the attempts are planned | guardrails: the content filter (block or mask); budget: the reservation |
 //! | [`Hooks::admission`] | before any provider sees the request | budget: budgets, rpm/tpm/parallel limits, fleet leases |
 //! | [`Hooks::before_provider_call`] | each attempt, its exchange set up | budget: usage required, mid-stream limit |
 //! | [`Hooks::attempt_succeeded`] | an attempt's answer arrived in full | metering: latency, usage for the access log |
@@ -19,6 +19,7 @@
 //! and its calls at the points it needs: see `docs/architecture.md`.
 
 mod budget;
+mod guardrails;
 mod metering;
 
 use super::host::Host;
@@ -29,6 +30,7 @@ use crate::api::request::ClientRequest;
 use crate::config::{Config, Deployment};
 
 pub use budget::BudgetHook;
+pub use guardrails::GuardrailHook;
 pub use metering::MeteringHook;
 
 /// What a hook point hands every feature: the configuration, the record,
@@ -64,6 +66,7 @@ pub enum Admit {
 /// The features acting at hook points, with their per-request state.
 #[derive(Default)]
 pub struct Hooks {
+    pub guardrails: GuardrailHook,
     pub budget: BudgetHook,
     pub metering: MeteringHook,
 }
@@ -74,10 +77,12 @@ impl Hooks {
     pub fn request_accepted(
         &mut self,
         cx: &mut Cx<'_>,
-        req: &ClientRequest,
+        req: &mut ClientRequest,
         planned: &[&Deployment],
-    ) {
+    ) -> Result<(), GatewayError> {
+        self.guardrails.request_accepted(cx, req)?;
         self.budget.request_accepted(cx, req, planned);
+        Ok(())
     }
 
     /// Before any provider sees the request.

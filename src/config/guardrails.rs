@@ -1,0 +1,209 @@
+//! `guardrails:` entries this gateway enforces: LiteLLM's built-in content
+//! filter (`guardrail: litellm_content_filter`) with prebuilt patterns and
+//! blocked keywords, in `pre_call` mode. Anything an entry asks for that is
+//! not enforced here (another mode, custom regex, categories, files) makes
+//! [`parse_entry`] answer [`Parsed::Unenforced`], and the entry is refused
+//! like any unenforced guardrail (`super::unenforced`).
+
+use serde_json::{Map, Value};
+
+use super::ConfigError;
+use crate::guardrails::detect::{Prebuilt, PREBUILT};
+
+/// What to do with a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterAction {
+    /// Refuse the request (400 `content_policy_violation`).
+    Block,
+    /// Replace the match with a redaction tag and go on.
+    Mask,
+}
+
+/// One thing the filter looks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Matcher {
+    Prebuilt(Prebuilt),
+    /// Case-insensitive, at word boundaries.
+    Keyword(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterRule {
+    pub matcher: Matcher,
+    pub action: FilterAction,
+}
+
+/// One enforced guardrail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardrailSpec {
+    /// `guardrail_name`: in errors, metrics and `x-litellm-applied-guardrails`.
+    pub name: String,
+    /// `default_on`: runs on every request; otherwise only when the request
+    /// names it (`guardrails: [name]` in the body).
+    pub default_on: bool,
+    pub rules: Vec<FilterRule>,
+    /// `pattern_redaction_format` (`{pattern_name}` is the upper-cased name).
+    pub pattern_redaction_format: String,
+    /// `keyword_redaction_tag`.
+    pub keyword_redaction_tag: String,
+}
+
+/// The outcome of reading one `guardrails:` entry.
+#[derive(Debug)]
+pub enum Parsed {
+    Enforced(GuardrailSpec),
+    /// Well formed, but asks for something not enforced here (the reason).
+    Unenforced(String),
+}
+
+/// The built-in type this gateway enforces.
+pub const CONTENT_FILTER: &str = "litellm_content_filter";
+
+fn err(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+fn action(v: Option<&Value>, field: &str) -> Result<FilterAction, ConfigError> {
+    match v
+        .and_then(Value::as_str)
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
+        Some("BLOCK") => Ok(FilterAction::Block),
+        Some("MASK") => Ok(FilterAction::Mask),
+        _ => Err(err(field, "action must be BLOCK or MASK")),
+    }
+}
+
+/// Read `guardrails[i]` of type [`CONTENT_FILTER`].
+pub fn parse_entry(i: usize, entry: &Value) -> Result<Parsed, ConfigError> {
+    let path = format!("guardrails[{i}]");
+    let name = entry
+        .get("guardrail_name")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| err(format!("{path}.guardrail_name"), "missing or not a string"))?
+        .to_string();
+    let empty = Map::new();
+    let p = entry
+        .get("litellm_params")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let pp = |k: &str| format!("{path}.litellm_params.{k}");
+    let modes: Vec<&str> = match p.get("mode") {
+        None | Some(Value::Null) => vec!["pre_call"],
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        Some(_) => return Err(err(pp("mode"), "must be a mode or a list of modes")),
+    };
+    if let Some(m) = modes.iter().find(|m| **m != "pre_call") {
+        return Ok(Parsed::Unenforced(format!(
+            "mode `{m}` (this gateway enforces litellm_content_filter in pre_call mode only)"
+        )));
+    }
+    for k in p.keys() {
+        match k.as_str() {
+            "guardrail"
+            | "mode"
+            | "default_on"
+            | "patterns"
+            | "blocked_words"
+            | "pattern_redaction_format"
+            | "keyword_redaction_tag" => {}
+            other => {
+                return Ok(Parsed::Unenforced(format!(
+                    "`litellm_params.{other}` is not enforced by this gateway's content filter"
+                )))
+            }
+        }
+    }
+    let default_on = match p.get("default_on") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(err(pp("default_on"), "must be a boolean")),
+    };
+    let mut rules = Vec::new();
+    for (j, pat) in p
+        .get("patterns")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let f = pp(&format!("patterns[{j}]"));
+        match pat.get("pattern_type").and_then(Value::as_str) {
+            Some("prebuilt") | None => {}
+            Some(other) => {
+                return Ok(Parsed::Unenforced(format!(
+                    "pattern_type `{other}` at {f} (this gateway has prebuilt patterns only)"
+                )))
+            }
+        }
+        let pname = pat
+            .get("pattern_name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| err(format!("{f}.pattern_name"), "missing"))?;
+        let Some(pre) = Prebuilt::by_name(pname) else {
+            return Ok(Parsed::Unenforced(format!(
+                "prebuilt pattern `{pname}` at {f} is not one of this gateway's: {}",
+                PREBUILT
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        rules.push(FilterRule {
+            matcher: Matcher::Prebuilt(pre),
+            action: action(pat.get("action"), &format!("{f}.action"))?,
+        });
+    }
+    for (j, w) in p
+        .get("blocked_words")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let f = pp(&format!("blocked_words[{j}]"));
+        let kw = w
+            .get("keyword")
+            .and_then(Value::as_str)
+            .filter(|k| !k.trim().is_empty())
+            .ok_or_else(|| err(format!("{f}.keyword"), "missing or empty"))?;
+        rules.push(FilterRule {
+            matcher: Matcher::Keyword(kw.to_lowercase()),
+            action: action(w.get("action"), &format!("{f}.action"))?,
+        });
+    }
+    if rules.is_empty() {
+        return Err(err(
+            pp("patterns"),
+            "a content filter needs patterns or blocked_words",
+        ));
+    }
+    let text = |k: &str, default: &str| -> Result<String, ConfigError> {
+        match p.get(k) {
+            None | Some(Value::Null) => Ok(default.to_string()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(err(pp(k), "must be a string")),
+        }
+    };
+    let pattern_redaction_format = text("pattern_redaction_format", "[{pattern_name}_REDACTED]")?;
+    if !pattern_redaction_format.contains("{pattern_name}") {
+        return Err(err(
+            pp("pattern_redaction_format"),
+            "must contain the {pattern_name} placeholder",
+        ));
+    }
+    Ok(Parsed::Enforced(GuardrailSpec {
+        name,
+        default_on,
+        rules,
+        pattern_redaction_format,
+        keyword_redaction_tag: text("keyword_redaction_tag", "[KEYWORD_REDACTED]")?,
+    }))
+}
