@@ -14,7 +14,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 pub mod fleet;
-pub mod guardrails;
 pub mod keys;
 pub mod pricing;
 pub mod providers;
@@ -306,7 +305,7 @@ pub struct Config {
     /// (webdis); `None`: counters are per Envoy.
     pub fleet: Option<fleet::FleetSettings>,
     /// The enforced `guardrails:` entries, in config order.
-    pub guardrails: Vec<guardrails::GuardrailSpec>,
+    pub guardrails: Vec<crate::guardrails::spec::GuardrailSpec>,
     /// Things worth a log line at start (ignored LiteLLM keys ...).
     pub warnings: Vec<String>,
 }

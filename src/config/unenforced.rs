@@ -8,7 +8,7 @@
 //!   guardrail callbacks such as `presidio` or `lakera_prompt_injection`, and
 //!   their settings): a team that believes PII is masked would be sending it
 //!   to the provider. Only the built-in content filter is enforced
-//!   ([`implemented_guardrail`], `super::guardrails`), and only what it
+//!   ([`implemented_guardrail`], `crate::guardrails::spec`), and only what it
 //!   implements; `gateway.allow_unenforced_guardrails: true` loads the rest
 //!   anyway, with a loud warning per entry.
 //! - **Spend, security and privacy settings** ([`REFUSED`]): a budget or a
@@ -22,8 +22,8 @@
 
 use serde_json::{Map, Value};
 
-use super::guardrails::{parse_entry, GuardrailSpec, Parsed};
 use super::ConfigError;
+use crate::guardrails::spec::{parse_entry, GuardrailSpec, Parsed, CONTENT_FILTER};
 
 /// Why ignoring a setting would be unsafe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,10 +178,10 @@ const GUARDRAIL_SETTINGS: &[&str] = &[
 
 /// Whether a guardrail type (`litellm_params.guardrail`) is enforced here
 /// (an entry of that type may still ask for something that is not; see
-/// `super::guardrails::parse_entry`). A type added here must be implemented
+/// `crate::guardrails::spec::parse_entry`). A type added here must be implemented
 /// at the hook points (`docs/architecture.md`, "Add a hook").
 pub fn implemented_guardrail(kind: &str) -> bool {
-    kind == super::guardrails::CONTENT_FILTER
+    kind == CONTENT_FILTER
 }
 
 /// What the operator allowed to load unenforced (`gateway` section).
@@ -328,7 +328,7 @@ fn check_guardrails(
                     ));
                     continue;
                 }
-                match parse_entry(i, g)? {
+                match parse_entry(i, g).map_err(|e| err(e.field, e.reason))? {
                     Parsed::Enforced(spec) => {
                         if enforced.iter().any(|e| e.name == spec.name) {
                             return Err(err(

@@ -2,12 +2,13 @@
 //! filter (LiteLLM's `litellm_content_filter`): prebuilt patterns
 //! ([`detect`]) and keywords, each blocking or masking, on the request's
 //! messages before any provider sees them (`pre_call`). The configuration
-//! is `crate::config::guardrails`; the hook point that runs it is
+//! is read by [`spec`] (from `guardrails:`); the hook point that runs it is
 //! `crate::pipeline::hooks` (`request_accepted`).
 
 pub mod detect;
+pub mod spec;
 
-use crate::config::guardrails::{FilterAction, GuardrailSpec, Matcher};
+use spec::{FilterAction, GuardrailSpec, Matcher};
 
 /// A blocking match: what was found (never the matched text itself).
 #[derive(Debug, Clone, PartialEq, Eq)]

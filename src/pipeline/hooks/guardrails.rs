@@ -12,8 +12,8 @@ use serde_json::Value;
 use super::Cx;
 use crate::api::error::{ErrorKind, GatewayError};
 use crate::api::request::ClientRequest;
-use crate::config::guardrails::GuardrailSpec;
 use crate::guardrails::check_text;
+use crate::guardrails::spec::GuardrailSpec;
 use crate::pipeline::host::Part;
 
 /// The guardrails applied to this request.

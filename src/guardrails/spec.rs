@@ -2,13 +2,20 @@
 //! filter (`guardrail: litellm_content_filter`) with prebuilt patterns and
 //! blocked keywords, in `pre_call` mode. Anything an entry asks for that is
 //! not enforced here (another mode, custom regex, categories, files) makes
-//! [`parse_entry`] answer [`Parsed::Unenforced`], and the entry is refused
-//! like any unenforced guardrail (`super::unenforced`).
+//! [`parse_entry`] answer [`Parsed::Unenforced`], and the configuration
+//! refuses the entry like any unenforced guardrail
+//! (`crate::config::unenforced`, which reads these and maps [`SpecError`]).
 
 use serde_json::{Map, Value};
 
-use super::ConfigError;
-use crate::guardrails::detect::{Prebuilt, PREBUILT};
+use super::detect::{Prebuilt, PREBUILT};
+
+/// A malformed entry: the dotted field and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    pub field: String,
+    pub reason: String,
+}
 
 /// What to do with a match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,14 +66,14 @@ pub enum Parsed {
 /// The built-in type this gateway enforces.
 pub const CONTENT_FILTER: &str = "litellm_content_filter";
 
-fn err(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
+fn err(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
+    SpecError {
         field: field.into(),
         reason: reason.into(),
     }
 }
 
-fn action(v: Option<&Value>, field: &str) -> Result<FilterAction, ConfigError> {
+fn action(v: Option<&Value>, field: &str) -> Result<FilterAction, SpecError> {
     match v
         .and_then(Value::as_str)
         .map(str::to_ascii_uppercase)
@@ -79,7 +86,7 @@ fn action(v: Option<&Value>, field: &str) -> Result<FilterAction, ConfigError> {
 }
 
 /// Read `guardrails[i]` of type [`CONTENT_FILTER`].
-pub fn parse_entry(i: usize, entry: &Value) -> Result<Parsed, ConfigError> {
+pub fn parse_entry(i: usize, entry: &Value) -> Result<Parsed, SpecError> {
     let path = format!("guardrails[{i}]");
     let name = entry
         .get("guardrail_name")
@@ -185,7 +192,7 @@ pub fn parse_entry(i: usize, entry: &Value) -> Result<Parsed, ConfigError> {
             "a content filter needs patterns or blocked_words",
         ));
     }
-    let text = |k: &str, default: &str| -> Result<String, ConfigError> {
+    let text = |k: &str, default: &str| -> Result<String, SpecError> {
         match p.get(k) {
             None | Some(Value::Null) => Ok(default.to_string()),
             Some(Value::String(s)) => Ok(s.clone()),
