@@ -23,7 +23,6 @@ pub mod embedding;
 pub mod gemini;
 pub mod ollama;
 pub mod openai_compat;
-pub mod sigv4;
 
 use crate::api::error::GatewayError;
 use crate::api::openai::Usage;
