@@ -435,7 +435,8 @@ impl Exchange {
                     // upstream already).
                     let body =
                         if self.base64_embeddings && !self.translator.passes_embeddings_through() {
-                            crate::provider::embedding::reencode_base64(&t.body).unwrap_or(t.body)
+                            crate::provider::common::embedding::reencode_base64(&t.body)
+                                .unwrap_or(t.body)
                         } else {
                             t.body
                         };

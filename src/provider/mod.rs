@@ -17,9 +17,8 @@
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
-pub mod chunk;
 pub mod cohere;
-pub mod embedding;
+pub mod common;
 pub mod gemini;
 pub mod ollama;
 pub mod openai_compat;
@@ -32,6 +31,7 @@ use crate::config::Deployment;
 pub use crate::config::providers::{
     infer_prefix, spec_for_prefix, supported_prefixes, ProviderKind, ProviderSpec, PREFIXES,
 };
+pub use common::errors::{invalid_response, stream_error_event};
 
 /// What a translation may depend on besides the request and deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -182,24 +182,6 @@ pub fn translator(kind: ProviderKind) -> &'static dyn Translator {
         ProviderKind::Azure => &azure::Azure,
         ProviderKind::Ollama => &ollama::Ollama,
     }
-}
-
-/// The OpenAI SSE error event a stream ends with when something broke after
-/// bytes reached the client (OpenAI's own streams do the same).
-pub fn stream_error_event(err: &GatewayError, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(&err.to_body());
-    out.extend_from_slice(b"\n\n");
-}
-
-/// A 502 for an answer from `provider` the gateway cannot read.
-pub fn invalid_response(provider: &str, detail: impl std::fmt::Display) -> GatewayError {
-    GatewayError::new(
-        502,
-        crate::api::error::ErrorKind::Upstream,
-        format!("{provider} returned a response the gateway could not read: {detail}"),
-    )
-    .with_code("upstream_invalid_response")
 }
 
 /// The input schema of the forced tool that emulates `response_format`

@@ -21,6 +21,7 @@ use crate::api::request::ClientRequest;
 use crate::codec::json_in;
 use crate::codec::sse::{write_done, SseDecoder};
 use crate::config::Deployment;
+use crate::provider::common::errors::snippet;
 
 /// The OpenAI-compatible translator.
 pub struct OpenAiCompat;
@@ -162,16 +163,6 @@ pub fn openai_style_error(status: u16, body: &[u8]) -> GatewayError {
         }
     }
     e
-}
-
-/// At most 300 characters of a non-JSON error body, for the message.
-pub fn snippet(body: &[u8]) -> String {
-    let s = String::from_utf8_lossy(body);
-    let s = s.trim();
-    match s.char_indices().nth(300) {
-        Some((i, _)) => format!("{}...", &s[..i]),
-        None => s.to_string(),
-    }
 }
 
 /// Forwards an OpenAI stream unchanged, watching for `[DONE]` and usage.

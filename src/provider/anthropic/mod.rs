@@ -92,16 +92,16 @@ mod stream;
 
 use serde_json::Value;
 
-use super::chunk::{PromptTokensDetails, UsageOut};
-use super::openai_compat::{openai_style_error, snippet};
+use super::openai_compat::openai_style_error;
 use super::{
     endpoint_path, RequestContext, ResponseMeta, StreamTranslator, Translated, Translator,
     UpstreamRequest,
 };
 use crate::api::error::{upstream_status_kind, GatewayError};
-use crate::api::openai::Usage;
 use crate::api::request::ClientRequest;
 use crate::config::Deployment;
+use crate::provider::common::errors::snippet;
+use crate::provider::common::usage::CachedPromptCounts;
 
 /// The Anthropic translator.
 pub struct Anthropic;
@@ -212,65 +212,33 @@ pub fn finish_reason(stop_reason: Option<&str>) -> &'static str {
     }
 }
 
-/// Anthropic token counts, as reported so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct TokenCounts {
-    input: u64,
-    output: u64,
-    cache_creation: Option<u64>,
-    cache_read: Option<u64>,
+/// Anthropic token counts, as reported so far (`cache_write` is
+/// Anthropic's `cache_creation_input_tokens`).
+type TokenCounts = CachedPromptCounts;
+
+/// Take the counts present in an Anthropic `usage` object (checked JSON
+/// text); a count that is not a non-negative integer (`null` included) is
+/// ignored.
+fn merge_counts(counts: &mut TokenCounts, usage: &str) {
+    for (key, value) in crate::codec::json_in::members(usage) {
+        let Ok(n) = value.parse::<u64>() else {
+            continue;
+        };
+        match key.text().as_ref() {
+            "input_tokens" => counts.input = n,
+            "output_tokens" => counts.output = n,
+            "cache_creation_input_tokens" => counts.cache_write = Some(n),
+            "cache_read_input_tokens" => counts.cache_read = Some(n),
+            _ => {}
+        }
+    }
 }
 
-impl TokenCounts {
-    /// Take the counts present in an Anthropic `usage` object (checked JSON
-    /// text); a count that is not a non-negative integer (`null` included)
-    /// is ignored.
-    fn merge(&mut self, usage: &str) {
-        for (key, value) in crate::codec::json_in::members(usage) {
-            let Ok(n) = value.parse::<u64>() else {
-                continue;
-            };
-            match key.text().as_ref() {
-                "input_tokens" => self.input = n,
-                "output_tokens" => self.output = n,
-                "cache_creation_input_tokens" => self.cache_creation = Some(n),
-                "cache_read_input_tokens" => self.cache_read = Some(n),
-                _ => {}
-            }
-        }
-    }
-
-    /// The counts of one `usage` object.
-    fn of(usage: &str) -> TokenCounts {
-        let mut counts = TokenCounts::default();
-        counts.merge(usage);
-        counts
-    }
-
-    fn usage(&self) -> Usage {
-        let prompt = self
-            .input
-            .saturating_add(self.cache_creation.unwrap_or(0))
-            .saturating_add(self.cache_read.unwrap_or(0));
-        Usage {
-            prompt_tokens: prompt,
-            completion_tokens: self.output,
-            total_tokens: prompt.saturating_add(self.output),
-        }
-    }
-
-    /// The OpenAI `usage` object.
-    fn openai(&self) -> UsageOut {
-        let u = self.usage();
-        UsageOut {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-            total_tokens: u.total_tokens,
-            prompt_tokens_details: self
-                .cache_read
-                .map(|cached_tokens| PromptTokensDetails { cached_tokens }),
-        }
-    }
+/// The counts of one `usage` object.
+fn counts_of(usage: &str) -> TokenCounts {
+    let mut counts = TokenCounts::default();
+    merge_counts(&mut counts, usage);
+    counts
 }
 
 fn invalid_response(detail: impl std::fmt::Display) -> GatewayError {
@@ -344,6 +312,7 @@ fn anthropic_error(status: u16, v: &Value) -> Option<GatewayError> {
 mod tests {
     use super::*;
     use crate::api::error::ErrorKind;
+    use crate::api::openai::Usage;
 
     #[test]
     fn stop_reasons_map() {
@@ -358,20 +327,20 @@ mod tests {
 
     #[test]
     fn token_counts_include_cache() {
-        let mut c = TokenCounts::of(
+        let mut c = counts_of(
             r#"{"input_tokens": 10, "output_tokens": 1, "cache_read_input_tokens": 5, "cache_creation_input_tokens": null}"#,
         );
-        c.merge(r#"{"output_tokens": 7}"#);
+        merge_counts(&mut c, r#"{"output_tokens": 7}"#);
         assert_eq!(c.usage(), Usage::new(15, 7));
         assert_eq!(
             serde_json::to_value(c.openai()).unwrap()["prompt_tokens_details"]["cached_tokens"],
             5
         );
-        let odd = TokenCounts::of(
+        let odd = counts_of(
             r#"{"input_tokens": -1, "output_tokens": 2.0, "cache_read_input_tokens": "3"}"#,
         );
         assert_eq!(odd, TokenCounts::default());
-        assert_eq!(TokenCounts::of("[1]"), TokenCounts::default());
+        assert_eq!(counts_of("[1]"), TokenCounts::default());
     }
 
     #[test]

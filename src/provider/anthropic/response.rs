@@ -5,11 +5,11 @@
 //! into the output as the JSON literal Anthropic sent when there is one
 //! block of it (the usual case), and the output is written into one buffer.
 
-use super::{error_from_body, finish_reason, invalid_response, TokenCounts, JSON_TOOL_NAME};
+use super::{counts_of, error_from_body, finish_reason, invalid_response, JSON_TOOL_NAME};
 use crate::api::error::GatewayError;
 use crate::codec::json_in::{self, elements, is_array, is_object, members_at, string};
 use crate::codec::json_out::{self, RawStr};
-use crate::provider::openai_compat::snippet;
+use crate::provider::common::errors::snippet;
 use crate::provider::{ResponseMeta, Translated};
 
 /// A successful Messages API body as an OpenAI `chat.completion`.
@@ -182,7 +182,7 @@ pub(super) fn translate_response(
     out.extend_from_slice(b"}]");
     let usage = match usage.filter(|u| is_object(u)) {
         Some(u) => {
-            let counts = TokenCounts::of(u);
+            let counts = counts_of(u);
             out.extend_from_slice(br#","usage":"#);
             counts.openai().write(&mut out);
             Some(counts.usage())

@@ -14,15 +14,15 @@
 use serde_json::Value;
 
 use super::{
-    anthropic_error, finish_reason, invalid_response, status_for_error_type, TokenCounts,
-    JSON_TOOL_NAME,
+    anthropic_error, finish_reason, invalid_response, merge_counts, status_for_error_type,
+    TokenCounts, JSON_TOOL_NAME,
 };
 use crate::api::error::{ErrorKind, GatewayError};
 use crate::api::openai::Usage;
 use crate::codec::json_in::{self, is_object, members, string};
 use crate::codec::json_out::{self, RawStr};
 use crate::codec::sse::{write_done, SseDecoder};
-use crate::provider::chunk::{chunk_prefix, write_delta_chunk, write_usage_chunk};
+use crate::provider::common::chunk::{chunk_prefix, write_delta_chunk, write_usage_chunk};
 use crate::provider::{stream_error_event, ResponseMeta, StreamTranslator};
 
 /// What an open content block is, for the deltas that follow it.
@@ -215,7 +215,7 @@ impl State {
 
     fn merge_usage(&mut self, usage: Option<&str>) {
         if let Some(u) = usage.filter(|u| is_object(u)) {
-            self.counts.merge(u);
+            merge_counts(&mut self.counts, u);
             self.saw_usage = true;
         }
     }

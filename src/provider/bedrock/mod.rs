@@ -124,10 +124,6 @@
 
 use serde_json::{json, Map, Value};
 
-use super::chunk::{
-    Chunk, ChunkChoice, Delta, FunctionDelta, PromptTokensDetails, ToolCallDelta, UsageOut,
-};
-use super::openai_compat::snippet;
 use super::{
     stream_error_event, RequestContext, ResponseMeta, StreamTranslator, Translated, Translator,
     UpstreamRequest,
@@ -137,6 +133,9 @@ use crate::api::openai::{Content, ContentPart, ParsedRequest, Role, ToolCall, Us
 use crate::codec::eventstream::{Decoder, Message as EsMessage};
 use crate::codec::sse::{write_data, write_done};
 use crate::config::Deployment;
+use crate::provider::common::chunk::{Chunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta};
+use crate::provider::common::errors::snippet;
+use crate::provider::common::usage::{CachedPromptCounts, UsageOut};
 
 mod request;
 pub mod sigv4;

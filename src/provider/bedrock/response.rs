@@ -19,47 +19,16 @@ pub fn finish_reason(stop_reason: Option<&str>) -> &'static str {
 }
 
 /// Bedrock `TokenUsage`, as reported so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct TokenCounts {
-    pub(super) input: u64,
-    pub(super) output: u64,
-    pub(super) cache_read: Option<u64>,
-    pub(super) cache_write: Option<u64>,
-}
+pub(super) type TokenCounts = CachedPromptCounts;
 
-impl TokenCounts {
-    pub(super) fn from_value(u: &Value) -> Self {
-        let get = |k: &str| u.get(k).and_then(Value::as_u64);
-        TokenCounts {
-            input: get("inputTokens").unwrap_or(0),
-            output: get("outputTokens").unwrap_or(0),
-            cache_read: get("cacheReadInputTokens"),
-            cache_write: get("cacheWriteInputTokens"),
-        }
-    }
-
-    pub(super) fn usage(&self) -> Usage {
-        let prompt = self
-            .input
-            .saturating_add(self.cache_read.unwrap_or(0))
-            .saturating_add(self.cache_write.unwrap_or(0));
-        Usage {
-            prompt_tokens: prompt,
-            completion_tokens: self.output,
-            total_tokens: prompt.saturating_add(self.output),
-        }
-    }
-
-    pub(super) fn openai(&self) -> UsageOut {
-        let u = self.usage();
-        UsageOut {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-            total_tokens: u.total_tokens,
-            prompt_tokens_details: self
-                .cache_read
-                .map(|cached_tokens| PromptTokensDetails { cached_tokens }),
-        }
+/// The counts of one Bedrock `usage` object.
+pub(super) fn counts_from_value(u: &Value) -> TokenCounts {
+    let get = |k: &str| u.get(k).and_then(Value::as_u64);
+    TokenCounts {
+        input: get("inputTokens").unwrap_or(0),
+        output: get("outputTokens").unwrap_or(0),
+        cache_read: get("cacheReadInputTokens"),
+        cache_write: get("cacheWriteInputTokens"),
     }
 }
 
@@ -168,7 +137,7 @@ pub(super) fn translate_response(
     });
     let usage = match v.get("usage").filter(|u| u.is_object()) {
         Some(u) => {
-            let counts = TokenCounts::from_value(u);
+            let counts = counts_from_value(u);
             out["usage"] = json!(counts.openai());
             Some(counts.usage())
         }

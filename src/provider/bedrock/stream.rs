@@ -274,7 +274,7 @@ impl BedrockStream {
             }
             "metadata" => {
                 if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
-                    self.counts = Some(TokenCounts::from_value(u));
+                    self.counts = Some(counts_from_value(u));
                 }
                 if self.stopped {
                     self.close(out);

@@ -116,11 +116,11 @@
 //!   `cached_content` -> `cachedContent`, and on Vertex `labels`.
 //!
 //! Parameter policy (`drop_params` off -> 400 naming the parameter and the
-//! provider; on -> dropped): [`UNSUPPORTED_PARAMS`] (among them `logprobs`,
+//! provider; on -> dropped): [`PARAMS`]`.unsupported` (among them `logprobs`,
 //! whose answer this gateway does not translate, and `modalities` other than
 //! text), and any parameter the gateway does not know (LiteLLM would drop or
 //! forward some of them; refusing names the parameter). Accepted and ignored:
-//! [`IGNORED_PARAMS`] and `user` (Gemini has no end-user field), plus
+//! [`PARAMS`]`.ignored`, [`OPENAI_ACCOUNT_PARAMS`](crate::provider::common::params::OPENAI_ACCOUNT_PARAMS) and `user` (Gemini has no end-user field), plus
 //! `stream_options` (used for the usage chunk).
 //!
 //! # Response
@@ -178,18 +178,22 @@
 //! Floats are returned for `encoding_format: base64` too (the OpenAI SDKs
 //! accept either when they chose base64 themselves).
 
-use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::openai_compat::snippet;
+use crate::provider::common::chunk::{Chunk, ChunkChoice, Delta};
+use crate::provider::common::embedding;
+use crate::provider::common::params::ParamPolicy;
+use crate::provider::common::usage::{CompletionTokensDetails, PromptTokensDetails, UsageOut};
+
 use super::{
-    embedding, stream_error_event, RequestContext, ResponseMeta, StreamTranslator, Translated,
-    Translator, UpstreamRequest,
+    stream_error_event, RequestContext, ResponseMeta, StreamTranslator, Translated, Translator,
+    UpstreamRequest,
 };
 use crate::api::error::{upstream_status_kind, ErrorKind, GatewayError};
 use crate::api::openai::{Content, ContentPart, ParsedRequest, Role, Usage};
 use crate::codec::sse::{write_data, write_done, SseDecoder};
 use crate::config::Deployment;
+use crate::provider::common::errors::snippet;
 
 mod endpoint;
 use endpoint::*;
@@ -211,43 +215,37 @@ pub struct Gemini;
 /// Vertex path, with a bearer token.
 pub struct VertexAi;
 
-/// OpenAI parameters Gemini has no equivalent for (or whose answer this
-/// gateway does not translate): 400 unless `drop_params`. Values that ask for
-/// nothing (`logprobs: false`, `modalities: ["text"]`) pass.
-pub const UNSUPPORTED_PARAMS: &[&str] = &[
-    "audio",
-    "function_call",
-    "functions",
-    "logit_bias",
-    "logprobs",
-    "modalities",
-    "prediction",
-    "top_logprobs",
-    "verbosity",
-    "web_search_options",
-];
-
-/// OpenAI parameters accepted and ignored: they concern OpenAI's own storage,
-/// caching, billing tier or abuse tracking and change nothing in the answer.
-pub const IGNORED_PARAMS: &[&str] = &[
-    "metadata",
-    "prompt_cache_key",
-    "safety_identifier",
-    "service_tier",
-    "store",
-];
-
-/// Parameters mapped by name from the request's extra fields.
-const MAPPED_PARAMS: &[&str] = &[
-    "reasoning_effort",
-    "thinking",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "top_k",
-    "safety_settings",
-    "cached_content",
-];
+/// What Gemini does with the OpenAI parameters it does not read as fields:
+/// `unsupported` have no Gemini equivalent (or an answer this gateway does
+/// not translate), `safety_identifier` is OpenAI's abuse tracking, `mapped`
+/// are read by name (LiteLLM's Gemini-specific `safety_settings` and
+/// `cached_content` among them).
+pub const PARAMS: ParamPolicy = ParamPolicy {
+    unsupported: &[
+        "audio",
+        "function_call",
+        "functions",
+        "logit_bias",
+        "logprobs",
+        "modalities",
+        "prediction",
+        "top_logprobs",
+        "verbosity",
+        "web_search_options",
+    ],
+    ignored: &["safety_identifier"],
+    native: &[],
+    mapped: &[
+        "reasoning_effort",
+        "thinking",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "top_k",
+        "safety_settings",
+        "cached_content",
+    ],
+};
 
 /// What LiteLLM appends to a tool call id before a thought signature.
 pub const THOUGHT_SIGNATURE_SEPARATOR: &str = "__thought__";

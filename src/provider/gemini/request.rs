@@ -22,19 +22,6 @@ pub(super) fn chat_request(
     })
 }
 
-pub(super) fn unsupported(api: Api, dep: &Deployment, param: &str, what: &str) -> GatewayError {
-    GatewayError::bad_param(
-        param,
-        format!(
-            "{what} `{param}` is not supported by provider {} (model {}); remove it, or set \
-             `litellm_settings.drop_params: true` to drop unsupported parameters",
-            api.name(),
-            dep.model
-        ),
-    )
-    .with_code("unsupported_parameter")
-}
-
 /// Whether `model` is a Gemini 3 model (LiteLLM's name test).
 pub(super) fn is_gemini_3(model: &str) -> bool {
     model.contains("gemini-3")
@@ -51,30 +38,9 @@ pub(super) fn check_params(
     if drop_params {
         return Ok(());
     }
-    for (key, value) in &req.chat.extra {
-        let key = key.as_str();
-        if value.is_null()
-            || IGNORED_PARAMS.contains(&key)
-            || MAPPED_PARAMS.contains(&key)
-            || (key == "labels" && api == Api::Vertex)
-        {
-            continue;
-        }
-        let asks_nothing = match key {
-            "logprobs" => value == &Value::Bool(false),
-            "modalities" => value == &json!(["text"]),
-            _ => false,
-        };
-        if asks_nothing {
-            continue;
-        }
-        let what = if UNSUPPORTED_PARAMS.contains(&key) {
-            "parameter"
-        } else {
-            "unknown parameter"
-        };
-        return Err(unsupported(api, dep, key, what));
-    }
+    PARAMS.check(&req.chat.extra, api.name(), &dep.model, |key| {
+        key == "labels" && api == Api::Vertex
+    })?;
     if req.chat.parallel_tool_calls == Some(false)
         && req.chat.tools.as_ref().is_some_and(|t| t.len() > 1)
     {

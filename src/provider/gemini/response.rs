@@ -143,28 +143,6 @@ impl TokenCounts {
     }
 }
 
-/// OpenAI `usage`, fields in OpenAI's order.
-#[derive(Debug, Serialize)]
-pub(super) struct UsageOut {
-    pub(super) prompt_tokens: u64,
-    pub(super) completion_tokens: u64,
-    pub(super) total_tokens: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) prompt_tokens_details: Option<PromptTokensDetails>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) completion_tokens_details: Option<CompletionTokensDetails>,
-}
-
-#[derive(Debug, Serialize)]
-pub(super) struct PromptTokensDetails {
-    pub(super) cached_tokens: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub(super) struct CompletionTokensDetails {
-    pub(super) reasoning_tokens: u64,
-}
-
 pub(super) fn invalid_response(api: Api, detail: impl std::fmt::Display) -> GatewayError {
     crate::provider::invalid_response(api.name(), detail)
 }

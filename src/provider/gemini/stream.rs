@@ -3,53 +3,9 @@
 #[allow(unused_imports)]
 use super::*;
 
-/// One `chat.completion.chunk`, fields in OpenAI's order. (Not
-/// `chunk::ChunkWriter`, which writes choice 0 only: Gemini streams `n`
-/// candidates at their own indices, and its usage chunk has details.)
-#[derive(Serialize)]
-pub(super) struct Chunk<'a> {
-    pub(super) id: &'a str,
-    pub(super) object: &'static str,
-    pub(super) created: u64,
-    pub(super) model: &'a str,
-    pub(super) choices: Vec<ChunkChoice>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) usage: Option<UsageOut>,
-}
-
-#[derive(Serialize)]
-pub(super) struct ChunkChoice {
-    pub(super) index: u64,
-    pub(super) delta: Delta,
-    pub(super) finish_reason: Option<&'static str>,
-}
-
-#[derive(Serialize, Default)]
-pub(super) struct Delta {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) role: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) content: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) reasoning_content: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) tool_calls: Option<Vec<ToolCallDelta>>,
-}
-
-#[derive(Serialize)]
-pub(super) struct ToolCallDelta {
-    pub(super) index: u32,
-    pub(super) id: String,
-    #[serde(rename = "type")]
-    pub(super) kind: &'static str,
-    pub(super) function: FunctionDelta,
-}
-
-#[derive(Serialize)]
-pub(super) struct FunctionDelta {
-    pub(super) name: String,
-    pub(super) arguments: String,
-}
+// Chunks are the shared `chunk::Chunk` written with serde, not
+// `chunk::ChunkWriter`, which writes choice 0 only: Gemini streams `n`
+// candidates at their own indices, and its usage chunk has reasoning details.
 
 /// Per-candidate stream state.
 #[derive(Debug, Clone, Copy)]
@@ -102,7 +58,7 @@ impl GeminiStream {
         choices: Vec<ChunkChoice>,
         usage: Option<UsageOut>,
     ) {
-        let chunk = Chunk {
+        let chunk: Chunk<'_, UsageOut> = Chunk {
             id: &self.meta.id,
             object: "chat.completion.chunk",
             created: self.meta.created,
@@ -265,30 +221,16 @@ impl GeminiStream {
             };
             let call_index = state.calls;
             state.calls = state.calls.saturating_add(1);
-            let delta = Delta {
-                tool_calls: Some(vec![ToolCallDelta {
-                    index: call_index,
-                    id,
-                    kind: "function",
-                    function: FunctionDelta { name, arguments },
-                }]),
-                ..Delta::default()
-            };
+            let delta = Delta::tool_start(call_index, id, name, arguments);
             self.write_delta(out, index, delta, None);
         } else if let Some(t) = part.get("text").and_then(Value::as_str) {
             if t.is_empty() {
                 return;
             }
             let delta = if part.get("thought").and_then(Value::as_bool) == Some(true) {
-                Delta {
-                    reasoning_content: Some(t.to_string()),
-                    ..Delta::default()
-                }
+                Delta::reasoning(t)
             } else {
-                Delta {
-                    content: Some(t.to_string()),
-                    ..Delta::default()
-                }
+                Delta::content(t)
             };
             self.write_delta(out, index, delta, None);
         }

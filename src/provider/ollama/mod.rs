@@ -82,9 +82,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::chunk::{ChunkWriter, Delta};
-use super::embedding;
-use super::openai_compat::{openai_style_error, snippet};
+use super::openai_compat::openai_style_error;
 use super::{
     endpoint_path, RequestContext, ResponseMeta, StreamTranslator, Translated, Translator,
     UpstreamRequest,
@@ -93,6 +91,9 @@ use crate::api::error::{ErrorKind, GatewayError};
 use crate::api::openai::{Content, ParsedRequest, Role, Usage};
 use crate::codec::ndjson::NdjsonDecoder;
 use crate::config::Deployment;
+use crate::provider::common::chunk::{ChunkWriter, Delta};
+use crate::provider::common::embedding;
+use crate::provider::common::errors::snippet;
 
 mod request;
 use request::*;

@@ -8,10 +8,11 @@
 
 use serde::Serialize;
 
-use super::{stream_error_event, ResponseMeta};
 use crate::api::error::GatewayError;
 use crate::api::openai::Usage;
 use crate::codec::sse::{write_data, write_done};
+use crate::provider::common::usage::UsageOut;
+use crate::provider::{stream_error_event, ResponseMeta};
 
 /// One `chat.completion.chunk` (shared by the translators that build OpenAI
 /// streams, so every provider's chunks serialise the same way). `U` is the
@@ -30,44 +31,9 @@ pub(crate) struct Chunk<'a, U: Serialize = Usage> {
 /// One choice of a chunk.
 #[derive(Serialize)]
 pub(crate) struct ChunkChoice {
-    pub(crate) index: u32,
+    pub(crate) index: u64,
     pub(crate) delta: Delta,
     pub(crate) finish_reason: Option<&'static str>,
-}
-
-/// OpenAI `usage`, fields in OpenAI's order, with cached prompt tokens.
-#[derive(Debug, Serialize)]
-pub(crate) struct UsageOut {
-    pub(crate) prompt_tokens: u64,
-    pub(crate) completion_tokens: u64,
-    pub(crate) total_tokens: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) prompt_tokens_details: Option<PromptTokensDetails>,
-}
-
-impl UsageOut {
-    /// Append the object, byte for byte as serde would write it.
-    pub(crate) fn write(&self, out: &mut Vec<u8>) {
-        use crate::codec::json_out::u64 as num;
-        out.extend_from_slice(br#"{"prompt_tokens":"#);
-        num(out, self.prompt_tokens);
-        out.extend_from_slice(br#","completion_tokens":"#);
-        num(out, self.completion_tokens);
-        out.extend_from_slice(br#","total_tokens":"#);
-        num(out, self.total_tokens);
-        if let Some(d) = &self.prompt_tokens_details {
-            out.extend_from_slice(br#","prompt_tokens_details":{"cached_tokens":"#);
-            num(out, d.cached_tokens);
-            out.push(b'}');
-        }
-        out.push(b'}');
-    }
-}
-
-/// `usage.prompt_tokens_details`.
-#[derive(Debug, Serialize)]
-pub(crate) struct PromptTokensDetails {
-    pub(crate) cached_tokens: u64,
 }
 
 /// The `delta` of a chunk choice.
@@ -314,6 +280,7 @@ pub(crate) fn write_usage_chunk(out: &mut Vec<u8>, prefix: &[u8], usage: &UsageO
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::common::usage::PromptTokensDetails;
 
     fn framed(chunk: &Chunk<'_, UsageOut>) -> Vec<u8> {
         let mut out = Vec::new();
@@ -362,6 +329,7 @@ mod tests {
             completion_tokens: 2,
             total_tokens: 3,
             prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: 1 }),
+            completion_tokens_details: None,
         };
         let mut out = Vec::new();
         write_usage_chunk(&mut out, &prefix, &usage());

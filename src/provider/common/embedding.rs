@@ -5,9 +5,9 @@
 
 use serde_json::{json, Value};
 
-use super::ResponseMeta;
 use crate::api::error::{ErrorKind, GatewayError};
 use crate::api::openai::{EmbeddingsRequest, ParsedRequest, Usage};
+use crate::provider::ResponseMeta;
 
 /// The embeddings view of a request (set for `POST /v1/embeddings`).
 pub fn view(req: &ParsedRequest) -> Result<&EmbeddingsRequest, GatewayError> {
