@@ -65,12 +65,15 @@
 //! Parameter policy (`drop_params` off -> 400 naming the parameter and the
 //! provider; on -> dropped):
 //!
-//! - unsupported: [`UNSUPPORTED_PARAMS`], `n` > 1, and any other parameter the
+//! - unsupported:
+//!   [`OPENAI_ONLY_PARAMS`](crate::provider::common::params::OPENAI_ONLY_PARAMS),
+//!   [`PARAMS`]`.unsupported`, `n` > 1, and any other parameter the
 //!   gateway does not know. LiteLLM forwards unknown parameters to Anthropic,
 //!   which rejects them with a 400; refusing here names the parameter and lets
 //!   `drop_params` work for them as well.
 //! - accepted and ignored (they change nothing the client sees):
-//!   [`IGNORED_PARAMS`], plus `stream_options` (used for the usage chunk).
+//!   [`OPENAI_ACCOUNT_PARAMS`](crate::provider::common::params::OPENAI_ACCOUNT_PARAMS),
+//!   plus `stream_options` (used for the usage chunk).
 //!
 //! # Response
 //!
@@ -101,6 +104,7 @@ use crate::api::error::{upstream_status_kind, GatewayError};
 use crate::api::request::ClientRequest;
 use crate::config::Deployment;
 use crate::provider::common::errors::snippet;
+use crate::provider::common::params::ParamPolicy;
 use crate::provider::common::usage::CachedPromptCounts;
 
 /// The Anthropic translator.
@@ -122,35 +126,17 @@ pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 /// be treated the same way.
 pub const JSON_TOOL_NAME: &str = "json_tool_call";
 
-/// OpenAI parameters the Messages API has no equivalent for: 400 unless
-/// `drop_params`. (`logprobs: false` and `modalities: ["text"]` ask for
-/// nothing and pass.)
-pub const UNSUPPORTED_PARAMS: &[&str] = &[
-    "audio",
-    "frequency_penalty",
-    "function_call",
-    "functions",
-    "logit_bias",
-    "logprobs",
-    "modalities",
-    "prediction",
-    "presence_penalty",
-    "seed",
-    "top_logprobs",
-    "verbosity",
-    "web_search_options",
-];
-
-/// OpenAI parameters accepted and ignored: they concern OpenAI's own storage,
-/// caching or billing tier and change nothing in the answer. (`metadata` is
-/// read for `user_id` only.)
-pub const IGNORED_PARAMS: &[&str] = &["metadata", "prompt_cache_key", "service_tier", "store"];
-
-/// Anthropic-native parameters passed through unchanged.
-const PASSTHROUGH_PARAMS: &[&str] = &["thinking", "top_k"];
-
-/// Parameters read by name from the request's extra fields.
-const MAPPED_EXTRA_PARAMS: &[&str] = &["reasoning_effort", "safety_identifier"];
+/// What the Messages API does with the OpenAI parameters this translator
+/// does not read as fields: `unsupported` have no Anthropic equivalent;
+/// `native` are Anthropic's own, passed through unchanged; `mapped` are
+/// read by name. (`metadata`, one of the OpenAI account parameters, is read
+/// for `user_id` only.)
+pub const PARAMS: ParamPolicy = ParamPolicy {
+    unsupported: &["frequency_penalty", "presence_penalty", "seed"],
+    ignored: &[],
+    native: &["thinking", "top_k"],
+    mapped: &["reasoning_effort", "safety_identifier"],
+};
 
 impl Translator for Anthropic {
     fn request(

@@ -68,11 +68,16 @@ pub(super) fn embeddings_body(
     };
     if !drop_params {
         if e.dimensions.is_some() && !dimensions_ok {
-            return Err(unsupported("dimensions", "parameter", dep));
+            return Err(unsupported_param(
+                PROVIDER,
+                &dep.model,
+                "dimensions",
+                "parameter",
+            ));
         }
         for (k, v) in &e.extra {
             if !v.is_null() && !native.contains(&k.as_str()) {
-                return Err(unsupported(k, "parameter", dep));
+                return Err(unsupported_param(PROVIDER, &dep.model, k, "parameter"));
             }
         }
     }
@@ -122,27 +127,6 @@ pub(super) fn embeddings_body(
     Ok(Value::Object(body))
 }
 
-/// Little-endian `f32` bytes of a vector, base64 (OpenAI's `base64` format).
-pub(super) fn vector_base64(vector: &[Value]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bytes = Vec::with_capacity(vector.len() * 4);
-    for x in vector {
-        bytes.extend_from_slice(&(x.as_f64().unwrap_or(0.0) as f32).to_le_bytes());
-    }
-    let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(c.get(1).copied().unwrap_or(0)) << 8)
-            | u32::from(c.get(2).copied().unwrap_or(0));
-        let sextet = |shift: u32| char::from(ALPHABET[((n >> shift) & 63) as usize]);
-        s.push(sextet(18));
-        s.push(sextet(12));
-        s.push(if c.len() > 1 { sextet(6) } else { '=' });
-        s.push(if c.len() > 2 { sextet(0) } else { '=' });
-    }
-    s
-}
-
 /// A Titan (`embedding`) or Cohere (`embeddings`) answer as an OpenAI list.
 pub(super) fn translate_embeddings(
     body: &[u8],
@@ -177,7 +161,7 @@ pub(super) fn translate_embeddings(
             )));
         };
         let embedding = if as_base64 {
-            Value::String(vector_base64(numbers))
+            Value::String(embedding::vector_base64(numbers))
         } else {
             vec.clone()
         };

@@ -1,4 +1,5 @@
-//! OpenAI messages as Converse `system` and `messages`: turns, content parts, media and documents, tool use blocks.
+//! OpenAI messages as Converse `system` and `messages`: turns, content parts,
+//! media and documents, tool use blocks.
 
 #[allow(unused_imports)]
 use super::*;
@@ -263,9 +264,8 @@ pub(super) fn unsupported_part(p: &ContentPart, param: &str, text_only_role: boo
 /// A base64 `data:` URL as an image (or PDF document) block. Bedrock takes
 /// bytes only: http(s) URLs are refused.
 pub(super) fn media_block(url: &str, param: &str, doc_name: &str) -> Result<Value, GatewayError> {
-    let Some(rest) = url.strip_prefix("data:") else {
-        let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-        if lower.starts_with("http://") || lower.starts_with("https://") {
+    let Some(parsed) = data_url(url) else {
+        if is_http_url(url) {
             return Err(GatewayError::bad_param(
                 param,
                 format!(
@@ -281,22 +281,18 @@ pub(super) fn media_block(url: &str, param: &str, doc_name: &str) -> Result<Valu
             "image_url must be a base64 data URL for provider bedrock",
         ));
     };
-    let bad = |why: &str| {
+    let DataUrl {
+        media_type: mime,
+        data,
+    } = parsed.map_err(|e| {
         GatewayError::bad_param(
             param,
-            format!("image data URL {why}; expected data:<media type>;base64,<data>"),
+            format!(
+                "image data URL {}; expected data:<media type>;base64,<data>",
+                e.why()
+            ),
         )
-    };
-    let (meta, data) = rest.split_once(',').ok_or_else(|| bad("has no data"))?;
-    let mut fields = meta.split(';');
-    let mime = fields
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    if !fields.any(|f| f.trim().eq_ignore_ascii_case("base64")) {
-        return Err(bad("is not base64-encoded"));
-    }
+    })?;
     let format = match mime.as_str() {
         "image/jpeg" | "image/jpg" => "jpeg",
         "image/png" => "png",

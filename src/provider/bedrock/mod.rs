@@ -71,9 +71,12 @@
 //!   budgets (minimal/low 1024, medium 2048, high 4096). A client
 //!   `additionalModelRequestFields` object is merged in, and Bedrock's own
 //!   `guardrailConfig`, `performanceConfig` and `requestMetadata` pass through.
-//! - Unsupported: `n` > 1 and [`UNSUPPORTED_PARAMS`] and unknown parameters
+//! - Unsupported: `n` > 1 and
+//!   [`OPENAI_ONLY_PARAMS`](crate::provider::common::params::OPENAI_ONLY_PARAMS),
+//!   [`PARAMS`]`.unsupported` and unknown parameters
 //!   -> 400 naming parameter and provider, or dropped with `drop_params`.
-//!   [`IGNORED_PARAMS`] and `user` are accepted and ignored.
+//!   [`OPENAI_ACCOUNT_PARAMS`](crate::provider::common::params::OPENAI_ACCOUNT_PARAMS)
+//!   and `user` are accepted and ignored.
 //! - Tool names are sent as given; LiteLLM rewrites names Bedrock refuses
 //!   (over 64 characters, characters outside `[a-zA-Z0-9_-]`) and maps them
 //!   back, which needs per-request state a translator does not keep: Bedrock's
@@ -134,11 +137,17 @@ use crate::codec::eventstream::{Decoder, Message as EsMessage};
 use crate::codec::sse::{write_data, write_done};
 use crate::config::Deployment;
 use crate::provider::common::chunk::{Chunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta};
+use crate::provider::common::embedding;
 use crate::provider::common::errors::snippet;
+use crate::provider::common::errors::unsupported_param;
+use crate::provider::common::media::{data_url, is_http_url, DataUrl};
+use crate::provider::common::params::ParamPolicy;
+use crate::provider::common::reasoning::claude_thinking;
 use crate::provider::common::usage::{CachedPromptCounts, UsageOut};
 
-mod request;
 pub mod sigv4;
+
+mod request;
 use request::*;
 mod messages;
 use messages::*;
@@ -148,6 +157,7 @@ mod stream;
 use stream::*;
 mod embeddings;
 use embeddings::*;
+
 /// The Bedrock translator.
 pub struct Bedrock;
 
@@ -165,36 +175,21 @@ pub const JSON_TOOL_NAME: &str = "json_tool_call";
 /// (LiteLLM's `DEFAULT_MAX_TOKENS`).
 const THINKING_HEADROOM: u64 = 4096;
 
-/// OpenAI parameters Converse has no equivalent for: 400 unless `drop_params`.
-pub const UNSUPPORTED_PARAMS: &[&str] = &[
-    "audio",
-    "frequency_penalty",
-    "function_call",
-    "functions",
-    "logit_bias",
-    "logprobs",
-    "modalities",
-    "prediction",
-    "presence_penalty",
-    "seed",
-    "top_logprobs",
-    "verbosity",
-    "web_search_options",
-];
-
-/// OpenAI parameters accepted and ignored: OpenAI storage, caching, tiers.
-pub const IGNORED_PARAMS: &[&str] = &["metadata", "prompt_cache_key", "service_tier", "store"];
-
-/// Bedrock's own top-level request fields, passed through unchanged.
-const NATIVE_FIELDS: &[&str] = &["guardrailConfig", "performanceConfig", "requestMetadata"];
-
-/// Parameters read by name from the request's extra fields.
-const MAPPED_EXTRA: &[&str] = &[
-    "top_k",
-    "thinking",
-    "reasoning_effort",
-    "additionalModelRequestFields",
-];
+/// What Converse does with the OpenAI parameters it does not read as
+/// fields: `unsupported` have no Converse equivalent; `native` are
+/// Bedrock's own top-level request fields, passed through unchanged;
+/// `mapped` are read by name.
+pub const PARAMS: ParamPolicy = ParamPolicy {
+    unsupported: &["frequency_penalty", "presence_penalty", "seed"],
+    ignored: &[],
+    native: &["guardrailConfig", "performanceConfig", "requestMetadata"],
+    mapped: &[
+        "top_k",
+        "thinking",
+        "reasoning_effort",
+        "additionalModelRequestFields",
+    ],
+};
 
 impl Translator for Bedrock {
     fn request(

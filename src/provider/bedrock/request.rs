@@ -22,25 +22,18 @@ pub(super) fn base_model(dep: &Deployment) -> &str {
     }
 }
 
-pub(super) fn unsupported(param: &str, what: &str, dep: &Deployment) -> GatewayError {
-    GatewayError::bad_param(
-        param,
-        format!(
-            "{what} `{param}` is not supported by provider {PROVIDER} (model {}); remove it, or \
-             set `litellm_settings.drop_params: true` to drop unsupported parameters",
-            dep.model
-        ),
-    )
-    .with_code("unsupported_parameter")
-}
-
 /// Reject (or, with `drop_params`, accept) parameters Converse cannot take.
 pub(super) fn check_params(req: &ParsedRequest, dep: &Deployment) -> Result<(), GatewayError> {
     if req.chat.n.is_some_and(|n| n > 1) {
-        return Err(unsupported("n", "parameter", dep));
+        return Err(unsupported_param(PROVIDER, &dep.model, "n", "parameter"));
     }
     if req.chat.parallel_tool_calls == Some(false) {
-        return Err(unsupported("parallel_tool_calls", "parameter", dep));
+        return Err(unsupported_param(
+            PROVIDER,
+            &dep.model,
+            "parallel_tool_calls",
+            "parameter",
+        ));
     }
     if req.chat.tool_choice.as_ref().and_then(Value::as_str) == Some("none") {
         return Err(GatewayError::bad_param(
@@ -52,30 +45,7 @@ pub(super) fn check_params(req: &ParsedRequest, dep: &Deployment) -> Result<(), 
         )
         .with_code("unsupported_parameter"));
     }
-    for (key, value) in &req.chat.extra {
-        let key = key.as_str();
-        if value.is_null()
-            || IGNORED_PARAMS.contains(&key)
-            || NATIVE_FIELDS.contains(&key)
-            || MAPPED_EXTRA.contains(&key)
-        {
-            continue;
-        }
-        let asks_nothing = match key {
-            "logprobs" => value == &Value::Bool(false),
-            "modalities" => value == &json!(["text"]),
-            _ => false,
-        };
-        if asks_nothing {
-            continue;
-        }
-        let what = if UNSUPPORTED_PARAMS.contains(&key) {
-            "parameter"
-        } else {
-            "unknown parameter"
-        };
-        return Err(unsupported(key, what, dep));
-    }
+    PARAMS.check(&req.chat.extra, PROVIDER, &dep.model, |_| false)?;
     Ok(())
 }
 
@@ -137,7 +107,12 @@ pub(super) fn converse_body(
         } else if base.starts_with("amazon.nova") {
             additional.insert("inferenceConfig".into(), json!({ "topK": k }));
         } else if !drop_params {
-            return Err(unsupported("top_k", "parameter", dep));
+            return Err(unsupported_param(
+                PROVIDER,
+                &dep.model,
+                "top_k",
+                "parameter",
+            ));
         }
     }
 
@@ -206,7 +181,7 @@ pub(super) fn converse_body(
             Value::Object(additional),
         );
     }
-    for key in NATIVE_FIELDS {
+    for key in PARAMS.native {
         if let Some(v) = req.raw.get(*key).filter(|v| !v.is_null()) {
             body.insert((*key).into(), v.clone());
         }
@@ -236,25 +211,15 @@ pub(super) fn reasoning_effort_thinking(
         return if drop_params {
             Ok(None)
         } else {
-            Err(unsupported("reasoning_effort", "parameter", dep))
+            Err(unsupported_param(
+                PROVIDER,
+                &dep.model,
+                "reasoning_effort",
+                "parameter",
+            ))
         };
     }
-    let budget = match effort {
-        "none" => return Ok(None),
-        "minimal" | "low" => 1024,
-        "medium" => 2048,
-        "high" => 4096,
-        other => {
-            return Err(GatewayError::bad_param(
-                "reasoning_effort",
-                format!(
-                    "reasoning_effort `{other}` is not supported by provider {PROVIDER}; use \
-                     none, minimal, low, medium or high"
-                ),
-            ))
-        }
-    };
-    Ok(Some(json!({ "type": "enabled", "budget_tokens": budget })))
+    claude_thinking(effort, PROVIDER)
 }
 
 /// OpenAI function tools as Converse `toolSpec`s.

@@ -1,4 +1,5 @@
-//! A Converse answer as an OpenAI `chat.completion`, with token counts; Bedrock exceptions as OpenAI errors.
+//! A Converse answer as an OpenAI `chat.completion`, with token counts;
+//! Bedrock exceptions as OpenAI errors.
 
 #[allow(unused_imports)]
 use super::*;

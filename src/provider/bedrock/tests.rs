@@ -159,7 +159,7 @@ fn nothing_follows_done_and_finish_is_idempotent() {
 #[test]
 fn base64_vectors_are_little_endian_f32() {
     // 1.0f32 = 00 00 80 3f -> "AACAPw=="
-    assert_eq!(vector_base64(&[json!(1.0)]), "AACAPw==");
+    assert_eq!(embedding::vector_base64(&[json!(1.0)]), "AACAPw==");
     let t = translate_embeddings(
         br#"{"embedding":[1.0],"inputTextTokenCount":3}"#,
         &meta(false),

@@ -48,8 +48,12 @@
 //! Parameter policy, as in `anthropic.rs` (`drop_params` off -> 400 naming
 //! the parameter and the provider; on -> dropped): unsupported are `n` > 1
 //! (LiteLLM maps `n` to `num_generations`, which v2 no longer has),
-//! `parallel_tool_calls: false`, [`UNSUPPORTED_PARAMS`] and any parameter
-//! the gateway does not know; [`IGNORED_PARAMS`] and `user` are accepted and
+//! `parallel_tool_calls: false`,
+//! [`OPENAI_ONLY_PARAMS`](crate::provider::common::params::OPENAI_ONLY_PARAMS),
+//! [`PARAMS`]`.unsupported` and any parameter
+//! the gateway does not know;
+//! [`OPENAI_ACCOUNT_PARAMS`](crate::provider::common::params::OPENAI_ACCOUNT_PARAMS)
+//! and `user` are accepted and
 //! not sent.
 //!
 //! # Response
@@ -108,6 +112,9 @@ use crate::config::Deployment;
 use crate::provider::common::chunk::{ChunkWriter, Delta};
 use crate::provider::common::embedding;
 use crate::provider::common::errors::snippet;
+use crate::provider::common::errors::unsupported_param;
+use crate::provider::common::media::{data_url, is_http_url};
+use crate::provider::common::params::ParamPolicy;
 
 mod request;
 use request::*;
@@ -121,46 +128,31 @@ pub struct Cohere;
 /// Provider name used in error messages.
 const PROVIDER: &str = "cohere";
 
-/// OpenAI parameters the v2 Chat API has no equivalent for: 400 unless
-/// `drop_params`. (`logprobs: false` and `modalities: ["text"]` ask for
-/// nothing and pass.)
-pub const UNSUPPORTED_PARAMS: &[&str] = &[
-    "audio",
-    "function_call",
-    "functions",
-    "logit_bias",
-    "logprobs",
-    "modalities",
-    "prediction",
-    "top_logprobs",
-    "verbosity",
-    "web_search_options",
-];
-
-/// OpenAI parameters accepted and not sent: they concern OpenAI's own
-/// storage, caching or billing tier and change nothing in the answer.
-pub const IGNORED_PARAMS: &[&str] = &["metadata", "prompt_cache_key", "service_tier", "store"];
-
-/// Cohere-native parameters passed through unchanged.
-const PASSTHROUGH_PARAMS: &[&str] = &[
-    "k",
-    "p",
-    "thinking",
-    "safety_mode",
-    "documents",
-    "citation_options",
-    "strict_tools",
-    "priority",
-];
-
-/// Extra parameters this translator maps.
-const MAPPED_EXTRA_PARAMS: &[&str] = &[
-    "seed",
-    "frequency_penalty",
-    "presence_penalty",
-    "top_k",
-    "reasoning_effort",
-];
+/// What the v2 Chat API does with the OpenAI parameters it does not read
+/// as fields: `unsupported` have no Cohere equivalent; `native` are
+/// Cohere's own parameters, passed through unchanged; `mapped` are read by
+/// name.
+pub const PARAMS: ParamPolicy = ParamPolicy {
+    unsupported: &[],
+    ignored: &[],
+    native: &[
+        "k",
+        "p",
+        "thinking",
+        "safety_mode",
+        "documents",
+        "citation_options",
+        "strict_tools",
+        "priority",
+    ],
+    mapped: &[
+        "seed",
+        "frequency_penalty",
+        "presence_penalty",
+        "top_k",
+        "reasoning_effort",
+    ],
+};
 
 /// Embeddings parameters Cohere takes as they are.
 const EMBED_NATIVE_PARAMS: &[&str] = &["input_type", "truncate"];

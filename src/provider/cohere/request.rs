@@ -1,18 +1,8 @@
-//! The v2 Chat request body: parameter checks, tools and tool choice, response format, reasoning, and messages with their content parts.
+//! The v2 Chat request body: parameter checks, tools and tool choice, response
+//! format, reasoning, and messages with their content parts.
 
 #[allow(unused_imports)]
 use super::*;
-
-pub(super) fn unsupported(param: &str, what: &str, model: &str) -> GatewayError {
-    GatewayError::bad_param(
-        param,
-        format!(
-            "{what} `{param}` is not supported by provider {PROVIDER} (model {model}); remove it, \
-             or set `litellm_settings.drop_params: true` to drop unsupported parameters"
-        ),
-    )
-    .with_code("unsupported_parameter")
-}
 
 pub(super) fn check_params(
     req: &ParsedRequest,
@@ -23,39 +13,17 @@ pub(super) fn check_params(
         return Ok(());
     }
     if req.chat.n.is_some_and(|n| n > 1) {
-        return Err(unsupported("n", "parameter", &dep.model));
+        return Err(unsupported_param(PROVIDER, &dep.model, "n", "parameter"));
     }
     if req.chat.parallel_tool_calls == Some(false) {
-        return Err(unsupported(
+        return Err(unsupported_param(
+            PROVIDER,
+            &dep.model,
             "parallel_tool_calls",
             "value false of parameter",
-            &dep.model,
         ));
     }
-    for (key, value) in &req.chat.extra {
-        let key = key.as_str();
-        if value.is_null()
-            || IGNORED_PARAMS.contains(&key)
-            || PASSTHROUGH_PARAMS.contains(&key)
-            || MAPPED_EXTRA_PARAMS.contains(&key)
-        {
-            continue;
-        }
-        let asks_nothing = match key {
-            "logprobs" => value == &Value::Bool(false),
-            "modalities" => value == &json!(["text"]),
-            _ => false,
-        };
-        if asks_nothing {
-            continue;
-        }
-        let what = if UNSUPPORTED_PARAMS.contains(&key) {
-            "parameter"
-        } else {
-            "unknown parameter"
-        };
-        return Err(unsupported(key, what, &dep.model));
-    }
+    PARAMS.check(&req.chat.extra, PROVIDER, &dep.model, |_| false)?;
     Ok(())
 }
 
@@ -151,7 +119,7 @@ pub(super) fn request_body(
         tool_choice(Some(tc))?;
     }
 
-    for key in PASSTHROUGH_PARAMS {
+    for key in PARAMS.native {
         if let Some(v) = raw(key) {
             body.insert((*key).into(), v);
         }
@@ -278,10 +246,8 @@ pub(super) fn user_content(content: Option<&Content>, i: usize) -> Result<Value,
                     GatewayError::bad_param(&at, "image_url part without `image_url`")
                 })?;
                 let url = img.url();
-                let lower = url.get(..11).unwrap_or(url).to_ascii_lowercase();
-                let ok = lower.starts_with("http://")
-                    || lower.starts_with("https://")
-                    || (lower.starts_with("data:image/") && url.contains(";base64,"));
+                let ok = is_http_url(url)
+                    || matches!(data_url(url), Some(Ok(d)) if d.media_type.starts_with("image/"));
                 if !ok {
                     return Err(GatewayError::bad_param(
                         &at,

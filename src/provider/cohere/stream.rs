@@ -1,4 +1,5 @@
-//! Cohere's v2 SSE stream (`message-start`, `content-delta`, `tool-call-*`, `message-end`) as OpenAI chunks.
+//! Cohere's v2 SSE stream (`message-start`, `content-delta`, `tool-call-*`,
+//! `message-end`) as OpenAI chunks.
 
 #[allow(unused_imports)]
 use super::*;

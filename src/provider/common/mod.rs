@@ -5,6 +5,8 @@
 //!   maps, passes through, ignores or cannot take) and the one check that
 //!   turns it into a 400 or, with `drop_params`, lets the request through.
 //! - [`media`]: `data:` URLs and http(s) URLs in content parts.
+//! - [`reasoning`]: `reasoning_effort` as Claude's `thinking` budgets
+//!   (Anthropic and Bedrock).
 //! - [`usage`]: token counts as OpenAI `usage`, cached prompt tokens and
 //!   reasoning tokens included.
 //! - [`chunk`]: OpenAI `chat.completion.chunk` events for translators that
@@ -18,4 +20,5 @@ pub mod embedding;
 pub mod errors;
 pub mod media;
 pub mod params;
+pub mod reasoning;
 pub mod usage;

@@ -19,13 +19,31 @@ use crate::api::error::GatewayError;
 pub const OPENAI_ACCOUNT_PARAMS: &[&str] =
     &["metadata", "prompt_cache_key", "service_tier", "store"];
 
+/// OpenAI parameters none of the native providers here has an equivalent
+/// for (audio output, legacy functions, token biases and log probabilities,
+/// predicted outputs, verbosity, web search): refused by every native
+/// translator like its own `unsupported` list.
+pub const OPENAI_ONLY_PARAMS: &[&str] = &[
+    "audio",
+    "function_call",
+    "functions",
+    "logit_bias",
+    "logprobs",
+    "modalities",
+    "prediction",
+    "top_logprobs",
+    "verbosity",
+    "web_search_options",
+];
+
 /// One provider's table. Lists hold parameter names as the client sends
 /// them; a name belongs in one list only.
 #[derive(Debug, Clone, Copy)]
 pub struct ParamPolicy {
-    /// OpenAI parameters the provider has no equivalent for: a 400 ("parameter
-    /// `x` is not supported") unless `drop_params`. Not listed and not known
-    /// is the same 400 worded "unknown parameter".
+    /// OpenAI parameters the provider has no equivalent for, besides
+    /// [`OPENAI_ONLY_PARAMS`]: a 400 ("parameter `x` is not supported")
+    /// unless `drop_params`. Not listed and not known is the same 400 worded
+    /// "unknown parameter".
     pub unsupported: &'static [&'static str],
     /// Accepted and not sent, besides [`OPENAI_ACCOUNT_PARAMS`].
     pub ignored: &'static [&'static str],
@@ -47,7 +65,7 @@ impl ParamPolicy {
     /// The 400 for `key`, worded by whether the provider lacks it or nobody
     /// knows it.
     pub fn refusal(&self, key: &str, provider: &str, model: &str) -> GatewayError {
-        let what = if self.unsupported.contains(&key) {
+        let what = if OPENAI_ONLY_PARAMS.contains(&key) || self.unsupported.contains(&key) {
             "parameter"
         } else {
             "unknown parameter"
@@ -110,7 +128,7 @@ mod tests {
     use serde_json::{json, Map};
 
     const POLICY: ParamPolicy = ParamPolicy {
-        unsupported: &["logprobs", "seed"],
+        unsupported: &["seed"],
         ignored: &["user"],
         native: &["top_k"],
         mapped: &["reasoning_effort"],

@@ -1,4 +1,5 @@
-//! Configuration checks, request paths and credentials: what differs between the Gemini API and Vertex AI.
+//! Configuration checks, request paths and credentials: what differs between
+//! the Gemini API and Vertex AI.
 
 #[allow(unused_imports)]
 use super::*;

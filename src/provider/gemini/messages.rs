@@ -1,4 +1,5 @@
-//! OpenAI messages as Gemini `contents` and `systemInstruction`: turns, content parts, media, and tool call arguments.
+//! OpenAI messages as Gemini `contents` and `systemInstruction`: turns,
+//! content parts, media, and tool call arguments.
 
 #[allow(unused_imports)]
 use super::*;
@@ -312,34 +313,25 @@ pub(super) fn media_part(
     format: Option<&str>,
     param: &str,
 ) -> Result<Value, GatewayError> {
-    if let Some(rest) = url.strip_prefix("data:") {
+    if let Some(parsed) = data_url(url) {
         let bad = |why: &str| {
             GatewayError::bad_param(
                 param,
                 format!("data URL {why}; expected data:<media type>;base64,<data>"),
             )
         };
-        let (meta, data) = rest.split_once(',').ok_or_else(|| bad("has no data"))?;
-        let mut fields = meta.split(';');
-        let mime = fields
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        if !fields.any(|f| f.trim().eq_ignore_ascii_case("base64")) {
-            return Err(bad("is not base64-encoded"));
-        }
+        let DataUrl { media_type, data } = parsed.map_err(|e| bad(e.why()))?;
         let mime = match format {
             Some(f) => f.to_string(),
-            None if mime.is_empty() => return Err(bad("has no media type")),
-            None if mime == "image/jpg" => "image/jpeg".to_string(),
-            None => mime,
+            None if media_type.is_empty() => return Err(bad("has no media type")),
+            None => canonical_media_type(media_type),
         };
         return Ok(json!({ "inlineData": { "mimeType": mime, "data": data } }));
     }
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    let is_http = lower.starts_with("http://") || lower.starts_with("https://");
-    let is_gcs = lower.starts_with("gs://");
+    let is_http = is_http_url(url);
+    let is_gcs = url
+        .get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case("gs://"));
     if is_gcs && api == Api::Gemini {
         return Err(GatewayError::bad_param(
             param,

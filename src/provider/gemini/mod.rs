@@ -116,11 +116,15 @@
 //!   `cached_content` -> `cachedContent`, and on Vertex `labels`.
 //!
 //! Parameter policy (`drop_params` off -> 400 naming the parameter and the
-//! provider; on -> dropped): [`PARAMS`]`.unsupported` (among them `logprobs`,
+//! provider; on -> dropped):
+//! [`OPENAI_ONLY_PARAMS`](crate::provider::common::params::OPENAI_ONLY_PARAMS),
+//! [`PARAMS`]`.unsupported` (among them `logprobs`,
 //! whose answer this gateway does not translate, and `modalities` other than
 //! text), and any parameter the gateway does not know (LiteLLM would drop or
 //! forward some of them; refusing names the parameter). Accepted and ignored:
-//! [`PARAMS`]`.ignored`, [`OPENAI_ACCOUNT_PARAMS`](crate::provider::common::params::OPENAI_ACCOUNT_PARAMS) and `user` (Gemini has no end-user field), plus
+//! [`PARAMS`]`.ignored`,
+//! [`OPENAI_ACCOUNT_PARAMS`](crate::provider::common::params::OPENAI_ACCOUNT_PARAMS)
+//! and `user` (Gemini has no end-user field), plus
 //! `stream_options` (used for the usage chunk).
 //!
 //! # Response
@@ -182,6 +186,7 @@ use serde_json::{json, Map, Value};
 
 use crate::provider::common::chunk::{Chunk, ChunkChoice, Delta};
 use crate::provider::common::embedding;
+use crate::provider::common::media::{canonical_media_type, data_url, is_http_url, DataUrl};
 use crate::provider::common::params::ParamPolicy;
 use crate::provider::common::usage::{CompletionTokensDetails, PromptTokensDetails, UsageOut};
 
@@ -221,18 +226,7 @@ pub struct VertexAi;
 /// are read by name (LiteLLM's Gemini-specific `safety_settings` and
 /// `cached_content` among them).
 pub const PARAMS: ParamPolicy = ParamPolicy {
-    unsupported: &[
-        "audio",
-        "function_call",
-        "functions",
-        "logit_bias",
-        "logprobs",
-        "modalities",
-        "prediction",
-        "top_logprobs",
-        "verbosity",
-        "web_search_options",
-    ],
+    unsupported: &[],
     ignored: &["safety_identifier"],
     native: &[],
     mapped: &[

@@ -1,4 +1,5 @@
-//! The `generateContent` body: parameter checks, generation config, thinking, tools and tool choice.
+//! The `generateContent` body: parameter checks, generation config, thinking,
+//! tools and tool choice.
 
 #[allow(unused_imports)]
 use super::*;

@@ -1,4 +1,5 @@
-//! A `generateContent` answer as an OpenAI `chat.completion`; thought signatures carried in tool call ids; Gemini errors as OpenAI errors.
+//! A `generateContent` answer as an OpenAI `chat.completion`; thought
+//! signatures carried in tool call ids; Gemini errors as OpenAI errors.
 
 #[allow(unused_imports)]
 use super::*;

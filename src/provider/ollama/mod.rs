@@ -44,8 +44,10 @@
 //! Parameter policy as in `anthropic.rs` (`drop_params` off -> 400 naming
 //! the parameter and the provider; on -> dropped): unsupported are `n` > 1,
 //! `parallel_tool_calls: false`, `tool_choice` `required` / named,
-//! [`UNSUPPORTED_PARAMS`] and any parameter the gateway does not know;
-//! [`IGNORED_PARAMS`], `user` and `stream_options` are accepted and not sent
+//! [`OPENAI_ONLY_PARAMS`](crate::provider::common::params::OPENAI_ONLY_PARAMS),
+//! [`PARAMS`]`.unsupported` and any parameter the gateway does not know;
+//! [`OPENAI_ACCOUNT_PARAMS`](crate::provider::common::params::OPENAI_ACCOUNT_PARAMS),
+//! `user` and `stream_options` are accepted and not sent
 //! (Ollama reports usage at the end of every stream).
 //!
 //! # Response
@@ -94,6 +96,9 @@ use crate::config::Deployment;
 use crate::provider::common::chunk::{ChunkWriter, Delta};
 use crate::provider::common::embedding;
 use crate::provider::common::errors::snippet;
+use crate::provider::common::errors::unsupported_param;
+use crate::provider::common::media::{data_url, is_http_url, DataUrl};
+use crate::provider::common::params::ParamPolicy;
 
 mod request;
 use request::*;
@@ -107,36 +112,22 @@ pub struct Ollama;
 /// Provider name used in error messages.
 const PROVIDER: &str = "ollama";
 
-/// OpenAI parameters Ollama has no equivalent for: 400 unless `drop_params`.
-/// (`logprobs: false` and `modalities: ["text"]` ask for nothing and pass.)
-pub const UNSUPPORTED_PARAMS: &[&str] = &[
-    "audio",
-    "function_call",
-    "functions",
-    "logit_bias",
-    "logprobs",
-    "modalities",
-    "prediction",
-    "top_logprobs",
-    "verbosity",
-    "web_search_options",
-];
-
-/// OpenAI parameters accepted and not sent.
-pub const IGNORED_PARAMS: &[&str] = &["metadata", "prompt_cache_key", "service_tier", "store"];
-
-/// Ollama-native top-level parameters passed through.
-const PASSTHROUGH_PARAMS: &[&str] = &["think", "keep_alive"];
-
-/// Extra parameters this translator maps.
-const MAPPED_EXTRA_PARAMS: &[&str] = &[
-    "seed",
-    "frequency_penalty",
-    "presence_penalty",
-    "top_k",
-    "reasoning_effort",
-    "options",
-];
+/// What `/api/chat` does with the OpenAI parameters it does not read as
+/// fields: `unsupported` have no Ollama equivalent; `native` are Ollama's
+/// own top-level parameters, passed through; `mapped` are read by name.
+pub const PARAMS: ParamPolicy = ParamPolicy {
+    unsupported: &[],
+    ignored: &[],
+    native: &["think", "keep_alive"],
+    mapped: &[
+        "seed",
+        "frequency_penalty",
+        "presence_penalty",
+        "top_k",
+        "reasoning_effort",
+        "options",
+    ],
+};
 
 /// Embeddings parameters Ollama takes as they are.
 const EMBED_NATIVE_PARAMS: &[&str] = &["truncate", "keep_alive", "options"];

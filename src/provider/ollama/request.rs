@@ -1,18 +1,8 @@
-//! The `/api/chat` request body: parameter checks, options, tools, response format, and messages with base64 images.
+//! The `/api/chat` request body: parameter checks, options, tools, response
+//! format, and messages with base64 images.
 
 #[allow(unused_imports)]
 use super::*;
-
-pub(super) fn unsupported(param: &str, what: &str, model: &str) -> GatewayError {
-    GatewayError::bad_param(
-        param,
-        format!(
-            "{what} `{param}` is not supported by provider {PROVIDER} (model {model}); remove it, \
-             or set `litellm_settings.drop_params: true` to drop unsupported parameters"
-        ),
-    )
-    .with_code("unsupported_parameter")
-}
 
 /// What `tool_choice` asks of Ollama.
 pub(super) enum Choice {
@@ -57,46 +47,25 @@ pub(super) fn check_params(
         return Ok(());
     }
     if req.chat.n.is_some_and(|n| n > 1) {
-        return Err(unsupported("n", "parameter", &dep.model));
+        return Err(unsupported_param(PROVIDER, &dep.model, "n", "parameter"));
     }
     if req.chat.parallel_tool_calls == Some(false) {
-        return Err(unsupported(
+        return Err(unsupported_param(
+            PROVIDER,
+            &dep.model,
             "parallel_tool_calls",
             "value false of parameter",
-            &dep.model,
         ));
     }
     if matches!(choice, Choice::Forced) && req.chat.tools.is_some() {
-        return Err(unsupported(
+        return Err(unsupported_param(
+            PROVIDER,
+            &dep.model,
             "tool_choice",
             "forcing a tool call with parameter",
-            &dep.model,
         ));
     }
-    for (key, value) in &req.chat.extra {
-        let key = key.as_str();
-        if value.is_null()
-            || IGNORED_PARAMS.contains(&key)
-            || PASSTHROUGH_PARAMS.contains(&key)
-            || MAPPED_EXTRA_PARAMS.contains(&key)
-        {
-            continue;
-        }
-        let asks_nothing = match key {
-            "logprobs" => value == &Value::Bool(false),
-            "modalities" => value == &json!(["text"]),
-            _ => false,
-        };
-        if asks_nothing {
-            continue;
-        }
-        let what = if UNSUPPORTED_PARAMS.contains(&key) {
-            "parameter"
-        } else {
-            "unknown parameter"
-        };
-        return Err(unsupported(key, what, &dep.model));
-    }
+    PARAMS.check(&req.chat.extra, PROVIDER, &dep.model, |_| false)?;
     Ok(())
 }
 
@@ -201,7 +170,7 @@ pub(super) fn request_body(
             }
         }
     }
-    for key in PASSTHROUGH_PARAMS {
+    for key in PARAMS.native {
         if let Some(v) = raw(key) {
             body.insert((*key).into(), v);
         }
@@ -270,8 +239,7 @@ pub(super) fn text_and_images(
 
 /// The bare base64 of a `data:` image URL; other URLs are refused.
 pub(super) fn base64_image(url: &str, at: &str) -> Result<String, GatewayError> {
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
+    if is_http_url(url) {
         return Err(GatewayError::bad_param(
             at,
             format!(
@@ -281,12 +249,9 @@ pub(super) fn base64_image(url: &str, at: &str) -> Result<String, GatewayError> 
         )
         .with_code("unsupported_image_url"));
     }
-    match url
-        .strip_prefix("data:")
-        .and_then(|r| r.split_once(";base64,"))
-    {
-        Some((mime, data))
-            if mime.to_ascii_lowercase().starts_with("image/") && !data.is_empty() =>
+    match data_url(url) {
+        Some(Ok(DataUrl { media_type, data }))
+            if media_type.starts_with("image/") && !data.is_empty() =>
         {
             Ok(data.to_string())
         }

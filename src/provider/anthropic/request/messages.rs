@@ -1,4 +1,5 @@
-//! OpenAI messages as Anthropic blocks cut into alternating turns: system text, user parts and images, tool calls and tool results.
+//! OpenAI messages as Anthropic blocks cut into alternating turns: system
+//! text, user parts and images, tool calls and tool results.
 
 #[allow(unused_imports)]
 use super::*;
@@ -262,28 +263,17 @@ pub(super) fn unsupported_part(kind: &str, param: &str, text_only_role: bool) ->
 /// An `image_url` part: a `data:` URL becomes a base64 source, an http(s)
 /// URL a url source. The base64 data is borrowed from the request.
 pub(super) fn image_block<'a>(url: &Cow<'a, str>, param: &str) -> Result<Block<'a>, GatewayError> {
-    if let Some(rest) = url.strip_prefix("data:") {
-        let bad = |why: &str| {
+    if let Some(parsed) = data_url(url) {
+        let DataUrl { media_type, data } = parsed.map_err(|e| {
             GatewayError::bad_param(
                 param,
-                format!("image data URL {why}; expected data:<media type>;base64,<data>"),
+                format!(
+                    "image data URL {}; expected data:<media type>;base64,<data>",
+                    e.why()
+                ),
             )
-        };
-        let (meta, data) = rest.split_once(',').ok_or_else(|| bad("has no data"))?;
-        let mut fields = meta.split(';');
-        let mime = fields
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        if !fields.any(|f| f.trim().eq_ignore_ascii_case("base64")) {
-            return Err(bad("is not base64-encoded"));
-        }
-        let mime = if mime == "image/jpg" {
-            "image/jpeg".to_string()
-        } else {
-            mime
-        };
+        })?;
+        let mime = canonical_media_type(media_type);
         let kind = match mime.as_str() {
             "image/jpeg" | "image/png" | "image/gif" | "image/webp" => "image",
             "application/pdf" => "document",
@@ -307,8 +297,7 @@ pub(super) fn image_block<'a>(url: &Cow<'a, str>, param: &str) -> Result<Block<'
             data,
         });
     }
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
+    if is_http_url(url) {
         return Ok(Block::Url(url.clone()));
     }
     Err(GatewayError::bad_param(

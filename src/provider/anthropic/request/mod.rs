@@ -15,10 +15,7 @@ use std::borrow::Cow;
 
 use serde_json::{json, Map, Value};
 
-use super::{
-    DEFAULT_MAX_TOKENS, IGNORED_PARAMS, JSON_TOOL_NAME, MAPPED_EXTRA_PARAMS, PASSTHROUGH_PARAMS,
-    PROVIDER, UNSUPPORTED_PARAMS,
-};
+use super::{DEFAULT_MAX_TOKENS, JSON_TOOL_NAME, PARAMS, PROVIDER};
 use crate::api::error::GatewayError;
 use crate::api::openai::Role;
 use crate::api::request::{serde_message, ClientRequest};
@@ -27,6 +24,10 @@ use crate::codec::json_in::{
 };
 use crate::codec::json_out::{self, RawStr};
 use crate::config::Deployment;
+use crate::provider::common::errors::unsupported_param;
+use crate::provider::common::media::{canonical_media_type, data_url, is_http_url, DataUrl};
+use crate::provider::common::params::asks_nothing_text;
+use crate::provider::common::reasoning::claude_thinking;
 
 mod read;
 use read::*;

@@ -1,4 +1,5 @@
-//! Parameter checks and the small mapped parameters: unsupported parameters, `reasoning_effort`, the end-user id, tools and `tool_choice`.
+//! Parameter checks and the small mapped parameters: unsupported parameters,
+//! `reasoning_effort`, the end-user id, tools and `tool_choice`.
 
 #[allow(unused_imports)]
 use super::*;
@@ -14,30 +15,12 @@ pub(super) fn check_params(
     if drop_params {
         return Ok(());
     }
-    let unsupported = |param: &str, what: &str| {
-        GatewayError::bad_param(
-            param,
-            format!(
-                "{what} `{param}` is not supported by provider {PROVIDER} (model {}); remove it, \
-                 or set `litellm_settings.drop_params: true` to drop unsupported parameters",
-                dep.model
-            ),
-        )
-        .with_code("unsupported_parameter")
-    };
     if req.head.n.is_some_and(|n| n > 1) {
-        return Err(unsupported("n", "parameter"));
+        return Err(unsupported_param(PROVIDER, &dep.model, "n", "parameter"));
     }
     match refused {
         None => Ok(()),
-        Some(key) => {
-            let what = if UNSUPPORTED_PARAMS.contains(&key) {
-                "parameter"
-            } else {
-                "unknown parameter"
-            };
-            Err(unsupported(key, what))
-        }
+        Some(key) => Err(PARAMS.refusal(key, PROVIDER, &dep.model)),
     }
 }
 
@@ -51,22 +34,7 @@ pub(super) fn reasoning_effort_thinking(
             GatewayError::bad_param("reasoning_effort", "'reasoning_effort' must be a string")
         })?,
     };
-    let budget = match effort.as_ref() {
-        "none" => return Ok(None),
-        "minimal" | "low" => 1024,
-        "medium" => 2048,
-        "high" => 4096,
-        other => {
-            return Err(GatewayError::bad_param(
-                "reasoning_effort",
-                format!(
-                    "reasoning_effort `{other}` is not supported by provider {PROVIDER}; use \
-                     none, minimal, low, medium or high"
-                ),
-            ))
-        }
-    };
-    Ok(Some(json!({ "type": "enabled", "budget_tokens": budget })))
+    claude_thinking(&effort, PROVIDER)
 }
 
 /// `metadata.user_id`: `user`, else OpenAI `metadata.user_id`, else

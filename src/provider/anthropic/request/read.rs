@@ -1,4 +1,6 @@
-//! What is read from the client's request: the members this translator uses, messages, content parts, tool definitions and stop lists, each as slices of the client's bytes.
+//! What is read from the client's request: the members this translator uses,
+//! messages, content parts, tool definitions and stop lists, each as slices of
+//! the client's bytes.
 
 #[allow(unused_imports)]
 use super::*;
@@ -62,19 +64,7 @@ impl<'a> Fields<'a> {
 /// known field, one accepted and ignored or mapped, or a value that asks
 /// for nothing (`logprobs: false`, `modalities: ["text"]`).
 pub(super) fn asks_nothing(key: &str, value: &str) -> bool {
-    value == "null"
-        || KNOWN_FIELDS.contains(&key)
-        || IGNORED_PARAMS.contains(&key)
-        || PASSTHROUGH_PARAMS.contains(&key)
-        || MAPPED_EXTRA_PARAMS.contains(&key)
-        || match key {
-            "logprobs" => value == "false",
-            "modalities" => {
-                let mut items = elements(value);
-                items.next() == Some(r#""text""#) && items.next().is_none()
-            }
-            _ => false,
-        }
+    KNOWN_FIELDS.contains(&key) || PARAMS.accepts(key) || asks_nothing_text(key, value)
 }
 
 /// The 400 for a member of the wrong type.

@@ -1,4 +1,5 @@
-//! What is written: text and content blocks, tool definitions and schemas, straight into the output buffer.
+//! What is written: text and content blocks, tool definitions and schemas,
+//! straight into the output buffer.
 
 #[allow(unused_imports)]
 use super::*;
