@@ -1,8 +1,9 @@
 //! The request-level glue between keys, budgets and pricing: what the filter
 //! asks at admission and at the end of a request.
 //!
-//! The filter holds a [`CallerId`] (owned; the key ring lives in the shared
-//! configuration) and an [`Account`] per request; everything here is pure.
+//! The request flow holds a [`CallerId`] (owned; the key ring lives in the shared
+//! configuration) and the [`Admission`] its request was granted; everything
+//! here is pure.
 
 use serde_json::{json, Value};
 

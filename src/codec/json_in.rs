@@ -58,7 +58,7 @@ pub fn check_members<'a>(
 const MAX_DEPTH: usize = 127;
 
 /// Whether `text` is exactly one JSON value (RFC 8259) with optional
-/// whitespace around it, nested at most [`MAX_DEPTH`] deep: what serde_json
+/// whitespace around it, nested at most `MAX_DEPTH` deep: what serde_json
 /// accepts when it skips a value (so `\u` escapes are checked for four hex
 /// digits, not for surrogate pairs).
 ///

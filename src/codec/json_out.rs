@@ -84,7 +84,7 @@ impl<'a> RawStr<'a> {
         raw(out, self.0);
     }
 
-    /// Append the string as [`str`] would write its decoded text: the
+    /// Append the string as [`str()`] would write its decoded text: the
     /// literal itself when its escapes are the ones serde_json writes
     /// (`\"` `\\` `\n` `\r` `\t` `\b` `\f`, the usual case), else decoded
     /// and escaped again. Output bytes then never depend on how the

@@ -173,7 +173,7 @@ pub const PREFIXES: &[(&str, ProviderSpec)] = {
             ),
         ),
         // Vertex: the base is regional; the translator derives it from
-        // vertex_location when api_base is absent (see gemini.rs).
+        // vertex_location when api_base is absent (see provider/gemini/endpoint.rs).
         (
             "vertex_ai",
             spec(

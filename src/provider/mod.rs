@@ -79,7 +79,44 @@ pub struct Translated {
     pub usage: Option<Usage>,
 }
 
-/// One provider family's translation.
+/// One provider family's translation, and the contract every translator
+/// keeps.
+///
+/// # Rules
+///
+/// - **Pure.** A translator never calls the host, reads a clock or draws a
+///   random number: ids and timestamps come in [`ResponseMeta`], the signing
+///   time in [`RequestContext::now_ms`]. The same input gives the same bytes;
+///   the fixtures under `tests/fixtures/` hold every translator to that.
+/// - **The request is borrowed, never changed.** A later attempt (a retry,
+///   a fallback to another provider) translates from the same original.
+/// - **Every parameter is mapped, passed through, ignored or refused.** A
+///   native translator keeps one [`common::params::ParamPolicy`] table and
+///   refuses what it cannot take with a 400 naming the parameter
+///   ([`common::errors::unsupported_param`]) unless `ctx.drop_params` is set.
+///   A parameter that would change the answer is never dropped silently.
+/// - **Every failure is an OpenAI error, never a panic** (a panic kills the
+///   Envoy worker's VM): bad client input is a 400 naming the `param`; an
+///   answer the translator cannot read is a 502 ([`invalid_response`]); a
+///   native error answer goes through [`Translator::error`], which keeps the
+///   provider's status and message in OpenAI shape.
+/// - **Streams are incremental and bounded.** [`Translator::stream`] returns
+///   a decoder fed bytes split anywhere. It holds at most the one
+///   unfinished line or frame, writes each OpenAI chunk as soon as the
+///   native event that makes it is complete, and writes nothing after
+///   `data: [DONE]`. A native error event, or an upstream that ends before
+///   its own end marker, ends the client stream with one error event
+///   ([`stream_error_event`]) and `[DONE]`, never a clean finish.
+/// - **Usage is always reported** ([`Translated::usage`],
+///   [`StreamTranslator::usage`]), whether or not the client asked for the
+///   usage chunk: budgets and metering charge it. `prompt_tokens` counts
+///   cached and cache-write tokens too ([`common::usage`]).
+/// - **Shared rules live in [`common`]**, not in a translator: parameter
+///   policy, `data:` URLs, usage shapes, chunk writing, Claude reasoning
+///   budgets, error wording.
+///
+/// An OpenAI-compatible provider is not a translator of its own but a row
+/// in [`PREFIXES`] served by [`openai_compat::OpenAiCompat`].
 pub trait Translator: Sync {
     /// The native request for `req` served by `dep`.
     ///
@@ -175,8 +212,8 @@ pub fn translator(kind: ProviderKind) -> &'static dyn Translator {
     match kind {
         ProviderKind::OpenAi => &openai_compat::OpenAiCompat,
         ProviderKind::Anthropic => &anthropic::Anthropic,
-        ProviderKind::Gemini => &gemini::Gemini,
-        ProviderKind::VertexAi => &gemini::VertexAi,
+        ProviderKind::Gemini => &gemini::GEMINI,
+        ProviderKind::VertexAi => &gemini::VERTEX_AI,
         ProviderKind::Bedrock => &bedrock::Bedrock,
         ProviderKind::Cohere => &cohere::Cohere,
         ProviderKind::Azure => &azure::Azure,

@@ -213,12 +213,17 @@ use stream::*;
 mod embeddings;
 use embeddings::*;
 
+/// The translator of the Gemini family: one implementation for both APIs,
+/// which differ only in request path, credential and configuration checks
+/// (`endpoint.rs`) and in the provider name in messages.
+pub struct GeminiFamily(Api);
+
 /// The Gemini API translator (`gemini/<model>`).
-pub struct Gemini;
+pub static GEMINI: GeminiFamily = GeminiFamily(Api::Gemini);
 
 /// The Vertex AI translator (`vertex_ai/<model>`): the Gemini body on the
 /// Vertex path, with a bearer token.
-pub struct VertexAi;
+pub static VERTEX_AI: GeminiFamily = GeminiFamily(Api::Vertex);
 
 /// What Gemini does with the OpenAI parameters it does not read as fields:
 /// `unsupported` have no Gemini equivalent (or an answer this gateway does
@@ -265,7 +270,7 @@ impl Api {
     }
 }
 
-impl Translator for Gemini {
+impl Translator for GeminiFamily {
     fn request(
         &self,
         req: &crate::api::request::ClientRequest,
@@ -273,11 +278,14 @@ impl Translator for Gemini {
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
         let req = req.parsed()?;
-        chat_request(Api::Gemini, req, dep, ctx)
+        chat_request(self.0, req, dep, ctx)
     }
 
     fn validate(&self, dep: &Deployment) -> Result<(), String> {
-        validate_model_id(&dep.model)
+        match self.0 {
+            Api::Gemini => validate_model_id(&dep.model),
+            Api::Vertex => validate_vertex(dep),
+        }
     }
 
     fn embeddings_request(
@@ -287,7 +295,7 @@ impl Translator for Gemini {
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
         let req = req.parsed()?;
-        embeddings_request(Api::Gemini, req, dep, ctx)
+        embeddings_request(self.0, req, dep, ctx)
     }
 
     fn embeddings_response(
@@ -295,65 +303,19 @@ impl Translator for Gemini {
         body: &[u8],
         meta: &ResponseMeta,
     ) -> Result<Translated, GatewayError> {
-        embeddings_response(Api::Gemini, body, meta)
+        embeddings_response(self.0, body, meta)
     }
 
     fn response(&self, body: &[u8], meta: &ResponseMeta) -> Result<Translated, GatewayError> {
-        translate_response(Api::Gemini, body, meta)
+        translate_response(self.0, body, meta)
     }
 
     fn stream(&self, meta: ResponseMeta) -> Box<dyn StreamTranslator> {
-        Box::new(GeminiStream::new(Api::Gemini, meta))
+        Box::new(GeminiStream::new(self.0, meta))
     }
 
     fn error(&self, status: u16, body: &[u8]) -> GatewayError {
-        error_from_body(Api::Gemini, status, body)
-    }
-}
-
-impl Translator for VertexAi {
-    fn request(
-        &self,
-        req: &crate::api::request::ClientRequest,
-        dep: &Deployment,
-        ctx: &RequestContext,
-    ) -> Result<UpstreamRequest, GatewayError> {
-        let req = req.parsed()?;
-        chat_request(Api::Vertex, req, dep, ctx)
-    }
-
-    fn validate(&self, dep: &Deployment) -> Result<(), String> {
-        validate_vertex(dep)
-    }
-
-    fn embeddings_request(
-        &self,
-        req: &crate::api::request::ClientRequest,
-        dep: &Deployment,
-        ctx: &RequestContext,
-    ) -> Result<UpstreamRequest, GatewayError> {
-        let req = req.parsed()?;
-        embeddings_request(Api::Vertex, req, dep, ctx)
-    }
-
-    fn embeddings_response(
-        &self,
-        body: &[u8],
-        meta: &ResponseMeta,
-    ) -> Result<Translated, GatewayError> {
-        embeddings_response(Api::Vertex, body, meta)
-    }
-
-    fn response(&self, body: &[u8], meta: &ResponseMeta) -> Result<Translated, GatewayError> {
-        translate_response(Api::Vertex, body, meta)
-    }
-
-    fn stream(&self, meta: ResponseMeta) -> Box<dyn StreamTranslator> {
-        Box::new(GeminiStream::new(Api::Vertex, meta))
-    }
-
-    fn error(&self, status: u16, body: &[u8]) -> GatewayError {
-        error_from_body(Api::Vertex, status, body)
+        error_from_body(self.0, status, body)
     }
 }
 
