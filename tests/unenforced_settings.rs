@@ -224,14 +224,30 @@ fn the_content_filter_loads_and_what_it_cannot_enforce_is_refused() {
         c.warnings
     );
 
+    // Every mode the filter has: input (pre_call, during_call), output (post_call).
+    for (mode, input, output) in [
+        (json!("post_call"), false, true),
+        (json!("during_call"), true, false),
+        (json!(["pre_call", "post_call"]), true, true),
+    ] {
+        cfg["guardrails"] = entry(json!({"guardrail": "litellm_content_filter", "mode": mode,
+            "patterns": [{"pattern_name": "email", "action": "MASK"}]}));
+        let c = load(&cfg).unwrap();
+        assert_eq!(
+            (c.guardrails[0].input, c.guardrails[0].output),
+            (input, output),
+            "{mode}"
+        );
+    }
+
     for (params, needle) in [
         (
-            json!({"guardrail": "litellm_content_filter", "mode": "post_call", "patterns": [{"pattern_name": "email", "action": "MASK"}]}),
-            "post_call",
+            json!({"guardrail": "litellm_content_filter", "mode": "logging_only", "patterns": [{"pattern_name": "email", "action": "MASK"}]}),
+            "logging_only",
         ),
         (
-            json!({"guardrail": "litellm_content_filter", "mode": ["pre_call", "during_call"], "patterns": [{"pattern_name": "email", "action": "MASK"}]}),
-            "during_call",
+            json!({"guardrail": "litellm_content_filter", "mode": ["post_call", "pre_mcp_call"], "patterns": [{"pattern_name": "email", "action": "MASK"}]}),
+            "pre_mcp_call",
         ),
         (
             json!({"guardrail": "litellm_content_filter", "patterns": [{"pattern_type": "regex", "pattern": "x", "action": "MASK"}]}),
@@ -258,4 +274,34 @@ fn the_content_filter_loads_and_what_it_cannot_enforce_is_refused() {
     cfg["gateway"]["allow_unenforced_guardrails"] = json!(true);
     let e = load(&cfg).unwrap_err();
     assert_eq!(e.field, "guardrails[0].litellm_params.patterns[0].action");
+}
+
+#[test]
+fn guardrail_names_in_keys_and_switch_lists_must_be_configured() {
+    let mut cfg = base();
+    cfg["guardrails"] = json!([{"guardrail_name": "cf", "litellm_params": {
+        "guardrail": "litellm_content_filter", "patterns": [{"pattern_name": "email", "action": "MASK"}]}}]);
+    cfg["virtual_keys"] = json!([{"key_hash": format!("sha256:{}", "a".repeat(64)), "key_alias": "k",
+        "guardrails": ["cf"]}]);
+    cfg["gateway"]["guardrails_caller_may_disable"] = json!(["cf"]);
+    let c = load(&cfg).unwrap();
+    assert_eq!(c.keys.as_ref().unwrap().keys()[0].guardrails, vec!["cf"]);
+    assert_eq!(c.guardrails_caller_may_disable, vec!["cf"]);
+
+    cfg["virtual_keys"][0]["guardrails"] = json!(["cf", "nope"]);
+    let e = load(&cfg).unwrap_err();
+    assert_eq!(e.field, "virtual_keys[0].guardrails[1]");
+    assert!(
+        e.reason.contains("unknown guardrail `nope`"),
+        "{}",
+        e.reason
+    );
+
+    cfg["virtual_keys"][0]["guardrails"] = json!("cf");
+    assert_eq!(load(&cfg).unwrap_err().field, "virtual_keys[0].guardrails");
+
+    cfg["virtual_keys"][0]["guardrails"] = json!(["cf"]);
+    cfg["gateway"]["guardrails_caller_may_disable"] = json!(["other"]);
+    let e = load(&cfg).unwrap_err();
+    assert_eq!(e.field, "gateway.guardrails_caller_may_disable[0]");
 }

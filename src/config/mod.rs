@@ -304,8 +304,12 @@ pub struct Config {
     /// `counters.redis`: fleet-wide budgets and limits through Redis
     /// (webdis); `None`: counters are per Envoy.
     pub fleet: Option<fleet::FleetSettings>,
-    /// The enforced `guardrails:` entries, in config order.
-    pub guardrails: Vec<crate::guardrails::spec::GuardrailSpec>,
+    /// The enforced `guardrails:` entries, in config order (shared with the
+    /// answer's guard of each request).
+    pub guardrails: Vec<std::sync::Arc<crate::guardrails::spec::GuardrailSpec>>,
+    /// `gateway.guardrails_caller_may_disable`: the guardrails a request may
+    /// switch off (`guardrails: {name: false}`); any other always runs.
+    pub guardrails_caller_may_disable: Vec<String>,
     /// Things worth a log line at start (ignored LiteLLM keys ...).
     pub warnings: Vec<String>,
 }
@@ -346,6 +350,9 @@ struct GatewaySection {
     /// Load `guardrails:` entries this gateway does not enforce (loudly).
     #[serde(default)]
     allow_unenforced_guardrails: bool,
+    /// Guardrails a caller may switch off per request (default: none).
+    #[serde(default)]
+    guardrails_caller_may_disable: Vec<String>,
     /// Refused settings (`unenforced::REFUSED`) to load anyway (loudly).
     #[serde(default)]
     allow_unenforced_settings: Vec<String>,
@@ -505,6 +512,15 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         }
     }
 
+    check_guardrail_names(
+        &root,
+        &guardrails,
+        keys.as_ref(),
+        &gateway.guardrails_caller_may_disable,
+        &mut warnings,
+    )?;
+    let guardrails = guardrails.into_iter().map(std::sync::Arc::new).collect();
+
     let fleet = fleet::parse_settings(root.get("counters"))?;
     let cluster_header = gateway
         .cluster_header
@@ -528,8 +544,59 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         budget,
         fleet,
         guardrails,
+        guardrails_caller_may_disable: gateway.guardrails_caller_may_disable,
         warnings,
     })
+}
+
+/// Guardrail names used by keys and by `gateway.guardrails_caller_may_disable`
+/// must be `guardrails:` entries; one that is listed but not enforced (loaded
+/// under `allow_unenforced_guardrails`) is said loudly.
+fn check_guardrail_names(
+    root: &Map<String, Value>,
+    enforced: &[crate::guardrails::spec::GuardrailSpec],
+    keys: Option<&KeyRing>,
+    may_disable: &[String],
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    let listed: Vec<&str> = root
+        .get("guardrails")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g.get("guardrail_name").and_then(Value::as_str))
+        .collect();
+    let mut uses: Vec<(String, &str)> = Vec::new();
+    for (i, k) in keys
+        .map(KeyRing::keys)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        for (j, g) in k.guardrails.iter().enumerate() {
+            uses.push((format!("virtual_keys[{i}].guardrails[{j}]"), g));
+        }
+    }
+    for (j, g) in may_disable.iter().enumerate() {
+        uses.push((format!("gateway.guardrails_caller_may_disable[{j}]"), g));
+    }
+    for (field, name) in uses {
+        if enforced.iter().any(|s| s.name == name) {
+            continue;
+        }
+        if listed.contains(&name) {
+            warnings.push(format!(
+                "{field}: guardrail `{name}` is NOT enforced by this gateway (loaded because \
+                 gateway.allow_unenforced_guardrails is true)"
+            ));
+            continue;
+        }
+        return Err(err(
+            field,
+            format!("unknown guardrail `{name}`: it is not a guardrail_name under `guardrails:`"),
+        ));
+    }
+    Ok(())
 }
 
 fn object_or_empty<'a>(

@@ -335,21 +335,34 @@ fn mod97(chars: &[u8]) -> bool {
 }
 
 fn ipv4s(b: &[u8]) -> Vec<(usize, usize)> {
-    runs(
-        b,
-        |c| c.is_ascii_digit() || c == b'.',
-        |t| {
-            let parts: Vec<&[u8]> = t.split(|c| *c == b'.').collect();
-            parts.len() == 4
-                && parts.iter().all(|p| {
-                    !p.is_empty()
-                        && p.len() <= 3
-                        && (p.len() == 1 || p[0] != b'0')
-                        && std::str::from_utf8(p)
-                            .ok()
-                            .and_then(|s| s.parse::<u16>().ok())
-                            .is_some_and(|n| n <= 255)
-                })
-        },
-    )
+    let valid = |t: &[u8]| {
+        let parts: Vec<&[u8]> = t.split(|c| *c == b'.').collect();
+        parts.len() == 4
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.len() <= 3
+                    && (p.len() == 1 || p[0] != b'0')
+                    && std::str::from_utf8(p)
+                        .ok()
+                        .and_then(|s| s.parse::<u16>().ok())
+                        .is_some_and(|n| n <= 255)
+            })
+    };
+    // Runs of digits and dots, less the dots around them (a sentence's
+    // full stop after an address is not part of it).
+    let mut out = Vec::new();
+    for (start, end) in runs(b, |c| c.is_ascii_digit() || c == b'.', |_| true) {
+        let mut s = start;
+        let mut e = end;
+        while s < e && b[s] == b'.' {
+            s += 1;
+        }
+        while e > s && b[e - 1] == b'.' {
+            e -= 1;
+        }
+        if valid(&b[s..e]) {
+            out.push((s, e));
+        }
+    }
+    out
 }

@@ -8,7 +8,11 @@
 pub mod detect;
 pub mod spec;
 
+pub mod output;
+
 use spec::{FilterAction, GuardrailSpec, Matcher};
+
+use crate::api::error::{ErrorKind, GatewayError};
 
 /// A blocking match: what was found (never the matched text itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,10 +20,32 @@ pub struct Blocked {
     pub what: String,
 }
 
-/// Check one text against a guardrail: `Ok(None)` passes unchanged,
-/// `Ok(Some(masked))` is the text with its masked spans replaced.
-pub fn check_text(spec: &GuardrailSpec, text: &str) -> Result<Option<String>, Blocked> {
-    let mut masks: Vec<(usize, usize, String)> = Vec::new();
+/// The 400 a blocking guardrail answers with: it names the guardrail and
+/// what it found, never the matched text.
+pub fn violation(guardrail: &str, what: &str) -> GatewayError {
+    GatewayError::new(
+        400,
+        ErrorKind::InvalidRequest,
+        format!("Content blocked by guardrail `{guardrail}`: {what}"),
+    )
+    .with_code("content_policy_violation")
+}
+
+/// One match of one rule in a text: its byte span and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    pub start: usize,
+    pub end: usize,
+    pub action: FilterAction,
+    /// What was found, for a block's message (`email pattern detected`).
+    pub what: String,
+    /// The redaction tag, for a mask.
+    pub tag: String,
+}
+
+/// Every match of the guardrail's rules in `text`, rule by rule.
+pub fn hits(spec: &GuardrailSpec, text: &str) -> Vec<Hit> {
+    let mut out = Vec::new();
     for rule in &spec.rules {
         let (spans, what, tag) = match &rule.matcher {
             Matcher::Prebuilt(p) => (
@@ -34,31 +60,48 @@ pub fn check_text(spec: &GuardrailSpec, text: &str) -> Result<Option<String>, Bl
                 spec.keyword_redaction_tag.clone(),
             ),
         };
-        if spans.is_empty() {
-            continue;
-        }
-        match rule.action {
-            FilterAction::Block => return Err(Blocked { what }),
-            FilterAction::Mask => masks.extend(spans.into_iter().map(|(s, e)| (s, e, tag.clone()))),
-        }
+        out.extend(spans.into_iter().map(|(start, end)| Hit {
+            start,
+            end,
+            action: rule.action,
+            what: what.clone(),
+            tag: tag.clone(),
+        }));
     }
-    if masks.is_empty() {
+    out
+}
+
+/// Check one text against a guardrail: `Ok(None)` passes unchanged,
+/// `Ok(Some(masked))` is the text with its masked spans replaced.
+pub fn check_text(spec: &GuardrailSpec, text: &str) -> Result<Option<String>, Blocked> {
+    let found = hits(spec, text);
+    if let Some(b) = found.iter().find(|h| h.action == FilterAction::Block) {
+        return Err(Blocked {
+            what: b.what.clone(),
+        });
+    }
+    if found.is_empty() {
         return Ok(None);
     }
-    // Earliest first; of overlapping spans the earlier (then longer) wins.
-    masks.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    Ok(Some(masked(text, found)))
+}
+
+/// `text` with the spans of `masks` replaced by their tags. Earliest first;
+/// of overlapping spans the earlier (then the longer) wins.
+pub fn masked(text: &str, mut masks: Vec<Hit>) -> String {
+    masks.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
-    for (s, e, tag) in masks {
-        if s < at {
+    for h in masks {
+        if h.start < at {
             continue;
         }
-        out.push_str(&text[at..s]);
-        out.push_str(&tag);
-        at = e;
+        out.push_str(&text[at..h.start]);
+        out.push_str(&h.tag);
+        at = h.end;
     }
     out.push_str(&text[at..]);
-    Ok(Some(out))
+    out
 }
 
 /// Case-insensitive occurrences of `keyword` (lower case) at word boundaries.

@@ -1,7 +1,8 @@
 //! `guardrails:` entries this gateway enforces: LiteLLM's built-in content
 //! filter (`guardrail: litellm_content_filter`) with prebuilt patterns and
-//! blocked keywords, in `pre_call` mode. Anything an entry asks for that is
-//! not enforced here (another mode, custom regex, categories, files) makes
+//! blocked keywords, on the request (`pre_call`, `during_call`) and on the
+//! answer (`post_call`). Anything an entry asks for that is not enforced
+//! here (another mode, custom regex, categories, files) makes
 //! [`parse_entry`] answer [`Parsed::Unenforced`], and the configuration
 //! refuses the entry like any unenforced guardrail
 //! (`crate::config::unenforced`, which reads these and maps [`SpecError`]).
@@ -48,6 +49,12 @@ pub struct GuardrailSpec {
     /// `default_on`: runs on every request; otherwise only when the request
     /// names it (`guardrails: [name]` in the body).
     pub default_on: bool,
+    /// Checks the request before any provider sees it (`pre_call`,
+    /// `during_call`).
+    pub input: bool,
+    /// Checks the answer before the client sees it (`post_call`), streams
+    /// included.
+    pub output: bool,
     pub rules: Vec<FilterRule>,
     /// `pattern_redaction_format` (`{pattern_name}` is the upper-cased name).
     pub pattern_redaction_format: String,
@@ -106,10 +113,23 @@ pub fn parse_entry(i: usize, entry: &Value) -> Result<Parsed, SpecError> {
         Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
         Some(_) => return Err(err(pp("mode"), "must be a mode or a list of modes")),
     };
-    if let Some(m) = modes.iter().find(|m| **m != "pre_call") {
-        return Ok(Parsed::Unenforced(format!(
-            "mode `{m}` (this gateway enforces litellm_content_filter in pre_call mode only)"
-        )));
+    let (mut input, mut output) = (false, false);
+    for m in &modes {
+        match *m {
+            // A local check takes microseconds: nothing is gained by racing
+            // it against the provider call, and run first it can also mask.
+            "pre_call" | "during_call" => input = true,
+            "post_call" => output = true,
+            other => {
+                return Ok(Parsed::Unenforced(format!(
+                    "mode `{other}` (this gateway enforces litellm_content_filter in pre_call, \
+                     during_call and post_call modes)"
+                )))
+            }
+        }
+    }
+    if !(input || output) {
+        return Err(err(pp("mode"), "lists no mode"));
     }
     for k in p.keys() {
         match k.as_str() {
@@ -209,6 +229,8 @@ pub fn parse_entry(i: usize, entry: &Value) -> Result<Parsed, SpecError> {
     Ok(Parsed::Enforced(GuardrailSpec {
         name,
         default_on,
+        input,
+        output,
         rules,
         pattern_redaction_format,
         keyword_redaction_tag: text("keyword_redaction_tag", "[KEYWORD_REDACTED]")?,

@@ -291,6 +291,8 @@ pub struct Exchange {
     generated_bytes: usize,
     /// The stream was ended at the budget; the usage it was charged with.
     cut_usage: Option<Usage>,
+    /// `post_call` guardrails over the answer, when any run.
+    output_guard: Option<crate::guardrails::output::OutputGuard>,
 }
 
 /// `gateway.enforce_mid_stream`: end a stream cleanly once its running cost,
@@ -323,7 +325,18 @@ impl Exchange {
             base64_embeddings: false,
             generated_bytes: 0,
             cut_usage: None,
+            output_guard: None,
         }
+    }
+
+    /// Check the answer with `post_call` guardrails before the client sees it.
+    pub fn set_output_guard(&mut self, guard: crate::guardrails::output::OutputGuard) {
+        self.output_guard = Some(guard);
+    }
+
+    /// The answer's guard, to read what it did.
+    pub fn output_guard(&self) -> Option<&crate::guardrails::output::OutputGuard> {
+        self.output_guard.as_ref()
     }
 
     /// Turn on mid-stream enforcement for this attempt.
@@ -397,7 +410,7 @@ impl Exchange {
             Operation::Chat => self.translator.passes_response_through(),
             Operation::Embeddings => self.translator.passes_embeddings_through(),
         };
-        if passes && !self.need_usage {
+        if passes && !self.need_usage && self.output_guard.is_none() {
             self.mode = Mode::Passthrough;
             return HeaderEdits {
                 status: None,
@@ -440,7 +453,11 @@ impl Exchange {
                         } else {
                             t.body
                         };
-                    Some((body, None))
+                    match self.output_guard.as_mut().map(|g| g.check_body(&body)) {
+                        Some(Err(e)) => Some((e.to_body(), Some(e.status))),
+                        Some(Ok(Some(guarded))) => Some((guarded, None)),
+                        _ => Some((body, None)),
+                    }
                 }
                 Err(e) => Some((e.to_body(), Some(e.status))),
             },
@@ -467,6 +484,9 @@ impl Exchange {
         if end_of_stream && !self.finished {
             self.finished = true;
             s.finish(&mut out);
+        }
+        if let Some(guard) = self.output_guard.as_mut() {
+            out = guard.feed_stream(&out, end_of_stream);
         }
         if let Some(limit) = self.limit.clone() {
             let reported = s.usage();

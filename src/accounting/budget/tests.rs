@@ -17,6 +17,7 @@ fn key(alias: &str, limits: Limits) -> KeyConfig {
         team: None,
         model_budgets: BTreeMap::new(),
         principals: vec![],
+        guardrails: vec![],
     }
 }
 

@@ -332,6 +332,7 @@ fn the_service_flushes_once_resends_after_a_failure_and_returns_idle_leases() {
         team: None,
         model_budgets: Default::default(),
         principals: vec![],
+        guardrails: vec![],
     };
     let ring = KeyRing::new(vec![key], vec![], None);
     let store = FakeStore::new();

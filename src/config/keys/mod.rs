@@ -174,6 +174,9 @@ pub struct KeyConfig {
     /// `spiffe://cluster.local/ns/search/sa/indexer`) that act as this key
     /// when a request carries no key, so mesh workloads need no bearer secret.
     pub principals: Vec<String>,
+    /// `guardrails`: guardrail names that run on every request of this key
+    /// (LiteLLM's per-key guardrails), besides the `default_on` ones.
+    pub guardrails: Vec<String>,
 }
 
 /// One team.

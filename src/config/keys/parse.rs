@@ -148,6 +148,7 @@ pub(super) const KEY_FIELDS: &[&str] = &[
     "team_id",
     "model_max_budget",
     "principals",
+    "guardrails",
 ];
 pub(super) const TEAM_FIELDS: &[&str] = &["team_id", "models"];
 
@@ -266,6 +267,30 @@ pub(super) fn parse_key(
             ))
         }
     };
+    let guardrails = match non_null(m, "guardrails") {
+        None => Vec::new(),
+        Some(Value::Array(a)) => {
+            let mut out = Vec::new();
+            for (j, g) in a.iter().enumerate() {
+                match g.as_str() {
+                    Some(s) if !s.is_empty() => out.push(s.to_string()),
+                    _ => {
+                        return Err(err(
+                            format!("{path}.guardrails[{j}]"),
+                            "must be a guardrail_name",
+                        ))
+                    }
+                }
+            }
+            out
+        }
+        Some(_) => {
+            return Err(err(
+                format!("{path}.guardrails"),
+                "must be a list of guardrail names",
+            ))
+        }
+    };
     let team = match (non_null(m, "team"), non_null(m, "team_id")) {
         (Some(_), Some(_)) => {
             return Err(err(
@@ -349,6 +374,7 @@ pub(super) fn parse_key(
         team,
         model_budgets,
         principals,
+        guardrails,
     })
 }
 

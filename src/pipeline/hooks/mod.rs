@@ -5,12 +5,12 @@
 //! |---|---|---|
 //! | [`Hooks::request_accepted`] | the body is parsed, the caller may use the model, the attempts are planned | guardrails: the content filter (block or mask); budget: the reservation |
 //! | [`Hooks::admission`] | before any provider sees the request | budget: budgets, rpm/tpm/parallel limits, fleet leases |
-//! | [`Hooks::before_provider_call`] | each attempt, its exchange set up | budget: usage required, mid-stream limit |
+//! | [`Hooks::before_provider_call`] | each attempt, its exchange set up | guardrails: the answer's guard (`post_call`); budget: usage required, mid-stream limit |
 //! | [`Hooks::attempt_succeeded`] | an attempt's answer arrived in full | metering: latency, usage for the access log |
 //! | [`Hooks::chunk`] | each chunk of a forwarded stream | budget: a stream cut at the budget is charged now |
 //! | [`Hooks::response_complete`] | the answer is complete, before its last bytes leave | budget: settle (cost headers) |
 //! | [`Hooks::failed`] | the gateway answers with an error | budget: settle, release holds |
-//! | [`Hooks::finished`] | the request is over however it ended (`on_log`) | budget: settle what is left; metering: request metrics |
+//! | [`Hooks::finished`] | the request is over however it ended (`on_log`) | budget: settle what is left; guardrails: count what the answer's guard did; metering: request metrics |
 //!
 //! Each point is a method here that calls every feature in a fixed order;
 //! a feature is a struct with its own per-request state (so the flow's
@@ -115,6 +115,7 @@ impl Hooks {
         exchange: &mut Exchange,
         dep: &Deployment,
     ) {
+        self.guardrails.before_provider_call(exchange);
         self.budget.before_provider_call(cx, exchange, dep);
     }
 
@@ -153,6 +154,7 @@ impl Hooks {
     /// The request is over, however it ended (`status`: the client's).
     pub fn finished(&mut self, cx: &mut Cx<'_>, status: u16) {
         self.settle(cx);
+        self.guardrails.finished(cx);
         let started = cx.host.span_start();
         self.metering.finished(cx, status);
         cx.host.span_stop(super::host::Span::Observe, started);
