@@ -71,6 +71,18 @@ def chat_1k(model: str = ANTHROPIC_ALIAS, stream: bool = False) -> bytes:
     return _pad_to(body, ["messages", 1, "content"], 1024)
 
 
+def chat_1k_pii(model: str = ANTHROPIC_ALIAS) -> bytes:
+    """The 1 KB request with personal data in its user turn (an e-mail address,
+    a card number and a phone number), for the PII-masking case."""
+    body: dict = {"model": model, "max_tokens": 256}
+    body["messages"] = [
+        {"role": "system", "content": "You are a concise assistant. Answer in plain text."},
+        {"role": "user", "content": "Reach me at jane.doe@example.com or +1 415 555 0100; "
+                                    "card 4111 1111 1111 1111. " + _text(700, 5)},
+    ]
+    return _pad_to(body, ["messages", 1, "content"], 1024)
+
+
 def chat_100k(model: str = ANTHROPIC_ALIAS) -> bytes:
     """A 102,400-byte multi-turn conversation: a system prompt and 40 user/assistant turns."""
     turns = [{"role": "system", "content": "You are a careful reviewer. Keep the whole thread in mind."}]

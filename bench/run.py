@@ -50,6 +50,7 @@ import servers  # noqa: E402
 
 OPEN_KEY = "sk-bench-open"     # bench/gateway-config.yaml: no limits
 BROKE_KEY = "sk-bench-broke"   # max_budget 0: every request refused with 429
+PII_KEY = "sk-bench-pii"       # runs the `pii` content filter (pre_call, MASK)
 CHAT_PATH = "/v1/chat/completions"
 
 # What the filter's answers must contain: the OpenAI shape and the provider's text.
@@ -88,6 +89,9 @@ def cases() -> list[Case]:
              fixtures.chat_1k(fixtures.STREAM_ALIAS, stream=True), "/stream/v1/messages",
              load.Check(200, ["chat.completion.chunk", '"gateway "', "data: [DONE]"]),
              load.Check(200, ["event: message_stop"])),
+        Case("pii_1k", "1 KB chat -> Anthropic, PII masked (pre_call)", fixtures.chat_1k_pii(),
+             "/v1/messages", load.Check(200, OPENAI_JSON), load.Check(200, ANTHROPIC_JSON),
+             key=PII_KEY),
         Case("refused", "budget-refused (429) vs proxied", one_k, "/v1/messages",
              load.Check(429, ["insufficient_quota"]), load.Check(200, ANTHROPIC_JSON), key=BROKE_KEY),
         Case("unloaded_1k", "1 KB -> Anthropic, 1 connection", one_k, "/v1/messages",
