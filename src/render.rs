@@ -102,6 +102,41 @@ fn entry_api_base(entry: &Value, i: usize) -> Result<ApiBase, ConfigError> {
     ApiBase::parse(&base).map_err(|r| err(format!("{path}.api_base"), r))
 }
 
+/// The endpoints of the guardrail services (`guardrails[i]` of a type the
+/// gateway calls), each with the field it came from.
+fn guardrail_api_bases(cfg: &Value) -> Result<Vec<ApiBase>, ConfigError> {
+    let mut out = Vec::new();
+    let list = cfg.get("guardrails").and_then(Value::as_array);
+    for (i, g) in list.into_iter().flatten().enumerate() {
+        let params = g.get("litellm_params");
+        let kind = params
+            .and_then(|p| p.get("guardrail"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !crate::guardrails::external::EXTERNAL_KINDS.contains(&kind) {
+            continue;
+        }
+        let field = format!("guardrails[{i}].litellm_params.api_base");
+        let base = match params.and_then(|p| p.get("api_base")) {
+            Some(Value::String(b)) if b.starts_with("os.environ/") => {
+                return Err(err(
+                    field,
+                    "an api_base read from the environment cannot be rendered into a cluster; \
+                     write it literally",
+                ))
+            }
+            Some(Value::String(b)) => b.clone(),
+            None | Some(Value::Null) if kind == "openai_moderation" => {
+                "https://api.openai.com/v1".to_string()
+            }
+            // The configuration check names what is missing.
+            _ => continue,
+        };
+        out.push(ApiBase::parse(&base).map_err(|r| err(field, r))?);
+    }
+    Ok(out)
+}
+
 /// A stable Envoy cluster name for an endpoint.
 fn cluster_name(base: &ApiBase) -> String {
     let mut name = String::from("llm_");
@@ -157,6 +192,19 @@ fn env_names(cfg: &Value) -> Vec<String> {
             }
         }
     }
+    // OpenAI moderation guardrails without api_key read OPENAI_API_KEY.
+    for g in cfg
+        .get("guardrails")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let p = g.get("litellm_params");
+        let kind = p.and_then(|p| p.get("guardrail")).and_then(Value::as_str);
+        if kind == Some("openai_moderation") && p.and_then(|p| p.get("api_key")).is_none() {
+            out.push("OPENAI_API_KEY".to_string());
+        }
+    }
     out.sort();
     out.dedup();
     out
@@ -186,6 +234,9 @@ pub fn prepare(cfg: &Value) -> Result<Prepared, ConfigError> {
     let mut clusters: BTreeMap<String, ApiBase> = BTreeMap::new();
     for (i, entry) in list.iter().enumerate() {
         let base = entry_api_base(entry, i)?;
+        clusters.insert(cluster_name(&base), base);
+    }
+    for base in guardrail_api_bases(cfg)? {
         clusters.insert(cluster_name(&base), base);
     }
     let mut plugin = root.clone();
@@ -514,6 +565,23 @@ mod tests {
             !env.contains(&json!("AWS_REGION")),
             "the region is given: {env:?}"
         );
+    }
+
+    #[test]
+    fn renders_a_cluster_for_each_guardrail_service() {
+        let cfg = json!({"model_list": [
+            {"model_name": "fast", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "k"}}],
+            "guardrails": [
+                {"guardrail_name": "svc", "litellm_params": {"guardrail": "generic_guardrail_api",
+                    "api_base": "https://guard.example:8443/v1"}},
+                {"guardrail_name": "mod", "litellm_params": {"guardrail": "openai_moderation"}}]});
+        let prepared = prepare(&cfg).unwrap();
+        assert!(prepared.clusters.contains_key("llm_guard_example_8443"));
+        assert!(prepared.clusters.contains_key("llm_api_openai_com"));
+        let svc = prepared.parsed.guardrails[0].service.as_ref().unwrap();
+        assert_eq!(svc.cluster, "llm_guard_example_8443");
+        assert_eq!(svc.path(), "/v1/beta/litellm_basic_guardrail_api");
+        assert!(env_names(&cfg).contains(&"OPENAI_API_KEY".to_string()));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use llm_gateway::guardrails::output::OutputGuard;
-use llm_gateway::guardrails::spec::{parse_entry, GuardrailSpec, Parsed};
+use llm_gateway::guardrails::spec::{parse_entry, GuardrailSpec, Parsed, ServiceEnv};
 use serde_json::{json, Value};
 
 fn cases() -> Vec<Value> {
@@ -31,6 +31,7 @@ fn spec(case: &Value) -> Arc<GuardrailSpec> {
     match parse_entry(
         0,
         &json!({"guardrail_name": "out", "litellm_params": params}),
+        &ServiceEnv::none(),
     )
     .unwrap()
     {

@@ -19,6 +19,7 @@ pub mod pricing;
 pub mod providers;
 pub mod unenforced;
 
+use crate::guardrails::spec::{Endpoint, ServiceEnv, SpecError};
 use keys::{BudgetSettings, KeyRing};
 use pricing::ModelPrice;
 use providers::ProviderKind;
@@ -403,12 +404,25 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         Some(v) => GatewaySection::deserialize(v).map_err(|e| err("gateway", e.to_string()))?,
     };
 
+    let secret = |v: &str, field: &str| {
+        resolve_env(v, field, env).map_err(|e| SpecError {
+            field: e.field,
+            reason: e.reason,
+        })
+    };
+    let endpoint = |url: &str, field: &str| service_endpoint(url, field, &gateway.clusters);
+    let services = ServiceEnv {
+        secret: &secret,
+        endpoint: &endpoint,
+        env,
+    };
     let guardrails = unenforced::check(
         &root,
         &unenforced::Allowances {
             guardrails: gateway.allow_unenforced_guardrails,
             settings: gateway.allow_unenforced_settings.clone(),
         },
+        &services,
         &mut warnings,
     )?;
 
@@ -546,6 +560,37 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         guardrails,
         guardrails_caller_may_disable: gateway.guardrails_caller_may_disable,
         warnings,
+    })
+}
+
+/// A guardrail service's `api_base`: its authority, path and Envoy cluster
+/// (`gateway.clusters` by `host:port`, then by host; `llm-gateway render`
+/// adds one).
+fn service_endpoint(
+    url: &str,
+    field: &str,
+    clusters: &BTreeMap<String, String>,
+) -> Result<Endpoint, SpecError> {
+    let base = ApiBase::parse(url).map_err(|reason| SpecError {
+        field: field.to_string(),
+        reason,
+    })?;
+    let cluster = clusters
+        .get(&base.authority)
+        .or_else(|| clusters.get(base.host()))
+        .cloned()
+        .ok_or_else(|| SpecError {
+            field: field.to_string(),
+            reason: format!(
+                "no Envoy cluster for `{}`: add it to gateway.clusters (`llm-gateway render` \
+                 does)",
+                base.authority
+            ),
+        })?;
+    Ok(Endpoint {
+        authority: base.authority,
+        path: base.path,
+        cluster,
     })
 }
 

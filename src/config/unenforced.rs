@@ -23,7 +23,7 @@
 use serde_json::{Map, Value};
 
 use super::ConfigError;
-use crate::guardrails::spec::{parse_entry, GuardrailSpec, Parsed, CONTENT_FILTER};
+use crate::guardrails::spec::{parse_entry, GuardrailSpec, Parsed, ServiceEnv, CONTENT_FILTER};
 
 /// Why ignoring a setting would be unsafe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,7 +181,7 @@ const GUARDRAIL_SETTINGS: &[&str] = &[
 /// `crate::guardrails::spec::parse_entry`). A type added here must be implemented
 /// at the hook points (`docs/architecture.md`, "Add a hook").
 pub fn implemented_guardrail(kind: &str) -> bool {
-    kind == CONTENT_FILTER
+    kind == CONTENT_FILTER || crate::guardrails::external::EXTERNAL_KINDS.contains(&kind)
 }
 
 /// What the operator allowed to load unenforced (`gateway` section).
@@ -228,6 +228,7 @@ pub fn is_handled(path: &str) -> bool {
 pub fn check(
     root: &Map<String, Value>,
     allow: &Allowances,
+    services: &ServiceEnv<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<GuardrailSpec>, ConfigError> {
     for listed in &allow.settings {
@@ -245,7 +246,7 @@ pub fn check(
             ));
         }
     }
-    let enforced = check_guardrails(root, allow.guardrails, warnings)?;
+    let enforced = check_guardrails(root, allow.guardrails, services, warnings)?;
     for path in present_paths(root) {
         let Some(r) = refused_entry(&path) else {
             continue;
@@ -305,6 +306,7 @@ fn present_paths(root: &Map<String, Value>) -> Vec<String> {
 fn check_guardrails(
     root: &Map<String, Value>,
     allowed: bool,
+    services: &ServiceEnv<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<GuardrailSpec>, ConfigError> {
     let mut found: Vec<(String, String)> = Vec::new();
@@ -328,7 +330,7 @@ fn check_guardrails(
                     ));
                     continue;
                 }
-                match parse_entry(i, g).map_err(|e| err(e.field, e.reason))? {
+                match parse_entry(i, g, services).map_err(|e| err(e.field, e.reason))? {
                     Parsed::Enforced(spec) => {
                         if enforced.iter().any(|e| e.name == spec.name) {
                             return Err(err(

@@ -6,6 +6,7 @@
 //! `crate::pipeline::hooks` (`request_accepted`).
 
 pub mod detect;
+pub mod external;
 pub mod spec;
 
 pub mod output;

@@ -10,6 +10,7 @@
 use serde_json::{Map, Value};
 
 use super::detect::{Prebuilt, PREBUILT};
+use super::external::{self, ExternalApi, ExternalGuard, EXTERNAL_KINDS};
 
 /// A malformed entry: the dotted field and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +61,9 @@ pub struct GuardrailSpec {
     pub pattern_redaction_format: String,
     /// `keyword_redaction_tag`.
     pub keyword_redaction_tag: String,
+    /// A guardrail service to call instead of local rules (`rules` is then
+    /// empty).
+    pub service: Option<Box<ExternalGuard>>,
 }
 
 /// The outcome of reading one `guardrails:` entry.
@@ -92,8 +96,103 @@ fn action(v: Option<&Value>, field: &str) -> Result<FilterAction, SpecError> {
     }
 }
 
-/// Read `guardrails[i]` of type [`CONTENT_FILTER`].
-pub fn parse_entry(i: usize, entry: &Value) -> Result<Parsed, SpecError> {
+/// Where a guardrail service's calls go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `host[:port]`, the calls' `:authority`.
+    pub authority: String,
+    /// The `api_base` path (may be empty).
+    pub path: String,
+    /// The Envoy cluster.
+    pub cluster: String,
+}
+
+/// What reading a guardrail service's entry needs from the configuration
+/// (which this module does not import): secrets, clusters, the environment.
+pub struct ServiceEnv<'a> {
+    /// A value as written (`os.environ/NAME` resolved), naming `field` in
+    /// its error.
+    pub secret: &'a dyn Fn(&str, &str) -> Result<String, SpecError>,
+    /// An `api_base`: where its calls go.
+    pub endpoint: &'a dyn Fn(&str, &str) -> Result<Endpoint, SpecError>,
+    /// An environment variable (a service's usual key variable).
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl ServiceEnv<'static> {
+    /// For reading content filters alone: any service entry is an error.
+    pub fn none() -> Self {
+        fn no_secret(_: &str, field: &str) -> Result<String, SpecError> {
+            Err(err(field, "no configuration to resolve it"))
+        }
+        fn no_endpoint(_: &str, field: &str) -> Result<Endpoint, SpecError> {
+            Err(err(field, "no configuration to resolve it"))
+        }
+        fn no_env(_: &str) -> Option<String> {
+            None
+        }
+        ServiceEnv {
+            secret: &no_secret,
+            endpoint: &no_endpoint,
+            env: &no_env,
+        }
+    }
+}
+
+/// `mode`: (input, output), or why a mode is not enforced. `output_ok`:
+/// the type can check answers.
+fn modes(
+    p: &Map<String, Value>,
+    pp: &dyn Fn(&str) -> String,
+    kind: &str,
+    output_ok: bool,
+) -> Result<Result<(bool, bool), String>, SpecError> {
+    let modes: Vec<&str> = match p.get("mode") {
+        None | Some(Value::Null) => vec!["pre_call"],
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        Some(_) => return Err(err(pp("mode"), "must be a mode or a list of modes")),
+    };
+    let supported = if output_ok {
+        "pre_call, during_call and post_call"
+    } else {
+        "pre_call and during_call"
+    };
+    let (mut input, mut output) = (false, false);
+    for m in &modes {
+        match *m {
+            // A check that runs before the provider call gains nothing from
+            // racing it (LiteLLM's during_call), and run first it can mask.
+            "pre_call" | "during_call" => input = true,
+            "post_call" if output_ok => output = true,
+            other => {
+                return Ok(Err(format!(
+                    "mode `{other}` (this gateway enforces `{kind}` in {supported} modes)"
+                )))
+            }
+        }
+    }
+    if !(input || output) {
+        return Err(err(pp("mode"), "lists no mode"));
+    }
+    Ok(Ok((input, output)))
+}
+
+fn default_on(p: &Map<String, Value>, pp: &dyn Fn(&str) -> String) -> Result<bool, SpecError> {
+    match p.get("default_on") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(err(pp("default_on"), "must be a boolean")),
+    }
+}
+
+/// Read `guardrails[i]`, of one of the types this gateway enforces
+/// ([`CONTENT_FILTER`], or a service of [`EXTERNAL_KINDS`]).
+pub fn parse_entry(
+    i: usize,
+    entry: &Value,
+    services: &ServiceEnv<'_>,
+) -> Result<Parsed, SpecError> {
     let path = format!("guardrails[{i}]");
     let name = entry
         .get("guardrail_name")
@@ -107,30 +206,17 @@ pub fn parse_entry(i: usize, entry: &Value) -> Result<Parsed, SpecError> {
         .and_then(Value::as_object)
         .unwrap_or(&empty);
     let pp = |k: &str| format!("{path}.litellm_params.{k}");
-    let modes: Vec<&str> = match p.get("mode") {
-        None | Some(Value::Null) => vec!["pre_call"],
-        Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-        Some(_) => return Err(err(pp("mode"), "must be a mode or a list of modes")),
+    let kind = p
+        .get("guardrail")
+        .and_then(Value::as_str)
+        .unwrap_or(CONTENT_FILTER);
+    if EXTERNAL_KINDS.contains(&kind) {
+        return parse_service(name, kind, p, &pp, services);
+    }
+    let (input, output) = match modes(p, &pp, CONTENT_FILTER, true)? {
+        Ok(m) => m,
+        Err(why) => return Ok(Parsed::Unenforced(why)),
     };
-    let (mut input, mut output) = (false, false);
-    for m in &modes {
-        match *m {
-            // A local check takes microseconds: nothing is gained by racing
-            // it against the provider call, and run first it can also mask.
-            "pre_call" | "during_call" => input = true,
-            "post_call" => output = true,
-            other => {
-                return Ok(Parsed::Unenforced(format!(
-                    "mode `{other}` (this gateway enforces litellm_content_filter in pre_call, \
-                     during_call and post_call modes)"
-                )))
-            }
-        }
-    }
-    if !(input || output) {
-        return Err(err(pp("mode"), "lists no mode"));
-    }
     for k in p.keys() {
         match k.as_str() {
             "guardrail"
@@ -147,11 +233,7 @@ pub fn parse_entry(i: usize, entry: &Value) -> Result<Parsed, SpecError> {
             }
         }
     }
-    let default_on = match p.get("default_on") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(err(pp("default_on"), "must be a boolean")),
-    };
+    let default_on = default_on(p, &pp)?;
     let mut rules = Vec::new();
     for (j, pat) in p
         .get("patterns")
@@ -234,5 +316,66 @@ pub fn parse_entry(i: usize, entry: &Value) -> Result<Parsed, SpecError> {
         rules,
         pattern_redaction_format,
         keyword_redaction_tag: text("keyword_redaction_tag", "[KEYWORD_REDACTED]")?,
+        service: None,
+    }))
+}
+
+/// A guardrail service's entry, its secrets and cluster resolved.
+fn parse_service(
+    name: String,
+    kind: &str,
+    p: &Map<String, Value>,
+    pp: &dyn Fn(&str) -> String,
+    services: &ServiceEnv<'_>,
+) -> Result<Parsed, SpecError> {
+    let (input, _) = match modes(p, pp, kind, false)? {
+        Ok(m) => m,
+        Err(why) => return Ok(Parsed::Unenforced(why)),
+    };
+    let default_on = default_on(p, pp)?;
+    let e = match external::parse(kind, p, pp) {
+        Ok(e) => e,
+        Err(Ok(why)) => return Ok(Parsed::Unenforced(why)),
+        Err(Err(e)) => return Err(e),
+    };
+    let api_base = (services.secret)(&e.api_base, &pp("api_base"))?;
+    let Endpoint {
+        authority,
+        path: base_path,
+        cluster,
+    } = (services.endpoint)(&api_base, &pp("api_base"))?;
+    let api_key = match (&e.api_key, e.api) {
+        (Some(k), _) => Some((services.secret)(k, &pp("api_key"))?),
+        (None, ExternalApi::OpenAiModeration) => {
+            Some((services.env)("OPENAI_API_KEY").ok_or_else(|| {
+                err(
+                    pp("api_key"),
+                    "missing: the OpenAI API key (or set OPENAI_API_KEY)",
+                )
+            })?)
+        }
+        (None, ExternalApi::Generic) => None,
+    };
+    Ok(Parsed::Enforced(GuardrailSpec {
+        name,
+        default_on,
+        input,
+        output: false,
+        rules: Vec::new(),
+        pattern_redaction_format: String::new(),
+        keyword_redaction_tag: String::new(),
+        service: Some(Box::new(ExternalGuard {
+            api: e.api,
+            authority,
+            base_path,
+            cluster,
+            api_key,
+            headers: e.headers,
+            params: e.params,
+            model: e.model,
+            timeout_ms: e.timeout_ms,
+            fail_open: e.fail_open,
+            fail_on_error: e.fail_on_error,
+        })),
     }))
 }

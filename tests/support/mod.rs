@@ -21,6 +21,7 @@ pub struct Gateway {
     rng: u64,
     /// A counter service runs: requests find its usage queue registered.
     pub counter_service: bool,
+    unknown_clusters: Vec<String>,
 }
 
 /// What the client got.
@@ -77,7 +78,13 @@ impl Gateway {
             now_ms: 1_700_000_000_000,
             rng: 0x9e37_79b9_7f4a_7c15,
             counter_service: false,
+            unknown_clusters: Vec::new(),
         }
+    }
+
+    /// Clusters every later request's `dispatch_http_call` refuses.
+    pub fn unknown_clusters(&mut self, clusters: &[&str]) {
+        self.unknown_clusters = clusters.iter().map(|c| c.to_string()).collect();
     }
 
     /// Start a request: headers then body, as Envoy delivers them.
@@ -86,6 +93,7 @@ impl Gateway {
         let mut host = FakeHost::new(Rc::clone(&self.store));
         host.now_ms = self.now_ms;
         host.rng = self.rng | 1;
+        host.unknown_clusters = self.unknown_clusters.clone();
         if self.counter_service {
             host.queues.insert(
                 llm_gateway::pipeline::counter_service::USAGE_QUEUE,
@@ -213,15 +221,25 @@ impl Request {
         out
     }
 
-    /// The out-of-band call `token` answers.
+    /// The out-of-band call `token` answers. A request held for it that
+    /// the flow resumes goes on to Envoy's router.
     pub fn answer_call(&mut self, token: u32, status: Option<u16>, body: &[u8]) {
         self.host.call_answer = (status, body.to_vec());
+        let resumes = self.host.resumes;
         self.flow.on_http_call_response(
             token,
             usize::from(status.is_some()),
             body.len(),
             &mut self.host,
         );
+        if self.host.resumes > resumes && self.body_action == Some(Action::Pause) {
+            self.body_action = Some(Action::Continue);
+        }
+    }
+
+    /// The request went on to the provider (nothing held, no local reply).
+    pub fn forwarded(&self) -> bool {
+        self.body_action == Some(Action::Continue)
     }
 
     /// The request ends (Envoy's `on_log`).

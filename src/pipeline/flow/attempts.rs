@@ -246,7 +246,7 @@ impl RequestFlow {
             ));
         };
         let (hooks, mut cx) = self.hook_cx(host);
-        match hooks.admission(&mut cx, &parsed) {
+        match hooks.admission(&mut cx, &mut parsed) {
             Admit::Go => {}
             Admit::Wait => {
                 self.parsed = Some(parsed);

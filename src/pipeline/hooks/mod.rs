@@ -4,7 +4,7 @@
 //! | point | when | who acts today |
 //! |---|---|---|
 //! | [`Hooks::request_accepted`] | the body is parsed, the caller may use the model, the attempts are planned | guardrails: the content filter (block or mask); budget: the reservation |
-//! | [`Hooks::admission`] | before any provider sees the request | budget: budgets, rpm/tpm/parallel limits, fleet leases |
+//! | [`Hooks::admission`] | before any provider sees the request | guardrails: the guardrail services, one call each (wait, then block, rewrite or fail open/closed); budget: budgets, rpm/tpm/parallel limits, fleet leases |
 //! | [`Hooks::before_provider_call`] | each attempt, its exchange set up | guardrails: the answer's guard (`post_call`); budget: usage required, mid-stream limit |
 //! | [`Hooks::attempt_succeeded`] | an attempt's answer arrived in full | metering: latency, usage for the access log |
 //! | [`Hooks::chunk`] | each chunk of a forwarded stream | budget: a stream cut at the budget is charged now |
@@ -86,8 +86,11 @@ impl Hooks {
     }
 
     /// Before any provider sees the request.
-    pub fn admission(&mut self, cx: &mut Cx<'_>, req: &ClientRequest) -> Admit {
-        self.budget.admission(cx, req)
+    pub fn admission(&mut self, cx: &mut Cx<'_>, req: &mut ClientRequest) -> Admit {
+        match self.guardrails.admission(cx, req) {
+            Admit::Go => self.budget.admission(cx, req),
+            other => other,
+        }
     }
 
     /// An out-of-band call answered; true when it was a hook's own (and
@@ -99,8 +102,11 @@ impl Hooks {
         body_size: usize,
         host: &mut dyn Host,
     ) -> bool {
-        self.budget
+        self.guardrails
             .call_answered(token, num_headers, body_size, host)
+            || self
+                .budget
+                .call_answered(token, num_headers, body_size, host)
     }
 
     /// Usage must be read from every answer (it is charged).
