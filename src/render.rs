@@ -116,8 +116,13 @@ fn guardrail_api_bases(cfg: &Value) -> Result<Vec<ApiBase>, ConfigError> {
         if !crate::guardrails::external::EXTERNAL_KINDS.contains(&kind) {
             continue;
         }
-        let field = format!("guardrails[{i}].litellm_params.api_base");
-        let base = match params.and_then(|p| p.get("api_base")) {
+        let key = if kind == "presidio" {
+            "presidio_analyzer_api_base"
+        } else {
+            "api_base"
+        };
+        let field = format!("guardrails[{i}].litellm_params.{key}");
+        let base = match params.and_then(|p| p.get(key)) {
             Some(Value::String(b)) if b.starts_with("os.environ/") => {
                 return Err(err(
                     field,

@@ -281,3 +281,108 @@ fn services_need_what_they_call_at_load() {
             .unwrap_err();
     assert_eq!(e.field, "guardrails[0].litellm_params.api_base");
 }
+
+fn presidio(extra: Value) -> Value {
+    let mut p = json!({"guardrail": "presidio", "mode": "pre_call", "default_on": true,
+        "presidio_analyzer_api_base": "http://guard.test:8080",
+        "presidio_anonymizer_api_base": "http://guard.test:8081"});
+    p.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    json!({"guardrail_name": "pii", "litellm_params": p})
+}
+
+#[test]
+fn presidio_findings_are_replaced_in_each_text_by_character_offsets() {
+    let mut gw = gateway(presidio(json!({"presidio_language": "de"})));
+    // The joined text the analyzer gets: "Be brief.\n\nGrüße von Jürgen an jane@x.de"
+    let mut rq = ask(&mut gw, "Grüße von Jürgen an jane@x.de");
+    let call = rq.host.calls[0].clone();
+    assert_eq!(call.header(":path"), Some("/analyze"));
+    let sent: Value = serde_json::from_slice(&call.body).unwrap();
+    let joined = "Be brief.\n\nGrüße von Jürgen an jane@x.de";
+    assert_eq!(sent, json!({"text": joined, "language": "de"}));
+    let at = |s: &str| joined[..joined.find(s).unwrap()].chars().count();
+    let (p, e) = (at("Jürgen"), at("jane@"));
+    let findings = json!([
+        {"entity_type": "PERSON", "start": p, "end": p + 6, "score": 0.85},
+        {"entity_type": "EMAIL_ADDRESS", "start": e, "end": e + 9, "score": 1.0},
+        // Overlapping the e-mail: replaced once.
+        {"entity_type": "URL", "start": e + 5, "end": e + 9, "score": 0.5}]);
+    rq.answer_call(call.token, Some(200), findings.to_string().as_bytes());
+    let up = rq.upstream();
+    assert_eq!(up.body["messages"][0]["content"], "Be brief.");
+    assert_eq!(
+        up.body["messages"][1]["content"][0]["text"],
+        "Grüße von <PERSON> an <EMAIL_ADDRESS>"
+    );
+    assert_eq!(
+        rq.host
+            .counter("llm_gateway.guardrail.masked.guardrail.pii"),
+        1
+    );
+}
+
+#[test]
+fn presidio_entities_config_blocks_asks_only_for_its_entities_and_thresholds_filter() {
+    let cfg = json!({"pii_entities_config": {"US_SSN": "BLOCK", "PERSON": "MASK"},
+                     "presidio_score_thresholds": {"PERSON": 0.9}});
+    let mut gw = gateway(presidio(cfg.clone()));
+    let mut rq = ask(&mut gw, "ssn 078-05-1120");
+    let call = rq.host.calls[0].clone();
+    let sent: Value = serde_json::from_slice(&call.body).unwrap();
+    assert_eq!(sent["entities"], json!(["PERSON", "US_SSN"]));
+    rq.answer_call(
+        call.token,
+        Some(200),
+        br#"[{"entity_type": "US_SSN", "start": 15, "end": 26, "score": 0.6}]"#,
+    );
+    let r = rq.refused().expect("blocked entity");
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("US_SSN"));
+    // Below its threshold, a finding is not acted on.
+    let mut gw = gateway(presidio(cfg));
+    let mut rq = ask(&mut gw, "Jane");
+    let token = rq.host.calls[0].token;
+    rq.answer_call(
+        token,
+        Some(200),
+        br#"[{"entity_type": "PERSON", "start": 11, "end": 15, "score": 0.6}]"#,
+    );
+    assert_eq!(
+        rq.upstream().body["messages"][1]["content"][0]["text"],
+        "Jane"
+    );
+}
+
+#[test]
+fn presidio_that_cannot_unmask_answers_is_refused_at_load() {
+    let load = |g: Value| {
+        llm_gateway::pipeline::load_config(
+            json!({"model_list": [{"model_name": "gpt", "litellm_params": {
+                "model": "openai/gpt-4o-mini", "api_key": "k"}}],
+                "guardrails": [g],
+                "gateway": {"clusters": {"openai": "openai", "guard.test:8080": "guard"}}})
+            .to_string()
+            .as_bytes(),
+            &|_| None,
+        )
+    };
+    assert!(load(presidio(json!({}))).is_ok());
+    let e = load(presidio(json!({"output_parse_pii": true}))).unwrap_err();
+    assert!(e.reason.contains("output_parse_pii"), "{}", e.reason);
+    let e = load(presidio(json!({"pii_entities_config": {"PERSON": "HIDE"}}))).unwrap_err();
+    assert_eq!(
+        e.field,
+        "guardrails[0].litellm_params.pii_entities_config.PERSON"
+    );
+    let e = load(json!({"guardrail_name": "p", "litellm_params": {"guardrail": "presidio"}}))
+        .unwrap_err();
+    assert_eq!(
+        e.field,
+        "guardrails[0].litellm_params.presidio_analyzer_api_base"
+    );
+}

@@ -1,7 +1,13 @@
 //! Guardrails that are services: LiteLLM's generic guardrail API
-//! (`guardrail: generic_guardrail_api`) and the OpenAI moderation API
-//! (`guardrail: openai_moderation`), called with `dispatch_http_call` on
-//! the request's texts before any provider sees them.
+//! (`guardrail: generic_guardrail_api`), the OpenAI moderation API
+//! (`guardrail: openai_moderation`) and Presidio's analyzer
+//! (`guardrail: presidio`), called with `dispatch_http_call` on the
+//! request's texts before any provider sees them.
+//!
+//! Presidio: the analyzer finds the entities (one call for all the texts,
+//! joined by blank lines); what its anonymizer's default `replace`
+//! operator would write (`<ENTITY_TYPE>`) is written here, so a request
+//! costs one round trip instead of LiteLLM's two, with the same text.
 //!
 //! Everything here is pure: reading an entry ([`parse`]), the call to make
 //! ([`ExternalGuard::call`]) and what its answer means ([`ExternalGuard::verdict`]).
@@ -25,10 +31,26 @@ pub enum ExternalApi {
     Generic,
     /// `POST {api_base}/moderations` (OpenAI's).
     OpenAiModeration,
+    /// `POST {presidio_analyzer_api_base}/analyze`.
+    Presidio,
+}
+
+/// Presidio's settings (`pii_entities_config` and friends).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PresidioSettings {
+    /// `pii_entities_config`: entity type -> block (true) or mask; empty:
+    /// every entity the analyzer finds is masked.
+    pub entities: Vec<(String, bool)>,
+    /// `presidio_language` (default `en`).
+    pub language: String,
+    /// `presidio_score_thresholds`: entity type (or `ALL`) -> least score.
+    pub thresholds: Vec<(String, f64)>,
+    /// `presidio_entities_deny_list`: entity types never acted on.
+    pub deny: Vec<String>,
 }
 
 /// One guardrail service and how to call it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExternalGuard {
     pub api: ExternalApi,
     /// `api_base`'s `host[:port]` (the calls' `:authority`) and path.
@@ -44,6 +66,8 @@ pub struct ExternalGuard {
     pub params: Map<String, Value>,
     /// `model` (moderation).
     pub model: String,
+    /// Presidio's settings.
+    pub presidio: PresidioSettings,
     /// `timeout`, ms (default [`DEFAULT_TIMEOUT_MS`]).
     pub timeout_ms: u64,
     /// `unreachable_fallback: fail_open`.
@@ -57,7 +81,7 @@ pub struct ExternalGuard {
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 
 /// The service types this module implements.
-pub const EXTERNAL_KINDS: &[&str] = &["generic_guardrail_api", "openai_moderation"];
+pub const EXTERNAL_KINDS: &[&str] = &["generic_guardrail_api", "openai_moderation", "presidio"];
 
 /// What an answer means for the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +99,7 @@ pub enum Verdict {
 
 /// The parts of an entry read before the configuration resolves secrets
 /// and clusters (`crate::config`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExternalEntry {
     pub api: ExternalApi,
     /// `api_base` as written (a default for OpenAI moderation).
@@ -85,6 +109,7 @@ pub struct ExternalEntry {
     pub headers: Vec<(String, String)>,
     pub params: Map<String, Value>,
     pub model: String,
+    pub presidio: PresidioSettings,
     pub timeout_ms: u64,
     pub fail_open: bool,
     pub fail_on_error: bool,
@@ -108,6 +133,7 @@ pub fn parse(
     let api = match kind {
         "generic_guardrail_api" => ExternalApi::Generic,
         "openai_moderation" => ExternalApi::OpenAiModeration,
+        "presidio" => ExternalApi::Presidio,
         other => {
             return Err(Ok(format!(
                 "`{other}` is not a guardrail service this gateway calls"
@@ -125,7 +151,25 @@ pub fn parse(
             "timeout",
         ],
         ExternalApi::OpenAiModeration => &["api_base", "api_key", "model", "timeout"],
+        ExternalApi::Presidio => &[
+            "presidio_analyzer_api_base",
+            "presidio_anonymizer_api_base",
+            "pii_entities_config",
+            "presidio_language",
+            "presidio_score_thresholds",
+            "presidio_entities_deny_list",
+            "output_parse_pii",
+            "unreachable_fallback",
+            "fail_on_error",
+            "timeout",
+        ],
     };
+    if p.get("output_parse_pii").and_then(Value::as_bool) == Some(true) {
+        return Err(Ok(
+            "`output_parse_pii: true` (un-masking the answer) is not enforced by this gateway"
+                .to_string(),
+        ));
+    }
     for k in p.keys() {
         let common = matches!(
             k.as_str(),
@@ -144,12 +188,20 @@ pub fn parse(
             Some(_) => Err(bad(k, "must be a non-empty string")),
         }
     };
-    let api_base = match (text("api_base")?, api) {
+    let base_key = if api == ExternalApi::Presidio {
+        "presidio_analyzer_api_base"
+    } else {
+        "api_base"
+    };
+    let api_base = match (text(base_key)?, api) {
         (Some(b), _) => b,
         (None, ExternalApi::OpenAiModeration) => "https://api.openai.com/v1".to_string(),
-        (None, ExternalApi::Generic) => {
-            return Err(bad("api_base", "missing: the guardrail service's URL"))
-        }
+        (None, _) => return Err(bad(base_key, "missing: the guardrail service's URL")),
+    };
+    let presidio = if api == ExternalApi::Presidio {
+        presidio_settings(p, &text, &bad)?
+    } else {
+        PresidioSettings::default()
     };
     let mut headers = Vec::new();
     match p.get("headers") {
@@ -213,11 +265,94 @@ pub fn parse(
         headers,
         params,
         model: text("model")?.unwrap_or_else(|| "omni-moderation-latest".to_string()),
+        presidio,
         timeout_ms,
         fail_open,
         fail_on_error,
     })
 }
+
+type TextField<'a> = dyn Fn(&str) -> Result<Option<String>, Result<String, SpecError>> + 'a;
+type BadField<'a> = dyn Fn(&str, &str) -> Result<String, SpecError> + 'a;
+
+/// `pii_entities_config`, `presidio_language`, `presidio_score_thresholds`,
+/// `presidio_entities_deny_list`.
+fn presidio_settings(
+    p: &Map<String, Value>,
+    text: &TextField<'_>,
+    bad: &BadField<'_>,
+) -> Result<PresidioSettings, Result<String, SpecError>> {
+    let mut entities = Vec::new();
+    match p.get("pii_entities_config") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (entity, action) in m {
+                let block = match action.as_str().map(str::to_ascii_uppercase).as_deref() {
+                    Some("BLOCK") => true,
+                    Some("MASK") => false,
+                    _ => {
+                        let field = format!("pii_entities_config.{entity}");
+                        return Err(bad(&field, "must be MASK or BLOCK"));
+                    }
+                };
+                entities.push((entity.clone(), block));
+            }
+        }
+        Some(_) => {
+            let why = "must be a mapping of entity types to MASK or BLOCK";
+            return Err(bad("pii_entities_config", why));
+        }
+    }
+    let mut thresholds = Vec::new();
+    match p.get("presidio_score_thresholds") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (entity, v) in m {
+                match v.as_f64() {
+                    Some(t) if (0.0..=1.0).contains(&t) => thresholds.push((entity.clone(), t)),
+                    _ => {
+                        let field = format!("presidio_score_thresholds.{entity}");
+                        return Err(bad(&field, "must be a score between 0 and 1"));
+                    }
+                }
+            }
+        }
+        Some(_) => {
+            let why = "must be a mapping of entity types to scores";
+            return Err(bad("presidio_score_thresholds", why));
+        }
+    }
+    let list_bad = || {
+        bad(
+            "presidio_entities_deny_list",
+            "must be a list of entity types",
+        )
+    };
+    let deny = match p.get("presidio_entities_deny_list") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => {
+            let mut out = Vec::new();
+            for v in a {
+                match v.as_str() {
+                    Some(s) => out.push(s.to_string()),
+                    None => return Err(list_bad()),
+                }
+            }
+            out
+        }
+        Some(_) => return Err(list_bad()),
+    };
+    Ok(PresidioSettings {
+        entities,
+        language: text("presidio_language")?.unwrap_or_else(|| "en".to_string()),
+        thresholds,
+        deny,
+    })
+}
+
+/// Between the texts of one Presidio call (Presidio counts characters, not
+/// bytes, in the spans it answers with).
+const JOIN: &str = "\n\n";
 
 /// Who is calling, for the generic API's `request_data`.
 #[derive(Debug, Clone, Default)]
@@ -235,6 +370,7 @@ impl ExternalGuard {
         let endpoint = match self.api {
             ExternalApi::Generic => "/beta/litellm_basic_guardrail_api",
             ExternalApi::OpenAiModeration => "/moderations",
+            ExternalApi::Presidio => "/analyze",
         };
         // LiteLLM accepts an api_base that already ends with the endpoint.
         if base.ends_with(endpoint) {
@@ -254,6 +390,7 @@ impl ExternalGuard {
                 ExternalApi::OpenAiModeration => {
                     h.push(("authorization".into(), format!("Bearer {k}")))
                 }
+                ExternalApi::Presidio => {}
             }
         }
         h.extend(self.headers.iter().cloned());
@@ -280,6 +417,19 @@ impl ExternalGuard {
                 })
             }
             ExternalApi::OpenAiModeration => json!({"model": self.model, "input": texts}),
+            ExternalApi::Presidio => {
+                let mut v = json!({"text": texts.join(JOIN), "language": self.presidio.language});
+                if !self.presidio.entities.is_empty() {
+                    let names: Vec<&str> = self
+                        .presidio
+                        .entities
+                        .iter()
+                        .map(|(e, _)| e.as_str())
+                        .collect();
+                    v["entities"] = json!(names);
+                }
+                v
+            }
         };
         serde_json::to_vec(&v).unwrap_or_default()
     }
@@ -332,6 +482,7 @@ impl ExternalGuard {
                 },
                 _ => failed(false, "answered without a known `action`".into()),
             },
+            ExternalApi::Presidio => self.presidio_verdict(&v, texts),
             ExternalApi::OpenAiModeration => {
                 let Some(results) = v.get("results").and_then(Value::as_array) else {
                     return failed(false, "answered without `results`".into());
@@ -363,6 +514,81 @@ impl ExternalGuard {
                     Verdict::Pass
                 }
             }
+        }
+    }
+
+    /// The analyzer's findings on the joined texts: a blocked entity
+    /// refuses; the others are replaced by `<ENTITY_TYPE>` in each text
+    /// (Presidio's `replace` operator), overlapping findings once.
+    fn presidio_verdict(&self, v: &Value, texts: &[String]) -> Verdict {
+        let Some(items) = v.as_array() else {
+            return Verdict::Failed {
+                unreachable: false,
+                why: "answered something else than a list of findings".into(),
+            };
+        };
+        let cfg = &self.presidio;
+        // (start, end, entity) in chars of the joined text.
+        let mut found: Vec<(usize, usize, &str)> = Vec::new();
+        for it in items {
+            let (Some(entity), Some(start), Some(end)) = (
+                it.get("entity_type").and_then(Value::as_str),
+                it.get("start").and_then(Value::as_u64),
+                it.get("end").and_then(Value::as_u64),
+            ) else {
+                continue;
+            };
+            if cfg.deny.iter().any(|d| d == entity) {
+                continue;
+            }
+            let least = cfg
+                .thresholds
+                .iter()
+                .find(|(e, _)| e == entity)
+                .or_else(|| cfg.thresholds.iter().find(|(e, _)| e == "ALL"))
+                .map(|(_, t)| *t);
+            let score = it.get("score").and_then(Value::as_f64);
+            if least.is_some_and(|t| score.is_none_or(|s| s < t)) {
+                continue;
+            }
+            if cfg.entities.iter().any(|(e, block)| e == entity && *block) {
+                return Verdict::Block(format!("PII entity `{entity}` detected"));
+            }
+            if start < end {
+                found.push((start as usize, end as usize, entity));
+            }
+        }
+        if found.is_empty() {
+            return Verdict::Pass;
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let sep = JOIN.chars().count();
+        let mut out = Vec::with_capacity(texts.len());
+        let mut offset = 0;
+        for t in texts {
+            let chars: Vec<char> = t.chars().collect();
+            let mut rewritten = String::with_capacity(t.len());
+            let mut at = 0;
+            for (start, end, entity) in &found {
+                // Findings inside this text, not overlapping one replaced.
+                if *start < offset + at || *end > offset + chars.len() {
+                    continue;
+                }
+                let (s, e) = (start - offset, end - offset);
+                rewritten.extend(&chars[at..s]);
+                rewritten.push('<');
+                rewritten.push_str(entity);
+                rewritten.push('>');
+                at = e;
+            }
+            rewritten.extend(&chars[at..]);
+            out.push(rewritten);
+            offset += chars.len() + sep;
+        }
+        if out == texts {
+            Verdict::Pass
+        } else {
+            Verdict::Rewrite(out)
         }
     }
 }

@@ -43,7 +43,7 @@ pub struct FilterRule {
 }
 
 /// One enforced guardrail.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GuardrailSpec {
     /// `guardrail_name`: in errors, metrics and `x-litellm-applied-guardrails`.
     pub name: String,
@@ -338,12 +338,17 @@ fn parse_service(
         Err(Ok(why)) => return Ok(Parsed::Unenforced(why)),
         Err(Err(e)) => return Err(e),
     };
-    let api_base = (services.secret)(&e.api_base, &pp("api_base"))?;
+    let base_field = pp(if e.api == ExternalApi::Presidio {
+        "presidio_analyzer_api_base"
+    } else {
+        "api_base"
+    });
+    let api_base = (services.secret)(&e.api_base, &base_field)?;
     let Endpoint {
         authority,
         path: base_path,
         cluster,
-    } = (services.endpoint)(&api_base, &pp("api_base"))?;
+    } = (services.endpoint)(&api_base, &base_field)?;
     let api_key = match (&e.api_key, e.api) {
         (Some(k), _) => Some((services.secret)(k, &pp("api_key"))?),
         (None, ExternalApi::OpenAiModeration) => {
@@ -354,7 +359,7 @@ fn parse_service(
                 )
             })?)
         }
-        (None, ExternalApi::Generic) => None,
+        (None, ExternalApi::Generic | ExternalApi::Presidio) => None,
     };
     Ok(Parsed::Enforced(GuardrailSpec {
         name,
@@ -373,6 +378,7 @@ fn parse_service(
             headers: e.headers,
             params: e.params,
             model: e.model,
+            presidio: e.presidio,
             timeout_ms: e.timeout_ms,
             fail_open: e.fail_open,
             fail_on_error: e.fail_on_error,

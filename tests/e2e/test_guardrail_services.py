@@ -40,6 +40,10 @@ def guarded(start_gateway, mocks, guard):
                generic("svc", base, timeout=1),
                generic("svc-down", dead),
                generic("svc-down-open", dead, unreachable_fallback="fail_open"),
+               {"guardrail_name": "pii", "litellm_params": {
+                   "guardrail": "presidio", "mode": "pre_call",
+                   "presidio_analyzer_api_base": base, "presidio_anonymizer_api_base": base,
+                   "pii_entities_config": {"PERSON": "MASK", "EMAIL_ADDRESS": "MASK", "US_SSN": "BLOCK"}}},
                {"guardrail_name": "mod", "litellm_params": {
                    "guardrail": "openai_moderation", "mode": "during_call", "api_base": f"{base}/v1",
                    "api_key": "os.environ/MOD_KEY"}},
@@ -130,3 +134,23 @@ def test_openai_moderation_blocks_flagged_text_and_passes_the_rest(guarded, guar
     assert call["body"] == {"model": "omni-moderation-latest", "input": ["something nasty"]}
     assert guarded.provider_requests("openai") == []
     assert ask(guarded, ["mod"], "something kind").parse().choices[0].message.content
+
+
+@pytest.mark.parametrize("alias, provider", [("gpt", "openai"), ("claude", "anthropic")])
+def test_presidio_masks_what_its_analyzer_finds(guarded, guard, alias, provider):
+    guarded.reset()
+    guard.reset()
+    raw = ask(guarded, ["pii"], "Grüße, Jane Doe (jane.doe@example.com)", model=alias)
+    assert raw.parse().choices[0].message.content
+    assert provider_text(guarded, provider) == "Grüße, <PERSON> (<EMAIL_ADDRESS>)"
+    [call] = guard.requests()
+    assert call["path"] == "/analyze"
+    assert sorted(call["body"]["entities"]) == ["EMAIL_ADDRESS", "PERSON", "US_SSN"]
+
+
+def test_presidio_blocks_an_entity_configured_to_block(guarded):
+    guarded.reset()
+    with pytest.raises(openai.BadRequestError) as e:
+        ask(guarded, ["pii"], "my ssn is 078-05-1120")
+    assert "US_SSN" in e.value.body["message"] and "078-05-1120" not in e.value.body["message"]
+    assert guarded.provider_requests("openai") == []

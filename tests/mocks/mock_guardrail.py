@@ -5,7 +5,10 @@
   additional_provider_specific_params}`, answer `{action: NONE | BLOCKED |
   GUARDRAIL_INTERVENED, blocked_reason, texts}`);
 * OpenAI's moderation API, `POST /v1/moderations` (request `{model, input}`, answer
-  `{id, model, results: [{flagged, categories, category_scores}]}`).
+  `{id, model, results: [{flagged, categories, category_scores}]}`);
+* Presidio's analyzer, `POST /analyze` (request `{text, language, entities?}`, answer a
+  list of `{entity_type, start, end, score}` with offsets in characters): it finds
+  "Jane Doe" (PERSON), e-mail addresses (EMAIL_ADDRESS) and NNN-NN-NNNN (US_SSN).
 
 What it answers is decided by the texts: "BLOCKME" blocks, "Jane Doe" is rewritten to
 "<PERSON>", "SLOWME" answers after 3 s, "GARBAGE" answers something that is not JSON,
@@ -16,6 +19,7 @@ What it answers is decided by the texts: "BLOCKME" blocks, "Jane Doe" is rewritt
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,6 +66,8 @@ class GuardrailMock:
                     return self.generic(body)
                 if self.path == "/v1/moderations":
                     return self.moderation(body)
+                if self.path == "/analyze":
+                    return self.analyze(body)
                 self.answer(404, b'{"error": "unknown path"}')
 
             def generic(self, body: dict) -> None:
@@ -80,6 +86,22 @@ class GuardrailMock:
                 else:
                     out = {"action": "NONE"}
                 self.answer(200, json.dumps(out).encode())
+
+            def analyze(self, body: dict) -> None:
+                text = body.get("text")
+                if not isinstance(text, str) or not isinstance(body.get("language"), str):
+                    return self.answer(400, b'{"error": "text and language are required"}')
+                found = []
+                for entity, pattern, score in (("PERSON", r"Jane Doe", 0.85),
+                                               ("EMAIL_ADDRESS", r"[\w.+-]+@[\w-]+\.[\w.]+", 1.0),
+                                               ("US_SSN", r"\b\d{3}-\d{2}-\d{4}\b", 0.6)):
+                    if body.get("entities") and entity not in body["entities"]:
+                        continue
+                    for m in re.finditer(pattern, text):
+                        found.append({"entity_type": entity, "start": m.start(), "end": m.end(), "score": score,
+                                      "analysis_explanation": None,
+                                      "recognition_metadata": {"recognizer_name": "MockRecognizer"}})
+                self.answer(200, json.dumps(found).encode())
 
             def moderation(self, body: dict) -> None:
                 inputs = body.get("input")
