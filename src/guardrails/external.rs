@@ -10,7 +10,7 @@
 //! costs one round trip instead of LiteLLM's two, with the same text.
 //!
 //! Everything here is pure: reading an entry ([`parse`]), the call to make
-//! ([`ExternalGuard::call`]) and what its answer means ([`ExternalGuard::verdict`]).
+//! ([`ExternalGuard::call_body`]) and what its answer means ([`ExternalGuard::verdict`]).
 //! The hook (`crate::pipeline::hooks`) dispatches and waits.
 //!
 //! Failure policy, as LiteLLM's: `unreachable_fallback` (`fail_closed`, the

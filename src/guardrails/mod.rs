@@ -10,6 +10,7 @@ pub mod external;
 pub mod spec;
 
 pub mod output;
+pub mod regex;
 
 use spec::{FilterAction, GuardrailSpec, Matcher};
 
@@ -59,6 +60,12 @@ pub fn hits(spec: &GuardrailSpec, text: &str) -> Vec<Hit> {
                 keyword_spans(text, k),
                 "blocked keyword detected".to_string(),
                 spec.keyword_redaction_tag.clone(),
+            ),
+            Matcher::Regex { name, re } => (
+                re.find_all(text),
+                format!("{name} pattern detected"),
+                spec.pattern_redaction_format
+                    .replace("{pattern_name}", &name.to_ascii_uppercase()),
             ),
         };
         out.extend(spans.into_iter().map(|(start, end)| Hit {

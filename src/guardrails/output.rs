@@ -72,7 +72,7 @@ impl OutputGuard {
             .flat_map(|s| s.rules.iter())
             .filter_map(|r| match &r.matcher {
                 Matcher::Keyword(k) => Some(k.len()),
-                Matcher::Prebuilt(_) => None,
+                Matcher::Prebuilt(_) | Matcher::Regex { .. } => None,
             })
             .max()
             .unwrap_or(0);

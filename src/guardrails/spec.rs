@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::detect::{Prebuilt, PREBUILT};
 use super::external::{self, ExternalApi, ExternalGuard, EXTERNAL_KINDS};
+use super::regex::Regex;
 
 /// A malformed entry: the dotted field and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,11 @@ pub enum FilterAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Matcher {
     Prebuilt(Prebuilt),
+    /// A custom pattern (`pattern_type: regex`) and its `name`.
+    Regex {
+        name: String,
+        re: Regex,
+    },
     /// Case-insensitive, at word boundaries.
     Keyword(String),
 }
@@ -245,9 +251,27 @@ pub fn parse_entry(
         let f = pp(&format!("patterns[{j}]"));
         match pat.get("pattern_type").and_then(Value::as_str) {
             Some("prebuilt") | None => {}
+            Some("regex") => {
+                let source = pat
+                    .get("pattern")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| err(format!("{f}.pattern"), "missing (required for regex)"))?;
+                let re = Regex::new(source).map_err(|e| err(format!("{f}.pattern"), e.0))?;
+                let name = match pat.get("name") {
+                    None | Some(Value::Null) => "custom_regex".to_string(),
+                    Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                    Some(_) => return Err(err(format!("{f}.name"), "must be a string")),
+                };
+                rules.push(FilterRule {
+                    matcher: Matcher::Regex { name, re },
+                    action: action(pat.get("action"), &format!("{f}.action"))?,
+                });
+                continue;
+            }
             Some(other) => {
                 return Ok(Parsed::Unenforced(format!(
-                    "pattern_type `{other}` at {f} (this gateway has prebuilt patterns only)"
+                    "pattern_type `{other}` at {f} (this gateway has prebuilt and regex patterns)"
                 )))
             }
         }

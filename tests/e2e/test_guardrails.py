@@ -20,6 +20,7 @@ GUARDRAILS = [{
             {"pattern_type": "prebuilt", "pattern_name": "email", "action": "MASK"},
             {"pattern_type": "prebuilt", "pattern_name": "credit_card", "action": "MASK"},
             {"pattern_type": "prebuilt", "pattern_name": "us_ssn", "action": "BLOCK"},
+            {"pattern_type": "regex", "pattern": r"\bEMP-\d{5}\b", "name": "employee_id", "action": "MASK"},
         ],
     },
 }]
@@ -45,7 +46,7 @@ def sdk(gw) -> openai.OpenAI:
 def test_pii_is_masked_before_the_provider_sees_it(filtered, alias, provider):
     filtered.reset()
     raw = sdk(filtered).chat.completions.with_raw_response.create(
-        model=alias, messages=[{"role": "user", "content": "Reach me at jane@example.com, card 4111-1111-1111-1111. Danke schön!"}])
+        model=alias, messages=[{"role": "user", "content": "Reach me at jane@example.com, card 4111-1111-1111-1111, badge emp-40213. Danke schön!"}])
     assert raw.headers.get("x-litellm-applied-guardrails") == "pii"
     assert raw.parse().choices[0].message.content
     got = filtered.only_request(provider)["body"]
@@ -53,6 +54,7 @@ def test_pii_is_masked_before_the_provider_sees_it(filtered, alias, provider):
     text = text if isinstance(text, str) else "".join(p.get("text", "") for p in text)
     assert "jane@example.com" not in text and "4111" not in text, text
     assert "[EMAIL_REDACTED]" in text and "[CREDIT_CARD_REDACTED]" in text and "Danke schön!" in text, text
+    assert "40213" not in text and "[EMPLOYEE_ID_REDACTED]" in text, text
 
 
 def test_a_blocked_pattern_is_refused_and_nothing_goes_upstream(filtered):
