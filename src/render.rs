@@ -102,6 +102,50 @@ fn entry_api_base(entry: &Value, i: usize) -> Result<ApiBase, ConfigError> {
     ApiBase::parse(&base).map_err(|r| err(format!("{path}.api_base"), r))
 }
 
+/// Put the words of each content filter's `blocked_words_file` into its
+/// `blocked_words` (the filter cannot read files; LiteLLM reads the file
+/// at start). `read` parses a file (YAML) into a value; the file holds
+/// `blocked_words: [{keyword, action, description?}]`, as LiteLLM's.
+pub fn inline_blocked_words_files(
+    cfg: &mut Value,
+    read: &dyn Fn(&str) -> Result<Value, String>,
+) -> Result<(), ConfigError> {
+    let Some(list) = cfg.get_mut("guardrails").and_then(Value::as_array_mut) else {
+        return Ok(());
+    };
+    for (i, g) in list.iter_mut().enumerate() {
+        let Some(params) = g.get_mut("litellm_params").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        let Some(file) = params.remove("blocked_words_file") else {
+            continue;
+        };
+        let field = format!("guardrails[{i}].litellm_params.blocked_words_file");
+        let path = file
+            .as_str()
+            .ok_or_else(|| err(&field, "must be a file path"))?;
+        let words = read(path)
+            .map_err(|e| err(&field, e))?
+            .get("blocked_words")
+            .and_then(Value::as_array)
+            .cloned()
+            .ok_or_else(|| err(&field, format!("{path} has no `blocked_words` list")))?;
+        let into = params
+            .entry("blocked_words")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        match into.as_array_mut() {
+            Some(a) => a.extend(words),
+            None => {
+                return Err(err(
+                    format!("guardrails[{i}].litellm_params.blocked_words"),
+                    "must be a list",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The endpoints of the guardrail services (`guardrails[i]` of a type the
 /// gateway calls), each with the field it came from.
 fn guardrail_api_bases(cfg: &Value) -> Result<Vec<ApiBase>, ConfigError> {
@@ -587,6 +631,25 @@ mod tests {
         assert_eq!(svc.cluster, "llm_guard_example_8443");
         assert_eq!(svc.path(), "/v1/beta/litellm_basic_guardrail_api");
         assert!(env_names(&cfg).contains(&"OPENAI_API_KEY".to_string()));
+    }
+
+    #[test]
+    fn blocked_words_files_are_put_in_the_config() {
+        let mut cfg = json!({"guardrails": [{"guardrail_name": "kw", "litellm_params": {
+            "guardrail": "litellm_content_filter", "blocked_words_file": "words.yaml",
+            "blocked_words": [{"keyword": "alpha", "action": "BLOCK"}]}}]});
+        let read = |p: &str| -> Result<Value, String> {
+            assert_eq!(p, "words.yaml");
+            Ok(json!({"blocked_words": [{"keyword": "beta", "action": "MASK"}]}))
+        };
+        inline_blocked_words_files(&mut cfg, &read).unwrap();
+        let params = &cfg["guardrails"][0]["litellm_params"];
+        assert!(params.get("blocked_words_file").is_none());
+        assert_eq!(params["blocked_words"][1]["keyword"], "beta");
+        let mut cfg = json!({"guardrails": [{"guardrail_name": "kw", "litellm_params": {
+            "blocked_words_file": "missing.yaml"}}]});
+        let e = inline_blocked_words_files(&mut cfg, &|_| Err("no such file".into())).unwrap_err();
+        assert_eq!(e.field, "guardrails[0].litellm_params.blocked_words_file");
     }
 
     #[test]

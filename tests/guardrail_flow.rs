@@ -301,6 +301,12 @@ fn post_call_block_ends_a_stream_with_an_error_event_before_the_span() {
     for ev in anthropic_stream(&["Sure. It is 078-0", "5-1120, and more ", "text follows"]) {
         rq.chunk(ev.as_bytes(), false);
     }
+    // Counted when it happens, not when the provider's stream ends.
+    assert_eq!(
+        rq.host
+            .counter("llm_gateway.guardrail.blocked.guardrail.out"),
+        1
+    );
     rq.chunk(b"", true);
     rq.finish();
     let got = rq.client();

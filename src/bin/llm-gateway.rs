@@ -14,7 +14,7 @@
 
 use std::process::ExitCode;
 
-use llm_gateway::render::{render, RenderOptions};
+use llm_gateway::render::{inline_blocked_words_files, render, RenderOptions};
 
 fn usage() -> ExitCode {
     eprintln!(
@@ -34,13 +34,27 @@ fn main() -> ExitCode {
     let (Some(cmd), Some(path)) = (args.first(), args.get(1)) else {
         return usage();
     };
-    let cfg = match load(path) {
+    let mut cfg = match load(path) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
+    // Files a content filter names (LiteLLM reads them at start; the filter
+    // cannot): their words go into the config. Paths as LiteLLM takes them,
+    // from the working directory, else beside the config.
+    let beside = std::path::Path::new(path)
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let read = |file: &str| {
+        load(file).or_else(|first| load(&beside.join(file).to_string_lossy()).map_err(|_| first))
+    };
+    if let Err(e) = inline_blocked_words_files(&mut cfg, &read) {
+        eprintln!("error: {path}: {e}");
+        return ExitCode::FAILURE;
+    }
     let mut opts = RenderOptions::default();
     let mut rest = args[2..].iter();
     while let Some(flag) = rest.next() {

@@ -87,6 +87,11 @@ impl OutputGuard {
         }
     }
 
+    /// A blocking match ended the stream (nothing more will change).
+    pub fn is_blocked(&self) -> bool {
+        self.outcomes.contains(&Outcome::Blocked)
+    }
+
     /// Each guardrail's name and what it did so far.
     pub fn outcomes(&self) -> impl Iterator<Item = (&str, Outcome)> {
         self.specs

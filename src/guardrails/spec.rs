@@ -232,6 +232,13 @@ pub fn parse_entry(
             | "blocked_words"
             | "pattern_redaction_format"
             | "keyword_redaction_tag" => {}
+            "blocked_words_file" => {
+                return Ok(Parsed::Unenforced(
+                    "`litellm_params.blocked_words_file` (the filter cannot read files; \
+                     `llm-gateway render` and `check` put the file's words in the config)"
+                        .to_string(),
+                ))
+            }
             other => {
                 return Ok(Parsed::Unenforced(format!(
                     "`litellm_params.{other}` is not enforced by this gateway's content filter"

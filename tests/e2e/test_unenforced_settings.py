@@ -13,7 +13,7 @@ from conftest import (WASM_PATH, gateway_bootstrap, mock_cluster_map, mock_deplo
                       validate_envoy_config)
 
 GUARDRAILS = [{"guardrail_name": "pii-mask",
-               "litellm_params": {"guardrail": "presidio", "mode": "pre_call", "default_on": True}}]
+               "litellm_params": {"guardrail": "bedrock", "mode": "pre_call", "default_on": True}}]
 
 
 def plugin(mocks, **extra) -> dict:
@@ -71,5 +71,5 @@ def test_with_the_override_it_starts_warns_loudly_and_serves(start_gateway, mock
         sent = gw.only_request("openai")
         assert sent["body"]["messages"][0]["content"] == "hello"
         log = gw.log_path.read_text(errors="replace")
-        assert "guardrails[0]: guardrail `pii-mask` (type `presidio`) is NOT enforced" in log, log[-3000:]
+        assert "guardrails[0]: guardrail `pii-mask` (type `bedrock`) is NOT enforced" in log, log[-3000:]
         assert "litellm_settings.max_budget is NOT enforced" in log, log[-3000:]

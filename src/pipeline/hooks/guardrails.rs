@@ -308,8 +308,20 @@ impl GuardrailHook {
         }
     }
 
+    /// Each chunk of a stream: a block is counted at once (the request
+    /// itself ends only when the provider's stream does).
+    pub fn chunk(&mut self, cx: &mut Cx<'_>) {
+        if cx
+            .exchange
+            .and_then(Exchange::output_guard)
+            .is_some_and(OutputGuard::is_blocked)
+        {
+            self.finished(cx);
+        }
+    }
+
     /// The request is over: count what the output guardrails did to the
-    /// answer that was sent.
+    /// answer that was sent (once).
     pub fn finished(&mut self, cx: &mut Cx<'_>) {
         if self.output.is_empty() {
             return;

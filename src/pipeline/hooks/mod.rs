@@ -7,7 +7,7 @@
 //! | [`Hooks::admission`] | before any provider sees the request | guardrails: the guardrail services, one call each (wait, then block, rewrite or fail open/closed); budget: budgets, rpm/tpm/parallel limits, fleet leases |
 //! | [`Hooks::before_provider_call`] | each attempt, its exchange set up | guardrails: the answer's guard (`post_call`); budget: usage required, mid-stream limit |
 //! | [`Hooks::attempt_succeeded`] | an attempt's answer arrived in full | metering: latency, usage for the access log |
-//! | [`Hooks::chunk`] | each chunk of a forwarded stream | budget: a stream cut at the budget is charged now |
+//! | [`Hooks::chunk`] | each chunk of a forwarded stream | guardrails: a stream the answer's guard blocked is counted now; budget: a stream cut at the budget is charged now |
 //! | [`Hooks::response_complete`] | the answer is complete, before its last bytes leave | budget: settle (cost headers) |
 //! | [`Hooks::failed`] | the gateway answers with an error | budget: settle, release holds |
 //! | [`Hooks::finished`] | the request is over however it ended (`on_log`) | budget: settle what is left; guardrails: count what the answer's guard did; metering: request metrics |
@@ -133,6 +133,7 @@ impl Hooks {
 
     /// Each chunk of a forwarded stream, after it was translated.
     pub fn chunk(&mut self, cx: &mut Cx<'_>) {
+        self.guardrails.chunk(cx);
         if cx.exchange.is_some_and(Exchange::was_cut) {
             // Ended at the budget: charge what was streamed, now.
             self.settle(cx);
