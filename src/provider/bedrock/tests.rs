@@ -1,4 +1,4 @@
-//! Unit tests of the parent module.
+//! Unit tests of `provider::bedrock` (a `#[cfg(test)]` module of its `mod.rs`).
 
 use super::*;
 use crate::codec::eventstream::{encode, encode_event, HeaderValue};
