@@ -141,7 +141,7 @@ use crate::provider::common::embedding;
 use crate::provider::common::errors::snippet;
 use crate::provider::common::errors::unsupported_param;
 use crate::provider::common::media::{data_url, is_http_url, DataUrl};
-use crate::provider::common::params::ParamPolicy;
+use crate::provider::common::params::{one_choice_only, ParamPolicy};
 use crate::provider::common::reasoning::claude_thinking;
 use crate::provider::common::usage::{CachedPromptCounts, UsageOut};
 

@@ -24,9 +24,7 @@ pub(super) fn base_model(dep: &Deployment) -> &str {
 
 /// Reject (or, with `drop_params`, accept) parameters Converse cannot take.
 pub(super) fn check_params(req: &ParsedRequest, dep: &Deployment) -> Result<(), GatewayError> {
-    if req.chat.n.is_some_and(|n| n > 1) {
-        return Err(unsupported_param(PROVIDER, &dep.model, "n", "parameter"));
-    }
+    one_choice_only(req.chat.n, PROVIDER, &dep.model)?;
     if req.chat.parallel_tool_calls == Some(false) {
         return Err(unsupported_param(
             PROVIDER,

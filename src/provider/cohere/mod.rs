@@ -114,7 +114,7 @@ use crate::provider::common::embedding;
 use crate::provider::common::errors::snippet;
 use crate::provider::common::errors::unsupported_param;
 use crate::provider::common::media::{data_url, is_http_url};
-use crate::provider::common::params::ParamPolicy;
+use crate::provider::common::params::{one_choice_only, ParamPolicy};
 
 mod request;
 use request::*;

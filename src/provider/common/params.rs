@@ -95,6 +95,15 @@ impl ParamPolicy {
     }
 }
 
+/// `n` > 1 (several choices in one answer): none of the native APIs here
+/// can answer it in one call.
+pub fn one_choice_only(n: Option<u64>, provider: &str, model: &str) -> Result<(), GatewayError> {
+    if n.is_some_and(|n| n > 1) {
+        return Err(unsupported_param(provider, model, "n", "parameter"));
+    }
+    Ok(())
+}
+
 /// Whether a parameter's value asks for nothing a provider could lack:
 /// `null`, `logprobs: false`, `modalities: ["text"]`.
 pub fn asks_nothing(key: &str, value: &Value) -> bool {

@@ -46,9 +46,7 @@ pub(super) fn check_params(
     if drop_params {
         return Ok(());
     }
-    if req.chat.n.is_some_and(|n| n > 1) {
-        return Err(unsupported_param(PROVIDER, &dep.model, "n", "parameter"));
-    }
+    one_choice_only(req.chat.n, PROVIDER, &dep.model)?;
     if req.chat.parallel_tool_calls == Some(false) {
         return Err(unsupported_param(
             PROVIDER,

@@ -24,9 +24,8 @@ use crate::codec::json_in::{
 };
 use crate::codec::json_out::{self, RawStr};
 use crate::config::Deployment;
-use crate::provider::common::errors::unsupported_param;
 use crate::provider::common::media::{canonical_media_type, data_url, is_http_url, DataUrl};
-use crate::provider::common::params::asks_nothing_text;
+use crate::provider::common::params::{asks_nothing_text, one_choice_only};
 use crate::provider::common::reasoning::claude_thinking;
 
 mod read;

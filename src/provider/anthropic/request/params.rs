@@ -15,9 +15,7 @@ pub(super) fn check_params(
     if drop_params {
         return Ok(());
     }
-    if req.head.n.is_some_and(|n| n > 1) {
-        return Err(unsupported_param(PROVIDER, &dep.model, "n", "parameter"));
-    }
+    one_choice_only(req.head.n, PROVIDER, &dep.model)?;
     match refused {
         None => Ok(()),
         Some(key) => Err(PARAMS.refusal(key, PROVIDER, &dep.model)),
