@@ -34,6 +34,19 @@ fn generic(extra: Value) -> Value {
     json!({"guardrail_name": "svc", "litellm_params": p})
 }
 
+/// Load a configuration with one guardrail `g` (the service's cluster known).
+fn load(g: Value) -> Result<llm_gateway::config::Config, llm_gateway::config::ConfigError> {
+    llm_gateway::pipeline::load_config(
+        json!({"model_list": [{"model_name": "gpt", "litellm_params": {
+            "model": "openai/gpt-4o-mini", "api_key": "k"}}],
+            "guardrails": [g],
+            "gateway": {"clusters": {"openai": "openai", "guard.test:8080": "guard"}}})
+        .to_string()
+        .as_bytes(),
+        &|_| None,
+    )
+}
+
 const APP: (&str, &str) = ("authorization", "Bearer sk-app");
 
 fn ask(gw: &mut Gateway, text: &str) -> Request {
@@ -257,17 +270,6 @@ fn openai_moderation_blocks_what_it_flags() {
 
 #[test]
 fn services_need_what_they_call_at_load() {
-    let load = |g: Value| {
-        llm_gateway::pipeline::load_config(
-            json!({"model_list": [{"model_name": "gpt", "litellm_params": {
-                "model": "openai/gpt-4o-mini", "api_key": "k"}}],
-                "guardrails": [g],
-                "gateway": {"clusters": {"openai": "openai", "guard.test:8080": "guard"}}})
-            .to_string()
-            .as_bytes(),
-            &|_| None,
-        )
-    };
     let e = load(generic(json!({"api_base": "http://elsewhere.test"}))).unwrap_err();
     assert_eq!(e.field, "guardrails[0].litellm_params.api_base");
     assert!(e.reason.contains("no Envoy cluster"), "{}", e.reason);
@@ -360,17 +362,6 @@ fn presidio_entities_config_blocks_asks_only_for_its_entities_and_thresholds_fil
 
 #[test]
 fn presidio_that_cannot_unmask_answers_is_refused_at_load() {
-    let load = |g: Value| {
-        llm_gateway::pipeline::load_config(
-            json!({"model_list": [{"model_name": "gpt", "litellm_params": {
-                "model": "openai/gpt-4o-mini", "api_key": "k"}}],
-                "guardrails": [g],
-                "gateway": {"clusters": {"openai": "openai", "guard.test:8080": "guard"}}})
-            .to_string()
-            .as_bytes(),
-            &|_| None,
-        )
-    };
     assert!(load(presidio(json!({}))).is_ok());
     let e = load(presidio(json!({"output_parse_pii": true}))).unwrap_err();
     assert!(e.reason.contains("output_parse_pii"), "{}", e.reason);
