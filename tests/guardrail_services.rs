@@ -275,9 +275,9 @@ fn services_need_what_they_call_at_load() {
     assert!(e.reason.contains("no Envoy cluster"), "{}", e.reason);
     let e = load(generic(json!({"unreachable_fallback": "maybe"}))).unwrap_err();
     assert_eq!(e.field, "guardrails[0].litellm_params.unreachable_fallback");
-    // Checking answers is not something a service does here yet: refused, named.
-    let e = load(generic(json!({"mode": ["pre_call", "post_call"]}))).unwrap_err();
-    assert!(e.reason.contains("post_call"), "{}", e.reason);
+    // A mode a service does not have here: refused, named.
+    let e = load(generic(json!({"mode": ["pre_call", "logging_only"]}))).unwrap_err();
+    assert!(e.reason.contains("logging_only"), "{}", e.reason);
     let e =
         load(json!({"guardrail_name": "m", "litellm_params": {"guardrail": "openai_moderation"}}))
             .unwrap_err();
@@ -376,4 +376,89 @@ fn presidio_that_cannot_unmask_answers_is_refused_at_load() {
         e.field,
         "guardrails[0].litellm_params.presidio_analyzer_api_base"
     );
+}
+
+#[test]
+fn post_call_services_check_the_whole_answer_before_the_client_sees_it() {
+    let answer = |content: &str| {
+        json!({"id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+               "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}})
+        .to_string()
+    };
+    // Rewritten: the client gets the service's text, nothing else changes.
+    let mut gw = gateway(generic(json!({"mode": "post_call"})));
+    let mut rq = ask(&mut gw, "who?");
+    assert!(
+        rq.host.calls.is_empty(),
+        "post_call does not check the request"
+    );
+    rq.respond(200, "application/json", answer("Call Jane Doe").as_bytes());
+    let call = rq.host.calls[0].clone();
+    let sent: Value = serde_json::from_slice(&call.body).unwrap();
+    assert_eq!(sent["texts"], json!(["Call Jane Doe"]));
+    assert_eq!(sent["input_type"], "response");
+    rq.answer_call(
+        call.token,
+        Some(200),
+        br#"{"action": "GUARDRAIL_INTERVENED", "texts": ["Call <PERSON>"]}"#,
+    );
+    rq.finish();
+    let got = rq.client();
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        got.json()["choices"][0]["message"]["content"],
+        "Call <PERSON>"
+    );
+    assert_eq!(got.json()["usage"]["total_tokens"], 9);
+    assert_eq!(
+        rq.host
+            .counter("llm_gateway.guardrail.masked.guardrail.svc"),
+        1
+    );
+
+    // Blocked: a 400, and the answer is still paid for.
+    let mut gw = gateway(generic(json!({"mode": "post_call"})));
+    let mut rq = ask(&mut gw, "who?");
+    rq.respond(200, "application/json", answer("BLOCKME").as_bytes());
+    let token = rq.host.calls[0].token;
+    rq.answer_call(
+        token,
+        Some(200),
+        br#"{"action": "BLOCKED", "blocked_reason": "no"}"#,
+    );
+    rq.finish();
+    assert_eq!(rq.client().status, 400);
+    assert_eq!(
+        rq.client().json()["error"]["code"],
+        "content_policy_violation"
+    );
+    assert_eq!(rq.host.filter_state["llm_gateway.completion_tokens"], "4");
+
+    // The service is down: closed, the answer is not sent.
+    let mut gw = gateway(generic(json!({"mode": "post_call"})));
+    let mut rq = ask(&mut gw, "who?");
+    rq.respond(200, "application/json", answer("fine").as_bytes());
+    let token = rq.host.calls[0].token;
+    rq.answer_call(token, None, b"");
+    rq.finish();
+    assert_eq!(rq.client().status, 503);
+    assert!(
+        rq.client().text().contains("the answer was not sent"),
+        "{}",
+        rq.client().text()
+    );
+}
+
+#[test]
+fn a_stream_cannot_be_checked_by_a_post_call_service_and_says_so() {
+    let mut gw = gateway(generic(json!({"mode": ["pre_call", "post_call"]})));
+    let rq = gw.chat(
+        &[APP],
+        &json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    let r = rq.refused().expect("refused");
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["code"], "guardrail_needs_whole_answer");
+    assert!(rq.host.calls.is_empty());
 }

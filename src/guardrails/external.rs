@@ -361,6 +361,9 @@ pub struct CallContext<'a> {
     pub team_id: Option<&'a str>,
     /// The request's id (`chatcmpl-...`), LiteLLM's `litellm_call_id`.
     pub call_id: &'a str,
+    /// What is checked: `request` or `response` (the generic API's
+    /// `input_type`).
+    pub input_type: &'a str,
 }
 
 impl ExternalGuard {
@@ -411,7 +414,7 @@ impl ExternalGuard {
                 json!({
                     "texts": texts,
                     "request_data": request_data,
-                    "input_type": "request",
+                    "input_type": who.input_type,
                     "litellm_call_id": who.call_id,
                     "additional_provider_specific_params": self.params,
                 })

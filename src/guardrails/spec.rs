@@ -359,7 +359,7 @@ fn parse_service(
     pp: &dyn Fn(&str) -> String,
     services: &ServiceEnv<'_>,
 ) -> Result<Parsed, SpecError> {
-    let (input, _) = match modes(p, pp, kind, false)? {
+    let (input, output) = match modes(p, pp, kind, true)? {
         Ok(m) => m,
         Err(why) => return Ok(Parsed::Unenforced(why)),
     };
@@ -396,7 +396,7 @@ fn parse_service(
         name,
         default_on,
         input,
-        output: false,
+        output,
         rules: Vec::new(),
         pattern_redaction_format: String::new(),
         keyword_redaction_tag: String::new(),

@@ -293,6 +293,8 @@ pub struct Exchange {
     cut_usage: Option<Usage>,
     /// `post_call` guardrails over the answer, when any run.
     output_guard: Option<crate::guardrails::output::OutputGuard>,
+    /// A guardrail service checks the whole answer: never pass it through.
+    hold_answer: bool,
 }
 
 /// `gateway.enforce_mid_stream`: end a stream cleanly once its running cost,
@@ -326,7 +328,13 @@ impl Exchange {
             generated_bytes: 0,
             cut_usage: None,
             output_guard: None,
+            hold_answer: false,
         }
+    }
+
+    /// Buffer the whole answer for a check before the client sees it.
+    pub fn hold_answer(&mut self) {
+        self.hold_answer = true;
     }
 
     /// Check the answer with `post_call` guardrails before the client sees it.
@@ -410,7 +418,7 @@ impl Exchange {
             Operation::Chat => self.translator.passes_response_through(),
             Operation::Embeddings => self.translator.passes_embeddings_through(),
         };
-        if passes && !self.need_usage && self.output_guard.is_none() {
+        if passes && !self.need_usage && self.output_guard.is_none() && !self.hold_answer {
             self.mode = Mode::Passthrough;
             return HeaderEdits {
                 status: None,

@@ -40,6 +40,7 @@ def guarded(start_gateway, mocks, guard):
                generic("svc", base, timeout=1),
                generic("svc-down", dead),
                generic("svc-down-open", dead, unreachable_fallback="fail_open"),
+               generic("svc-out", base, mode="post_call"),
                {"guardrail_name": "pii", "litellm_params": {
                    "guardrail": "presidio", "mode": "pre_call",
                    "presidio_analyzer_api_base": base, "presidio_anonymizer_api_base": base,
@@ -154,3 +155,29 @@ def test_presidio_blocks_an_entity_configured_to_block(guarded):
         ask(guarded, ["pii"], "my ssn is 078-05-1120")
     assert "US_SSN" in e.value.body["message"] and "078-05-1120" not in e.value.body["message"]
     assert guarded.provider_requests("openai") == []
+
+
+@pytest.mark.parametrize("alias, provider", [("gpt", "openai"), ("claude", "anthropic")])
+def test_a_post_call_service_rewrites_the_answer_the_client_gets(guarded, guard, alias, provider):
+    guarded.reset()
+    guard.reset()
+    guarded.script(provider, {"text": "Please call Jane Doe tomorrow."})
+    raw = ask(guarded, ["svc-out"], "who should I call?", model=alias)
+    assert raw.parse().choices[0].message.content == "Please call <PERSON> tomorrow."
+    [call] = guard.requests()
+    assert call["body"]["input_type"] == "response"
+    assert call["body"]["texts"] == ["Please call Jane Doe tomorrow."]
+    assert provider_text(guarded, provider) == "who should I call?"
+
+
+def test_a_post_call_service_block_is_a_400_and_a_stream_is_refused_up_front(guarded):
+    guarded.reset()
+    guarded.script("openai", {"text": "BLOCKME says the model"})
+    with pytest.raises(openai.BadRequestError) as e:
+        ask(guarded, ["svc-out"], "anything")
+    assert e.value.body["code"] == "content_policy_violation"
+    client = openai.OpenAI(base_url=f"{guarded.base_url}/v1", api_key=APP_KEY, max_retries=0, timeout=HTTP_TIMEOUT)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="gpt", stream=True, messages=[{"role": "user", "content": "hi"}],
+                                       extra_body={"guardrails": ["svc-out"]})
+    assert e.value.body["code"] == "guardrail_needs_whole_answer"

@@ -28,7 +28,7 @@ use std::rc::Rc;
 
 use log::debug;
 
-use super::hooks::{Cx, Hooks};
+use super::hooks::{Cx, Hooks, ServiceStep};
 use super::host::{Action, Host, Span};
 use super::record::ExchangeRecord;
 use super::{Endpoint, Exchange};
@@ -180,7 +180,11 @@ impl RequestFlow {
             .hooks
             .call_answered(token, num_headers, body_size, host)
         {
-            self.admission_answered(host);
+            if self.hooks.guardrails.checking_answer() {
+                self.answer_check_answered(host);
+            } else {
+                self.admission_answered(host);
+            }
             return;
         }
         let (status, body) = host.call_response(num_headers, body_size);
@@ -213,6 +217,16 @@ impl RequestFlow {
         };
         let w = ex.whole_response(status, &body);
         self.attempt_succeeded(host);
+        if w.status < 400 && self.hooks.guardrails.checks_answers() {
+            let (hooks, mut cx) = self.hook_cx(host);
+            match hooks.guardrails.answer_ready(&mut cx, w.body) {
+                Ok(b) => self.send_checked_answer(&b, host),
+                Err(step) => {
+                    let _: Action = self.answer_step(step, host);
+                }
+            }
+            return;
+        }
         let mut served = served;
         served.extend(self.response_complete(host));
         self.replied = true;
@@ -482,20 +496,67 @@ impl RequestFlow {
         let Some(exchange) = self.exchange.as_mut() else {
             return Action::Continue;
         };
-        if let Some((out, new_status)) = exchange.complete_body(&body) {
+        let mut checked = false;
+        let mut out = None;
+        if let Some((translated, new_status)) = exchange.complete_body(&body) {
             if let Some(s) = new_status.filter(|s| Some(*s) != status) {
                 host.set_response_header(":status", &s.to_string());
             }
-            host.replace_response_body(body_size, &out);
+            checked = new_status.is_none();
+            out = Some(translated);
         }
         if upstream_status.is_none() {
             self.attempt_succeeded(host);
+        }
+        if checked && upstream_status.is_none() && self.hooks.guardrails.checks_answers() {
+            // A guardrail service reads the answer first; it goes out as our
+            // own reply when the check is done.
+            let answer = out.unwrap_or(body);
+            let (hooks, mut cx) = self.hook_cx(host);
+            return match hooks.guardrails.answer_ready(&mut cx, answer) {
+                Ok(b) => {
+                    self.send_checked_answer(&b, host);
+                    Action::Pause
+                }
+                Err(step) => self.answer_step(step, host),
+            };
+        }
+        if let Some(out) = out {
+            host.replace_response_body(body_size, &out);
         }
         // The headers are still held: the cost can go in them.
         for (k, v) in self.response_complete(host) {
             host.set_response_header(&k, &v);
         }
         Action::Continue
+    }
+
+    /// The answer passed its guardrail services: send it (the cost
+    /// headers with it).
+    fn send_checked_answer(&mut self, body: &[u8], host: &mut dyn Host) {
+        let mut served = self.served_headers();
+        served.extend(self.response_complete(host));
+        self.replied = true;
+        reply::send_json_with(host, 200, "application/json", body, &served);
+    }
+
+    /// Where an answer's check is: waiting for a call, or refused.
+    fn answer_step(&mut self, step: ServiceStep, host: &mut dyn Host) -> Action {
+        match step {
+            ServiceStep::Refuse(e) => self.reply_error(&e, host),
+            ServiceStep::Wait | ServiceStep::Go => Action::Pause,
+        }
+    }
+
+    /// A guardrail service checking the answer answered.
+    fn answer_check_answered(&mut self, host: &mut dyn Host) {
+        let (hooks, mut cx) = self.hook_cx(host);
+        match hooks.guardrails.answer_resumed(&mut cx) {
+            Ok(b) => self.send_checked_answer(&b, host),
+            Err(step) => {
+                let _: Action = self.answer_step(step, host);
+            }
+        }
     }
 
     fn reply_error(&mut self, err: &GatewayError, host: &mut dyn Host) -> Action {

@@ -17,17 +17,15 @@
 //! (`llm_gateway.guardrails`), and counted per outcome
 //! (`llm_gateway.guardrail.<passed|masked|blocked>.guardrail.<name>`).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
-use log::warn;
 use serde_json::{Map, Value};
 
+use super::guardrail_services::{Services, Step};
 use super::{Admit, Cx};
-use crate::api::error::{ErrorKind, GatewayError};
+use crate::api::error::GatewayError;
 use crate::api::openai::Operation;
 use crate::api::request::ClientRequest;
-use crate::guardrails::external::{CallContext, Verdict};
 use crate::guardrails::output::OutputGuard;
 use crate::guardrails::spec::GuardrailSpec;
 use crate::guardrails::{check_text, violation};
@@ -40,19 +38,8 @@ pub struct GuardrailHook {
     applied: Vec<String>,
     /// The `post_call` guardrails, for each attempt's answer.
     output: Vec<Arc<GuardrailSpec>>,
-    /// Guardrail services still to call on the request, in order.
-    services: VecDeque<Arc<GuardrailSpec>>,
-    /// The service call in flight: its token, its guardrail, what it checks.
-    in_flight: Option<ServiceCall>,
-}
-
-/// One guardrail service call.
-struct ServiceCall {
-    token: u32,
-    spec: Arc<GuardrailSpec>,
-    texts: Vec<String>,
-    /// The service's status and body, once it answered.
-    answer: Option<(Option<u16>, Vec<u8>)>,
+    /// The guardrail services of this request.
+    services: Services,
 }
 
 /// What one guardrail did to the request.
@@ -128,12 +115,24 @@ impl GuardrailHook {
             .collect();
         for spec in &selected {
             self.applied.push(spec.name.clone());
-            if spec.output && cx.record.op == Operation::Chat {
+            if spec.output && spec.service.is_none() && cx.record.op == Operation::Chat {
                 self.output.push(Arc::clone(spec));
             }
         }
-        for spec in selected.iter().filter(|g| g.input && g.service.is_some()) {
-            self.services.push_back(Arc::clone(spec));
+        for spec in selected.iter().filter(|g| g.service.is_some()) {
+            if spec.output && cx.record.stream && cx.record.op == Operation::Chat {
+                self.publish(cx);
+                return Err(GatewayError::bad_param(
+                    "stream",
+                    format!(
+                        "guardrail `{}` checks answers with a service, which this gateway does \
+                         for whole answers only; send the request with `stream: false`",
+                        spec.name
+                    ),
+                )
+                .with_code("guardrail_needs_whole_answer"));
+            }
+            self.services.add(spec, cx.record.op == Operation::Chat);
         }
         for spec in selected.iter().filter(|g| g.input && g.service.is_none()) {
             let outcome = match apply(spec, &mut body) {
@@ -162,78 +161,16 @@ impl GuardrailHook {
         Ok(())
     }
 
-    /// Before any provider sees the request: call the guardrail services,
-    /// one after the other (each on what the one before left), waiting for
-    /// each answer.
+    /// Before any provider sees the request: the guardrail services.
     pub fn admission(&mut self, cx: &mut Cx<'_>, req: &mut ClientRequest) -> Admit {
-        loop {
-            if let Some(call) = self.in_flight.take() {
-                let Some((status, body)) = call.answer else {
-                    self.in_flight = Some(call);
-                    return Admit::Wait;
-                };
-                let Some(service) = call.spec.service.as_ref() else {
-                    continue;
-                };
-                let verdict = service.verdict(status, &body, &call.texts);
-                if let Err(e) = self.settle_verdict(cx, req, &call.spec, verdict) {
-                    return Admit::Refuse(e);
-                }
-                continue;
-            }
-            let Some(spec) = self.services.pop_front() else {
-                return Admit::Go;
-            };
-            let Some(service) = spec.service.as_ref() else {
-                continue;
-            };
-            let texts = request_texts(req);
-            if texts.is_empty() {
-                count(cx, "passed", &spec.name);
-                continue;
-            }
-            let key = cx.record.caller.caller(cx.cfg).key();
-            let who = CallContext {
-                key_alias: key.map(|k| k.alias.as_str()),
-                team_id: key.and_then(|k| k.team.as_deref()),
-                call_id: &cx.record.id,
-            };
-            let body = service.call_body(&texts, &who);
-            let path = service.path();
-            let extra = service.call_headers();
-            let mut headers: Vec<(&str, &str)> = vec![
-                (":method", "POST"),
-                (":path", &path),
-                (":authority", &service.authority),
-            ];
-            headers.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            match cx
-                .host
-                .dispatch_http_call(&service.cluster, &headers, &body, service.timeout_ms)
-            {
-                Some(token) => {
-                    self.in_flight = Some(ServiceCall {
-                        token,
-                        spec,
-                        texts,
-                        answer: None,
-                    });
-                    return Admit::Wait;
-                }
-                None => {
-                    let verdict = Verdict::Failed {
-                        unreachable: true,
-                        why: format!("cannot be called (cluster `{}`)", service.cluster),
-                    };
-                    if let Err(e) = self.settle_verdict(cx, req, &spec, verdict) {
-                        return Admit::Refuse(e);
-                    }
-                }
-            }
+        match self.services.on_request(cx, req) {
+            Step::Go => Admit::Go,
+            Step::Wait => Admit::Wait,
+            Step::Refuse(e) => Admit::Refuse(e),
         }
     }
 
-    /// A service call answered; true when it was this hook's.
+    /// A service call answered; true when it was one of this hook's.
     pub fn call_answered(
         &mut self,
         token: u32,
@@ -241,68 +178,36 @@ impl GuardrailHook {
         body_size: usize,
         host: &mut dyn crate::pipeline::host::Host,
     ) -> bool {
-        match self.in_flight.as_mut() {
-            Some(call) if call.token == token => {
-                call.answer = Some(host.call_response(num_headers, body_size));
-                true
-            }
-            _ => false,
-        }
+        self.services
+            .call_answered(token, num_headers, body_size, host)
     }
 
-    /// Act on a service's verdict: rewrite the request, refuse it, or (a
-    /// failed call) follow the guardrail's failure policy.
-    fn settle_verdict(
-        &mut self,
-        cx: &mut Cx<'_>,
-        req: &mut ClientRequest,
-        spec: &GuardrailSpec,
-        verdict: Verdict,
-    ) -> Result<(), GatewayError> {
-        match verdict {
-            Verdict::Pass => count(cx, "passed", &spec.name),
-            Verdict::Rewrite(texts) => {
-                rewrite_texts(cx, req, &texts)?;
-                count(cx, "masked", &spec.name);
-            }
-            Verdict::Block(reason) => {
-                count(cx, "blocked", &spec.name);
-                return Err(violation(&spec.name, &reason));
-            }
-            Verdict::Failed { unreachable, why } => {
-                count(cx, "errored", &spec.name);
-                let open = spec.service.as_ref().is_some_and(|s| {
-                    if unreachable {
-                        s.fail_open
-                    } else {
-                        !s.fail_on_error
-                    }
-                });
-                if open {
-                    warn!(
-                        "llm-gateway: guardrail `{}` {why}; the request goes on unchecked \
-                         (its failure policy is open)",
-                        spec.name
-                    );
-                } else {
-                    return Err(GatewayError::new(
-                        503,
-                        ErrorKind::Unavailable,
-                        format!(
-                            "guardrail `{}` could not check the request: the service {why}; \
-                             the request was not sent",
-                            spec.name
-                        ),
-                    )
-                    .with_code("guardrail_unavailable"));
-                }
-            }
-        }
-        Ok(())
+    /// Whether the call that answered was checking the answer.
+    pub fn checking_answer(&self) -> bool {
+        self.services.checking_answer()
+    }
+
+    /// A translated whole answer, before the client sees it: the `post_call`
+    /// services. `Ok(body)` to send now; else wait or refuse.
+    pub fn answer_ready(&mut self, cx: &mut Cx<'_>, body: Vec<u8>) -> Result<Vec<u8>, Step> {
+        self.services.on_answer(cx, body)
+    }
+
+    /// Go on with the answer's services after a call answered.
+    pub fn answer_resumed(&mut self, cx: &mut Cx<'_>) -> Result<Vec<u8>, Step> {
+        self.services.resume_answer(cx)
+    }
+
+    /// Whether answers wait for a guardrail service.
+    pub fn checks_answers(&self) -> bool {
+        self.services.check_answers()
     }
 
     /// Each attempt: its answer goes through the output guardrails.
     pub fn before_provider_call(&self, exchange: &mut Exchange) {
+        if self.services.check_answers() {
+            exchange.hold_answer();
+        }
         if !self.output.is_empty() {
             exchange.set_output_guard(OutputGuard::new(self.output.clone()));
         }
@@ -347,7 +252,7 @@ impl GuardrailHook {
     }
 }
 
-fn count(cx: &mut Cx<'_>, outcome: &'static str, name: &str) {
+pub(super) fn count(cx: &mut Cx<'_>, outcome: &'static str, name: &str) {
     cx.host.counter_add(
         &[
             Part::Text("llm_gateway.guardrail."),
@@ -412,7 +317,7 @@ fn read_switches(m: &Map<String, Value>, asked: &mut Asked) {
 
 /// Visit every text of the messages, in order: string contents and `text`
 /// parts (what the guardrails check).
-fn for_each_text<E>(
+pub(super) fn for_each_text<E>(
     body: &mut Value,
     mut f: impl FnMut(&mut String) -> Result<(), E>,
 ) -> Result<(), E> {
@@ -448,36 +353,4 @@ fn apply(spec: &GuardrailSpec, body: &mut Value) -> Result<Outcome, String> {
         Err(b) => Err(b.what),
     })?;
     Ok(outcome)
-}
-
-/// The texts a guardrail service checks.
-fn request_texts(req: &ClientRequest) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Ok(mut body) = serde_json::from_slice::<Value>(req.body()) {
-        let _ = for_each_text::<()>(&mut body, |t| {
-            out.push(t.clone());
-            Ok(())
-        });
-    }
-    out
-}
-
-/// Put a service's rewritten texts back, in the order they were taken.
-fn rewrite_texts(
-    cx: &mut Cx<'_>,
-    req: &mut ClientRequest,
-    texts: &[String],
-) -> Result<(), GatewayError> {
-    let mut body: Value = serde_json::from_slice(req.body())
-        .map_err(|_| GatewayError::bad_request("request body is not valid JSON"))?;
-    let mut next = texts.iter();
-    let _ = for_each_text::<()>(&mut body, |t| {
-        if let Some(n) = next.next() {
-            t.clone_from(n);
-        }
-        Ok(())
-    });
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    *req = ClientRequest::parse(cx.record.op, bytes)?;
-    Ok(())
 }

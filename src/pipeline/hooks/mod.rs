@@ -19,6 +19,7 @@
 //! and its calls at the points it needs: see `docs/architecture.md`.
 
 mod budget;
+mod guardrail_services;
 mod guardrails;
 mod metering;
 
@@ -30,6 +31,7 @@ use crate::api::request::ClientRequest;
 use crate::config::{Config, Deployment};
 
 pub use budget::BudgetHook;
+pub use guardrail_services::Step as ServiceStep;
 pub use guardrails::GuardrailHook;
 pub use metering::MeteringHook;
 
