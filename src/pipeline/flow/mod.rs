@@ -180,7 +180,7 @@ impl RequestFlow {
             .hooks
             .call_answered(token, num_headers, body_size, host)
         {
-            if self.hooks.guardrails.checking_answer() {
+            if self.hooks.checking_answer() {
                 self.answer_check_answered(host);
             } else {
                 self.admission_answered(host);
@@ -217,9 +217,9 @@ impl RequestFlow {
         };
         let w = ex.whole_response(status, &body);
         self.attempt_succeeded(host);
-        if w.status < 400 && self.hooks.guardrails.checks_answers() {
+        if w.status < 400 && self.hooks.checks_answers() {
             let (hooks, mut cx) = self.hook_cx(host);
-            match hooks.guardrails.answer_ready(&mut cx, w.body) {
+            match hooks.answer_ready(&mut cx, w.body) {
                 Ok(b) => self.send_checked_answer(&b, host),
                 Err(step) => {
                     let _: Action = self.answer_step(step, host);
@@ -508,12 +508,12 @@ impl RequestFlow {
         if upstream_status.is_none() {
             self.attempt_succeeded(host);
         }
-        if checked && upstream_status.is_none() && self.hooks.guardrails.checks_answers() {
+        if checked && upstream_status.is_none() && self.hooks.checks_answers() {
             // A guardrail service reads the answer first; it goes out as our
             // own reply when the check is done.
             let answer = out.unwrap_or(body);
             let (hooks, mut cx) = self.hook_cx(host);
-            return match hooks.guardrails.answer_ready(&mut cx, answer) {
+            return match hooks.answer_ready(&mut cx, answer) {
                 Ok(b) => {
                     self.send_checked_answer(&b, host);
                     Action::Pause
@@ -551,7 +551,7 @@ impl RequestFlow {
     /// A guardrail service checking the answer answered.
     fn answer_check_answered(&mut self, host: &mut dyn Host) {
         let (hooks, mut cx) = self.hook_cx(host);
-        match hooks.guardrails.answer_resumed(&mut cx) {
+        match hooks.answer_resumed(&mut cx) {
             Ok(b) => self.send_checked_answer(&b, host),
             Err(step) => {
                 let _: Action = self.answer_step(step, host);

@@ -8,6 +8,7 @@
 //! | [`Hooks::before_provider_call`] | each attempt, its exchange set up | guardrails: the answer's guard (`post_call`); budget: usage required, mid-stream limit |
 //! | [`Hooks::attempt_succeeded`] | an attempt's answer arrived in full | metering: latency, usage for the access log |
 //! | [`Hooks::chunk`] | each chunk of a forwarded stream | guardrails: a stream the answer's guard blocked is counted now; budget: a stream cut at the budget is charged now |
+//! | [`Hooks::answer_ready`] | a whole answer is translated, before the client sees it | guardrails: the guardrail services on answers (wait, then rewrite, block or fail open/closed) |
 //! | [`Hooks::response_complete`] | the answer is complete, before its last bytes leave | budget: settle (cost headers) |
 //! | [`Hooks::failed`] | the gateway answers with an error | budget: settle, release holds |
 //! | [`Hooks::finished`] | the request is over however it ended (`on_log`) | budget: settle what is left; guardrails: count what the answer's guard did; metering: request metrics |
@@ -109,6 +110,28 @@ impl Hooks {
             || self
                 .budget
                 .call_answered(token, num_headers, body_size, host)
+    }
+
+    /// A translated whole answer, before the client sees it (guardrail
+    /// services on answers): `Ok(body)` to send now, else wait or refuse.
+    pub fn answer_ready(&mut self, cx: &mut Cx<'_>, body: Vec<u8>) -> Result<Vec<u8>, ServiceStep> {
+        self.guardrails.answer_ready(cx, body)
+    }
+
+    /// A call checking the answer answered: go on.
+    pub fn answer_resumed(&mut self, cx: &mut Cx<'_>) -> Result<Vec<u8>, ServiceStep> {
+        self.guardrails.answer_resumed(cx)
+    }
+
+    /// Whether whole answers wait for [`Hooks::answer_ready`].
+    pub fn checks_answers(&self) -> bool {
+        self.guardrails.checks_answers()
+    }
+
+    /// Whether the out-of-band call that answered was checking the answer
+    /// (else it was the admission's).
+    pub fn checking_answer(&self) -> bool {
+        self.guardrails.checking_answer()
     }
 
     /// Usage must be read from every answer (it is charged).
