@@ -73,6 +73,14 @@ impl GuardrailHook {
         cx: &mut Cx<'_>,
         req: &mut ClientRequest,
     ) -> Result<(), GatewayError> {
+        let asks = req.member("guardrails").is_some()
+            || req
+                .member("metadata")
+                .is_some_and(|m| m.contains("guardrails"));
+        if cx.cfg.guardrails.is_empty() && !asks {
+            // The common case: nothing to look up on the hot path.
+            return Ok(());
+        }
         let key_guardrails: Vec<String> = cx
             .record
             .caller
@@ -80,10 +88,6 @@ impl GuardrailHook {
             .key()
             .map(|k| k.guardrails.clone())
             .unwrap_or_default();
-        let asks = req.member("guardrails").is_some()
-            || req
-                .member("metadata")
-                .is_some_and(|m| m.contains("guardrails"));
         let any_default = cx.cfg.guardrails.iter().any(|g| g.default_on);
         if !asks && !any_default && key_guardrails.is_empty() {
             return Ok(());
