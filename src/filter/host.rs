@@ -54,9 +54,91 @@ fn set_buffer(kind: BufferType, size: usize, bytes: &[u8]) {
     }
 }
 
+// The SDK's wrappers for these panic on any status but `Ok` (and a panic
+// takes the VM down); Envoy refuses a change to a header map that is gone or
+// no longer writable (the request's headers once its response is under
+// way; the response's before there is one), and a header value need not be
+// UTF-8, which the SDK's getter unwraps: so they are called raw here, a
+// refusal logged and read as "nothing there".
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+}
+
+/// proxy-wasm's `Status::Ok`.
+const STATUS_OK: u32 = 0;
+
+fn get_header(map: MapType, name: &str) -> Option<String> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: `name` is live for the call; on `Ok` the host wrote a buffer
+    // it allocated through this module's allocator (proxy_on_memory_allocate),
+    // of `size` bytes, whose ownership passes to us.
+    let status = unsafe {
+        proxy_get_header_map_value(map as u32, name.as_ptr(), name.len(), &mut data, &mut size)
+    };
+    if status != STATUS_OK {
+        return None;
+    }
+    if data.is_null() {
+        return Some(String::new());
+    }
+    // SAFETY: see above.
+    let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
+    Some(lossy(bytes))
+}
+
+/// A whole header map. As bytes: the SDK's string form unwraps UTF-8, and a
+/// client may send any byte above 0x7f in a header value (HTTP's obs-text),
+/// so one such header would take the VM down; here it reads lossily.
+fn header_pairs(map: MapType) -> Vec<(String, String)> {
+    hostcalls::get_map_bytes(map)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, lossy(v)))
+        .collect()
+}
+
+fn lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 fn set_header(map: MapType, name: &str, value: &str) {
-    if let Err(s) = hostcalls::set_map_value(map, name, Some(value)) {
-        warn!("llm-gateway: cannot set header {name}: {s:?}");
+    // SAFETY: the pointers and lengths are of live `&str`s, which the host
+    // only reads during the call.
+    let status = unsafe {
+        proxy_replace_header_map_value(
+            map as u32,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    };
+    if status != STATUS_OK {
+        warn!("llm-gateway: cannot set header {name} (status {status})");
+    }
+}
+
+fn remove_header(map: MapType, name: &str) {
+    // SAFETY: as in `set_header`.
+    let status = unsafe { proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len()) };
+    if status != STATUS_OK {
+        warn!("llm-gateway: cannot remove header {name} (status {status})");
     }
 }
 
@@ -167,7 +249,7 @@ impl Host for WasmHost {
     }
 
     fn request_headers(&self) -> Vec<(String, String)> {
-        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+        header_pairs(MapType::HttpRequestHeaders)
     }
 
     fn set_request_header(&mut self, name: &str, value: &str) {
@@ -175,7 +257,7 @@ impl Host for WasmHost {
     }
 
     fn remove_request_header(&mut self, name: &str) {
-        let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+        remove_header(MapType::HttpRequestHeaders, name);
     }
 
     fn request_body(&self, size: usize) -> Vec<u8> {
@@ -202,9 +284,7 @@ impl Host for WasmHost {
     }
 
     fn response_header(&self, name: &str) -> Option<String> {
-        hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
-            .ok()
-            .flatten()
+        get_header(MapType::HttpResponseHeaders, name)
     }
 
     fn set_response_header(&mut self, name: &str, value: &str) {
@@ -212,7 +292,7 @@ impl Host for WasmHost {
     }
 
     fn remove_response_header(&mut self, name: &str) {
-        let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name);
+        remove_header(MapType::HttpResponseHeaders, name);
     }
 
     fn response_body(&self, size: usize) -> Vec<u8> {
@@ -255,8 +335,7 @@ impl Host for WasmHost {
 
     fn call_response(&self, num_headers: usize, body_size: usize) -> (Option<u16>, Vec<u8>) {
         let status = if num_headers > 0 {
-            hostcalls::get_map(MapType::HttpCallResponseHeaders)
-                .unwrap_or_default()
+            header_pairs(MapType::HttpCallResponseHeaders)
                 .into_iter()
                 .find(|(k, _)| k == ":status")
                 .and_then(|(_, v)| v.parse::<u16>().ok())

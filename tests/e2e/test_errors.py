@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 
 import pytest
 
@@ -31,6 +32,30 @@ def test_body_not_an_object(gw):
     r = gw.chat([{"model": "gpt"}])
     assert_openai_error(r, 400, "invalid_request_error")
     assert_no_upstream_request(gw)
+
+
+def raw_exchange(gw, request: bytes) -> bytes:
+    with socket.create_connection((gw.host, gw.port), timeout=10) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data
+
+
+@pytest.mark.parametrize("header", [b"X-Name: caf\xe9", b"Authorization: Bearer sk-\xff\xfe"])
+def test_a_header_that_is_not_utf8_is_answered_and_harms_no_one(gw, header):
+    # HTTP lets a header value carry bytes above 0x7f; read strictly as UTF-8, one such
+    # header used to take the filter's VM down (every later request a bare 503).
+    body = json.dumps(chat_body("gpt")).encode()
+    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+               + header + b"\r\nContent-Length: " + str(len(body)).encode()
+               + b"\r\nConnection: close\r\n\r\n" + body)
+    for _ in range(2):
+        status_line = raw_exchange(gw, request).split(b"\r\n", 1)[0]
+        assert status_line in (b"HTTP/1.1 200 OK", b"HTTP/1.1 401 Unauthorized"), status_line
+    follow = gw.chat(chat_body("gpt"))
+    assert follow.status == 200, follow.body
 
 
 def test_empty_body(gw):
