@@ -10,7 +10,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{key_hash, sse_data, Gateway};
+use support::{anthropic_text_stream, key_hash, sse_data, streamed_text, Gateway};
 
 fn openai_dep(alias: &str, host: &str) -> Value {
     json!({"model_name": alias, "litellm_params": {
@@ -179,35 +179,6 @@ fn openai_answer(content: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn anthropic_stream(texts: &[&str]) -> Vec<String> {
-    let mut ev = vec![
-        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-x\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n".to_string(),
-        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n".to_string(),
-    ];
-    for t in texts {
-        ev.push(format!(
-            "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{t}\"}}}}\n\n"
-        ));
-    }
-    ev.push(
-        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n".into(),
-    );
-    ev.push("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":7}}\n\n".into());
-    ev.push("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n".into());
-    ev
-}
-
-fn streamed_text(data: &[String]) -> String {
-    data.iter()
-        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .filter_map(|v| {
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect()
-}
-
 #[test]
 fn post_call_masks_a_whole_answer_even_from_a_passthrough_provider() {
     let mut gw = output_filtered(json!({}));
@@ -274,7 +245,7 @@ fn post_call_masks_a_stream_whose_match_is_split_across_chunks() {
     let mut rq = gw.chat(&[], &json!({"model": "claude", "stream": true, "messages": [{"role": "user", "content": "mail?"}]}));
     rq.respond_stream_headers(200, "text/event-stream");
     let mut sent = Vec::new();
-    for ev in anthropic_stream(&["Mail jane.d", "oe@exam", "ple.com", " today"]) {
+    for ev in anthropic_text_stream(&["Mail jane.d", "oe@exam", "ple.com", " today"]) {
         sent.extend(rq.chunk(ev.as_bytes(), false));
     }
     sent.extend(rq.chunk(b"", true));
@@ -298,7 +269,7 @@ fn post_call_block_ends_a_stream_with_an_error_event_before_the_span() {
     let mut gw = output_filtered(json!({}));
     let mut rq = gw.chat(&[], &json!({"model": "claude", "stream": true, "messages": [{"role": "user", "content": "ssn?"}]}));
     rq.respond_stream_headers(200, "text/event-stream");
-    for ev in anthropic_stream(&["Sure. It is 078-0", "5-1120, and more ", "text follows"]) {
+    for ev in anthropic_text_stream(&["Sure. It is 078-0", "5-1120, and more ", "text follows"]) {
         rq.chunk(ev.as_bytes(), false);
     }
     // Counted when it happens, not when the provider's stream ends.

@@ -161,10 +161,6 @@ fn older_guardrail_forms_are_refused_too() {
             "litellm_settings.callbacks[0]",
             json!({"callbacks": ["custom_callbacks.proxy_handler_instance"]}),
         ),
-        (
-            "litellm_settings.output_parse_pii",
-            json!({"output_parse_pii": true}),
-        ),
     ];
     for (field, settings) in cases {
         let mut cfg = base();

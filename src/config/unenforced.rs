@@ -173,7 +173,6 @@ const GUARDRAIL_SETTINGS: &[&str] = &[
     "prompt_injection_params",
     "presidio_ad_hoc_recognizers",
     "presidio_logging_only",
-    "output_parse_pii",
 ];
 
 /// Whether a guardrail type (`litellm_params.guardrail`) is enforced here
@@ -218,7 +217,7 @@ pub fn is_handled(path: &str) -> bool {
         return true;
     }
     match path.strip_prefix("litellm_settings.") {
-        Some(k) => GUARDRAIL_SETTINGS.contains(&k),
+        Some(k) => GUARDRAIL_SETTINGS.contains(&k) || k == "output_parse_pii",
         None => false,
     }
 }
@@ -350,6 +349,26 @@ fn check_guardrails(
         Some(_) => return Err(err("guardrails", "must be a list")),
     }
     if let Some(Value::Object(ls)) = root.get("litellm_settings") {
+        match ls.get("output_parse_pii") {
+            // LiteLLM's global switch: every Presidio guardrail gives the
+            // masked values back in the answer.
+            Some(Value::Bool(true)) => {
+                for spec in enforced.iter_mut().filter(|s| {
+                    s.service.as_ref().is_some_and(|g| {
+                        g.api == crate::guardrails::external::ExternalApi::Presidio
+                    })
+                }) {
+                    spec.output_parse_pii = true;
+                }
+            }
+            None | Some(Value::Null | Value::Bool(false)) => {}
+            Some(_) => {
+                return Err(err(
+                    "litellm_settings.output_parse_pii",
+                    "must be a boolean",
+                ))
+            }
+        }
         for k in GUARDRAIL_SETTINGS {
             if ls.get(*k).is_some_and(|v| !v.is_null()) {
                 found.push((

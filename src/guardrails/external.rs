@@ -23,6 +23,7 @@
 use serde_json::{json, Map, Value};
 
 use super::spec::SpecError;
+use super::vault::Vault;
 
 /// Which service API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,12 +165,6 @@ pub fn parse(
             "timeout",
         ],
     };
-    if p.get("output_parse_pii").and_then(Value::as_bool) == Some(true) {
-        return Err(Ok(
-            "`output_parse_pii: true` (un-masking the answer) is not enforced by this gateway"
-                .to_string(),
-        ));
-    }
     for k in p.keys() {
         let common = matches!(
             k.as_str(),
@@ -439,7 +434,15 @@ impl ExternalGuard {
 
     /// What the service's answer means: `status` `None` is no answer at all
     /// (connection refused, reset, timeout). `texts`: what was sent.
-    pub fn verdict(&self, status: Option<u16>, body: &[u8], texts: &[String]) -> Verdict {
+    /// `vault`: Presidio's findings become numbered tokens kept there
+    /// (`output_parse_pii`).
+    pub fn verdict(
+        &self,
+        status: Option<u16>,
+        body: &[u8],
+        texts: &[String],
+        vault: Option<&mut Vault>,
+    ) -> Verdict {
         let failed = |unreachable: bool, why: String| Verdict::Failed { unreachable, why };
         match status {
             None => return failed(true, "no answer (unreachable or timed out)".into()),
@@ -485,7 +488,7 @@ impl ExternalGuard {
                 },
                 _ => failed(false, "answered without a known `action`".into()),
             },
-            ExternalApi::Presidio => self.presidio_verdict(&v, texts),
+            ExternalApi::Presidio => self.presidio_verdict(&v, texts, vault),
             ExternalApi::OpenAiModeration => {
                 let Some(results) = v.get("results").and_then(Value::as_array) else {
                     return failed(false, "answered without `results`".into());
@@ -522,8 +525,14 @@ impl ExternalGuard {
 
     /// The analyzer's findings on the joined texts: a blocked entity
     /// refuses; the others are replaced by `<ENTITY_TYPE>` in each text
-    /// (Presidio's `replace` operator), overlapping findings once.
-    fn presidio_verdict(&self, v: &Value, texts: &[String]) -> Verdict {
+    /// (Presidio's `replace` operator), overlapping findings once; with a
+    /// `vault`, by `<ENTITY_TYPE_n>` tokens it remembers.
+    fn presidio_verdict(
+        &self,
+        v: &Value,
+        texts: &[String],
+        mut vault: Option<&mut Vault>,
+    ) -> Verdict {
         let Some(items) = v.as_array() else {
             return Verdict::Failed {
                 unreachable: false,
@@ -579,9 +588,14 @@ impl ExternalGuard {
                 }
                 let (s, e) = (start - offset, end - offset);
                 rewritten.extend(&chars[at..s]);
-                rewritten.push('<');
-                rewritten.push_str(entity);
-                rewritten.push('>');
+                let tag = format!("<{entity}>");
+                match vault.as_deref_mut() {
+                    Some(v) => {
+                        let original: String = chars[s..e].iter().collect();
+                        rewritten.push_str(&v.token(&tag, &original));
+                    }
+                    None => rewritten.push_str(&tag),
+                }
                 at = e;
             }
             rewritten.extend(&chars[at..]);

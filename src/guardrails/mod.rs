@@ -11,8 +11,10 @@ pub mod spec;
 
 pub mod output;
 pub mod regex;
+pub mod vault;
 
 use spec::{FilterAction, GuardrailSpec, Matcher};
+use vault::Vault;
 
 use crate::api::error::{ErrorKind, GatewayError};
 
@@ -80,8 +82,13 @@ pub fn hits(spec: &GuardrailSpec, text: &str) -> Vec<Hit> {
 }
 
 /// Check one text against a guardrail: `Ok(None)` passes unchanged,
-/// `Ok(Some(masked))` is the text with its masked spans replaced.
-pub fn check_text(spec: &GuardrailSpec, text: &str) -> Result<Option<String>, Blocked> {
+/// `Ok(Some(masked))` is the text with its masked spans replaced (by
+/// numbered tokens kept in `vault`, when given: `output_parse_pii`).
+pub fn check_text(
+    spec: &GuardrailSpec,
+    text: &str,
+    vault: Option<&mut Vault>,
+) -> Result<Option<String>, Blocked> {
     let found = hits(spec, text);
     if let Some(b) = found.iter().find(|h| h.action == FilterAction::Block) {
         return Err(Blocked {
@@ -91,12 +98,13 @@ pub fn check_text(spec: &GuardrailSpec, text: &str) -> Result<Option<String>, Bl
     if found.is_empty() {
         return Ok(None);
     }
-    Ok(Some(masked(text, found)))
+    Ok(Some(masked(text, found, vault)))
 }
 
-/// `text` with the spans of `masks` replaced by their tags. Earliest first;
-/// of overlapping spans the earlier (then the longer) wins.
-pub fn masked(text: &str, mut masks: Vec<Hit>) -> String {
+/// `text` with the spans of `masks` replaced by their tags (or, with a
+/// `vault`, by numbered tokens it remembers). Earliest first; of
+/// overlapping spans the earlier (then the longer) wins.
+pub fn masked(text: &str, mut masks: Vec<Hit>, mut vault: Option<&mut Vault>) -> String {
     masks.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
@@ -105,7 +113,10 @@ pub fn masked(text: &str, mut masks: Vec<Hit>) -> String {
             continue;
         }
         out.push_str(&text[at..h.start]);
-        out.push_str(&h.tag);
+        match vault.as_deref_mut() {
+            Some(v) => out.push_str(&v.token(&h.tag, &text[h.start..h.end])),
+            None => out.push_str(&h.tag),
+        }
         at = h.end;
     }
     out.push_str(&text[at..]);

@@ -12,12 +12,18 @@
 //! `[DONE]`, and nothing held or after it reaches the client. LiteLLM
 //! checks each chunk on its own, so a card number split over two chunks
 //! passes it; this does not.
+//!
+//! A stream also gives the caller its masked values back here
+//! (`output_parse_pii`, [`super::vault`]): released text is un-masked last,
+//! and a token is never cut by a release. (A whole answer is un-masked by
+//! the guardrail hook after its services, the last step before the client.)
 
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
 use super::spec::{FilterAction, GuardrailSpec, Matcher};
+use super::vault::Vault;
 use super::{hits, masked, violation, Hit};
 use crate::api::error::GatewayError;
 use crate::codec::sse::{write_data, write_done, SseDecoder};
@@ -63,6 +69,8 @@ pub struct OutputGuard {
     head: Option<Map<String, Value>>,
     /// The stream was ended (blocked, or `[DONE]` written).
     closed: bool,
+    /// Masked request values to give back in the stream.
+    vault: Option<Arc<Vault>>,
 }
 
 impl OutputGuard {
@@ -84,7 +92,14 @@ impl OutputGuard {
             held: Vec::new(),
             head: None,
             closed: false,
+            vault: None,
         }
+    }
+
+    /// Give the caller's masked values back in the stream.
+    pub fn with_vault(mut self, vault: Arc<Vault>) -> Self {
+        self.vault = Some(vault);
+        self
     }
 
     /// A blocking match ended the stream (nothing more will change).
@@ -112,7 +127,7 @@ impl OutputGuard {
             let Some(Value::String(text)) = choice.pointer_mut("/message/content") else {
                 continue;
             };
-            let (release, _) = self.release(text, true)?;
+            let (release, _) = self.release(text, true, false)?;
             if release != *text {
                 *text = release;
                 changed = true;
@@ -189,7 +204,7 @@ impl OutputGuard {
             let held = self.held_mut(index);
             held.push_str(piece.as_deref().unwrap_or(""));
             let text = std::mem::take(held);
-            match self.release(&text, finished) {
+            match self.release(&text, finished, true) {
                 Ok((release, keep)) => {
                     *self.held_mut(index) = text[keep..].to_string();
                     if piece.is_some() || !release.is_empty() {
@@ -218,7 +233,7 @@ impl OutputGuard {
             if text.is_empty() {
                 continue;
             }
-            match self.release(&text, true) {
+            match self.release(&text, true, true) {
                 Ok((release, _)) => choices.push(json!({
                     "index": index, "delta": {"content": release}, "finish_reason": null,
                 })),
@@ -252,10 +267,15 @@ impl OutputGuard {
         &mut self.held[pos].1
     }
 
-    /// What of `text` can go out now, masked, and where the held rest
-    /// starts (`final`: all of it). A blocking match in what goes out is
-    /// the guardrail's 400.
-    fn release(&mut self, text: &str, last: bool) -> Result<(String, usize), GatewayError> {
+    /// What of `text` can go out now, masked (and, in a stream, un-masked
+    /// by the vault), and where the held rest starts (`last`: all of it).
+    /// A blocking match in what goes out is the guardrail's 400.
+    fn release(
+        &mut self,
+        text: &str,
+        last: bool,
+        unmask: bool,
+    ) -> Result<(String, usize), GatewayError> {
         let mut cut = if last {
             text.len()
         } else {
@@ -274,6 +294,10 @@ impl OutputGuard {
         {
             cut = start;
         }
+        if let (Some(v), false) = (&self.vault, last) {
+            // A match cut off by this is checked again with the held rest.
+            cut = v.safe_cut(text, cut);
+        }
         found.retain(|(_, h)| h.end <= cut);
         if let Some((i, h)) = found.iter().find(|(_, h)| h.action == FilterAction::Block) {
             self.outcomes[*i] = Outcome::Blocked;
@@ -282,7 +306,15 @@ impl OutputGuard {
         for (i, _) in &found {
             self.outcomes[*i] = Outcome::Masked;
         }
-        let release = masked(&text[..cut], found.into_iter().map(|(_, h)| h).collect());
+        let release = masked(
+            &text[..cut],
+            found.into_iter().map(|(_, h)| h).collect(),
+            None,
+        );
+        let release = match (&self.vault, unmask) {
+            (Some(v), true) => v.unmask(&release, last),
+            _ => release,
+        };
         Ok((release, cut))
     }
 }

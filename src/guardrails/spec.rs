@@ -70,6 +70,9 @@ pub struct GuardrailSpec {
     /// A guardrail service to call instead of local rules (`rules` is then
     /// empty).
     pub service: Option<Box<ExternalGuard>>,
+    /// `output_parse_pii`: what this guardrail masks in the request is
+    /// given back in the answer ([`super::vault`]).
+    pub output_parse_pii: bool,
 }
 
 /// The outcome of reading one `guardrails:` entry.
@@ -192,6 +195,18 @@ fn default_on(p: &Map<String, Value>, pp: &dyn Fn(&str) -> String) -> Result<boo
     }
 }
 
+/// `output_parse_pii` (off unless `true`).
+fn output_parse_pii(
+    p: &Map<String, Value>,
+    pp: &dyn Fn(&str) -> String,
+) -> Result<bool, SpecError> {
+    match p.get("output_parse_pii") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(err(pp("output_parse_pii"), "must be a boolean")),
+    }
+}
+
 /// Read `guardrails[i]`, of one of the types this gateway enforces
 /// ([`CONTENT_FILTER`], or a service of [`EXTERNAL_KINDS`]).
 pub fn parse_entry(
@@ -231,7 +246,8 @@ pub fn parse_entry(
             | "patterns"
             | "blocked_words"
             | "pattern_redaction_format"
-            | "keyword_redaction_tag" => {}
+            | "keyword_redaction_tag"
+            | "output_parse_pii" => {}
             "blocked_words_file" => {
                 return Ok(Parsed::Unenforced(
                     "`litellm_params.blocked_words_file` (the filter cannot read files; \
@@ -348,6 +364,7 @@ pub fn parse_entry(
         pattern_redaction_format,
         keyword_redaction_tag: text("keyword_redaction_tag", "[KEYWORD_REDACTED]")?,
         service: None,
+        output_parse_pii: output_parse_pii(p, &pp)?,
     }))
 }
 
@@ -364,6 +381,7 @@ fn parse_service(
         Err(why) => return Ok(Parsed::Unenforced(why)),
     };
     let default_on = default_on(p, pp)?;
+    let output_parse_pii = output_parse_pii(p, pp)?;
     let e = match external::parse(kind, p, pp) {
         Ok(e) => e,
         Err(Ok(why)) => return Ok(Parsed::Unenforced(why)),
@@ -414,5 +432,6 @@ fn parse_service(
             fail_open: e.fail_open,
             fail_on_error: e.fail_on_error,
         })),
+        output_parse_pii,
     }))
 }

@@ -287,3 +287,35 @@ pub fn sse_data(bytes: &[u8]) -> Vec<String> {
         })
         .collect()
 }
+
+/// An Anthropic Messages stream whose one text block is written in `texts`,
+/// one event per piece.
+pub fn anthropic_text_stream(texts: &[&str]) -> Vec<String> {
+    let mut ev = vec![
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-x\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n".to_string(),
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n".to_string(),
+    ];
+    for t in texts {
+        let delta = serde_json::json!({"type": "content_block_delta", "index": 0,
+                                       "delta": {"type": "text_delta", "text": t}});
+        ev.push(format!("event: content_block_delta\ndata: {delta}\n\n"));
+    }
+    ev.push(
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n".into(),
+    );
+    ev.push("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":7}}\n\n".into());
+    ev.push("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n".into());
+    ev
+}
+
+/// The text of choice 0 of an OpenAI stream's `data:` payloads.
+pub fn streamed_text(data: &[String]) -> String {
+    data.iter()
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect()
+}

@@ -18,6 +18,7 @@ use crate::api::error::{ErrorKind, GatewayError};
 use crate::api::request::ClientRequest;
 use crate::guardrails::external::{CallContext, Verdict};
 use crate::guardrails::spec::GuardrailSpec;
+use crate::guardrails::vault::Vault;
 use crate::guardrails::violation;
 use crate::pipeline::host::Host;
 
@@ -87,11 +88,17 @@ impl Services {
         !self.answer.is_empty()
     }
 
-    /// The request's services, from where they are.
-    pub fn on_request(&mut self, cx: &mut Cx<'_>, req: &mut ClientRequest) -> Step {
+    /// The request's services, from where they are. What an
+    /// `output_parse_pii` service masks is kept in `vault`.
+    pub fn on_request(
+        &mut self,
+        cx: &mut Cx<'_>,
+        req: &mut ClientRequest,
+        vault: &mut Vault,
+    ) -> Step {
         let op = cx.record.op;
         let mut body: Option<Value> = None;
-        self.run(cx, Phase::Request, &mut |texts| match texts {
+        self.run(cx, Phase::Request, Some(vault), &mut |texts| match texts {
             // Read: the texts of the request as it is now.
             None => Ok(request_texts(req)),
             // Write: the rewritten texts back into the request.
@@ -123,7 +130,7 @@ impl Services {
     /// Go on checking the answer after a call answered.
     pub fn resume_answer(&mut self, cx: &mut Cx<'_>) -> Result<Vec<u8>, Step> {
         let mut answer = self.checking.take().unwrap_or(Value::Null);
-        let step = self.run(cx, Phase::Answer, &mut |texts| match texts {
+        let step = self.run(cx, Phase::Answer, None, &mut |texts| match texts {
             None => Ok(answer_texts(&answer)),
             Some(new) => {
                 let mut it = new.iter();
@@ -169,7 +176,13 @@ impl Services {
 
     /// Call the phase's services in turn. `texts(None)` reads the texts to
     /// check, `texts(Some(new))` writes a service's rewrite back.
-    fn run(&mut self, cx: &mut Cx<'_>, phase: Phase, texts: &mut TextsIo<'_>) -> Step {
+    fn run(
+        &mut self,
+        cx: &mut Cx<'_>,
+        phase: Phase,
+        mut vault: Option<&mut Vault>,
+        texts: &mut TextsIo<'_>,
+    ) -> Step {
         loop {
             if let Some(call) = self.in_flight.take() {
                 let Some((status, body)) = call.answer else {
@@ -179,7 +192,8 @@ impl Services {
                 let Some(service) = call.spec.service.as_ref() else {
                     continue;
                 };
-                let verdict = service.verdict(status, &body, &call.texts);
+                let keep = vault.as_deref_mut().filter(|_| call.spec.output_parse_pii);
+                let verdict = service.verdict(status, &body, &call.texts, keep);
                 if let Err(e) = settle(cx, phase, &call.spec, verdict, texts) {
                     return Step::Refuse(e);
                 }

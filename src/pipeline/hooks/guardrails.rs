@@ -28,6 +28,7 @@ use crate::api::openai::Operation;
 use crate::api::request::ClientRequest;
 use crate::guardrails::output::OutputGuard;
 use crate::guardrails::spec::GuardrailSpec;
+use crate::guardrails::vault::Vault;
 use crate::guardrails::{check_text, violation};
 use crate::pipeline::host::Part;
 use crate::pipeline::Exchange;
@@ -40,6 +41,8 @@ pub struct GuardrailHook {
     output: Vec<Arc<GuardrailSpec>>,
     /// The guardrail services of this request.
     services: Services,
+    /// What `output_parse_pii` guardrails masked, to give back in the answer.
+    vault: Vault,
 }
 
 /// What one guardrail did to the request.
@@ -139,7 +142,8 @@ impl GuardrailHook {
             self.services.add(spec, cx.record.op == Operation::Chat);
         }
         for spec in selected.iter().filter(|g| g.input && g.service.is_none()) {
-            let outcome = match apply(spec, &mut body) {
+            let vault = spec.output_parse_pii.then_some(&mut self.vault);
+            let outcome = match apply(spec, &mut body, vault) {
                 Ok(o) => o,
                 Err(what) => {
                     count(cx, "blocked", &spec.name);
@@ -167,7 +171,7 @@ impl GuardrailHook {
 
     /// Before any provider sees the request: the guardrail services.
     pub fn admission(&mut self, cx: &mut Cx<'_>, req: &mut ClientRequest) -> Admit {
-        match self.services.on_request(cx, req) {
+        match self.services.on_request(cx, req, &mut self.vault) {
             Step::Go => Admit::Go,
             Step::Wait => Admit::Wait,
             Step::Refuse(e) => Admit::Refuse(e),
@@ -193,27 +197,38 @@ impl GuardrailHook {
 
     /// A translated whole answer, before the client sees it: the `post_call`
     /// services. `Ok(body)` to send now; else wait or refuse.
+    /// Last, the caller's masked values are given back (`output_parse_pii`).
     pub fn answer_ready(&mut self, cx: &mut Cx<'_>, body: Vec<u8>) -> Result<Vec<u8>, Step> {
-        self.services.on_answer(cx, body)
+        let checked = self.services.on_answer(cx, body)?;
+        Ok(unmask_answer(&self.vault, checked))
     }
 
     /// Go on with the answer's services after a call answered.
     pub fn answer_resumed(&mut self, cx: &mut Cx<'_>) -> Result<Vec<u8>, Step> {
-        self.services.resume_answer(cx)
+        let checked = self.services.resume_answer(cx)?;
+        Ok(unmask_answer(&self.vault, checked))
     }
 
-    /// Whether answers wait for a guardrail service.
+    /// Whether whole answers go through [`GuardrailHook::answer_ready`]: a
+    /// guardrail service checks them, or masked values go back in them.
     pub fn checks_answers(&self) -> bool {
-        self.services.check_answers()
+        self.services.check_answers() || !self.vault.is_empty()
     }
 
-    /// Each attempt: its answer goes through the output guardrails.
+    /// Each attempt: its answer goes through the output guardrails (and a
+    /// stream gets the masked values back as it passes).
     pub fn before_provider_call(&self, exchange: &mut Exchange) {
-        if self.services.check_answers() {
+        if self.checks_answers() {
             exchange.hold_answer();
         }
-        if !self.output.is_empty() {
-            exchange.set_output_guard(OutputGuard::new(self.output.clone()));
+        let unmask = !self.vault.is_empty() && exchange.is_stream();
+        if !self.output.is_empty() || unmask {
+            let guard = OutputGuard::new(self.output.clone());
+            exchange.set_output_guard(if unmask {
+                guard.with_vault(Arc::new(self.vault.clone()))
+            } else {
+                guard
+            });
         }
     }
 
@@ -344,17 +359,86 @@ pub(super) fn for_each_text<E>(
     Ok(())
 }
 
-/// Run a content filter over the messages.
-fn apply(spec: &GuardrailSpec, body: &mut Value) -> Result<Outcome, String> {
+/// Run a content filter over the messages (masking into `vault`'s tokens
+/// when given).
+fn apply(
+    spec: &GuardrailSpec,
+    body: &mut Value,
+    mut vault: Option<&mut Vault>,
+) -> Result<Outcome, String> {
     let mut outcome = Outcome::Passed;
-    for_each_text(body, |text| match check_text(spec, text) {
-        Ok(None) => Ok(()),
-        Ok(Some(masked)) => {
-            *text = masked;
-            outcome = Outcome::Masked;
-            Ok(())
+    for_each_text(body, |text| {
+        match check_text(spec, text, vault.as_deref_mut()) {
+            Ok(None) => Ok(()),
+            Ok(Some(masked)) => {
+                *text = masked;
+                outcome = Outcome::Masked;
+                Ok(())
+            }
+            Err(b) => Err(b.what),
         }
-        Err(b) => Err(b.what),
     })?;
     Ok(outcome)
+}
+
+/// A whole `chat.completion` with the caller's masked values given back:
+/// in each choice's text and tool call arguments (LiteLLM's
+/// `output_parse_pii` covers the same fields).
+fn unmask_answer(vault: &Vault, body: Vec<u8>) -> Vec<u8> {
+    if vault.is_empty() {
+        return body;
+    }
+    let Ok(mut v) = serde_json::from_slice::<Value>(&body) else {
+        return body;
+    };
+    let mut changed = false;
+    let mut put = |s: &mut String, new: String| {
+        if *s != new {
+            *s = new;
+            changed = true;
+        }
+    };
+    let choices = v.get_mut("choices").and_then(Value::as_array_mut);
+    for message in choices
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get_mut("message"))
+    {
+        match message.get_mut("content") {
+            Some(Value::String(s)) => {
+                let new = vault.unmask(s, true);
+                put(s, new);
+            }
+            Some(Value::Array(parts)) => {
+                for p in parts.iter_mut() {
+                    if let Some(Value::String(s)) = p.get_mut("text") {
+                        let new = vault.unmask(s, true);
+                        put(s, new);
+                    }
+                }
+            }
+            _ => {}
+        }
+        let calls = message.get_mut("tool_calls").and_then(Value::as_array_mut);
+        let functions = calls
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get_mut("function"))
+            .collect::<Vec<_>>();
+        for f in functions {
+            if let Some(Value::String(s)) = f.get_mut("arguments") {
+                let new = vault.unmask_json(s);
+                put(s, new);
+            }
+        }
+        if let Some(Value::String(s)) = message.pointer_mut("/function_call/arguments") {
+            let new = vault.unmask_json(s);
+            put(s, new);
+        }
+    }
+    if changed {
+        serde_json::to_vec(&v).unwrap_or(body)
+    } else {
+        body
+    }
 }
