@@ -94,6 +94,7 @@ fn memory() {
         dep,
         "chatcmpl-0123456789abcdef01234567",
         1,
+        &Default::default(),
     )
     .unwrap();
     drop(parsed);
@@ -394,6 +395,7 @@ fn one_request(fx: &Fixture, stream: bool) -> usize {
         dep,
         "chatcmpl-0123456789abcdef01234567",
         now_ms / 1000,
+        &Default::default(),
     )
     .unwrap();
     if admission.is_some() {

@@ -3,6 +3,7 @@
 //! and the OpenAI error envelope every refusal becomes.
 
 pub mod error;
+pub mod litellm_keys;
 pub mod openai;
 pub mod overrides;
 pub mod request;

@@ -6,6 +6,7 @@
 use serde_json::{Map, Value};
 
 use crate::api::error::GatewayError;
+use crate::api::litellm_keys::{litellm_key, LiteLlmKey};
 
 /// `[(alias, [fallback alias, ...]), ...]`, in configuration order.
 pub type FallbackMap = Vec<(String, Vec<String>)>;
@@ -54,12 +55,38 @@ pub struct Overrides {
     pub content_policy_fallbacks: Option<FallbackOverride>,
     /// `timeout`, in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// `drop_params`: drop what the provider cannot take instead of a 400
+    /// (over the deployment's and `litellm_settings`' setting).
+    pub drop_params: Option<bool>,
+    /// `additional_drop_params`: top-level parameters never sent, for
+    /// this request (besides the deployment's).
+    pub additional_drop_params: Vec<String>,
 }
 
-/// Read the overrides from a request body object. `null` means absent.
+/// Read the overrides from a request body object (the gateway's own keys
+/// of it), and refuse what LiteLLM's keys may not ask of it. `null` means
+/// absent.
 pub fn overrides_from_request(raw: &Map<String, Value>) -> Result<Overrides, GatewayError> {
     let present = |k: &str| raw.get(k).filter(|v| !v.is_null());
     let mut o = Overrides::default();
+    for k in raw.keys() {
+        if let Some(LiteLlmKey::Refused(why)) = litellm_key(k) {
+            return Err(GatewayError::bad_param(k, format!("`{k}` {why}")));
+        }
+    }
+    if let Some(v) = present("drop_params") {
+        o.drop_params = Some(v.as_bool().ok_or_else(|| {
+            GatewayError::bad_param("drop_params", "drop_params must be a boolean")
+        })?);
+    }
+    if let Some(v) = present("additional_drop_params") {
+        o.additional_drop_params = drop_list(v).map_err(|why| {
+            GatewayError::bad_param(
+                "additional_drop_params",
+                format!("additional_drop_params {why}"),
+            )
+        })?;
+    }
     if let Some(v) = present("num_retries") {
         o.num_retries = Some(
             v.as_u64()
@@ -95,9 +122,30 @@ pub fn overrides_from_request(raw: &Map<String, Value>) -> Result<Overrides, Gat
 
 /// Remove the override fields from a request body before translation.
 pub fn strip_overrides(raw: &mut Map<String, Value>) {
-    for k in OVERRIDE_KEYS {
-        raw.remove(*k);
+    let gateways: Vec<String> = raw
+        .keys()
+        .filter(|k| OVERRIDE_KEYS.contains(&k.as_str()) || litellm_key(k).is_some())
+        .cloned()
+        .collect();
+    for k in gateways {
+        raw.remove(&k);
     }
+}
+
+/// An `additional_drop_params` list: top-level parameter names. (LiteLLM
+/// also takes paths into nested values; those are refused here rather than
+/// sent.)
+pub fn drop_list(v: &Value) -> Result<Vec<String>, &'static str> {
+    let items = v.as_array().ok_or("must be a list of parameter names")?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let name = item.as_str().ok_or("must be a list of parameter names")?;
+        if name.is_empty() || name.contains(['.', '[', ']']) {
+            return Err("takes top-level parameter names only (no paths into nested values)");
+        }
+        out.push(name.to_string());
+    }
+    Ok(out)
 }
 
 fn fallback_override(v: &Value, field: &str) -> Result<FallbackOverride, GatewayError> {

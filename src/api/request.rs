@@ -26,6 +26,7 @@ use std::ops::Range;
 use serde_json::{Map, Value};
 
 use crate::api::error::GatewayError;
+use crate::api::litellm_keys::litellm_key;
 use crate::api::openai::Operation;
 use crate::api::openai::{
     parse_json_object, validate_chat_request, validate_embeddings_request, ChatRequest,
@@ -40,7 +41,9 @@ use crate::codec::json_out;
 enum Kind {
     Model,
     StreamOptions,
-    /// A routing override (`num_retries`, `fallbacks` ...): never forwarded.
+    /// The gateway's, not the model's: a routing override (`num_retries`,
+    /// `fallbacks` ...) or another of LiteLLM's own keys
+    /// (`crate::api::litellm_keys`). Never forwarded.
     Override,
     Other,
 }
@@ -79,6 +82,8 @@ pub struct ClientRequest {
     stream_usage: bool,
     /// The whole request parsed, for translators that need all of it.
     full: OnceCell<Result<ParsedRequest, GatewayError>>,
+    /// Parameters left out for this attempt (`additional_drop_params`).
+    dropped: Vec<String>,
 }
 
 impl ClientRequest {
@@ -103,6 +108,7 @@ impl ClientRequest {
             encoding_format: None,
             stream_usage: false,
             full: OnceCell::new(),
+            dropped: Vec::new(),
         };
         match op {
             Operation::Chat => req.head = req.read_chat_head()?,
@@ -132,8 +138,45 @@ impl ClientRequest {
         self.members
             .iter()
             .rev()
-            .find(|m| m.kind != Kind::Override && self.key_is(m, key))
+            .find(|m| self.forwarded(m) && self.key_is(m, key))
             .map(|m| self.raw_value(m))
+    }
+
+    /// [`ClientRequest::member`] for one of the gateway's own keys
+    /// (`guardrails`, `metadata`), which no provider sees.
+    pub fn gateway_member(&self, key: &str) -> Option<&str> {
+        self.members
+            .iter()
+            .rev()
+            .find(|m| m.kind == Kind::Override && self.key_is(m, key))
+            .map(|m| self.raw_value(m))
+    }
+
+    /// This request without the top-level parameters `names`, for one
+    /// attempt (LiteLLM's `additional_drop_params`).
+    pub fn without(&self, names: &[String]) -> ClientRequest {
+        ClientRequest {
+            body: self.body.clone(),
+            members: self.members.clone(),
+            op: self.op,
+            // Read again rather than cloned (a clone of the typed view costs
+            // module size); an embeddings request has only its model.
+            head: self.read_chat_head().unwrap_or_else(|_| {
+                let mut h = empty_head();
+                h.model.clone_from(&self.head.model);
+                h
+            }),
+            encoding_format: self.encoding_format.clone(),
+            stream_usage: self.stream_usage,
+            full: OnceCell::new(),
+            dropped: names.to_vec(),
+        }
+    }
+
+    /// Whether a member goes to the provider.
+    fn forwarded(&self, m: &Member) -> bool {
+        m.kind != Kind::Override
+            && (self.dropped.is_empty() || !self.dropped.iter().any(|d| self.key_is(m, d)))
     }
 
     /// Every top-level member but the routing overrides, in the client's
@@ -141,7 +184,7 @@ impl ClientRequest {
     pub fn members(&self) -> impl Iterator<Item = (Cow<'_, str>, &str)> {
         self.members
             .iter()
-            .filter(|m| m.kind != Kind::Override)
+            .filter(|m| self.forwarded(m))
             .map(|m| (self.key_text(m), self.raw_value(m)))
     }
 
@@ -177,7 +220,7 @@ impl ClientRequest {
         let mut first = true;
         let mut wrote_stream_options = false;
         for m in &self.members {
-            if m.kind == Kind::Override {
+            if !self.forwarded(m) {
                 continue;
             }
             if !first {
@@ -221,6 +264,9 @@ impl ClientRequest {
             .get_or_init(|| {
                 let mut raw = parse_json_object(self.body.as_bytes())?;
                 crate::api::overrides::strip_overrides(&mut raw);
+                for d in &self.dropped {
+                    raw.remove(d);
+                }
                 if self.stream_usage {
                     let opts = raw
                         .entry("stream_options")
@@ -445,7 +491,7 @@ fn kind_of(key: &str) -> Kind {
     match key {
         "model" => Kind::Model,
         "stream_options" => Kind::StreamOptions,
-        k if OVERRIDE_KEYS.contains(&k) => Kind::Override,
+        k if OVERRIDE_KEYS.contains(&k) || litellm_key(k).is_some() => Kind::Override,
         _ => Kind::Other,
     }
 }

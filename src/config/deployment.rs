@@ -42,7 +42,6 @@ pub(super) const IGNORED_PARAMS: &[&str] = &[
     "custom_llm_provider",
     "use_in_pass_through",
     "merge_reasoning_content_in_choices",
-    "drop_params",
 ];
 
 pub(super) fn parse_deployment(
@@ -183,11 +182,31 @@ pub(super) fn parse_deployment(
     let stream_timeout_ms = seconds("stream_timeout")?;
     let cooldown_time_ms = seconds("cooldown_time")?;
     let price = parse_price(params, &model, &pp)?;
+    let drop_params = match params.get("drop_params") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => return Err(err(pp("drop_params"), "must be a boolean")),
+    };
+    let additional_drop_params = match params.get("additional_drop_params") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => crate::api::overrides::drop_list(v)
+            .map_err(|why| err(pp("additional_drop_params"), why))?,
+    };
     for k in params.keys() {
         match k.as_str() {
             k if PROVIDER_PARAMS.contains(&k) => {}
-            "model" | "api_base" | "api_key" | "api_version" | "weight" | "rpm" | "tpm"
-            | "timeout" | "stream_timeout" | "cooldown_time" => {}
+            "model"
+            | "api_base"
+            | "api_key"
+            | "api_version"
+            | "weight"
+            | "rpm"
+            | "tpm"
+            | "timeout"
+            | "stream_timeout"
+            | "cooldown_time"
+            | "drop_params"
+            | "additional_drop_params" => {}
             k if PRICE_PARAMS.contains(&k) => {}
             k if unenforced::is_handled(&pp(k)) => {}
             k if IGNORED_PARAMS.contains(&k) => warnings.push(format!(
@@ -238,6 +257,8 @@ pub(super) fn parse_deployment(
         cooldown_time_ms,
         price,
         params: provider_params,
+        drop_params,
+        additional_drop_params,
     };
     Ok(dep)
 }

@@ -163,6 +163,11 @@ pub struct Deployment {
     /// Provider-specific settings ([`PROVIDER_PARAMS`]), resolved. Secrets
     /// among them are never logged.
     pub params: BTreeMap<String, String>,
+    /// `drop_params` for this deployment (over `litellm_settings`'; a
+    /// request's own wins over both).
+    pub drop_params: Option<bool>,
+    /// `additional_drop_params`: parameters never sent to this deployment.
+    pub additional_drop_params: Vec<String>,
 }
 
 /// `router_settings.routing_strategy`: how one deployment of an alias is chosen.

@@ -129,7 +129,13 @@ fn set_header(map: MapType, name: &str, value: &str) {
             value.len(),
         )
     };
-    if status != STATUS_OK {
+    if status == STATUS_OK {
+        return;
+    }
+    if name == crate::pipeline::flow::reply::LOCAL_REPLY_MARKER {
+        // Refused in a response's body callbacks, where it is not needed.
+        log::debug!("llm-gateway: local reply marker not set (status {status})");
+    } else {
         warn!("llm-gateway: cannot set header {name} (status {status})");
     }
 }

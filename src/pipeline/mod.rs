@@ -141,18 +141,36 @@ pub struct Attempt<'a> {
 
 /// Translate the request for one deployment. Called again for each retry or
 /// fallback: `parsed` is never changed, so every attempt starts from the
-/// client's original request, in its own provider's format.
+/// client's original request, in its own provider's format. `drop_params`
+/// is the request's, else the deployment's, else `litellm_settings`'; the
+/// parameters in the request's and the deployment's
+/// `additional_drop_params` are never sent.
 pub fn attempt<'a>(
     cfg: &Config,
     parsed: &ClientRequest,
     deployment: &'a Deployment,
     id: &str,
     now: u64,
+    overrides: &Overrides,
 ) -> Result<Attempt<'a>, GatewayError> {
     let t = translator(deployment.provider);
     let ctx = RequestContext {
-        drop_params: cfg.drop_params,
+        drop_params: overrides
+            .drop_params
+            .or(deployment.drop_params)
+            .unwrap_or(cfg.drop_params),
         now_ms: now.saturating_mul(1000),
+    };
+    let trimmed;
+    let parsed = if overrides.additional_drop_params.is_empty()
+        && deployment.additional_drop_params.is_empty()
+    {
+        parsed
+    } else {
+        let mut names = overrides.additional_drop_params.clone();
+        names.extend(deployment.additional_drop_params.iter().cloned());
+        trimmed = parsed.without(&names);
+        &trimmed
     };
     let upstream = match parsed.op {
         Operation::Chat => t.request(parsed, deployment, &ctx)?,
@@ -677,9 +695,9 @@ mod tests {
         id: String,
         now: u64,
     ) -> Result<Attempt<'a>, GatewayError> {
-        let (parsed, _) = prepare_chat(body.to_vec(), &[])?;
+        let (parsed, overrides) = prepare_chat(body.to_vec(), &[])?;
         let deployment = crate::routing::choose(cfg, &parsed.head.model, rand)?;
-        attempt(cfg, &parsed, deployment, &id, now)
+        attempt(cfg, &parsed, deployment, &id, now, &overrides)
     }
 
     use super::*;

@@ -277,7 +277,14 @@ impl RequestFlow {
             let Some(dep) = cfg.deployments.get(t.idx) else {
                 continue;
             };
-            match super::super::attempt(&cfg, &parsed, dep, &self.record.id, self.record.created) {
+            match super::super::attempt(
+                &cfg,
+                &parsed,
+                dep,
+                &self.record.id,
+                self.record.created,
+                &self.overrides,
+            ) {
                 Ok(a) => break (t, a),
                 Err(e) => {
                     debug!("llm-gateway: {} cannot take the request: {e}", dep.id);
@@ -363,6 +370,7 @@ impl RequestFlow {
                 dep,
                 &self.record.id,
                 self.record.created,
+                &self.overrides,
             ) {
                 Ok(a) => a,
                 Err(e) => {

@@ -23,12 +23,10 @@ pub fn send_json_with(
     body: &[u8],
     extra: &[(String, String)],
 ) {
-    // The request's headers can be changed only until a response started
-    // (Envoy refuses after): a reply that replaces a provider's answer goes
-    // unmarked, and has no upstream failure flag to be rewritten for.
-    if host.response_header(":status").is_none() {
-        host.set_request_header(LOCAL_REPLY_MARKER, "1");
-    }
+    // Envoy may refuse it once a provider's answer is under way (a reply
+    // that replaces a good answer has no upstream failure flag to be
+    // rewritten for); the filter logs that refusal quietly.
+    host.set_request_header(LOCAL_REPLY_MARKER, "1");
     let mut headers = vec![("content-type", content_type)];
     headers.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     host.send_local_reply(status, &headers, body);

@@ -76,9 +76,9 @@ impl GuardrailHook {
         cx: &mut Cx<'_>,
         req: &mut ClientRequest,
     ) -> Result<(), GatewayError> {
-        let asks = req.member("guardrails").is_some()
+        let asks = req.gateway_member("guardrails").is_some()
             || req
-                .member("metadata")
+                .gateway_member("metadata")
                 .is_some_and(|m| m.contains("guardrails"));
         if cx.cfg.guardrails.is_empty() && !asks {
             // The common case: nothing to look up on the hot path.

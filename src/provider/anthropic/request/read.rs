@@ -44,7 +44,6 @@ impl<'a> Fields<'a> {
                 "response_format" => &mut f.response_format,
                 "thinking" => &mut f.thinking,
                 "reasoning_effort" => &mut f.reasoning_effort,
-                "metadata" => &mut f.metadata,
                 "safety_identifier" => &mut f.safety_identifier,
                 k => {
                     if !asks_nothing(k, value) && f.refused.as_ref().is_none_or(|r| k < r.as_ref())
@@ -56,6 +55,9 @@ impl<'a> Fields<'a> {
             };
             *slot = present(Some(value));
         }
+        // LiteLLM's own `metadata` (never sent as it is): its `user_id` is
+        // Anthropic's, as LiteLLM reads it.
+        f.metadata = present(req.gateway_member("metadata"));
         f
     }
 }
