@@ -143,6 +143,9 @@ pub fn drop_list(v: &Value) -> Result<Vec<String>, &'static str> {
         if name.is_empty() || name.contains(['.', '[', ']']) {
             return Err("takes top-level parameter names only (no paths into nested values)");
         }
+        if matches!(name, "model" | "messages" | "input") {
+            return Err("cannot drop what every request needs (`model`, `messages`, `input`)");
+        }
         out.push(name.to_string());
     }
     Ok(out)
