@@ -173,6 +173,40 @@ impl ClientRequest {
         }
     }
 
+    /// This request with `defaults` (parameter name, JSON text) for the
+    /// parameters it does not set: a deployment's defaults, which the
+    /// request's own values override (LiteLLM's `{**litellm_params,
+    /// **request}`). `None` when the request sets them all.
+    pub fn with_defaults(&self, defaults: &[(String, String)]) -> Option<ClientRequest> {
+        let absent: Vec<&(String, String)> = defaults
+            .iter()
+            .filter(|(k, _)| !self.members.iter().any(|m| self.key_is(m, k)))
+            .collect();
+        if absent.is_empty() {
+            return None;
+        }
+        let close = self.body.rfind('}')?;
+        let mut body = String::with_capacity(self.body.len() + 32 * absent.len());
+        body.push_str(self.body.get(..close)?);
+        let mut first = self.members.is_empty();
+        for (k, v) in absent {
+            if !first {
+                body.push(',');
+            }
+            first = false;
+            let mut key = Vec::new();
+            json_out::str(&mut key, k);
+            body.push_str(std::str::from_utf8(&key).ok()?);
+            body.push(':');
+            body.push_str(v);
+        }
+        body.push('}');
+        let mut req = ClientRequest::parse(self.op, body.into_bytes()).ok()?;
+        req.stream_usage = self.stream_usage;
+        req.dropped.clone_from(&self.dropped);
+        Some(req)
+    }
+
     /// Whether a member goes to the provider.
     fn forwarded(&self, m: &Member) -> bool {
         m.kind != Kind::Override

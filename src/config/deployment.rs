@@ -49,6 +49,7 @@ pub(super) fn parse_deployment(
     entry: &Value,
     path: &str,
     gateway: &GatewaySection,
+    router_defaults: &defaults::Defaults,
     env: &dyn Fn(&str) -> Option<String>,
     warnings: &mut Vec<String>,
 ) -> Result<Deployment, ConfigError> {
@@ -208,6 +209,7 @@ pub(super) fn parse_deployment(
             | "drop_params"
             | "additional_drop_params" => {}
             k if PRICE_PARAMS.contains(&k) => {}
+            k if defaults::is_default_key(k) => {}
             k if unenforced::is_handled(&pp(k)) => {}
             k if IGNORED_PARAMS.contains(&k) => warnings.push(format!(
                 "{} is not implemented in this version and is ignored",
@@ -233,6 +235,12 @@ pub(super) fn parse_deployment(
                 ),
             )
         })?;
+    let defaults = defaults::parse(
+        params,
+        &format!("{path}.litellm_params"),
+        router_defaults,
+        env,
+    )?;
     let mut provider_params = bedrock_env;
     for k in PROVIDER_PARAMS {
         if let Some(v) = string_param(k)? {
@@ -259,6 +267,7 @@ pub(super) fn parse_deployment(
         params: provider_params,
         drop_params,
         additional_drop_params,
+        defaults,
     };
     Ok(dep)
 }

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+pub mod defaults;
 pub mod fleet;
 pub mod keys;
 pub mod pricing;
@@ -168,6 +169,9 @@ pub struct Deployment {
     pub drop_params: Option<bool>,
     /// `additional_drop_params`: parameters never sent to this deployment.
     pub additional_drop_params: Vec<String>,
+    /// Model parameters, headers and body members sent with every call to
+    /// this deployment (the request's own values win).
+    pub defaults: defaults::Defaults,
 }
 
 /// `router_settings.routing_strategy`: how one deployment of an alias is chosen.
@@ -489,6 +493,28 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         }
         Some(_) => return Err(err("model_list", "must be a list")),
     };
+    let router_defaults = match router_raw.get("default_litellm_params") {
+        None | Some(Value::Null) => defaults::Defaults::default(),
+        Some(Value::Object(m)) => {
+            for k in m.keys().filter(|k| !defaults::is_default_key(k)) {
+                warnings.push(format!(
+                    "router_settings.default_litellm_params.{k} is ignored by this gateway"
+                ));
+            }
+            defaults::parse(
+                m,
+                "router_settings.default_litellm_params",
+                &defaults::Defaults::default(),
+                env,
+            )?
+        }
+        Some(_) => {
+            return Err(err(
+                "router_settings.default_litellm_params",
+                "must be a mapping",
+            ))
+        }
+    };
     let mut deployments = Vec::with_capacity(list.len());
     for (i, entry) in list.iter().enumerate() {
         let path = format!("model_list[{i}]");
@@ -497,6 +523,7 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             entry,
             &path,
             &gateway,
+            &router_defaults,
             env,
             &mut warnings,
         )?);

@@ -15,6 +15,7 @@ pub(super) const ROUTER_KEYS: &[&str] = &[
     "disable_cooldowns",
     "timeout",
     "stream_timeout",
+    "default_litellm_params",
 ];
 
 /// `litellm_settings` keys the LiteLLM Router reads when `router_settings`

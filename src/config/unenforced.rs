@@ -97,16 +97,6 @@ pub const REFUSED: &[Refused] = &[
         why: "the deployment's budget window would not be enforced",
     },
     Refused {
-        path: "model_list[].litellm_params.max_tokens",
-        risk: Risk::Spend,
-        why: "deployment defaults are not applied yet: requests without max_tokens would not be capped",
-    },
-    Refused {
-        path: "model_list[].litellm_params.max_completion_tokens",
-        risk: Risk::Spend,
-        why: "deployment defaults are not applied yet: requests would not be capped",
-    },
-    Refused {
         path: "general_settings.enforce_user_param",
         risk: Risk::Security,
         why: "requests without `user` would be admitted",

@@ -161,6 +161,18 @@ pub fn attempt<'a>(
             .unwrap_or(cfg.drop_params),
         now_ms: now.saturating_mul(1000),
     };
+    let defaulted;
+    let defaults = match parsed.op {
+        Operation::Chat => &deployment.defaults.chat,
+        Operation::Embeddings => &deployment.defaults.embeddings,
+    };
+    let parsed = match parsed.with_defaults(defaults) {
+        Some(r) => {
+            defaulted = r;
+            &defaulted
+        }
+        None => parsed,
+    };
     let trimmed;
     let parsed = if overrides.additional_drop_params.is_empty()
         && deployment.additional_drop_params.is_empty()
@@ -172,10 +184,16 @@ pub fn attempt<'a>(
         trimmed = parsed.without(&names);
         &trimmed
     };
-    let upstream = match parsed.op {
+    let mut upstream = match parsed.op {
         Operation::Chat => t.request(parsed, deployment, &ctx)?,
         Operation::Embeddings => t.embeddings_request(parsed, deployment, &ctx)?,
     };
+    if !deployment.defaults.is_empty() {
+        apply_extra_headers(&mut upstream, &deployment.defaults);
+        if deployment.provider != crate::config::providers::ProviderKind::Bedrock {
+            upstream.body = crate::provider::with_extra_body(upstream.body, deployment);
+        }
+    }
     let meta = ResponseMeta {
         id: id.to_string(),
         created: now,
@@ -190,6 +208,22 @@ pub fn attempt<'a>(
         upstream,
         exchange,
     })
+}
+
+/// A deployment's `extra_headers`, over the translator's own (Bedrock's
+/// signature covers only the headers it lists, so these may be added after
+/// signing; its body is final, so Bedrock merges `extra_body` itself).
+fn apply_extra_headers(up: &mut UpstreamRequest, d: &crate::config::defaults::Defaults) {
+    for (name, value) in &d.headers {
+        match up
+            .headers
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            Some(h) => h.1.clone_from(value),
+            None => up.headers.push((name.clone(), value.clone())),
+        }
+    }
 }
 
 /// Request headers that carry LiteLLM's per-request routing overrides, and

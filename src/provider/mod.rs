@@ -265,3 +265,22 @@ pub fn endpoint_path(base_path: &str, endpoint: &str) -> String {
         format!("{base_path}{endpoint}")
     }
 }
+
+/// The native body with the deployment's `extra_body` members set over what
+/// the translator wrote (the OpenAI SDK's `extra_body` merge). Bedrock calls
+/// it before signing; the pipeline calls it for every other provider.
+pub fn with_extra_body(body: Vec<u8>, dep: &Deployment) -> Vec<u8> {
+    let extra = &dep.defaults.extra_body;
+    if extra.is_empty() {
+        return body;
+    }
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(mut native)) => {
+            for (k, v) in extra {
+                native.insert(k.clone(), v.clone());
+            }
+            serde_json::to_vec(&native).unwrap_or(body)
+        }
+        _ => body,
+    }
+}

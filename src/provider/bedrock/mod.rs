@@ -339,6 +339,7 @@ fn signed(
         session_token: param("aws_session_token"),
     };
     let region = region(dep).ok_or_else(|| missing("aws_region_name"))?;
+    let body = super::with_extra_body(body, dep);
     let signature = sigv4::sign(
         &creds,
         &sigv4::Scope {
