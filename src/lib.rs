@@ -23,6 +23,7 @@
 //! - [`codec`]: SSE, NDJSON, AWS event stream, JSON scanning and writing.
 //! - [`store`]: the shared-data seam (Envoy shared data with CAS) and a fake.
 //! - [`render`]: a complete Envoy bootstrap from a LiteLLM-style config.
+//! - `yaml` (native only): LiteLLM's `config.yaml` read as PyYAML reads it.
 
 pub mod accounting;
 pub mod api;
@@ -34,6 +35,8 @@ pub mod provider;
 pub mod render;
 pub mod routing;
 pub mod store;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod yaml;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

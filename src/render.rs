@@ -51,6 +51,81 @@ fn err(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// An endpoint still an `os.environ/` reference after [`resolve_endpoints`].
+const UNRESOLVED: &str = "an endpoint read from the environment must be set where `llm-gateway \
+     render` runs: the Envoy cluster is made from it";
+
+/// The settings an Envoy cluster is made from, when written as
+/// `os.environ/NAME` (LiteLLM's way, e.g. `api_base: os.environ/AZURE_API_BASE`):
+/// read from `env`, the environment `render` runs in, and written into the
+/// config, so the cluster and the filter agree on the endpoint by
+/// construction (the VM does not need the variable). A variable that is not
+/// set is an error naming the field and the variable. Credentials are not
+/// touched: they stay references, read from the VM environment.
+pub fn resolve_endpoints(
+    cfg: &mut Value,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let resolve = |v: &mut Value, field: String| -> Result<(), ConfigError> {
+        let Some(name) = v.as_str().and_then(|s| s.strip_prefix("os.environ/")) else {
+            return Ok(());
+        };
+        match env(name).filter(|x| !x.is_empty()) {
+            Some(x) => {
+                *v = Value::String(x);
+                Ok(())
+            }
+            None => Err(err(
+                field,
+                format!(
+                    "`{name}` is not set where `llm-gateway render` runs; the Envoy cluster is \
+                     made from this endpoint, so render needs its value"
+                ),
+            )),
+        }
+    };
+    let endpoint_keys = ["api_base", "aws_region_name", "vertex_location"];
+    if let Some(list) = cfg.get_mut("model_list").and_then(Value::as_array_mut) {
+        for (i, entry) in list.iter_mut().enumerate() {
+            if let Some(p) = entry
+                .get_mut("litellm_params")
+                .and_then(Value::as_object_mut)
+            {
+                // Bedrock without a region: LiteLLM's environment fallbacks.
+                let bedrock = p
+                    .get("model")
+                    .and_then(Value::as_str)
+                    .is_some_and(|m| m.starts_with("bedrock/"));
+                if bedrock && !p.contains_key("api_base") && !p.contains_key("aws_region_name") {
+                    if let Some(r) = ["AWS_REGION_NAME", "AWS_REGION"]
+                        .iter()
+                        .find_map(|v| env(v).filter(|x| !x.is_empty()))
+                    {
+                        p.insert("aws_region_name".into(), Value::String(r));
+                    }
+                }
+                for k in endpoint_keys {
+                    if let Some(v) = p.get_mut(k) {
+                        resolve(v, format!("model_list[{i}].litellm_params.{k}"))?;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(list) = cfg.get_mut("guardrails").and_then(Value::as_array_mut) {
+        for (i, g) in list.iter_mut().enumerate() {
+            if let Some(p) = g.get_mut("litellm_params").and_then(Value::as_object_mut) {
+                for k in ["api_base", "presidio_analyzer_api_base"] {
+                    if let Some(v) = p.get_mut(k) {
+                        resolve(v, format!("guardrails[{i}].litellm_params.{k}"))?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The api_base a `model_list` entry will use, decided without the environment.
 fn entry_api_base(entry: &Value, i: usize) -> Result<ApiBase, ConfigError> {
     let path = format!("model_list[{i}].litellm_params");
@@ -80,19 +155,25 @@ fn entry_api_base(entry: &Value, i: usize) -> Result<ApiBase, ConfigError> {
             }
             _ => Err(err(
                 format!("{path}.api_base"),
-                "to render a Bedrock cluster, write aws_region_name literally or set api_base",
+                "Bedrock needs a region to render its cluster: set aws_region_name (or \
+                 AWS_REGION_NAME / AWS_REGION where render runs), or api_base",
             )),
         };
     }
     let base = match params.get("api_base") {
         Some(Value::String(b)) if b.starts_with("os.environ/") => {
-            return Err(err(
-                format!("{path}.api_base"),
-                "an api_base read from the environment cannot be rendered into a cluster; \
-                 write it literally",
-            ))
+            return Err(err(format!("{path}.api_base"), UNRESOLVED))
         }
         Some(Value::String(b)) => b.clone(),
+        None | Some(Value::Null) if spec.kind == provider::ProviderKind::VertexAi => {
+            match params.get("vertex_location").and_then(Value::as_str) {
+                Some(l) if l.starts_with("os.environ/") => {
+                    return Err(err(format!("{path}.vertex_location"), UNRESOLVED))
+                }
+                Some(l) if !l.is_empty() => config::vertex_endpoint(l),
+                _ => spec.default_base.unwrap_or_default().to_string(),
+            }
+        }
         None | Some(Value::Null) => spec
             .default_base
             .ok_or_else(|| err(format!("{path}.api_base"), "this provider needs api_base"))?
@@ -168,11 +249,7 @@ fn guardrail_api_bases(cfg: &Value) -> Result<Vec<ApiBase>, ConfigError> {
         let field = format!("guardrails[{i}].litellm_params.{key}");
         let base = match params.and_then(|p| p.get(key)) {
             Some(Value::String(b)) if b.starts_with("os.environ/") => {
-                return Err(err(
-                    field,
-                    "an api_base read from the environment cannot be rendered into a cluster; \
-                     write it literally",
-                ))
+                return Err(err(field, UNRESOLVED))
             }
             Some(Value::String(b)) => b.clone(),
             None | Some(Value::Null) if kind == "openai_moderation" => {

@@ -14,7 +14,7 @@
 
 use std::process::ExitCode;
 
-use llm_gateway::render::{inline_blocked_words_files, render, RenderOptions};
+use llm_gateway::render::{inline_blocked_words_files, render, resolve_endpoints, RenderOptions};
 
 fn usage() -> ExitCode {
     eprintln!(
@@ -25,8 +25,7 @@ fn usage() -> ExitCode {
 
 fn load(path: &str) -> Result<serde_json::Value, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    serde_yaml_ng::from_str::<serde_json::Value>(&text)
-        .map_err(|e| format!("{path}: not valid YAML/JSON: {e}"))
+    llm_gateway::yaml::from_str(&text).map_err(|e| format!("{path}: not valid YAML/JSON: {e}"))
 }
 
 fn main() -> ExitCode {
@@ -51,6 +50,10 @@ fn main() -> ExitCode {
     let read = |file: &str| {
         load(file).or_else(|first| load(&beside.join(file).to_string_lossy()).map_err(|_| first))
     };
+    if let Err(e) = resolve_endpoints(&mut cfg, &|k| std::env::var(k).ok()) {
+        eprintln!("error: {path}: {e}");
+        return ExitCode::FAILURE;
+    }
     if let Err(e) = inline_blocked_words_files(&mut cfg, &read) {
         eprintln!("error: {path}: {e}");
         return ExitCode::FAILURE;

@@ -17,6 +17,15 @@ pub fn bedrock_endpoint(region: &str) -> String {
     format!("https://bedrock-runtime.{region}.amazonaws.com")
 }
 
+/// The Vertex AI endpoint of a location (`global`: the global endpoint).
+pub fn vertex_endpoint(location: &str) -> String {
+    if location == "global" {
+        "https://aiplatform.googleapis.com".to_string()
+    } else {
+        format!("https://{location}-aiplatform.googleapis.com")
+    }
+}
+
 /// Provider-specific `litellm_params` (LiteLLM's names) kept as strings, with
 /// `os.environ/NAME` resolved, for the translators that need them.
 pub const PROVIDER_PARAMS: &[&str] = &[
@@ -136,6 +145,12 @@ pub(super) fn parse_deployment(
                     "Bedrock needs a region: set aws_region_name (or AWS_REGION_NAME / AWS_REGION \
                      in the VM environment), or api_base",
                 )),
+            },
+            // Vertex: the regional endpoint of vertex_location (LiteLLM's
+            // `get_vertex_base_url`); the translator checks the location.
+            None if spec.kind == ProviderKind::VertexAi => match string_param("vertex_location")? {
+                Some(loc) if !loc.is_empty() => vertex_endpoint(&loc),
+                _ => spec.default_base.unwrap_or_default().to_string(),
             },
             None => match spec.default_base {
                 Some(b) => b.to_string(),

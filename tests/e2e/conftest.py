@@ -840,3 +840,28 @@ def collect_tool_calls(chunks: list[dict]) -> list[dict]:
 
 def finish_reasons(chunks: list[dict]) -> list[str]:
     return [c["finish_reason"] for ch in chunks for c in ch.get("choices") or [] if c.get("finish_reason")]
+
+
+# ---------------------------------------------------------------- the native command
+
+BIN_ENV = os.environ.get("LLM_GATEWAY_BIN")
+BIN_PATH = Path(BIN_ENV) if BIN_ENV else ROOT / "target" / "release" / "llm-gateway"
+
+
+@pytest.fixture(scope="session")
+def gateway_bin() -> Path:
+    """The native `llm-gateway` command: LLM_GATEWAY_BIN, or built here (the Makefile's e2e target
+    only builds the wasm)."""
+    if BIN_ENV:
+        if not BIN_PATH.is_file():
+            pytest.fail(f"LLM_GATEWAY_BIN={BIN_ENV} does not exist", pytrace=False)
+        return BIN_PATH
+    try:
+        r = subprocess.run(["cargo", "build", "--release", "--bin", "llm-gateway"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=1800)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        pytest.fail(f"`cargo build --release --bin llm-gateway` could not run: {e}", pytrace=False)
+    if r.returncode != 0 or not BIN_PATH.is_file():
+        pytest.fail(f"`cargo build --release --bin llm-gateway` failed (exit {r.returncode}):\n"
+                    f"{r.stderr[-4000:]}", pytrace=False)
+    return BIN_PATH

@@ -47,9 +47,6 @@ from keys_helpers import (Price, _stream_raw, auth_headers, cost_micro, key_hash
                           vkey, wait_info)
 from ollama_mock import OllamaMock
 
-BIN_ENV = os.environ.get("LLM_GATEWAY_BIN")
-BIN_PATH = Path(BIN_ENV) if BIN_ENV else ROOT / "target" / "release" / "llm-gateway"
-
 OPS_KEY = "sk-ops-team-4b1d9e"
 BROKE_KEY = "sk-ops-broke-77aa01"
 LATE_KEY = "sk-ops-late-5c3f20"  # only in the reloaded config
@@ -83,25 +80,6 @@ def sid(deployment: str) -> str:
 
 
 # ---------------------------------------------------------------- render
-
-
-@pytest.fixture(scope="session")
-def gateway_bin() -> Path:
-    """The native `llm-gateway` command: LLM_GATEWAY_BIN, or built here (the Makefile's e2e target
-    only builds the wasm)."""
-    if BIN_ENV:
-        if not BIN_PATH.is_file():
-            pytest.fail(f"LLM_GATEWAY_BIN={BIN_ENV} does not exist", pytrace=False)
-        return BIN_PATH
-    try:
-        r = subprocess.run(["cargo", "build", "--release", "--bin", "llm-gateway"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=1800)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        pytest.fail(f"`cargo build --release --bin llm-gateway` could not run: {e}", pytrace=False)
-    if r.returncode != 0 or not BIN_PATH.is_file():
-        pytest.fail(f"`cargo build --release --bin llm-gateway` failed (exit {r.returncode}):\n"
-                    f"{r.stderr[-4000:]}", pytrace=False)
-    return BIN_PATH
 
 
 def render(gateway_bin: Path, cfg: dict, workdir: Path, name: str, port: int, admin_port: int,

@@ -253,8 +253,18 @@ fn vertex_needs_project_and_location() {
 }
 
 #[test]
-fn vertex_regional_location_needs_its_api_base() {
-    let e = load(vertex(json!({"api_base": null})), &[]).unwrap_err();
+fn vertex_without_api_base_uses_its_locations_endpoint() {
+    let dep = load(vertex(json!({"api_base": null})), &[]).unwrap();
+    assert_eq!(
+        dep.api_base.authority,
+        "europe-west4-aiplatform.googleapis.com"
+    );
+    // The global host with a regional location cannot serve it.
+    let e = load(
+        vertex(json!({"api_base": "https://aiplatform.googleapis.com"})),
+        &[],
+    )
+    .unwrap_err();
     assert!(
         e.contains("api_base") && e.contains("https://europe-west4-aiplatform.googleapis.com"),
         "{e}"
