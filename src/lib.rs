@@ -34,6 +34,7 @@ pub mod pipeline;
 pub mod provider;
 pub mod render;
 pub mod routing;
+pub mod sort;
 pub mod store;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod yaml;

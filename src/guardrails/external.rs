@@ -573,7 +573,10 @@ impl ExternalGuard {
         if found.is_empty() {
             return Verdict::Pass;
         }
-        found.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let found =
+            crate::sort::sorted_by(found, &|a: &(usize, usize, _), b: &(usize, usize, _)| {
+                a.0.cmp(&b.0).then(b.1.cmp(&a.1)).is_lt()
+            });
         let sep = JOIN.chars().count();
         let mut out = Vec::with_capacity(texts.len());
         let mut offset = 0;

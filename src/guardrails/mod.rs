@@ -104,8 +104,10 @@ pub fn check_text(
 /// `text` with the spans of `masks` replaced by their tags (or, with a
 /// `vault`, by numbered tokens it remembers). Earliest first; of
 /// overlapping spans the earlier (then the longer) wins.
-pub fn masked(text: &str, mut masks: Vec<Hit>, mut vault: Option<&mut Vault>) -> String {
-    masks.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
+pub fn masked(text: &str, masks: Vec<Hit>, mut vault: Option<&mut Vault>) -> String {
+    let masks = crate::sort::sorted_by(masks, &|a: &Hit, b: &Hit| {
+        a.start.cmp(&b.start).then(b.end.cmp(&a.end)).is_lt()
+    });
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
     for h in masks {

@@ -339,6 +339,8 @@ pub(super) fn by_score<'a>(
         .iter()
         .map(|c| (score(c.0, &c.1), rng.next(), *c))
         .collect();
-    keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    crate::sort::insertion_sort_by(&mut keyed, |a, b| {
+        a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).is_lt()
+    });
     keyed.into_iter().map(|(_, _, c)| c).collect()
 }

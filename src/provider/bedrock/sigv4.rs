@@ -108,7 +108,7 @@ pub fn sign(creds: &Credentials, scope: &Scope<'_>, req: &Request<'_>) -> Signed
         to_sign.retain(|(k, _)| k != "x-amz-security-token");
         to_sign.push(("x-amz-security-token".into(), t.clone()));
     }
-    to_sign.sort();
+    crate::sort::insertion_sort_by(&mut to_sign, |a, b| a < b);
     // One line per name; repeated headers are joined with commas.
     let mut merged: Vec<(String, String)> = Vec::with_capacity(to_sign.len());
     for (k, v) in to_sign {
@@ -269,7 +269,7 @@ fn canonical_query(query: &str) -> String {
             )
         })
         .collect();
-    pairs.sort();
+    crate::sort::insertion_sort_by(&mut pairs, |a, b| a < b);
     pairs
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
