@@ -6,7 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use llm_gateway::codec::ndjson::{Item, NdjsonDecoder};
-use llm_gateway::provider::{translator, ProviderKind, ResponseMeta};
+use llm_gateway::provider::ollama::Ollama;
+use llm_gateway::provider::{ResponseMeta, Translator};
 use proptest::prelude::*;
 
 fn decode(pieces: &[&[u8]], max: usize) -> (Vec<Item>, usize) {
@@ -85,7 +86,7 @@ proptest! {
         if done {
             input.extend_from_slice(b"\n{\"done\":true,\"done_reason\":\"stop\",\"prompt_eval_count\":3,\"eval_count\":4}\n");
         }
-        let t = translator(ProviderKind::Ollama);
+        let t: &dyn Translator = &Ollama;
         let meta = ResponseMeta { id: "chatcmpl-p".into(), created: 1, model: "m".into(), include_usage: true };
         let run = |pieces: Vec<&[u8]>| {
             let mut s = t.stream(meta.clone());
@@ -105,7 +106,7 @@ proptest! {
 
     #[test]
     fn ollama_stream_survives_garbage(input in prop::collection::vec(any::<u8>(), 0..512), cuts in prop::collection::vec(any::<usize>(), 0..6)) {
-        let t = translator(ProviderKind::Ollama);
+        let t: &dyn Translator = &Ollama;
         let meta = ResponseMeta { id: "chatcmpl-p".into(), created: 1, model: "m".into(), include_usage: false };
         let mut s = t.stream(meta);
         let mut out = Vec::new();

@@ -1,5 +1,5 @@
 //! Table-driven translator tests: every file under `tests/fixtures/<provider>/`
-//! is one case, run against `provider::translator(kind)`.
+//! is one case, run against `provider::translator(&deployment)`.
 //!
 //! Layout of a provider directory (`<provider>` is a LiteLLM prefix such as
 //! `anthropic` or `openai`; every kind of case is optional):
@@ -53,6 +53,7 @@ fn defaults(provider: &str) -> (&'static str, &'static str) {
     match provider {
         "anthropic" => ("claude-sonnet-4-5", "sk-ant-test"),
         "openai" => ("gpt-4o-mini", "sk-test"),
+        "mistral" => ("mistral-small-latest", "ms-test"),
         // Bedrock signs with AWS credentials (see `extra_params`), no api_key.
         "bedrock" => ("anthropic.claude-3-5-sonnet-20240620-v1:0", ""),
         "cohere" => ("command-a-03-2025", "co-test-key"),
@@ -128,7 +129,7 @@ fn meta(dep: &Deployment, include_usage: bool) -> ResponseMeta {
 }
 
 fn translator_for(provider: &str) -> &'static dyn Translator {
-    translator(deployment(provider, None).provider)
+    translator(&deployment(provider, None))
 }
 
 /// `(provider, case name, path)` of every `<provider>/<kind>/*.<ext>` file.
@@ -285,7 +286,7 @@ fn request_fixtures() {
             let body = serde_json::to_vec(&fx["openai"]).unwrap();
             let parsed =
                 ClientRequest::parse(Operation::Chat, body).map_err(|e| format!("parse: {e}"))?;
-            let t = translator(dep.provider);
+            let t = translator(&dep);
             // A fixed clock: request signing (Bedrock) depends on the time.
             let now_ms = fx
                 .get("now_ms")
@@ -340,7 +341,7 @@ fn response_fixtures() {
                 (None, Some(Value::String(s))) => s.clone().into_bytes(),
                 _ => return Err(format!("fixture needs `{provider}` or `upstream_raw`")),
             };
-            let t = translator(dep.provider);
+            let t = translator(&dep);
             match (
                 t.response(&body, &meta(&dep, false)),
                 fx.get("expected"),
@@ -425,7 +426,7 @@ fn stream_fixtures() {
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
             let dep = deployment(&provider, side.get("deployment"));
-            let t = translator(dep.provider);
+            let t = translator(&dep);
             let m = meta(&dep, include_usage);
 
             let (whole, usage) = run_stream(t, m.clone(), [input.as_slice()]);
@@ -509,7 +510,7 @@ fn embeddings_fixtures() {
                 let body = serde_json::to_vec(&rq["openai"]).unwrap();
                 let parsed = ClientRequest::parse(Operation::Embeddings, body)
                     .map_err(|e| format!("parse: {e}"))?;
-                let got = translator(dep.provider).embeddings_request(&parsed, &dep, &ctx);
+                let got = translator(&dep).embeddings_request(&parsed, &dep, &ctx);
                 match (got, rq.get("expected"), rq.get("expected_error")) {
                     (Ok(up), Some(want), None) => {
                         if let Some(p) = want.get("path") {
@@ -545,7 +546,7 @@ fn embeddings_fixtures() {
                         .ok_or(format!("response needs `{provider}`"))?,
                 )
                 .unwrap();
-                let t = translator(dep.provider);
+                let t = translator(&dep);
                 match (
                     t.embeddings_response(&body, &meta(&dep, false)),
                     rs.get("expected"),

@@ -19,7 +19,7 @@ pub fn load_config(
 ) -> Result<Config, ConfigError> {
     let mut cfg = config::parse(bytes, env)?;
     for (i, dep) in cfg.deployments.iter().enumerate() {
-        translator(dep.provider)
+        translator(dep)
             .validate(dep)
             .map_err(|reason| ConfigError {
                 field: format!("model_list[{i}].litellm_params"),

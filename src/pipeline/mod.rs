@@ -153,7 +153,7 @@ pub fn attempt<'a>(
     now: u64,
     overrides: &Overrides,
 ) -> Result<Attempt<'a>, GatewayError> {
-    let t = translator(deployment.provider);
+    let t = translator(deployment);
     let ctx = RequestContext {
         drop_params: overrides
             .drop_params

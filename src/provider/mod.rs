@@ -116,7 +116,7 @@ pub struct Translated {
 ///   budgets, error wording.
 ///
 /// An OpenAI-compatible provider is not a translator of its own but a row
-/// in [`PREFIXES`] served by [`openai_compat::OpenAiCompat`].
+/// in [`PREFIXES`] served by [`openai_compat::Dialect`].
 pub trait Translator: Sync {
     /// The native request for `req` served by `dep`.
     ///
@@ -208,9 +208,9 @@ pub trait StreamTranslator {
 }
 
 /// The translator for a provider family.
-pub fn translator(kind: ProviderKind) -> &'static dyn Translator {
-    match kind {
-        ProviderKind::OpenAi => &openai_compat::OpenAiCompat,
+pub fn translator(dep: &Deployment) -> &'static dyn Translator {
+    match dep.provider {
+        ProviderKind::OpenAi => openai_compat::for_deployment(dep),
         ProviderKind::Anthropic => &anthropic::Anthropic,
         ProviderKind::Gemini => &gemini::GEMINI,
         ProviderKind::VertexAi => &gemini::VERTEX_AI,

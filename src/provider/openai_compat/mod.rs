@@ -23,18 +23,37 @@ use crate::codec::sse::{write_done, SseDecoder};
 use crate::config::Deployment;
 use crate::provider::common::errors::snippet;
 
-/// The OpenAI-compatible translator.
-pub struct OpenAiCompat;
+pub mod dialect;
+mod rewrite;
 
-impl Translator for OpenAiCompat {
+pub use dialect::Dialect;
+
+/// The OpenAI-compatible translator of a deployment: its prefix's
+/// [`Dialect`] (OpenAI's when it has none).
+pub fn for_deployment(dep: &Deployment) -> &'static Dialect {
+    let prefix = dep
+        .litellm_model
+        .split_once('/')
+        .map_or("openai", |(p, _)| p);
+    dialect::for_prefix(prefix)
+}
+
+/// Each dialect is its own translator: OpenAI's passes the client's bytes
+/// with `model` rewritten; the others rewrite what their server takes
+/// differently.
+impl Translator for Dialect {
     fn request(
         &self,
         req: &ClientRequest,
         dep: &Deployment,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
         // The client's bytes, only `model` rewritten: nothing else is parsed.
-        let body = req.openai_body(&dep.model);
+        let body = if self.rewrites_requests() {
+            rewrite::request_body(req, &dep.model, self, ctx.drop_params)?
+        } else {
+            req.openai_body(&dep.model)
+        };
         let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
         if let Some(key) = &dep.api_key {
             headers.push(("authorization".to_string(), format!("Bearer {key}")));
@@ -47,7 +66,8 @@ impl Translator for OpenAiCompat {
     }
 
     fn passes_response_through(&self) -> bool {
-        true
+        // A dialect whose answers may hold content blocks reads them.
+        !self.content_blocks_in_answers
     }
 
     fn embeddings_request(
@@ -57,7 +77,7 @@ impl Translator for OpenAiCompat {
         _ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
         // Forwarded as written (token-id inputs, dimensions ... included).
-        let mut up = self.request(req, dep, _ctx)?;
+        let mut up = Dialect::OPENAI.request(req, dep, _ctx)?;
         up.path = endpoint_path(&dep.api_base.path, "/embeddings");
         Ok(up)
     }
@@ -75,12 +95,13 @@ impl Translator for OpenAiCompat {
     }
 
     fn response(&self, body: &[u8], _meta: &ResponseMeta) -> Result<Translated, GatewayError> {
-        let usage = std::str::from_utf8(body)
-            .ok()
-            .and_then(probe)
-            .and_then(|(usage, _)| usage);
+        let text = std::str::from_utf8(body).ok();
+        let usage = text.and_then(probe).and_then(|(usage, _)| usage);
+        let rewritten = text
+            .filter(|_| self.content_blocks_in_answers)
+            .and_then(|t| rewrite::answer_with_text_content(t, "message"));
         Ok(Translated {
-            body: body.to_vec(),
+            body: rewritten.map_or_else(|| body.to_vec(), String::into_bytes),
             usage,
         })
     }
@@ -89,6 +110,7 @@ impl Translator for OpenAiCompat {
         Box::new(PassthroughStream {
             watch: Watch {
                 hide_usage_chunk: !meta.include_usage,
+                content_blocks: self.content_blocks_in_answers,
                 ..Watch::default()
             },
             ..Default::default()
@@ -187,6 +209,10 @@ struct PassthroughStream {
 #[derive(Default)]
 struct Watch {
     hide_usage_chunk: bool,
+    /// Chunks whose delta content is a list of blocks are rewritten
+    /// ([`Dialect::content_blocks_in_answers`]); events are then forwarded
+    /// one by one.
+    content_blocks: bool,
     done: bool,
     usage: Option<Usage>,
 }
@@ -198,7 +224,7 @@ impl StreamTranslator for PassthroughStream {
             tail,
             watch,
         } = self;
-        if watch.hide_usage_chunk {
+        if watch.hide_usage_chunk || watch.content_blocks {
             decoder.feed_with(bytes, |_, data| watch.forward_event(data, out));
             return;
         }
@@ -221,7 +247,7 @@ impl StreamTranslator for PassthroughStream {
             tail,
             watch,
         } = self;
-        if watch.hide_usage_chunk {
+        if watch.hide_usage_chunk || watch.content_blocks {
             // An event the stream did not close is cut short: only a final
             // `[DONE]` missing its blank line is forwarded.
             decoder.finish_with(|_, data| {
@@ -278,8 +304,16 @@ impl Watch {
             return;
         }
         let usage_only = self.observe(data).is_some_and(|(_, no_choices)| no_choices);
-        if !usage_only {
-            crate::codec::sse::write_data(out, data);
+        if usage_only && self.hide_usage_chunk {
+            return;
+        }
+        match self
+            .content_blocks
+            .then(|| rewrite::answer_with_text_content(data, "delta"))
+            .flatten()
+        {
+            Some(chunk) => crate::codec::sse::write_data(out, &chunk),
+            None => crate::codec::sse::write_data(out, data),
         }
     }
 
