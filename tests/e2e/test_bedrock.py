@@ -176,6 +176,22 @@ def test_tool_call_round_trip(br, bedrock_mock):
         {"toolResult": {"toolUseId": call["id"], "content": [{"text": "18°C, sunny"}]}}]}
 
 
+def test_tool_choice_none_under_drop_params_leaves_the_tools_out(br, bedrock_mock):
+    """Converse has no `none` choice: without drop_params a 400; with it (here per request) the
+    tools are left out, so the model answers in text (LiteLLM would keep them and drop the
+    choice, letting the model call a tool the client refused)."""
+    refused = br.chat(chat_body("br-claude", user("Weather in Zürich?"), tools=[WEATHER_TOOL], tool_choice="none"))
+    assert refused.status == 400 and refused.json()["error"]["param"] == "tool_choice", refused.body
+    assert bedrock_mock.requests() == []
+    r = br.chat(chat_body("br-claude", user("Weather in Zürich?"), tools=[WEATHER_TOOL], tool_choice="none",
+                          drop_params=True))
+    assert r.status == 200, r.body
+    msg = r.json()["choices"][0]["message"]
+    assert "tool_calls" not in msg and msg["content"] == HELLO + "Weather in Zürich?"
+    sent = check_signed(only_request(bedrock_mock), f"/model/{MODEL_PATH}/converse", bedrock_mock.port)
+    assert "toolConfig" not in sent and "drop_params" not in sent
+
+
 def test_streamed_parallel_tool_calls(br, bedrock_mock):
     bedrock_mock.script({"tool_calls": [{"name": "get_weather", "arguments": WEATHER_ARGS},
                                         {"name": "get_weather", "arguments": {"city": "Bern"}}]})

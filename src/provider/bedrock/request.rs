@@ -142,7 +142,13 @@ pub(super) fn converse_body(
     }
 
     // Tools, the JSON-mode tool, and the choice.
+    // `tool_choice: none` (let through only under drop_params: Converse has
+    // no such choice): the tools are left out so none can be called, unless
+    // the conversation holds tool blocks, which Converse accepts only with
+    // the tools listed (LiteLLM keeps the tools and drops the choice).
+    let none_chosen = chat.tool_choice.as_ref().and_then(Value::as_str) == Some("none");
     let mut tools = match &chat.tools {
+        Some(_) if none_chosen && !converted.has_tool_blocks => Vec::new(),
         Some(defs) => map_tools(defs)?,
         None => Vec::new(),
     };
