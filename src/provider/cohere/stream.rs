@@ -3,7 +3,7 @@
 
 #[allow(unused_imports)]
 use super::*;
-use crate::codec::ndjson::{Item, NdjsonDecoder};
+use crate::codec::ndjson::NdjsonDecoder;
 
 /// How the stream is framed. Cohere documents SSE (`event:` / `data:`
 /// lines), but its v1 and v2 APIs have also answered with one bare JSON
@@ -160,11 +160,26 @@ impl CohereStream {
         }
     }
 
-    /// One bare JSON line (or why the decoder could not give it).
-    fn line(&mut self, item: Item, at_end: bool, out: &mut Vec<u8>) {
-        match item {
-            Ok(line) => self.handle(&line, at_end, out),
-            Err(e) => self.fail(out, &invalid_response(e)),
+    /// Decode `bytes` (or, at the end, what the decoder still holds) and
+    /// translate the events.
+    fn decode(&mut self, bytes: &[u8], at_end: bool, out: &mut Vec<u8>) {
+        match &mut self.framing {
+            Framing::Sse(d) => {
+                let events = if at_end { d.finish() } else { d.feed(bytes) };
+                for ev in events {
+                    self.handle(&ev.data, at_end, out);
+                }
+            }
+            Framing::Lines(d) => {
+                let lines = if at_end { d.finish() } else { d.feed(bytes) };
+                for line in lines {
+                    match line {
+                        Ok(line) => self.handle(&line, at_end, out),
+                        Err(e) => self.fail(out, &invalid_response(e)),
+                    }
+                }
+            }
+            Framing::Undecided => {}
         }
     }
 }
@@ -182,35 +197,11 @@ impl StreamTranslator for CohereStream {
                 Framing::Sse(SseDecoder::new())
             };
         }
-        match &mut self.framing {
-            Framing::Sse(d) => {
-                for ev in d.feed(bytes) {
-                    self.handle(&ev.data, false, out);
-                }
-            }
-            Framing::Lines(d) => {
-                for item in d.feed(bytes) {
-                    self.line(item, false, out);
-                }
-            }
-            Framing::Undecided => {}
-        }
+        self.decode(bytes, false, out);
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
-        match &mut self.framing {
-            Framing::Sse(d) => {
-                for ev in d.finish() {
-                    self.handle(&ev.data, true, out);
-                }
-            }
-            Framing::Lines(d) => {
-                for item in d.finish() {
-                    self.line(item, true, out);
-                }
-            }
-            Framing::Undecided => {}
-        }
+        self.decode(&[], true, out);
         if !self.w.is_done() {
             let err = GatewayError::new(
                 502,
