@@ -12,7 +12,7 @@ import pytest
 
 from conftest import (ANTHROPIC_HELLO, ANTHROPIC_KEY, ANTHROPIC_MODEL, MULTIBYTE, PNG_B64, TIME_TOOL,
                       WEATHER_ARGS, WEATHER_PARAMS, WEATHER_TOOL, anthropic_blocks, anthropic_text,
-                      assert_no_client_secret, chat_body, system_text, user)
+                      assert_no_client_secret, chat_body, finish_reasons, system_text, user)
 
 
 def check_upstream(gw, req: dict) -> dict:
@@ -294,3 +294,103 @@ def test_client_cannot_pick_the_cluster(gw):
     assert gw.requests("openai") == []
     req = gw.only_request("anthropic")
     check_completion(r.json(), ANTHROPIC_HELLO + "route me", "stop", req)
+
+
+# ---------------------------------------------------------------- structured outputs (response_format)
+
+EVENT_SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "when": {
+    "type": "object", "properties": {"date": {"type": "string"}}, "required": ["date"]}},
+    "required": ["name", "when"]}
+CLOSED_EVENT_SCHEMA = {**EVENT_SCHEMA, "additionalProperties": False, "properties": {
+    "name": {"type": "string"}, "when": {**EVENT_SCHEMA["properties"]["when"], "additionalProperties": False}}}
+
+
+def json_schema_format(schema: dict) -> dict:
+    return {"type": "json_schema", "json_schema": {"name": "event", "schema": schema}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_json_schema_uses_native_output_format(gw, stream):
+    """Claude 4.5+: Anthropic's output_format with the beta header; the answer is plain text content."""
+    body = chat_body("claude", user("Extract the event."), response_format=json_schema_format(CLOSED_EVENT_SCHEMA))
+    if stream:
+        res = gw.stream({**body, "stream": True})
+        assert res.status == 200 and res.errors() == [] and res.ends_with_done(), res.raw[:300]
+        content, finishes = res.content(), finish_reasons(res.chunks())
+    else:
+        r = gw.chat(body)
+        assert r.status == 200, r.body
+        msg = r.json()["choices"][0]
+        content, finishes = msg["message"]["content"], [msg["finish_reason"]]
+        assert "tool_calls" not in msg["message"]
+    assert json.loads(content) == {"name": "sample name", "when": {"date": "sample date"}}
+    assert finishes == ["stop"]
+    req = gw.only_request("anthropic")
+    sent = check_upstream(gw, req)
+    assert req["headers"]["anthropic-beta"] == "structured-outputs-2025-11-13"
+    assert sent["output_format"] == {"type": "json_schema", "schema": CLOSED_EVENT_SCHEMA}
+    assert "tools" not in sent and "tool_choice" not in sent
+
+
+@pytest.fixture(scope="module")
+def older_claude(start_gateway, mocks):
+    cfg = {"model_list": [{"model_name": "opus41", "litellm_params": {
+        "model": "anthropic/claude-opus-4-1", "api_base": f"http://127.0.0.1:{mocks.anthropic_port}",
+        "api_key": "os.environ/MOCK_ANTHROPIC_KEY"}}],
+        "router_settings": {"disable_cooldowns": True, "num_retries": 0},
+        "gateway": {"clusters": {f"127.0.0.1:{mocks.anthropic_port}": "mock_anthropic"}}}
+    with start_gateway(cfg, name="older-claude", env={"MOCK_ANTHROPIC_KEY": ANTHROPIC_KEY}) as g:
+        yield g
+
+
+def test_json_schema_on_an_older_model_uses_the_json_tool(older_claude, mocks):
+    mocks.reset()
+    r = older_claude.chat(chat_body("opus41", user("Extract the event."),
+                                    response_format=json_schema_format(CLOSED_EVENT_SCHEMA)))
+    assert r.status == 200, r.body
+    msg = r.json()["choices"][0]
+    assert json.loads(msg["message"]["content"]) == {"name": "sample name", "when": {"date": "sample date"}}
+    assert msg["finish_reason"] == "stop" and not msg["message"].get("tool_calls")
+    (req,) = older_claude.requests("anthropic")
+    assert "anthropic-beta" not in req["headers"] and "output_format" not in req["body"]
+    assert req["body"]["tools"] == [{"name": "json_tool_call", "input_schema": CLOSED_EVENT_SCHEMA}]
+    assert req["body"]["tool_choice"] == {"type": "tool", "name": "json_tool_call"}
+
+
+def test_json_schema_with_open_objects_uses_the_json_tool(gw):
+    r = gw.chat(chat_body("claude", user("Extract the event."), response_format=json_schema_format(EVENT_SCHEMA)))
+    assert r.status == 200, r.body
+    assert json.loads(r.json()["choices"][0]["message"]["content"]) == {"name": "sample name",
+                                                                         "when": {"date": "sample date"}}
+    req = gw.only_request("anthropic")
+    sent = check_upstream(gw, req)
+    assert "anthropic-beta" not in req["headers"] and "output_format" not in sent
+    assert sent["tools"] == [{"name": "json_tool_call", "input_schema": EVENT_SCHEMA}]
+
+
+# ---------------------------------------------------------------- LiteLLM's message shaping
+
+PLACEHOLDER = "[System: Empty message content sanitised to satisfy protocol]"
+NOTE = "Operator note (not from the user): the following was originally a mid-conversation system-role reminder."
+
+
+def test_empty_user_content_is_litellms_placeholder(gw):
+    r = gw.chat(chat_body("claude", user("Hi"), {"role": "assistant", "content": ""}, user(""), user([])))
+    assert r.status == 200, r.body
+    sent = check_upstream(gw, gw.only_request("anthropic"))
+    assert sent["messages"] == [{"role": "user", "content": [
+        {"type": "text", "text": "Hi"}, {"type": "text", "text": PLACEHOLDER},
+        {"type": "text", "text": PLACEHOLDER}]}]
+    assert r.json()["choices"][0]["message"]["content"] == ANTHROPIC_HELLO + f"Hi {PLACEHOLDER} {PLACEHOLDER}"
+
+
+def test_mid_conversation_system_message_stays_in_place(gw):
+    r = gw.chat(chat_body("claude", {"role": "system", "content": "Be brief."}, user("Hi"),
+                          {"role": "assistant", "content": "Hello."},
+                          {"role": "system", "content": "Answer in French from now on."}, user("How are you?")))
+    assert r.status == 200, r.body
+    sent = check_upstream(gw, gw.only_request("anthropic"))
+    assert sent["system"] == [{"type": "text", "text": "Be brief."}]
+    assert sent["messages"][2] == {"role": "user", "content": [
+        {"type": "text", "text": NOTE}, {"type": "text", "text": "Answer in French from now on."},
+        {"type": "text", "text": "How are you?"}]}

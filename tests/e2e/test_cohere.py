@@ -207,3 +207,54 @@ def test_stream_cut_short_ends_with_an_error_event(co):
     assert res.status == 200
     assert res.ends_with_done()
     assert [e["code"] for e in res.errors()] == ["upstream_stream_truncated"]
+
+
+def test_bare_json_line_stream_with_the_openai_sdk(co, sdk):
+    """Cohere has also streamed one bare JSON object per line (no `data:` framing): read like SSE."""
+    co.script({"framing": "json_lines"})
+    stream = sdk.chat.completions.create(model="command", messages=[user(MULTIBYTE)], stream=True,
+                                         stream_options={"include_usage": True})
+    chunks = [c.model_dump() for c in stream]
+    assert "".join(c["choices"][0]["delta"]["content"] or "" for c in chunks if c["choices"]) == HELLO + MULTIBYTE
+    assert finish_reasons(chunks) == ["stop"]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
+    req = co.only_request()
+    assert assert_native_request(req)["stream"] is True
+    assert req["script"] == {"framing": "json_lines"} and req["response"]["outcome"] == "complete"
+
+
+def test_bare_json_line_stream_tool_call(co):
+    co.script({"framing": "json_lines"})
+    res = co.gw.stream(chat_body("command", user("Weather?"), tools=[WEATHER_TOOL], stream=True))
+    assert res.status == 200 and res.error is None and res.errors() == [], res.raw[:300]
+    assert res.ends_with_done()
+    (call,) = collect_tool_calls(res.chunks())
+    assert call["name"] == "get_weather" and json.loads(call["arguments"]) == WEATHER_ARGS
+    assert finish_reasons(res.chunks()) == ["tool_calls"]
+
+
+@pytest.mark.parametrize("script", [
+    {"finish_reason": "ERROR_TOXIC", "text": "I can"},
+    {"finish_reason": "ERROR_TOXIC", "error": "blocked by the safety system", "omit_message": True},
+    {"finish_reason": "SAFETY", "text": "I can"},
+])
+def test_safety_stop_is_content_filter(co, script):
+    co.script(script)
+    r = co.gw.chat(chat_body("command", user("something unsafe")))
+    assert r.status == 200, r.body
+    choice = r.json()["choices"][0]
+    assert choice["finish_reason"] == "content_filter"
+    assert choice["message"]["content"] == (None if script.get("omit_message") else "I can")
+    assert co.only_request()["response"]["finish_reason"] == script["finish_reason"]
+
+
+@pytest.mark.parametrize("framing", ["sse", "json_lines"])
+def test_streamed_safety_stop_is_content_filter(co, framing):
+    co.script({"framing": framing, "finish_reason": "ERROR_TOXIC", "text": "I can",
+               "error": "blocked by the safety system"})
+    res = co.gw.stream(chat_body("command", user("something unsafe"), stream=True))
+    assert res.status == 200 and res.errors() == [], res.raw[:400]
+    assert res.ends_with_done()
+    assert res.content() == "I can"
+    assert finish_reasons(res.chunks()) == ["content_filter"]
+    assert co.only_request()["response"]["finish_reason"] == "ERROR_TOXIC"

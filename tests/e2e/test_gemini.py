@@ -314,3 +314,60 @@ def test_blocked_prompt_is_content_filter(sdk, google):
     r = sdk.chat.completions.create(model="gem", messages=[user("bad")])
     assert r.choices[0].finish_reason == "content_filter" and r.choices[0].message.content is None
     assert r.usage.prompt_tokens == 3
+
+
+# ---------------------------------------------------------------- LiteLLM's message shaping
+
+
+@pytest.mark.parametrize("alias", ["gem", "vtx"])
+def test_json_object_tool_result_is_the_function_response(sdk, google, alias):
+    first = sdk.chat.completions.create(model=alias, messages=[user("Weather in Zürich?")], tools=[WEATHER_TOOL],
+                                        tool_choice="required")
+    msg = first.choices[0].message
+    (call,) = msg.tool_calls
+    google.reset()
+    history = [user("Weather in Zürich?"), msg.model_dump(exclude_none=True)]
+    r = sdk.chat.completions.create(model=alias, tools=[WEATHER_TOOL], messages=history + [
+        {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 18, "sky": "cloudy"}'}])
+    said = r.choices[0].message.content
+    assert said.startswith("The tool returned: ")
+    assert json.loads(said.removeprefix("The tool returned: ")) == {"temp_c": 18, "sky": "cloudy"}
+    assert only(google)["body"]["contents"][2] == {"role": "user", "parts": [
+        {"functionResponse": {"name": "get_weather", "response": {"temp_c": 18, "sky": "cloudy"}}}]}
+    google.reset()
+    r = sdk.chat.completions.create(model=alias, tools=[WEATHER_TOOL], messages=history + [
+        {"role": "tool", "tool_call_id": call.id, "content": "[18, 19]"}])
+    assert r.choices[0].message.content == "The tool returned: [18, 19]"
+    assert only(google)["body"]["contents"][2]["parts"] == [
+        {"functionResponse": {"name": "get_weather", "response": {"content": "[18, 19]"}}}]
+
+
+@pytest.mark.parametrize("alias", ["gem", "vtx"])
+def test_system_messages_anywhere_become_one_part_each(sdk, google, alias):
+    r = sdk.chat.completions.create(model=alias, messages=[
+        {"role": "system", "content": "S1"},
+        {"role": "system", "content": [{"type": "text", "text": "S2a "}, {"type": "text", "text": "S2b"}]},
+        user("U1"), {"role": "system", "content": "S3"}, {"role": "developer", "content": "D4"},
+        {"role": "assistant", "content": "A1"}, {"role": "system", "content": ""}, user("U2")])
+    assert r.choices[0].message.content == HELLO + "U2"
+    body = only(google)["body"]
+    assert body["systemInstruction"] == {"parts": [{"text": "S1"}, {"text": "S2a S2b"}, {"text": "S3"},
+                                                   {"text": "D4"}]}
+    assert body["contents"] == [{"role": "user", "parts": [{"text": "U1"}]},
+                                {"role": "model", "parts": [{"text": "A1"}]},
+                                {"role": "user", "parts": [{"text": "U2"}]}]
+
+
+@pytest.mark.parametrize("alias,messages,sent", [
+    ("gem", [user("")], [{"role": "user", "parts": [{"text": " "}]}]),
+    ("vtx", [user([])], [{"role": "user", "parts": [{"text": " "}]}]),
+    ("gem", [user("Hi"), {"role": "assistant", "content": "Hello"}, user("")],
+     [{"role": "user", "parts": [{"text": "Hi"}]}, {"role": "model", "parts": [{"text": "Hello"}]},
+      {"role": "user", "parts": [{"text": " "}]}]),
+    ("vtx", [{"role": "system", "content": "Be brief."}], [{"role": "user", "parts": [{"text": "."}]}]),
+])
+def test_empty_user_content_is_sent_as_litellm_sanitises_it(gg, google, alias, messages, sent):
+    r = gg.chat({"model": alias, "messages": messages})
+    assert r.status == 200, r.body
+    assert r.json()["choices"][0]["finish_reason"] == "stop"
+    assert only(google)["body"]["contents"] == sent

@@ -25,13 +25,16 @@ Wire format (Cohere API reference, v2):
   provider! You said: <last user text>" (+ " (with N image(s))"); with tools and a last user
   turn, the first tool (all with `tool_choice: REQUIRED` too) is called with arguments from its
   schema, after a tool result "The tool returned: <text>". `stop_sequences` and `max_tokens`
-  cut the text (STOP_SEQUENCE / MAX_TOKENS). Script keys: text, tool_calls, finish_reason,
-  usage, thinking (a `thinking` content item first).
+  cut the text (STOP_SEQUENCE / MAX_TOKENS). Script keys: text, tool_calls, finish_reason
+  (e.g. ERROR_TOXIC, the safety stop), error (an `error` text beside it, in the answer or the
+  stream's message-end), omit_message (a safety stop answered without `message`), usage,
+  thinking (a `thinking` content item first), framing.
 * Stream (`stream: true`): `text/event-stream`, events `event: <type>` + `data: {"type": ...}`:
   message-start, content-start, content-delta (one per word), content-end, tool-plan-delta,
   tool-call-start, tool-call-delta (arguments in pieces), tool-call-end, message-end (with
   `delta.finish_reason` and `delta.usage`). `error_after_events` ends with a message-end whose
-  finish_reason is ERROR.
+  finish_reason is ERROR. With the script key `framing: "json_lines"` the same events are bare
+  JSON objects, one per line, `application/stream+json` (as Cohere's API has also answered).
 * Embed: `{"model", "texts", "input_type", "embedding_types"}` (input_type required) ->
   `{"id", "texts", "embeddings": {"float": [[...]]}, "meta": {"api_version": {"version": "2"},
   "billed_units": {"input_tokens": n}}, "response_type": "embeddings_by_type"}`; vectors are
@@ -104,9 +107,14 @@ class CohereEndpoint(Endpoint):
         return self.ev("message-end", delta={"finish_reason": "ERROR",
                                              "error": "internal server error during generation"})
 
-    @staticmethod
-    def ev(kind: str, **fields: Any) -> bytes:
-        return f"event: {kind}\ndata: {dumps({'type': kind, **fields})}\n\n".encode()
+    def json_lines(self) -> bool:
+        return self.b.get("framing") == "json_lines"
+
+    def ev(self, kind: str, **fields: Any) -> bytes:
+        data = dumps({'type': kind, **fields})
+        if self.json_lines():
+            return f"{data}\n".encode()
+        return f"event: {kind}\ndata: {data}\n\n".encode()
 
     def check_auth(self) -> None:
         auth = self.rec["headers"].get("authorization", "")
@@ -219,6 +227,10 @@ class CohereEndpoint(Endpoint):
             msg["tool_plan"] = p["tool_plan"]
             msg["tool_calls"] = p["tool_calls"]
         body = {"id": p["id"], "message": msg, "finish_reason": p["finish"], "usage": p["usage"]}
+        if self.b.get("error"):
+            body["error"] = self.b["error"]
+        if self.b.get("omit_message"):
+            del body["message"]
         self.rec["response"].update(status=200, usage=p["usage"], outcome="complete", message=msg,
                                     finish_reason=p["finish"])
         self.h.send_json(200, body)
@@ -255,8 +267,11 @@ class CohereEndpoint(Endpoint):
             for w in words(p["text"]):
                 events.append(ev("content-delta", index=index, delta={"message": {"content": {"text": w}}}))
             events.append(ev("content-end", index=index))
-        events.append(ev("message-end", delta={"finish_reason": p["finish"], "usage": p["usage"]}))
-        self.h.start_chunked(200, "text/event-stream")
+        end = {"finish_reason": p["finish"], "usage": p["usage"]}
+        if self.b.get("error"):
+            end["error"] = self.b["error"]
+        events.append(ev("message-end", delta=end))
+        self.h.start_chunked(200, "application/stream+json" if self.json_lines() else "text/event-stream")
         self.stream_events(events)
 
 

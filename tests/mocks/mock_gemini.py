@@ -49,7 +49,7 @@ key -> 400 INVALID_ARGUMENT (`API_KEY_INVALID`); a `key=` query parameter ->
 token -> 401 UNAUTHENTICATED; streams without `alt=sse` -> 400; unknown fields
 at the top level, in `generationConfig`, in parts or in function declarations,
 `contents` missing or empty, roles other than user/model, parts empty or with
-zero or several data fields, `parameters` together with `parametersJsonSchema`,
+zero or several data fields, an empty `text` (Google's "empty text parameter"), `parameters` together with `parametersJsonSchema`,
 a function call turn not right after a user or function response turn, and a
 function response turn whose count or names do not match the preceding call
 turn -> 400 INVALID_ARGUMENT.
@@ -361,6 +361,9 @@ class GeminiEndpoint(Endpoint):
             data = [k for k in p if k in PART_DATA]
             if len(data) != 1:
                 raise E(400, f"* {where}.parts[{j}].data: required oneof field 'data' must have one initialized field")
+            if p.get("text") == "":
+                raise E(400, "Unable to submit request because it has an empty text parameter. Add a value to "
+                             "the parameter and try again.")
             if "inlineData" in p:
                 d = p["inlineData"]
                 if not isinstance(d, dict) or not d.get("mimeType") or not isinstance(d.get("data"), str):

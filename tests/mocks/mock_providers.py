@@ -59,7 +59,14 @@ flavour's error format:
   `tool_result` without a matching `tool_use` in the previous assistant turn,
   `tool_use` not answered by `tool_result` in the next user turn,
   `tool_use` / `tool_result` blocks in a request without `tools`,
-  temperature outside [0, 1] -> 400 invalid_request_error.
+  temperature outside [0, 1] -> 400 invalid_request_error; empty or
+  whitespace-only text blocks (system or messages, but a final assistant
+  prefill) -> 400 "text content blocks must contain non-whitespace text";
+  `output_format` without `anthropic-beta: structured-outputs-2025-11-13`, or
+  with a schema that has an object not closed by `additionalProperties: false`
+  or a constraint Anthropic refuses (`minimum`, `maxLength`, `oneOf` ...) ->
+  400. With a valid `output_format` the answer is the JSON text of a sample of
+  the schema (plain text content, no tool).
 * OpenAI: missing bearer -> 401; body not JSON, missing `model` / `messages`,
   unknown roles, `tool` messages not answering a preceding `tool_calls`,
   `stream_options` without `stream: true` -> 400.
@@ -217,6 +224,33 @@ def count_tokens(text: str) -> int:
 def dumps(obj: Any) -> str:
     """Compact JSON with raw UTF-8, as the providers send it."""
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+STRUCTURED_OUTPUTS_BETA = "structured-outputs-2025-11-13"
+OUTPUT_SCHEMA_REFUSED = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength",
+                         "maxLength", "maxItems", "uniqueItems", "oneOf", "not", "if", "patternProperties"}
+
+
+def _check_output_schema(node: Any, where: str = "output_format.schema") -> None:
+    """Anthropic's structured outputs: closed objects only, no constraints its grammar cannot enforce."""
+    if not isinstance(node, dict):
+        return
+    refused = sorted(OUTPUT_SCHEMA_REFUSED & set(node))
+    if refused:
+        raise ValidationError(400, f"{where}: property '{refused[0]}' is not supported")
+    t = node.get("type")
+    if (t == "object" or (isinstance(t, list) and "object" in t)) and node.get("additionalProperties") is not False:
+        raise ValidationError(400, f"{where}: For 'object' type, 'additionalProperties' must be explicitly set "
+                                   f"to false")
+    for key in ("properties", "$defs", "definitions"):
+        for k, sub in (node.get(key) or {}).items():
+            _check_output_schema(sub, f"{where}.{key}.{k}")
+    items = node.get("items")
+    for i, sub in enumerate(items if isinstance(items, list) else [items]):
+        _check_output_schema(sub, f"{where}.items")
+    for key in ("anyOf", "allOf"):
+        for i, sub in enumerate(node.get(key) or []):
+            _check_output_schema(sub, f"{where}.{key}.{i}")
 
 
 def sample_from_schema(schema: Any, name: str = "value") -> Any:
@@ -858,6 +892,15 @@ class AnthropicEndpoint(Endpoint):
             if not isinstance(sysp, list) or not all(isinstance(x, dict) and x.get("type") == "text"
                                                      and isinstance(x.get("text"), str) for x in sysp):
                 raise E(400, "system: Input should be a valid string or a list of text blocks")
+            if any(not x["text"].strip() for x in sysp):
+                raise E(400, "system: text content blocks must contain non-whitespace text")
+        of = r.get("output_format")
+        if of is not None:
+            if STRUCTURED_OUTPUTS_BETA not in hdrs.get("anthropic-beta", ""):
+                raise E(400, "output_format: Extra inputs are not permitted")
+            if not isinstance(of, dict) or of.get("type") != "json_schema" or not isinstance(of.get("schema"), dict):
+                raise E(400, "output_format: Input tag does not match the expected tag 'json_schema'")
+            _check_output_schema(of["schema"])
         md = r.get("metadata")
         if md is not None and (not isinstance(md, dict) or any(k != "user_id" for k in md)):
             raise E(400, "metadata: only `user_id` is permitted")
@@ -939,6 +982,8 @@ class AnthropicEndpoint(Endpoint):
                 if bt == "text":
                     if not isinstance(blk.get("text"), str):
                         raise E(400, f"{where}.text.text: Field required")
+                    if not blk["text"].strip() and not (role == "assistant" and i == len(msgs) - 1):
+                        raise E(400, "messages: text content blocks must contain non-whitespace text")
                     if set(blk) - {"type", "text", "cache_control", "citations"}:
                         raise E(400, f"{where}.text.{sorted(set(blk) - {'type', 'text', 'cache_control', 'citations'})[0]}: "
                                      f"Extra inputs are not permitted")
@@ -1015,8 +1060,11 @@ class AnthropicEndpoint(Endpoint):
             if tc.get("type") == "tool":
                 tool = next((t for t in tools if t.get("name") == tc.get("name")), tool)
             calls = [{"name": tool["name"], "arguments": sample_from_schema(tool.get("input_schema"))}]
+        of = r.get("output_format")
         if "text" in b:
             text = str(b["text"])
+        elif of is not None and not calls:
+            text = dumps(sample_from_schema(of["schema"]))
         elif calls:
             text = f"I'll use the {calls[0]['name']} tool." if tc.get("type") == "auto" else ""
         elif has_result:

@@ -9,15 +9,26 @@
 //!
 //! # Request
 //!
-//! - `system` and `developer` messages, wherever they sit, become the top-level
+//! - The leading `system` and `developer` messages become the top-level
 //!   `system`, always as an array of text blocks (LiteLLM does the same; empty
-//!   texts are skipped because Anthropic rejects empty text blocks).
+//!   and whitespace-only texts are skipped because Anthropic rejects them).
+//!   One after the conversation started stays where it was, as user text
+//!   after LiteLLM's operator note ("Operator note (not from the user): ..."),
+//!   after the tool results it sits among: LiteLLM's
+//!   `mid_conversation_system.py` for models that take no system role in
+//!   `messages` (the few newest that do get it in place there; here every
+//!   model gets the user text). Hoisting it would lose where the instruction
+//!   was given.
+//! - Empty user content (`""`, `[]`, whitespace-only or empty text parts) is
+//!   LiteLLM's placeholder text `[System: Empty message content sanitised to
+//!   satisfy protocol]`, since Anthropic refuses empty text and empty turns.
 //! - User, `tool` and legacy `function` messages become user turns, assistant
 //!   messages assistant turns; consecutive turns of one role are merged because
 //!   the API requires alternation. Tool results are `tool_result` blocks in a
-//!   user turn. An assistant message with nothing to say (no text, no calls)
-//!   adds nothing, so the turns around it merge too (LiteLLM would send two user
-//!   turns in a row there).
+//!   user turn. An assistant message with nothing to say (no text, no calls;
+//!   blank text counts as none) adds nothing, so the turns around it merge too
+//!   (LiteLLM sends its placeholder as the assistant's words, which the model
+//!   may then echo, or continue as a prefill).
 //! - Trailing whitespace is trimmed from the text of a final assistant turn
 //!   (a prefill), which Anthropic rejects otherwise (LiteLLM does the same).
 //! - `max_tokens` is `max_completion_tokens` or `max_tokens`, else
@@ -39,14 +50,21 @@
 //!   `{type:auto}` when no choice was given, not at all with `none`), as
 //!   LiteLLM does. Without `tools`, `tool_choice` is not sent (Anthropic
 //!   refuses a choice without tools).
-//! - `response_format` `json_schema` / `json_object`: LiteLLM's JSON mode, a
+//! - `response_format` `json_schema` on Claude 4.5 and later (LiteLLM's
+//!   `supports_native_structured_output` models): Anthropic's
+//!   `output_format: {type: json_schema, schema}` with `anthropic-beta:
+//!   structured-outputs-2025-11-13`, as LiteLLM sends; the answer is plain
+//!   text. Only when the schema fits as written (every object closed by
+//!   `additionalProperties: false`, as strict schemas are; none of the
+//!   constraints Anthropic refuses, nor `oneOf`): LiteLLM rewrites other
+//!   schemas to fit (closes objects, drops constraints into descriptions),
+//!   which changes what the answer may be. Otherwise, on older models, and
+//!   for `json_object` (which LiteLLM now sends nothing for, so no JSON is
+//!   asked for): LiteLLM's JSON mode, a
 //!   tool named [`JSON_TOOL_NAME`] whose input schema is the requested schema,
 //!   forced through `tool_choice` (not forced when thinking is on: Anthropic
 //!   refuses forced tool use with thinking). Answers turn that tool call back
-//!   into message content. Newer LiteLLM ignores `json_object` and uses
-//!   Anthropic's beta `output_format` on the models that have it; this gateway
-//!   knows no model capabilities, so it uses the tool for every model and for
-//!   `json_object` too (with an open object schema, as older LiteLLM did).
+//!   into message content; `json_object` gets an open object schema.
 //! - `reasoning_effort` -> `thinking: {type: enabled, budget_tokens}` with
 //!   LiteLLM's budgets (minimal/low 1024, medium 2048, high 4096; `none` adds
 //!   nothing). Anthropic-native `thinking` and `top_k` pass through unchanged
@@ -120,6 +138,10 @@ pub const DEFAULT_API_VERSION: &str = "2023-06-01";
 /// `DEFAULT_ANTHROPIC_CHAT_MAX_TOKENS`.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
+/// The `anthropic-beta` value a request with `output_format` needs
+/// (LiteLLM's `ANTHROPIC_BETA_HEADER_VALUES.STRUCTURED_OUTPUT_2025_09_25`).
+pub const STRUCTURED_OUTPUTS_BETA: &str = "structured-outputs-2025-11-13";
+
 /// Name of the tool that carries `response_format` (LiteLLM's
 /// `RESPONSE_FORMAT_TOOL_NAME`). A `tool_use` of this name in an answer is
 /// turned back into message content. A client tool with this exact name would
@@ -145,7 +167,7 @@ impl Translator for Anthropic {
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let body = request::request_body(req, dep, ctx.drop_params)?;
+        let (body, output_format) = request::request_body(req, dep, ctx.drop_params)?;
         let version = dep
             .api_version
             .clone()
@@ -156,6 +178,9 @@ impl Translator for Anthropic {
         ];
         if let Some(key) = &dep.api_key {
             headers.push(("x-api-key".to_string(), key.clone()));
+        }
+        if output_format {
+            headers.push(("anthropic-beta".into(), STRUCTURED_OUTPUTS_BETA.into()));
         }
         Ok(UpstreamRequest {
             path: endpoint_path(&dep.api_base.path, "/v1/messages"),

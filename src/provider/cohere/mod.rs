@@ -63,15 +63,20 @@
 //! (arguments are already JSON strings). A `tool_plan` becomes `content` when
 //! there is no text (LiteLLM drops it), so it returns as `tool_plan` on the
 //! next turn. `finish_reason`: `COMPLETE` and `STOP_SEQUENCE` -> `stop`,
-//! `MAX_TOKENS` -> `length`, `TOOL_CALL` -> `tool_calls`, `ERROR_TOXIC` ->
-//! `content_filter`, `ERROR_LIMIT` -> `length`; `ERROR` and `TIMEOUT` mean
-//! the generation failed and become a 502 / 504 error (LiteLLM reports
-//! `stop`, hiding the failure). Usage from `usage.tokens` (what the model
+//! `MAX_TOKENS` -> `length`, `TOOL_CALL` -> `tool_calls`, the safety stops
+//! `ERROR_TOXIC` and `SAFETY` -> `content_filter` (as LiteLLM's
+//! `map_finish_reason`; an `error` text beside them, and a missing
+//! `message`, do not make them failures), `ERROR_LIMIT` -> `length`
+//! (LiteLLM: `stop`; it is the context limit), unknown -> `stop`; `ERROR`
+//! and `TIMEOUT` mean the generation failed and become a 502 / 504 error
+//! (LiteLLM reports `stop`, hiding the failure). Usage from `usage.tokens` (what the model
 //! processed, as LiteLLM), else `usage.billed_units`. The `id` is the
 //! gateway's `chatcmpl-` id, `model` the deployment's model (Cohere reports
 //! none).
 //!
-//! Streams are SSE events whose JSON carries a `type`: `message-start` ->
+//! Streams are events whose JSON carries a `type`, framed as SSE or as one
+//! bare JSON object per line (both seen from Cohere; the first byte that is
+//! not whitespace decides, see `stream::Framing`): `message-start` ->
 //! the role chunk; `content-delta` -> `content` (or `reasoning_content` for
 //! `thinking`); `tool-plan-delta` -> `content`; `tool-call-start` /
 //! `tool-call-delta` -> `tool_calls` deltas; `message-end` -> the finish
@@ -79,7 +84,10 @@
 //! stream with an error event). `citation-*`, `content-start` /
 //! `content-end`, `tool-call-end` and unknown events carry nothing to
 //! translate. A stream that ends before `message-end` ends with an error
-//! event.
+//! event. The finish reason is mapped as for whole answers: LiteLLM's
+//! iterator looks for `message-end` under an `event` key the v2 stream does
+//! not have, so its streams always finish with `stop`, a safety stop
+//! included; here a streamed safety stop is `content_filter` too.
 //!
 //! # Errors
 //!
@@ -246,7 +254,7 @@ impl Translator for Cohere {
 
     fn stream(&self, meta: ResponseMeta) -> Box<dyn StreamTranslator> {
         Box::new(CohereStream {
-            decoder: SseDecoder::new(),
+            framing: Framing::Undecided,
             w: ChunkWriter::new(meta),
             tools: Vec::new(),
             usage: None,

@@ -7,6 +7,9 @@ pub(super) fn invalid_response(detail: impl std::fmt::Display) -> GatewayError {
     crate::provider::invalid_response(PROVIDER, detail)
 }
 
+/// OpenAI's finish reason for an answer stopped by the provider's safety system.
+pub(super) const CONTENT_FILTER: &str = "content_filter";
+
 /// Cohere's `finish_reason` as OpenAI's, or the error a failed generation is.
 pub(super) fn finish_reason(
     reason: Option<&str>,
@@ -25,7 +28,9 @@ pub(super) fn finish_reason(
         Some("COMPLETE") | Some("STOP_SEQUENCE") | Some("USER_CANCEL") | None => Ok("stop"),
         Some("MAX_TOKENS") | Some("ERROR_LIMIT") => Ok("length"),
         Some("TOOL_CALL") => Ok("tool_calls"),
-        Some("ERROR_TOXIC") => Ok("content_filter"),
+        // A safety stop is an answer, not a failure: v1's `ERROR_TOXIC`
+        // (still possible on v2), `SAFETY` as LiteLLM's shared map has it.
+        Some("ERROR_TOXIC") | Some("SAFETY") => Ok(CONTENT_FILTER),
         Some("TIMEOUT") => failed(504, ErrorKind::Timeout, "TIMEOUT"),
         Some("ERROR") => failed(502, ErrorKind::Upstream, "ERROR"),
         Some(_) => Ok("stop"),
@@ -58,10 +63,16 @@ pub(super) fn translate_response(
 ) -> Result<Translated, GatewayError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| invalid_response(format!("not JSON ({e}): {}", snippet(body))))?;
-    let message = v
-        .get("message")
-        .filter(|m| m.is_object())
-        .ok_or_else(|| invalid_response("no `message` object"))?;
+    let finish = finish_reason(
+        v.get("finish_reason").and_then(Value::as_str),
+        v.get("error").and_then(Value::as_str),
+    )?;
+    // A safety stop may come without a message: the answer is then empty.
+    let message = match v.get("message").filter(|m| m.is_object()) {
+        Some(m) => m,
+        None if finish == CONTENT_FILTER => &Value::Null,
+        None => return Err(invalid_response("no `message` object")),
+    };
     let mut text = String::new();
     let mut reasoning: Option<String> = None;
     for item in message
@@ -110,10 +121,6 @@ pub(super) fn translate_response(
         .get("tool_plan")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let finish = finish_reason(
-        v.get("finish_reason").and_then(Value::as_str),
-        v.get("error").and_then(Value::as_str),
-    )?;
     let content = if !text.is_empty() {
         Value::String(text)
     } else if !tool_plan.is_empty() {

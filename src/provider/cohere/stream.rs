@@ -1,12 +1,26 @@
-//! Cohere's v2 SSE stream (`message-start`, `content-delta`, `tool-call-*`,
-//! `message-end`) as OpenAI chunks.
+//! Cohere's v2 stream (`message-start`, `content-delta`, `tool-call-*`,
+//! `message-end`) as OpenAI chunks, framed as SSE or as bare JSON lines.
 
 #[allow(unused_imports)]
 use super::*;
+use crate::codec::ndjson::NdjsonDecoder;
+
+/// How the stream is framed. Cohere documents SSE (`event:` / `data:`
+/// lines), but its v1 and v2 APIs have also answered with one bare JSON
+/// object per line (what LiteLLM's iterator reads); the first byte that is
+/// not whitespace tells which: `{` starts a JSON line, anything else an SSE
+/// field or comment. Leading whitespace means nothing in either framing, so
+/// it is dropped while undecided, which keeps the choice the same however
+/// the bytes are split.
+pub(super) enum Framing {
+    Undecided,
+    Sse(SseDecoder),
+    Lines(NdjsonDecoder),
+}
 
 /// Translates Cohere v2 stream events into OpenAI chunks as they complete.
 pub(super) struct CohereStream {
-    pub(super) decoder: SseDecoder,
+    pub(super) framing: Framing,
     pub(super) w: ChunkWriter,
     /// Cohere tool-call index -> OpenAI `tool_calls` index, in start order.
     pub(super) tools: Vec<(u64, u32)>,
@@ -120,8 +134,11 @@ impl CohereStream {
                 let reason = delta
                     .and_then(|d| d.get("finish_reason"))
                     .and_then(Value::as_str);
+                // An `error` next to a safety stop explains the stop (the
+                // answer is still `content_filter`); next to any other
+                // reason it means the generation failed.
                 let finish = match (error, finish_reason(reason, error)) {
-                    (Some(msg), Ok(_)) => Err(GatewayError::new(
+                    (Some(msg), Ok(f)) if f != CONTENT_FILTER => Err(GatewayError::new(
                         502,
                         ErrorKind::Upstream,
                         format!("{PROVIDER} stream error: {msg}"),
@@ -142,19 +159,49 @@ impl CohereStream {
             _ => {}
         }
     }
+
+    /// Decode `bytes` (or, at the end, what the decoder still holds) and
+    /// translate the events.
+    fn decode(&mut self, bytes: &[u8], at_end: bool, out: &mut Vec<u8>) {
+        match &mut self.framing {
+            Framing::Sse(d) => {
+                let events = if at_end { d.finish() } else { d.feed(bytes) };
+                for ev in events {
+                    self.handle(&ev.data, at_end, out);
+                }
+            }
+            Framing::Lines(d) => {
+                let lines = if at_end { d.finish() } else { d.feed(bytes) };
+                for line in lines {
+                    match line {
+                        Ok(line) => self.handle(&line, at_end, out),
+                        Err(e) => self.fail(out, &invalid_response(e)),
+                    }
+                }
+            }
+            Framing::Undecided => {}
+        }
+    }
 }
 
 impl StreamTranslator for CohereStream {
-    fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
-        for ev in self.decoder.feed(bytes) {
-            self.handle(&ev.data, false, out);
+    fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<u8>) {
+        if let Framing::Undecided = self.framing {
+            let Some(at) = bytes.iter().position(|b| !b.is_ascii_whitespace()) else {
+                return;
+            };
+            bytes = &bytes[at..];
+            self.framing = if bytes.first() == Some(&b'{') {
+                Framing::Lines(NdjsonDecoder::new())
+            } else {
+                Framing::Sse(SseDecoder::new())
+            };
         }
+        self.decode(bytes, false, out);
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
-        for ev in self.decoder.finish() {
-            self.handle(&ev.data, true, out);
-        }
+        self.decode(&[], true, out);
         if !self.w.is_done() {
             let err = GatewayError::new(
                 502,

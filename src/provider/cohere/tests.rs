@@ -22,6 +22,11 @@ fn finish_reasons_map() {
         Ok("content_filter")
     );
     assert_eq!(
+        finish_reason(Some("SAFETY"), Some("blocked")),
+        Ok("content_filter")
+    );
+    assert_eq!(finish_reason(Some("NEW_REASON"), None), Ok("stop"));
+    assert_eq!(
         finish_reason(Some("ERROR"), Some("x")).unwrap_err().status,
         502
     );

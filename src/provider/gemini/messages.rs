@@ -25,14 +25,54 @@ pub(super) struct Turns {
 }
 
 impl Turns {
+    /// Adds parts to the turn of `kind`, merging with the turn before when it
+    /// is of the same kind. An empty model turn is left out; an empty user
+    /// turn is kept (the client sent a user message, `""` or `[]`) and sent
+    /// as [`BLANK`] unless later user messages fill it.
     pub(super) fn push(&mut self, kind: Turn, parts: Vec<Value>) {
-        if parts.is_empty() {
-            return;
-        }
         match self.turns.last_mut() {
             Some((last, existing)) if *last == kind => existing.extend(parts),
+            _ if parts.is_empty() && kind != Turn::User => {}
             _ => self.turns.push((kind, parts)),
         }
+    }
+}
+
+/// The text of a user turn whose messages were all empty: LiteLLM's blank
+/// for contents left empty. Gemini refuses an empty `text` ("empty text
+/// parameter"), which is what LiteLLM sends for a `""` message.
+const BLANK: &str = " ";
+
+/// The user turn sent when only system messages were given: LiteLLM's
+/// default user message (Gemini needs at least one turn).
+const SYSTEM_ONLY: &str = ".";
+
+/// A tool result's `functionResponse.response`: the result itself when its
+/// text is a JSON object, else `{"content": <text>}` (arrays, other JSON
+/// values and plain text alike), as LiteLLM's
+/// `convert_to_gemini_tool_call_result`. An object holding a part reference
+/// (`{"$ref": "<name>"}`, which Gemini reads as a pointer to one of its
+/// parts) is wrapped too, as LiteLLM does.
+pub(super) fn tool_response(text: &str) -> Value {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Object(_)) if !has_part_ref(&v) => v,
+        _ => json!({ "content": text }),
+    }
+}
+
+/// Whether a JSON value holds `{"$ref": "<non-empty string>"}`, except under
+/// a list nested directly in a list (where Gemini does not read it; LiteLLM's
+/// `_contains_part_reference`).
+fn has_part_ref(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => {
+            m.get("$ref")
+                .and_then(Value::as_str)
+                .is_some_and(|r| !r.is_empty())
+                || m.values().any(has_part_ref)
+        }
+        Value::Array(a) => a.iter().filter(|c| !c.is_array()).any(has_part_ref),
+        _ => false,
     }
 }
 
@@ -52,11 +92,13 @@ pub(super) fn convert_messages(
         let raw = raw_messages.and_then(|list| list.get(i));
         let at = |what: &str| format!("messages[{i}]{what}");
         match m.role {
+            // One part per system message, its text parts joined, as
+            // LiteLLM's `transform_system_message` (an empty one is left
+            // out: Gemini refuses empty text, which LiteLLM sends).
             Role::System | Role::Developer => {
-                for text in text_only(api, m.content.as_ref(), &at(".content"))? {
-                    if !text.is_empty() {
-                        system.push(json!({ "text": text }));
-                    }
+                let text = text_only(api, m.content.as_ref(), &at(".content"))?.concat();
+                if !text.is_empty() {
+                    system.push(json!({ "text": text }));
                 }
             }
             Role::User => {
@@ -154,25 +196,24 @@ pub(super) fn convert_messages(
                 turns.push(
                     Turn::Results,
                     vec![json!({
-                        "functionResponse": { "name": name, "response": { "content": text } }
+                        "functionResponse": { "name": name, "response": tool_response(&text) }
                     })],
                 );
             }
         }
     }
     if turns.turns.is_empty() {
-        return Err(GatewayError::bad_param(
-            "messages",
-            format!(
-                "provider {} needs at least one user or assistant message besides system messages",
-                api.name()
-            ),
-        ));
+        turns
+            .turns
+            .push((Turn::User, vec![json!({ "text": SYSTEM_ONLY })]));
     }
     let contents = turns
         .turns
         .into_iter()
-        .map(|(kind, parts)| {
+        .map(|(kind, mut parts)| {
+            if parts.is_empty() {
+                parts.push(json!({ "text": BLANK }));
+            }
             let role = if kind == Turn::Model { "model" } else { "user" };
             json!({ "role": role, "parts": parts })
         })

@@ -50,11 +50,23 @@
 //!
 //! # Request
 //!
-//! - `system` and `developer` messages (anywhere) -> `systemInstruction.parts`
-//!   (text only), as LiteLLM's `_transform_system_message`.
+//! - `system` and `developer` messages (anywhere) -> `systemInstruction.parts`,
+//!   one part per message with its text parts joined without a separator
+//!   (text only), as LiteLLM's `transform_system_message`; an empty one is
+//!   left out (LiteLLM sends `{"text": ""}`, which Google refuses as an
+//!   "empty text parameter"). Only system messages: the one turn is
+//!   LiteLLM's default user message `"."`.
 //! - `user` -> `user` contents, `assistant` -> `model` contents; consecutive
-//!   turns of one role are merged. Tool (and legacy `function`) results become
-//!   `functionResponse` parts `{name, response: {content: <text>}}` in a
+//!   turns of one role are merged; empty texts are left out. A user turn
+//!   whose messages are all empty (`""`, `[]`) is sent as LiteLLM's blank
+//!   `" "` rather than refused (LiteLLM sends `""` for a `""` message, which
+//!   Google refuses, and drops a `[]` one unless nothing is left); an empty
+//!   assistant message is left out (LiteLLM sends an empty text). Tool (and
+//!   legacy `function`) results become `functionResponse` parts: `response`
+//!   is the result itself when its text is a JSON object, else `{content:
+//!   <text>}` (arrays, other JSON values, plain text; also an object holding
+//!   a `{"$ref": ...}` part reference), LiteLLM's
+//!   `convert_to_gemini_tool_call_result`. They go in a
 //!   `user` turn of their own (consecutive results share it, as Gemini wants
 //!   the answers to parallel calls together). The function name comes from the
 //!   assistant tool call with that `tool_call_id` anywhere earlier in the

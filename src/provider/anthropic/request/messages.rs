@@ -15,7 +15,23 @@ pub(super) struct Converted<'a> {
     pub(super) has_tool_blocks: bool,
 }
 
+/// LiteLLM's text for empty user content (`_EMPTY_TEXT_PLACEHOLDER`).
+pub(super) const EMPTY_PLACEHOLDER: &str =
+    "[System: Empty message content sanitised to satisfy protocol]";
+
+/// LiteLLM's note before a system message turned into user text
+/// (`CONVERTED_SYSTEM_NOTE`), so the model can tell it from the user's words.
+pub(super) const SYSTEM_NOTE: &str = "Operator note (not from the user): the following was \
+     originally a mid-conversation system-role reminder.";
+
 impl<'a> Converted<'a> {
+    /// Append `blocks` (taken) as a user turn.
+    pub(super) fn user_blocks(&mut self, blocks: &mut Vec<Block<'a>>) {
+        let from = self.blocks.len();
+        self.blocks.append(blocks);
+        self.close_turn("user", from);
+    }
+
     /// Append blocks (those from `from` on, already pushed) as a turn of
     /// `role`, merging with the last turn when it has the same role (the API
     /// requires alternation).
@@ -40,23 +56,57 @@ pub(super) fn convert_messages<'a>(
     };
     // (name, id) of every tool_use so far, to pair legacy `function` results.
     let mut tool_uses: Vec<(Cow<'a, str>, Text<'a>)> = Vec::new();
+    // System text after the conversation started, waiting for its user turn.
+    let mut reminders: Vec<Block<'a>> = Vec::new();
+    let mut started = false;
 
     for (i, m) in messages.iter().enumerate() {
         let at = |what: &str| format!("messages[{i}]{what}");
+        let is_system = matches!(m.role, Role::System | Role::Developer);
+        if !is_system && !matches!(m.role, Role::Tool | Role::Function) {
+            c.user_blocks(&mut reminders);
+        }
+        started |= !is_system;
         let from = c.blocks.len();
         match m.role {
+            // The leading system messages are the top-level `system`; later
+            // ones become user text in place, after LiteLLM's operator note
+            // (and after the tool results they sit among, which must open
+            // their turn), as LiteLLM does for models that take no system
+            // role in `messages`.
             Role::System | Role::Developer => {
+                let mut noted = !started;
                 for text in text_only(i, m.content)? {
-                    if !text.is_empty() {
-                        c.system.push(text);
+                    if text.is_blank() {
+                        continue;
                     }
+                    if !started {
+                        c.system.push(text);
+                        continue;
+                    }
+                    if !noted {
+                        reminders.push(Block::Text(Text::Owned(SYSTEM_NOTE.into())));
+                        noted = true;
+                    }
+                    reminders.push(Block::Text(text));
                 }
             }
+            // Empty text (and an empty message) is LiteLLM's placeholder:
+            // Anthropic refuses empty text blocks and empty turns.
             Role::User => {
                 match content(i, m.content)? {
                     None => {}
                     Some(ContentIn::Text(s)) => c.blocks.push(Block::Text(Text::Raw(s))),
                     Some(ContentIn::Parts(parts)) => user_parts(i, &parts, &mut c.blocks)?,
+                }
+                for b in &mut c.blocks[from..] {
+                    if matches!(b, Block::Text(t) if t.is_blank()) {
+                        *b = Block::Text(Text::Owned(EMPTY_PLACEHOLDER.into()));
+                    }
+                }
+                if c.blocks.len() == from {
+                    c.blocks
+                        .push(Block::Text(Text::Owned(EMPTY_PLACEHOLDER.into())));
                 }
                 c.close_turn("user", from);
             }
@@ -114,7 +164,7 @@ pub(super) fn convert_messages<'a>(
                     }
                 }
                 for text in text_only(i, m.content)? {
-                    if !text.is_empty() {
+                    if !text.is_blank() {
                         c.blocks.push(Block::Text(text));
                     }
                 }
@@ -154,6 +204,8 @@ pub(super) fn convert_messages<'a>(
             }
         }
     }
+
+    c.user_blocks(&mut reminders);
 
     // A final assistant turn (a prefill) must not end in whitespace.
     if let Some(&("assistant", start)) = c.turns.last() {

@@ -61,12 +61,13 @@ const KNOWN_FIELDS: &[&str] = &[
 // Translation
 // ---------------------------------------------------------------------------
 
-/// The Messages API body for `req`.
+/// The Messages API body for `req`, and whether it uses `output_format`
+/// (which needs [`super::STRUCTURED_OUTPUTS_BETA`]).
 pub(super) fn request_body(
     req: &ClientRequest,
     dep: &Deployment,
     drop_params: bool,
-) -> Result<Vec<u8>, GatewayError> {
+) -> Result<(Vec<u8>, bool), GatewayError> {
     // Everything is read (and so checked) first, in the order a full parse
     // reported errors: the messages, then the other known fields.
     let f = Fields::read(req);
@@ -117,14 +118,21 @@ pub(super) fn request_body(
         None => Vec::new(),
     };
     let mut tool_choice = map_tool_choice(tool_choice.as_ref(), parallel_tool_calls)?;
+    // `response_format`: Anthropic's structured outputs where the model and
+    // the schema allow them (LiteLLM's rule), else LiteLLM's JSON tool.
+    let mut output_format = None;
     if let Some(schema) = crate::provider::json_mode_schema(response_format.as_ref(), PROVIDER)? {
-        tools.push(ToolOut {
-            name: Text::Owned(JSON_TOOL_NAME.to_string()),
-            description: None,
-            schema: Schema::Value(schema),
-        });
-        if !thinking_on {
-            tool_choice = Some(json!({ "type": "tool", "name": JSON_TOOL_NAME }));
+        if has_structured_outputs(&dep.model) && fits_output_format(&schema) {
+            output_format = Some(schema);
+        } else {
+            tools.push(ToolOut {
+                name: Text::Owned(JSON_TOOL_NAME.to_string()),
+                description: None,
+                schema: Schema::Value(schema),
+            });
+            if !thinking_on {
+                tool_choice = Some(json!({ "type": "tool", "name": JSON_TOOL_NAME }));
+            }
         }
     }
     if converted.has_tool_blocks && tools.is_empty() {
@@ -232,8 +240,13 @@ pub(super) fn request_body(
             json_out::value(&mut out, tc);
         }
     }
+    if let Some(schema) = &output_format {
+        out.extend_from_slice(br#","output_format":{"type":"json_schema","schema":"#);
+        json_out::value(&mut out, schema);
+        out.push(b'}');
+    }
     out.push(b'}');
-    Ok(out)
+    Ok((out, output_format.is_some()))
 }
 
 #[cfg(test)]

@@ -189,3 +189,89 @@ pub(super) fn map_tool_choice(
         _ => Some(json!({ "type": "auto", "disable_parallel_tool_use": !parallel })),
     })
 }
+
+/// Whether `model` takes Anthropic's structured outputs (`output_format`):
+/// Claude 4.5 and later, the models LiteLLM's model map flags with
+/// `supports_native_structured_output` (Haiku, Sonnet and Opus 4.5, 4.6 ...,
+/// 5). The version is the first one- or two-digit segments of the name, so
+/// dates (`-20250929`) and the older `claude-3-5-sonnet` order both read
+/// right.
+pub(super) fn has_structured_outputs(model: &str) -> bool {
+    // (major, minor): the first two numbers of one or two digits.
+    let mut version = [0u32; 2];
+    let mut found = 0;
+    for part in model.split('-') {
+        let b = part.as_bytes();
+        if found < 2
+            && matches!(b, [d] | [d, _] if d.is_ascii_digit())
+            && b.iter().all(u8::is_ascii_digit)
+        {
+            version[found] = b.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0'));
+            found += 1;
+        }
+    }
+    model.contains("claude") && (version[0] > 4 || (version[0] == 4 && version[1] >= 5))
+}
+
+/// Keywords Anthropic's structured outputs refuse: constraints its decoding
+/// grammar cannot enforce (LiteLLM's `filter_anthropic_output_schema` list)
+/// and `oneOf`.
+const REFUSED_KEYWORDS: &[&str] = &[
+    "oneOf",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "contains",
+    "minContains",
+    "maxContains",
+    "prefixItems",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minLength",
+    "maxLength",
+    "minProperties",
+    "maxProperties",
+    "patternProperties",
+    "propertyNames",
+    "dependentRequired",
+    "dependentSchemas",
+    "unevaluatedProperties",
+    "if",
+    "then",
+    "else",
+    "not",
+];
+
+/// Whether `output_format` takes `schema` as it means: every object closed
+/// (`additionalProperties: false`, which the OpenAI SDKs' strict schemas
+/// always have) and no keyword from [`REFUSED_KEYWORDS`] (`minItems` too,
+/// though Anthropic takes 0 and 1). `json_object`'s open object never fits. LiteLLM rewrites such
+/// schemas to fit (closes open objects, `oneOf` -> `anyOf`, constraints moved
+/// into descriptions), which changes what the answer may be; here they keep
+/// LiteLLM's JSON tool, whose input schema is the schema as written.
+pub(super) fn fits_output_format(schema: &Value) -> bool {
+    let Value::Object(m) = schema else {
+        return true;
+    };
+    let is_object = m.get("type").and_then(Value::as_str) == Some("object");
+    let closed = m
+        .get("additionalProperties")
+        .map(|a| matches!(a, Value::Bool(false)));
+    if REFUSED_KEYWORDS.iter().any(|k| m.contains_key(*k))
+        || closed == Some(false)
+        || (is_object && closed.is_none())
+    {
+        return false;
+    }
+    m.iter().all(|(k, v)| match (k.as_str(), v) {
+        ("properties" | "$defs" | "definitions", Value::Object(subs)) => {
+            subs.values().all(fits_output_format)
+        }
+        ("items" | "anyOf" | "allOf", Value::Array(subs)) => subs.iter().all(fits_output_format),
+        ("items", sub) => fits_output_format(sub),
+        _ => true,
+    })
+}

@@ -67,7 +67,7 @@ fn text_is_copied_as_written_and_escapes_survive() {
     .unwrap()
     .deployments
     .remove(0);
-    let body = request_body(&req, &dep, false).unwrap();
+    let (body, _) = request_body(&req, &dep, false).unwrap();
     let text = String::from_utf8(body).unwrap();
     assert!(text.contains(r#""text":"caf\u00e9 \"q\"\n""#), "{text}");
     let v: Value = serde_json::from_str(&text).unwrap();
@@ -75,4 +75,30 @@ fn text_is_copied_as_written_and_escapes_survive() {
         v["messages"][1]["content"][0]["text"], "ok",
         "prefill trimmed"
     );
+}
+
+#[test]
+fn structured_outputs_from_claude_4_5_on() {
+    for m in [
+        "claude-sonnet-4-5",
+        "claude-sonnet-4-5-20250929",
+        "claude-haiku-4-5",
+        "claude-opus-4-5-20251101",
+        "claude-opus-4-6",
+        "claude-sonnet-5",
+        "claude-haiku-5-5",
+    ] {
+        assert!(has_structured_outputs(m), "{m}");
+    }
+    for m in [
+        "claude-opus-4-1",
+        "claude-opus-4-20250514",
+        "claude-sonnet-4",
+        "claude-3-7-sonnet-20250219",
+        "claude-3-5-sonnet-latest",
+        "claude-mythos-preview",
+        "gpt-5",
+    ] {
+        assert!(!has_structured_outputs(m), "{m}");
+    }
 }

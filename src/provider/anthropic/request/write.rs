@@ -26,6 +26,21 @@ impl<'a> Text<'a> {
         }
     }
 
+    /// Empty or only whitespace, which Anthropic refuses as a text block.
+    /// Only a literal that starts blank (or with an escape) is decoded.
+    pub(super) fn is_blank(&self) -> bool {
+        match self {
+            Text::Raw(r) => match r.literal().as_bytes().get(1) {
+                Some(b'"') | None => true,
+                Some(&b) if b.is_ascii_whitespace() || b == b'\\' || b >= 0x80 => {
+                    r.text().trim().is_empty()
+                }
+                _ => false,
+            },
+            Text::Owned(s) => s.trim().is_empty(),
+        }
+    }
+
     pub(super) fn write(&self, out: &mut Vec<u8>) {
         match self {
             Text::Raw(r) => r.write_as_sent(out),
