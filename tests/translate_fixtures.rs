@@ -54,6 +54,15 @@ fn defaults(provider: &str) -> (&'static str, &'static str) {
         "anthropic" => ("claude-sonnet-4-5", "sk-ant-test"),
         "openai" => ("gpt-4o-mini", "sk-test"),
         "mistral" => ("mistral-small-latest", "ms-test"),
+        "groq" => ("llama-3.3-70b-versatile", "gq-test"),
+        "deepseek" => ("deepseek-chat", "ds-test"),
+        "together_ai" => ("meta-llama/Llama-3.3-70B-Instruct-Turbo", "tg-test"),
+        "fireworks_ai" => ("llama-v3p1-8b-instruct", "fw-test"),
+        "xai" => ("grok-3", "xai-test"),
+        "openrouter" => ("anthropic/claude-sonnet-4.5", "or-test"),
+        "perplexity" => ("sonar", "pp-test"),
+        "cerebras" => ("llama3.1-8b", "cb-test"),
+        "hosted_vllm" => ("Qwen/Qwen2.5-7B-Instruct", ""),
         // Bedrock signs with AWS credentials (see `extra_params`), no api_key.
         "bedrock" => ("anthropic.claude-3-5-sonnet-20240620-v1:0", ""),
         "cohere" => ("command-a-03-2025", "co-test-key"),
@@ -79,6 +88,7 @@ fn extra_params(provider: &str) -> Value {
             "api_base": "https://my-resource.openai.azure.com",
             "api_version": "2024-10-21",
         }),
+        "hosted_vllm" => json!({"api_base": "http://vllm.test:8000/v1"}),
         "vertex_ai" => json!({
             "api_base": "https://us-central1-aiplatform.googleapis.com",
             "vertex_project": "test-project",

@@ -245,6 +245,12 @@ impl ClientRequest {
         self.full = OnceCell::new();
     }
 
+    /// Whether the gateway asks the provider for stream usage
+    /// ([`ClientRequest::request_stream_usage`]).
+    pub fn asks_stream_usage(&self) -> bool {
+        self.stream_usage
+    }
+
     /// The body for an OpenAI-compatible upstream: the client's members as
     /// they were written, `model` replaced, routing overrides left out, and
     /// `stream_options.include_usage` set when the gateway asks for usage.

@@ -144,6 +144,14 @@ pub const PREFIXES: &[(&str, ProviderSpec)] = {
             spec(OpenAi, Some("https://api.x.ai/v1"), Some("XAI_API_KEY")),
         ),
         (
+            "cerebras",
+            spec(
+                OpenAi,
+                Some("https://api.cerebras.ai/v1"),
+                Some("CEREBRAS_API_KEY"),
+            ),
+        ),
+        (
             "hosted_vllm",
             spec(OpenAi, None, Some("HOSTED_VLLM_API_KEY")),
         ),

@@ -1,45 +1,102 @@
 //! What each OpenAI-compatible server takes differently from OpenAI: one
-//! table row per LiteLLM prefix, the rules LiteLLM keeps in its per-provider
-//! configs (`llms/<provider>/chat/transformation.py`), checked against each
-//! provider's API reference. A prefix without a row (and OpenAI itself)
-//! gets the client's bytes with only `model` rewritten; a row with rules
-//! makes the request parsed and rewritten ([`super::rewrite`]).
+//! table row per LiteLLM prefix (and, where LiteLLM's rules depend on the
+//! model, per model family), the rules LiteLLM keeps in its per-provider
+//! configs (`llms/<provider>/chat/transformation.py`, checked by running
+//! litellm 1.110.2 against a recording server), weighed against each
+//! provider's API reference. A request none of its dialect's rules touches
+//! goes as the client's bytes with only `model` rewritten; otherwise it is
+//! parsed and rewritten ([`super::rewrite`]).
+
+use crate::api::request::ClientRequest;
+
+/// Which messages keep their `name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Names {
+    /// Every message (OpenAI).
+    All,
+    /// Tool messages only (Mistral).
+    ToolOnly,
+    /// User messages only (xAI).
+    UserOnly,
+}
+
+/// What an answer may hold that OpenAI's does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Answers {
+    /// OpenAI's shape: passed through.
+    #[default]
+    OpenAi,
+    /// Content as a list of blocks (`thinking`, `text`; Mistral's
+    /// reasoning models): `content` and `reasoning_content`.
+    ContentBlocks,
+    /// The reasoning text as `reasoning` (OpenRouter, Groq): copied to
+    /// `reasoning_content`, where OpenAI clients of LiteLLM read it.
+    ReasoningField,
+}
+
+/// A parameter renamed. `keep_existing`: when the new name is also sent,
+/// the old one is dropped (`max_tokens` -> `max_completion_tokens`);
+/// otherwise the old one wins (`max_completion_tokens` -> `max_tokens`, as
+/// LiteLLM prefers the newer name).
+#[derive(Debug, Clone, Copy)]
+pub struct Rename {
+    pub from: &'static str,
+    pub to: &'static str,
+    pub keep_existing: bool,
+}
+
+const MAX_TOKENS: Rename = Rename {
+    from: "max_completion_tokens",
+    to: "max_tokens",
+    keep_existing: false,
+};
+
+const MAX_COMPLETION_TOKENS: Rename = Rename {
+    from: "max_tokens",
+    to: "max_completion_tokens",
+    keep_existing: true,
+};
 
 /// How one OpenAI-compatible server differs from OpenAI's API.
 #[derive(Debug, Clone, Copy)]
 pub struct Dialect {
-    /// The LiteLLM prefix, for messages.
+    /// The LiteLLM prefix (and family), for messages.
     pub name: &'static str,
-    /// Parameters renamed (`seed` -> `random_seed`). `max_completion_tokens`
-    /// -> `max_tokens` wins over a `max_tokens` also sent, as in LiteLLM.
-    pub renames: &'static [(&'static str, &'static str)],
+    /// Parameters renamed.
+    pub renames: &'static [Rename],
     /// Parameters the server does not take and that change nothing a client
     /// relies on (`user`): left out, never an error.
     pub dropped: &'static [&'static str],
     /// Parameters the server cannot honour: a 400 naming the parameter,
     /// or left out with `drop_params`.
     pub unsupported: &'static [&'static str],
+    /// `temperature` other than 1 is unsupported (OpenAI's reasoning models).
+    pub temperature_one_only: bool,
     /// `developer` messages sent as `system` (servers that predate the role).
     pub developer_as_system: bool,
-    /// A content part list of text parts only sent as one string (servers
-    /// that take strings only, or LiteLLM's normal form for them).
+    /// A content part list of text parts only sent as one string.
     pub flatten_text_parts: bool,
-    /// `name` kept on user, system and assistant messages (tool messages
-    /// keep theirs).
-    pub message_names: bool,
+    /// Which messages keep their `name`.
+    pub names: Names,
     /// Assistant messages with nothing in them (`""`, no tool calls) left out.
     pub drop_empty_assistant: bool,
-    /// `tool_choice: "required"` written as this (Mistral: `any`).
+    /// Members of earlier assistant messages the server refuses (LiteLLM's
+    /// own `thinking_blocks`, `provider_specific_fields` ...).
+    pub assistant_drops: &'static [&'static str],
+    /// Keys taken out of each tool's function and its parameter schema.
+    pub tool_schema_drops: &'static [&'static str],
+    /// `tool_choice: "required"` written as this (Mistral, Fireworks: `any`).
     pub tool_choice_required: Option<&'static str>,
-    /// `tool_choice` sent only with `tools` (LiteLLM's rule for servers that
-    /// refuse a choice without tools).
-    pub tool_choice_needs_tools: bool,
     /// The server takes `stream_options` (else usage arrives unasked, and
     /// the option is left out).
     pub stream_options: bool,
-    /// Answers may carry content as a list of blocks (`thinking`, `text`):
-    /// turned into `content` and `reasoning_content`, whole and streamed.
-    pub content_blocks_in_answers: bool,
+    /// Members added when absent (OpenRouter's `usage: {include: true}`),
+    /// as JSON text.
+    pub added: &'static [(&'static str, &'static str)],
+    /// Prepended to a model id without `/` (Fireworks' account path).
+    pub model_prefix: Option<&'static str>,
+    /// What answers may hold.
+    pub answers: Answers,
 }
 
 impl Dialect {
@@ -49,44 +106,140 @@ impl Dialect {
         renames: &[],
         dropped: &[],
         unsupported: &[],
+        temperature_one_only: false,
         developer_as_system: false,
         flatten_text_parts: false,
-        message_names: true,
+        names: Names::All,
         drop_empty_assistant: false,
+        assistant_drops: &[],
+        tool_schema_drops: &[],
         tool_choice_required: None,
-        tool_choice_needs_tools: false,
         stream_options: true,
-        content_blocks_in_answers: false,
+        added: &[],
+        model_prefix: None,
+        answers: Answers::OpenAi,
     };
 
-    /// Whether the request must be parsed and rewritten.
-    pub fn rewrites_requests(&self) -> bool {
-        !self.renames.is_empty()
-            || !self.dropped.is_empty()
-            || !self.unsupported.is_empty()
-            || self.developer_as_system
-            || self.flatten_text_parts
-            || !self.message_names
-            || self.drop_empty_assistant
-            || self.tool_choice_required.is_some()
-            || self.tool_choice_needs_tools
-            || !self.stream_options
+    /// Whether this request must be parsed and rewritten: cheap checks on
+    /// the members and the bytes (a false positive only costs a parse).
+    pub fn rewrites(&self, req: &ClientRequest) -> bool {
+        let has = |k: &str| req.member(k).is_some();
+        let body = req.body();
+        let mentions = |s: &str| mentions(body, s.as_bytes());
+        self.renames.iter().any(|r| has(r.from))
+            || self.dropped.iter().any(|k| has(k))
+            || self.unsupported.iter().any(|k| has(k))
+            || (self.temperature_one_only && has("temperature"))
+            || (self.developer_as_system && mentions("\"developer\""))
+            || (self.flatten_text_parts && mentions("\"text\""))
+            || (self.names != Names::All && mentions("\"name\""))
+            || (self.drop_empty_assistant && mentions("\"assistant\""))
+            || self.assistant_drops.iter().any(|k| mentions(k))
+            || self.tool_schema_drops.iter().any(|k| mentions(k))
+            || (self.tool_choice_required.is_some() && has("tool_choice"))
+            || (!self.stream_options && (has("stream_options") || req.asks_stream_usage()))
+            || (has("tool_choice") && !has("tools") && !has("functions"))
+            || !self.added.is_empty()
+    }
+
+    /// The model id sent to the server.
+    pub fn model_id(&self, model: &str) -> String {
+        match self.model_prefix {
+            Some(p) if !model.contains('/') => format!("{p}{model}"),
+            _ => model.to_string(),
+        }
     }
 }
 
-/// Mistral's chat API (docs.mistral.ai/api, `POST /v1/chat/completions`),
-/// as LiteLLM's `MistralConfig` maps it: `random_seed`, `max_tokens`,
-/// `tool_choice: any`, `developer` as `system`, text part lists as strings,
-/// `name` only on tool messages, empty assistant turns left out, `user`
-/// dropped (Mistral refuses unknown fields). Departure: LiteLLM refuses
-/// `presence_penalty`, `frequency_penalty` and `n`, which Mistral's API
-/// takes; they are sent. Mistral has no `logit_bias`, `logprobs`,
-/// `top_logprobs`, `audio`, `modalities`, `web_search_options`.
+/// Whether `needle` occurs in `hay`: candidates found by their first byte
+/// (memchr), compared whole (memchr's substring searcher would cost the
+/// module kilobytes for a check that may answer wrong either way).
+fn mentions(hay: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, _)) = needle.split_first() else {
+        return true;
+    };
+    let mut at = 0;
+    while let Some(i) = hay.get(at..).and_then(|h| memchr::memchr(first, h)) {
+        if hay.get(at + i..).is_some_and(|h| h.starts_with(needle)) {
+            return true;
+        }
+        at += i + 1;
+    }
+    false
+}
+
+/// A dialect with OpenAI's defaults but for what is set (the table below
+/// stays readable).
+const BASE: Dialect = Dialect {
+    developer_as_system: true,
+    ..Dialect::OPENAI
+};
+
+/// OpenAI's o-series (`o1`, `o3`, `o4-mini` ...), as LiteLLM's
+/// `OpenAIOSeriesConfig`: `max_tokens` as `max_completion_tokens`,
+/// temperature 1 only, no sampling penalties, `top_p` or log probabilities;
+/// `developer` kept (these models take it).
+const OPENAI_O_SERIES: Dialect = Dialect {
+    name: "openai (o-series)",
+    renames: &[MAX_COMPLETION_TOKENS],
+    unsupported: &[
+        "top_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "logprobs",
+        "top_logprobs",
+    ],
+    temperature_one_only: true,
+    ..Dialect::OPENAI
+};
+
+/// OpenAI's GPT-5 (`gpt-5`, `gpt-5-mini`, `gpt-5-nano`; not `gpt-5-chat`,
+/// not 5.1 and later, which take a temperature without reasoning), as
+/// LiteLLM's `OpenAIGPT5Config`.
+const OPENAI_GPT5: Dialect = Dialect {
+    name: "openai (gpt-5)",
+    renames: &[MAX_COMPLETION_TOKENS],
+    unsupported: &[
+        "presence_penalty",
+        "frequency_penalty",
+        "stop",
+        "logit_bias",
+        "modalities",
+        "prediction",
+        "audio",
+        "web_search_options",
+    ],
+    temperature_one_only: true,
+    ..Dialect::OPENAI
+};
+
+/// GPT-5.1 and later: `max_completion_tokens` only.
+const OPENAI_GPT5_LATER: Dialect = Dialect {
+    name: "openai (gpt-5.x)",
+    renames: &[MAX_COMPLETION_TOKENS],
+    ..Dialect::OPENAI
+};
+
+/// Another server behind `openai/` with its own `api_base` (vLLM, a
+/// proxy): LiteLLM sends `developer` as `system` (many chat templates know
+/// no other role).
+const OPENAI_LIKE: Dialect = Dialect {
+    name: "openai",
+    ..BASE
+};
+
+/// Mistral's chat API (docs.mistral.ai/api), as LiteLLM's `MistralConfig`
+/// maps it. Departure: LiteLLM refuses `presence_penalty`,
+/// `frequency_penalty` and `n`, which Mistral's API takes; they are sent.
 const MISTRAL: Dialect = Dialect {
     name: "mistral",
     renames: &[
-        ("max_completion_tokens", "max_tokens"),
-        ("seed", "random_seed"),
+        MAX_TOKENS,
+        Rename {
+            from: "seed",
+            to: "random_seed",
+            keep_existing: false,
+        },
     ],
     dropped: &["user", "store", "service_tier"],
     unsupported: &[
@@ -99,23 +252,275 @@ const MISTRAL: Dialect = Dialect {
         "functions",
         "function_call",
     ],
-    developer_as_system: true,
     flatten_text_parts: true,
-    message_names: false,
+    names: Names::ToolOnly,
     drop_empty_assistant: true,
     tool_choice_required: Some("any"),
-    tool_choice_needs_tools: true,
     stream_options: false,
-    content_blocks_in_answers: true,
+    answers: Answers::ContentBlocks,
+    ..BASE
 };
 
-/// The rows, by LiteLLM prefix.
-const DIALECTS: &[(&str, &Dialect)] = &[("mistral", &MISTRAL)];
+/// Groq (`GroqChatConfig`): `max_tokens`; `user` and LiteLLM's own
+/// assistant fields left out; `reasoning` answers as `reasoning_content`.
+/// Not done: LiteLLM's forced-tool emulation of `json_schema` for models
+/// its cost map lists without structured outputs (the schema is sent).
+const GROQ: Dialect = Dialect {
+    name: "groq",
+    renames: &[MAX_TOKENS],
+    dropped: &["user"],
+    assistant_drops: &[
+        "reasoning_content",
+        "thinking_blocks",
+        "reasoning_items",
+        "provider_specific_fields",
+    ],
+    answers: Answers::ReasoningField,
+    ..BASE
+};
 
-/// The dialect of a deployment's LiteLLM prefix (OpenAI's when none).
-pub fn for_prefix(prefix: &str) -> &'static Dialect {
-    DIALECTS
+/// DeepSeek (`DeepSeekChatConfig`): text part lists as strings, `user`
+/// left out. Departure: LiteLLM drops image parts for models without vision
+/// silently; they are sent (DeepSeek says what it cannot read).
+const DEEPSEEK: Dialect = Dialect {
+    name: "deepseek",
+    dropped: &["user"],
+    flatten_text_parts: true,
+    ..BASE
+};
+
+/// Together AI (`TogetherAIChatConfig`).
+const TOGETHER: Dialect = Dialect {
+    name: "together_ai",
+    dropped: &["user"],
+    assistant_drops: &[
+        "thinking_blocks",
+        "reasoning_items",
+        "provider_specific_fields",
+    ],
+    ..BASE
+};
+
+/// Fireworks AI (`FireworksAIConfig`): the account path on short model ids,
+/// `max_tokens`, `tool_choice: any`, no `strict` in tools.
+const FIREWORKS: Dialect = Dialect {
+    name: "fireworks_ai",
+    renames: &[MAX_TOKENS],
+    unsupported: &[
+        "store",
+        "web_search_options",
+        "functions",
+        "safety_identifier",
+    ],
+    assistant_drops: &[
+        "thinking_blocks",
+        "reasoning_items",
+        "provider_specific_fields",
+    ],
+    tool_schema_drops: &["strict"],
+    tool_choice_required: Some("any"),
+    model_prefix: Some("accounts/fireworks/models/"),
+    ..BASE
+};
+
+/// xAI (`XAIChatConfig`): `max_tokens`, `name` on user messages only, no
+/// `strict` in tools.
+const XAI: Dialect = Dialect {
+    name: "xai",
+    renames: &[MAX_TOKENS],
+    unsupported: &["thinking", "service_tier", "store"],
+    names: Names::UserOnly,
+    tool_schema_drops: &["strict"],
+    ..BASE
+};
+
+/// xAI's reasoning models (`grok-3-mini`, `grok-4*`, `grok-code-fast*`),
+/// which take no `stop` (LiteLLM also refuses `frequency_penalty` there).
+const XAI_REASONING: Dialect = Dialect {
+    name: "xai",
+    unsupported: &[
+        "thinking",
+        "service_tier",
+        "store",
+        "stop",
+        "frequency_penalty",
+    ],
+    ..XAI
+};
+
+/// OpenRouter (`OpenrouterConfig`): usage always asked for, `reasoning`
+/// answers as `reasoning_content`.
+const OPENROUTER: Dialect = Dialect {
+    name: "openrouter",
+    dropped: &["user"],
+    added: &[("usage", r#"{"include":true}"#)],
+    answers: Answers::ReasoningField,
+    ..BASE
+};
+
+/// Perplexity (`PerplexityChatConfig`): no tools, choices, stops or seeds;
+/// citations and search results pass through at the top of the answer.
+const PERPLEXITY: Dialect = Dialect {
+    name: "perplexity",
+    dropped: &["user", "stream_options"],
+    unsupported: &[
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "n",
+        "stop",
+        "seed",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "service_tier",
+        "store",
+        "thinking",
+    ],
+    stream_options: false,
+    ..BASE
+};
+
+/// Cerebras (`CerebrasConfig`): `max_tokens`, no penalties, `n`, parallel
+/// tool calls or log probabilities.
+const CEREBRAS: Dialect = Dialect {
+    name: "cerebras",
+    renames: &[MAX_TOKENS],
+    unsupported: &[
+        "parallel_tool_calls",
+        "n",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "web_search_options",
+        "service_tier",
+        "store",
+        "thinking",
+    ],
+    stream_options: false,
+    ..BASE
+};
+
+/// A self-hosted vLLM (`HostedVLLMChatConfig`): no `strict` or
+/// `additionalProperties` in tool schemas (vLLM's guided decoding refuses
+/// them), LiteLLM's `thinking_blocks` left out.
+const HOSTED_VLLM: Dialect = Dialect {
+    name: "hosted_vllm",
+    dropped: &["user"],
+    assistant_drops: &["thinking_blocks"],
+    tool_schema_drops: &["strict", "additionalProperties"],
+    ..BASE
+};
+
+/// LM Studio and llamafile: OpenAI's rules for servers that are not OpenAI.
+const LOCAL: Dialect = Dialect {
+    name: "local",
+    dropped: &["user"],
+    ..BASE
+};
+
+/// Is `model` OpenAI's o-series (`o1`, `o3-mini`, `o4-mini-2025-04-16`)?
+fn o_series(model: &str) -> bool {
+    let b = model.as_bytes();
+    b.len() >= 2 && b[0] == b'o' && b[1].is_ascii_digit() && b.get(2).is_none_or(|c| *c == b'-')
+}
+
+fn gpt5(model: &str) -> bool {
+    model.strip_prefix("gpt-5").is_some_and(|rest| {
+        rest.is_empty() || (rest.starts_with('-') && !rest.starts_with("-chat"))
+    })
+}
+
+fn gpt5_later(model: &str) -> bool {
+    model.starts_with("gpt-5.") || model.starts_with("gpt-6")
+}
+
+fn xai_reasoning(model: &str) -> bool {
+    model.starts_with("grok-3-mini")
+        || model.starts_with("grok-4")
+        || model.starts_with("grok-code-fast")
+}
+
+fn any(_: &str) -> bool {
+    true
+}
+
+/// A LiteLLM prefix, which of its models, their dialect.
+type Row = (&'static str, fn(&str) -> bool, &'static Dialect);
+
+/// The rows, by LiteLLM prefix and model; the first match wins.
+const DIALECTS: &[Row] = &[
+    ("openai", o_series, &OPENAI_O_SERIES),
+    ("openai", gpt5, &OPENAI_GPT5),
+    ("openai", gpt5_later, &OPENAI_GPT5_LATER),
+    ("mistral", any, &MISTRAL),
+    ("groq", any, &GROQ),
+    ("deepseek", any, &DEEPSEEK),
+    ("together_ai", any, &TOGETHER),
+    ("fireworks_ai", any, &FIREWORKS),
+    ("xai", xai_reasoning, &XAI_REASONING),
+    ("xai", any, &XAI),
+    ("openrouter", any, &OPENROUTER),
+    ("perplexity", any, &PERPLEXITY),
+    ("cerebras", any, &CEREBRAS),
+    ("hosted_vllm", any, &HOSTED_VLLM),
+    ("lm_studio", any, &LOCAL),
+    ("llamafile", any, &LOCAL),
+    ("openai_like", any, &OPENAI_LIKE),
+];
+
+/// The dialect of a deployment: its LiteLLM prefix, its model id, and
+/// whether it is OpenAI's own API (`openai/` at another `api_base` is
+/// another server).
+pub fn lookup(prefix: &str, model: &str, openai_host: bool) -> &'static Dialect {
+    if let Some((_, _, d)) = DIALECTS
         .iter()
-        .find(|(p, _)| *p == prefix)
-        .map_or(&Dialect::OPENAI, |(_, d)| d)
+        .find(|(p, matches, _)| *p == prefix && matches(model))
+    {
+        return d;
+    }
+    if prefix == "openai" && !openai_host {
+        return &OPENAI_LIKE;
+    }
+    &Dialect::OPENAI
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_mentions() {
+        assert!(mentions(b"ab\"developer\"", b"\"developer\""));
+        assert!(!mentions(b"\"develope", b"\"developer\""));
+        assert!(mentions(b"xxabab", b"abab") && !mentions(b"", b"a"));
+    }
+
+    #[test]
+    fn model_families() {
+        for m in ["o1", "o3-mini", "o4-mini-2025-04-16", "o3"] {
+            assert!(o_series(m), "{m}");
+        }
+        for m in ["omni", "o", "gpt-4o", "o3x"] {
+            assert!(!o_series(m), "{m}");
+        }
+        assert!(gpt5("gpt-5") && gpt5("gpt-5-mini") && !gpt5("gpt-5-chat-latest"));
+        assert!(!gpt5("gpt-5.1") && gpt5_later("gpt-5.1"));
+        assert_eq!(lookup("openai", "gpt-4o", true).name, "openai");
+        assert!(lookup("openai", "gpt-4o", false).developer_as_system);
+        assert!(!lookup("openai", "gpt-4o", true).developer_as_system);
+        assert_eq!(lookup("xai", "grok-4", true).name, "xai");
+        assert!(lookup("xai", "grok-4", true).unsupported.contains(&"stop"));
+        assert!(!lookup("xai", "grok-3", true).unsupported.contains(&"stop"));
+        assert_eq!(
+            FIREWORKS.model_id("llama-v3p1-8b-instruct"),
+            "accounts/fireworks/models/llama-v3p1-8b-instruct"
+        );
+        assert_eq!(
+            FIREWORKS.model_id("accounts/me/models/x"),
+            "accounts/me/models/x"
+        );
+    }
 }

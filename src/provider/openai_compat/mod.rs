@@ -26,16 +26,17 @@ use crate::provider::common::errors::snippet;
 pub mod dialect;
 mod rewrite;
 
-pub use dialect::Dialect;
+pub use dialect::{Answers, Dialect};
 
-/// The OpenAI-compatible translator of a deployment: its prefix's
-/// [`Dialect`] (OpenAI's when it has none).
+/// The OpenAI-compatible translator of a deployment: the [`Dialect`] of
+/// its prefix and model (OpenAI's when it has none).
 pub fn for_deployment(dep: &Deployment) -> &'static Dialect {
     let prefix = dep
         .litellm_model
         .split_once('/')
         .map_or("openai", |(p, _)| p);
-    dialect::for_prefix(prefix)
+    let openai_host = dep.api_base.host().eq_ignore_ascii_case("api.openai.com");
+    dialect::lookup(prefix, &dep.model, openai_host)
 }
 
 /// Each dialect is its own translator: OpenAI's passes the client's bytes
@@ -48,11 +49,13 @@ impl Translator for Dialect {
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
-        // The client's bytes, only `model` rewritten: nothing else is parsed.
-        let body = if self.rewrites_requests() {
-            rewrite::request_body(req, &dep.model, self, ctx.drop_params)?
+        // The client's bytes, only `model` rewritten, unless a rule of the
+        // dialect applies.
+        let model = self.model_id(&dep.model);
+        let body = if self.rewrites(req) {
+            rewrite::request_body(req, &model, self, ctx.drop_params)?
         } else {
-            req.openai_body(&dep.model)
+            req.openai_body(&model)
         };
         let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
         if let Some(key) = &dep.api_key {
@@ -66,8 +69,8 @@ impl Translator for Dialect {
     }
 
     fn passes_response_through(&self) -> bool {
-        // A dialect whose answers may hold content blocks reads them.
-        !self.content_blocks_in_answers
+        // A dialect whose answers differ from OpenAI's reads them.
+        self.answers == Answers::OpenAi
     }
 
     fn embeddings_request(
@@ -97,9 +100,7 @@ impl Translator for Dialect {
     fn response(&self, body: &[u8], _meta: &ResponseMeta) -> Result<Translated, GatewayError> {
         let text = std::str::from_utf8(body).ok();
         let usage = text.and_then(probe).and_then(|(usage, _)| usage);
-        let rewritten = text
-            .filter(|_| self.content_blocks_in_answers)
-            .and_then(|t| rewrite::answer_with_text_content(t, "message"));
+        let rewritten = text.and_then(|t| rewrite::answer(t, "message", self.answers));
         Ok(Translated {
             body: rewritten.map_or_else(|| body.to_vec(), String::into_bytes),
             usage,
@@ -110,7 +111,7 @@ impl Translator for Dialect {
         Box::new(PassthroughStream {
             watch: Watch {
                 hide_usage_chunk: !meta.include_usage,
-                content_blocks: self.content_blocks_in_answers,
+                answers: self.answers,
                 ..Watch::default()
             },
             ..Default::default()
@@ -209,10 +210,9 @@ struct PassthroughStream {
 #[derive(Default)]
 struct Watch {
     hide_usage_chunk: bool,
-    /// Chunks whose delta content is a list of blocks are rewritten
-    /// ([`Dialect::content_blocks_in_answers`]); events are then forwarded
-    /// one by one.
-    content_blocks: bool,
+    /// Chunks are rewritten where the dialect's answers differ from
+    /// OpenAI's ([`Dialect::answers`]); events are then forwarded one by one.
+    answers: Answers,
     done: bool,
     usage: Option<Usage>,
 }
@@ -224,7 +224,7 @@ impl StreamTranslator for PassthroughStream {
             tail,
             watch,
         } = self;
-        if watch.hide_usage_chunk || watch.content_blocks {
+        if watch.hide_usage_chunk || watch.answers != Answers::OpenAi {
             decoder.feed_with(bytes, |_, data| watch.forward_event(data, out));
             return;
         }
@@ -247,7 +247,7 @@ impl StreamTranslator for PassthroughStream {
             tail,
             watch,
         } = self;
-        if watch.hide_usage_chunk || watch.content_blocks {
+        if watch.hide_usage_chunk || watch.answers != Answers::OpenAi {
             // An event the stream did not close is cut short: only a final
             // `[DONE]` missing its blank line is forwarded.
             decoder.finish_with(|_, data| {
@@ -307,11 +307,7 @@ impl Watch {
         if usage_only && self.hide_usage_chunk {
             return;
         }
-        match self
-            .content_blocks
-            .then(|| rewrite::answer_with_text_content(data, "delta"))
-            .flatten()
-        {
+        match rewrite::answer(data, "delta", self.answers) {
             Some(chunk) => crate::codec::sse::write_data(out, &chunk),
             None => crate::codec::sse::write_data(out, data),
         }

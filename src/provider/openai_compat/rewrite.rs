@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::dialect::Dialect;
+use super::dialect::{Answers, Dialect, Names};
 use crate::api::error::GatewayError;
 use crate::api::request::ClientRequest;
 use crate::provider::common::errors::unsupported_param;
@@ -25,20 +25,31 @@ pub fn request_body(
     for key in d.dropped {
         body.remove(*key);
     }
-    for key in d.unsupported {
-        if body.get(*key).is_some_and(|v| !v.is_null()) {
-            if !drop_params {
-                return Err(unsupported_param(d.name, model, key, "parameter"));
+    let temperature_not_one = d.temperature_one_only
+        && body
+            .get("temperature")
+            .is_some_and(|t| !t.is_null() && t.as_f64() != Some(1.0));
+    let refused = d
+        .unsupported
+        .iter()
+        .copied()
+        .filter(|k| body.get(*k).is_some_and(|v| !v.is_null()))
+        .chain(temperature_not_one.then_some("temperature"));
+    for key in refused.collect::<Vec<_>>() {
+        if !drop_params {
+            return Err(unsupported_param(d.name, model, key, "parameter"));
+        }
+        body.remove(key);
+    }
+    for r in d.renames {
+        if let Some(v) = body.remove(r.from) {
+            if !(r.keep_existing && body.contains_key(r.to)) {
+                body.insert(r.to.to_string(), v);
             }
-            body.remove(*key);
         }
     }
-    for (from, to) in d.renames {
-        if let Some(v) = body.remove(*from) {
-            body.insert((*to).to_string(), v);
-        }
-    }
-    if d.tool_choice_needs_tools && !body.get("tools").is_some_and(non_empty_list) {
+    // LiteLLM sends a tool choice only with tools (OpenAI refuses it alone).
+    if !body.contains_key("tools") && !body.contains_key("functions") {
         body.remove("tool_choice");
     }
     if let (Some(to), Some(choice)) = (d.tool_choice_required, body.get_mut("tool_choice")) {
@@ -46,8 +57,25 @@ pub fn request_body(
             *choice = Value::String(to.to_string());
         }
     }
+    if !d.tool_schema_drops.is_empty() {
+        if let Some(Value::Array(tools)) = body.get_mut("tools") {
+            for t in tools.iter_mut() {
+                if let Some(f) = t.get_mut("function") {
+                    strip_keys(f, d.tool_schema_drops);
+                }
+            }
+        }
+    }
     if let Some(Value::Array(messages)) = body.get_mut("messages") {
         messages.retain_mut(|m| message(m, d));
+    }
+    for (k, v) in d.added {
+        if !body.contains_key(*k) {
+            body.insert(
+                (*k).to_string(),
+                serde_json::from_str(v).unwrap_or(Value::Null),
+            );
+        }
     }
     serde_json::to_vec(&body).map_err(|e| GatewayError::bad_request(e.to_string()))
 }
@@ -56,13 +84,33 @@ fn non_empty_list(v: &Value) -> bool {
     v.as_array().is_some_and(|a| !a.is_empty())
 }
 
+/// `keys` taken out of `v` and everything in it (a tool's `strict`, a
+/// schema's `additionalProperties` at any depth).
+fn strip_keys(v: &mut Value, keys: &[&str]) {
+    match v {
+        Value::Object(m) => {
+            for k in keys {
+                m.remove(*k);
+            }
+            for child in m.values_mut() {
+                strip_keys(child, keys);
+            }
+        }
+        Value::Array(items) => {
+            for child in items {
+                strip_keys(child, keys);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// One message in the dialect's form; false: leave it out.
 fn message(m: &mut Value, d: &Dialect) -> bool {
     let Value::Object(m) = m else {
         return true;
     };
-    let role = m.get("role").and_then(Value::as_str).unwrap_or("");
-    if d.developer_as_system && role == "developer" {
+    if d.developer_as_system && m.get("role").and_then(Value::as_str) == Some("developer") {
         m.insert("role".into(), Value::String("system".into()));
     }
     let role = m
@@ -75,10 +123,18 @@ fn message(m: &mut Value, d: &Dialect) -> bool {
             m.insert("content".into(), Value::String(text));
         }
     }
-    if !d.message_names && role != "tool" {
+    let keeps_name = match d.names {
+        Names::All => true,
+        Names::ToolOnly => role == "tool",
+        Names::UserOnly => role == "user",
+    };
+    if !keeps_name {
         m.remove("name");
     }
     if role == "assistant" {
+        for k in d.assistant_drops {
+            m.remove(*k);
+        }
         let calls = m.get("tool_calls").is_some_and(non_empty_list);
         if m.get("content").is_some_and(Value::is_null) {
             m.remove("content");
@@ -107,16 +163,25 @@ fn text_parts(content: &Value) -> Option<String> {
     Some(out)
 }
 
-/// An answer (`message`) or chunk (`delta`) whose content is a list of
-/// blocks (Mistral's reasoning models: `thinking` holding text parts, and
-/// `text`) in OpenAI's form: `content` the text, `reasoning_content` the
-/// thinking; an answer's empty content is `null` (LiteLLM's
-/// `_handle_empty_content_response`). `None` when nothing changes.
-pub fn answer_with_text_content(body: &str, field: &str) -> Option<String> {
+/// An answer (`message`) or chunk (`delta`) in OpenAI's form where the
+/// dialect's answers differ: content blocks ([`Answers::ContentBlocks`]:
+/// Mistral's reasoning models, `thinking` holding text parts and `text`)
+/// as `content` and `reasoning_content`, an answer's empty content `null`
+/// (LiteLLM's `_handle_empty_content_response`); or `reasoning`
+/// ([`Answers::ReasoningField`]) copied to `reasoning_content`. `None` when
+/// nothing changes.
+pub fn answer(body: &str, field: &str, kind: Answers) -> Option<String> {
     let whole = field == "message";
-    let may_change = body.contains("\"content\":[")
-        || body.contains("\"content\": [")
-        || (whole && (body.contains("\"content\":\"\"") || body.contains("\"content\": \"\"")));
+    let may_change = match kind {
+        Answers::OpenAi => false,
+        Answers::ContentBlocks => {
+            body.contains("\"content\":[")
+                || body.contains("\"content\": [")
+                || (whole
+                    && (body.contains("\"content\":\"\"") || body.contains("\"content\": \"\"")))
+        }
+        Answers::ReasoningField => body.contains("\"reasoning\""),
+    };
     if !may_change {
         return None;
     }
@@ -126,9 +191,24 @@ pub fn answer_with_text_content(body: &str, field: &str) -> Option<String> {
         let Some(Value::Object(m)) = choice.get_mut(field) else {
             continue;
         };
-        changed |= normalise(m, whole);
+        changed |= match kind {
+            Answers::ReasoningField => reasoning_field(m),
+            _ => normalise(m, whole),
+        };
     }
     changed.then(|| v.to_string())
+}
+
+/// `reasoning` (a string) as `reasoning_content` too, unless it is there.
+fn reasoning_field(m: &mut Map<String, Value>) -> bool {
+    match m.get("reasoning") {
+        Some(Value::String(r)) if !m.contains_key("reasoning_content") => {
+            let r = Value::String(r.clone());
+            m.insert("reasoning_content".into(), r);
+            true
+        }
+        _ => false,
+    }
 }
 
 fn normalise(m: &mut Map<String, Value>, whole: bool) -> bool {
