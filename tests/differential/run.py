@@ -460,7 +460,7 @@ def load_ignores() -> dict[str, list[dict]]:
     data = yaml.safe_load((HERE / "ignore.yaml").read_text()) or {}
     for prov, rules in data.items():
         for r in rules:
-            if not r.get("reason") or not r.get("path"):
+            if not r.get("reason") or not (r.get("path") or r.get("request_path")):
                 raise SystemExit(f"ignore.yaml: {prov}: every rule needs path and reason: {r}")
     return data
 
@@ -488,6 +488,8 @@ def _drop_path(v: Any, parts: list[str], mode: str, value: Any = None) -> Any:
 
 
 def request_view(p: Provider, reqs: list[dict], ignores: list[dict]) -> dict:
+    skip = [r["request_path"] for r in ignores if r.get("request_path")]
+    reqs = [r for r in reqs if not any(glob_match(g, r.get("path", "")) for g in skip)]
     out = {"count": len(reqs)}
     for i, r in enumerate(reqs):
         body = r.get("body")
@@ -496,7 +498,7 @@ def request_view(p: Provider, reqs: list[dict], ignores: list[dict]) -> dict:
         if p.name in ("gemini", "vertex_ai"):
             body = camelize_proto(body)
         for rule in ignores:
-            if rule.get("where", "body") == "body":
+            if rule.get("path"):
                 body = _drop_path(body, rule["path"].split("."), rule.get("mode", "always"), rule.get("value"))
         path = r.get("path", "")
         hdrs = {h: r.get("headers", {}).get(h, ABSENT) for h in p.headers}
@@ -522,8 +524,13 @@ def diff(a: Any, b: Any, path: str, out: list[tuple[str, Any, Any]]) -> None:
         for i in range(max(len(a), len(b))):
             diff(a[i] if i < len(a) else ABSENT, b[i] if i < len(b) else ABSENT, f"{path}[{i}]", out)
         return
-    if a != b and not (isinstance(a, (int, float)) and isinstance(b, (int, float)) and float(a) == float(b)
-                       and not isinstance(a, bool) and not isinstance(b, bool)):
+    if isinstance(a, bool) or isinstance(b, bool):
+        same = type(a) is type(b) and a == b  # True is not 1
+    elif isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        same = float(a) == float(b)  # JSON: 1 == 1.0
+    else:
+        same = a == b
+    if not same:
         out.append((path, a, b))
 
 
