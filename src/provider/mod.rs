@@ -213,6 +213,10 @@ pub fn translator(dep: &Deployment) -> &'static dyn Translator {
         ProviderKind::OpenAi => openai_compat::for_deployment(dep),
         ProviderKind::Anthropic => &anthropic::Anthropic,
         ProviderKind::Gemini => &gemini::GEMINI,
+        // Claude on Vertex takes Anthropic's body at Google's endpoint.
+        ProviderKind::VertexAi if dep.model.starts_with("claude") => {
+            &anthropic::vertex::VertexClaude
+        }
         ProviderKind::VertexAi => &gemini::VERTEX_AI,
         ProviderKind::Bedrock => &bedrock::Bedrock,
         ProviderKind::Cohere => &cohere::Cohere,

@@ -110,6 +110,7 @@
 mod request;
 mod response;
 mod stream;
+pub mod vertex;
 
 use serde_json::Value;
 

@@ -34,13 +34,13 @@ pub(super) fn validate_vertex(dep: &Deployment) -> Result<(), String> {
              need other request bodies this gateway does not send"
         ));
     }
-    if model.starts_with("claude") {
-        return Err(format!(
-            "vertex_ai model `{model}`: Anthropic models on Vertex take the Anthropic body \
-             (rawPredict), which this gateway does not send; use `anthropic/{model}` \
-             against Anthropic's API"
-        ));
-    }
+    validate_vertex_target(dep)
+}
+
+/// The checks every Vertex AI deployment passes, whatever its publisher
+/// (Google's models here, Anthropic's in `provider::anthropic::vertex`):
+/// project, location, endpoint, credential.
+pub(crate) fn validate_vertex_target(dep: &Deployment) -> Result<(), String> {
     let project = dep.params.get("vertex_project").map(String::as_str);
     let location = dep.params.get("vertex_location").map(String::as_str);
     let project = project.ok_or_else(|| {
@@ -145,13 +145,34 @@ pub(super) fn model_path(api: Api, dep: &Deployment) -> Result<String, GatewayEr
                 })
             };
             Ok(format!(
-                "{base}/projects/{}/locations/{}/publishers/google/models/{}",
+                "{base}/projects/{}/locations/{}/publishers/{}/models/{}",
                 param("vertex_project")?,
                 param("vertex_location")?,
+                vertex_publisher(&dep.model),
                 dep.model
             ))
         }
     }
+}
+
+/// The publisher of a Vertex model: Anthropic's Claude, else Google.
+fn vertex_publisher(model: &str) -> &'static str {
+    if model.starts_with("claude") {
+        "anthropic"
+    } else {
+        "google"
+    }
+}
+
+/// The Vertex model path of a deployment (`.../publishers/<p>/models/<m>`),
+/// for other translators on Vertex.
+pub(crate) fn vertex_model_path(dep: &Deployment) -> Result<String, GatewayError> {
+    model_path(Api::Vertex, dep)
+}
+
+/// Vertex's content type and bearer token headers, for other translators.
+pub(crate) fn vertex_headers(dep: &Deployment) -> Vec<(String, String)> {
+    headers(Api::Vertex, dep)
 }
 
 /// Content type and credential headers.

@@ -212,7 +212,7 @@ use crate::codec::sse::{write_data, write_done, SseDecoder};
 use crate::config::Deployment;
 use crate::provider::common::errors::snippet;
 
-mod endpoint;
+pub(crate) mod endpoint;
 use endpoint::*;
 mod request;
 use request::*;

@@ -310,9 +310,16 @@ fn vertex_token_sources() {
 }
 
 #[test]
-fn vertex_serves_google_models_only() {
-    let e = load(vertex(json!({"model": "vertex_ai/claude-sonnet-4-5"})), &[]).unwrap_err();
-    assert!(e.contains("rawPredict"), "{e}");
+fn vertex_serves_google_models_and_claude_only() {
+    let claude = load(vertex(json!({"model": "vertex_ai/claude-sonnet-4-5"})), &[]).unwrap();
+    assert_eq!(claude.model, "claude-sonnet-4-5");
+    // Claude on Vertex passes the same endpoint checks.
+    let e = load(
+        vertex(json!({"model": "vertex_ai/claude-sonnet-4-5", "vertex_project": null})),
+        &[],
+    )
+    .unwrap_err();
+    assert!(e.contains("vertex_project is required"), "{e}");
     let e = load(vertex(json!({"model": "vertex_ai/meta/llama-3"})), &[]).unwrap_err();
     assert!(e.contains("publisher models"), "{e}");
     let e = load(json!({"model": "gemini/gemini 2"}), &[]).unwrap_err();

@@ -200,7 +200,7 @@ pub(super) fn has_structured_outputs(model: &str) -> bool {
     // (major, minor): the first two numbers of one or two digits.
     let mut version = [0u32; 2];
     let mut found = 0;
-    for part in model.split('-') {
+    for part in model.split(['-', '@']) {
         let b = part.as_bytes();
         if found < 2
             && matches!(b, [d] | [d, _] if d.is_ascii_digit())
