@@ -94,9 +94,14 @@ fn passthrough_request(
     req: &crate::api::request::ClientRequest,
     dep: &Deployment,
     endpoint: &str,
+    chat_rules: Option<bool>,
 ) -> Result<UpstreamRequest, GatewayError> {
-    // The client's bytes with `model` replaced (see `ClientRequest::openai_body`).
-    let body = req.openai_body(&dep.model);
+    // The client's bytes with `model` replaced (see `ClientRequest::openai_body`);
+    // chat requests to reasoning deployments take OpenAI's rules for them.
+    let body = match chat_rules {
+        Some(drop_params) => super::openai_compat::azure_body(req, &dep.model, drop_params)?,
+        None => req.openai_body(&dep.model),
+    };
     let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
     if let Some(key) = &dep.api_key {
         headers.push(("api-key".to_string(), key.clone()));
@@ -121,9 +126,9 @@ impl Translator for Azure {
         &self,
         req: &crate::api::request::ClientRequest,
         dep: &Deployment,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
-        passthrough_request(req, dep, "chat/completions")
+        passthrough_request(req, dep, "chat/completions", Some(ctx.drop_params))
     }
 
     fn validate(&self, dep: &Deployment) -> Result<(), String> {
@@ -143,7 +148,7 @@ impl Translator for Azure {
         dep: &Deployment,
         _ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
-        passthrough_request(req, dep, "embeddings")
+        passthrough_request(req, dep, "embeddings", None)
     }
 
     fn passes_embeddings_through(&self) -> bool {

@@ -25,7 +25,11 @@ pub(super) fn base_model(dep: &Deployment) -> &str {
 /// Reject (or, with `drop_params`, accept) parameters Converse cannot take.
 pub(super) fn check_params(req: &ParsedRequest, dep: &Deployment) -> Result<(), GatewayError> {
     one_choice_only(req.chat.n, PROVIDER, &dep.model)?;
-    if req.chat.parallel_tool_calls == Some(false) {
+    // `parallel_tool_calls: false` with one tool or none asks nothing
+    // Converse could do otherwise (LiteLLM sends the request without it);
+    // with several it cannot be honoured.
+    let several_tools = req.chat.tools.as_ref().is_some_and(|t| t.len() > 1);
+    if req.chat.parallel_tool_calls == Some(false) && several_tools {
         return Err(unsupported_param(
             PROVIDER,
             &dep.model,
@@ -158,6 +162,7 @@ pub(super) fn converse_body(
     {
         tools.push(json!({ "toolSpec": {
             "name": JSON_TOOL_NAME,
+            "description": JSON_TOOL_NAME,
             "inputSchema": { "json": schema },
         }}));
         if !thinking_on {

@@ -471,6 +471,34 @@ const DIALECTS: &[Row] = &[
     ("openai_like", any, &OPENAI_LIKE),
 ];
 
+/// The dialect of an Azure OpenAI deployment, from its name (LiteLLM's
+/// `_get_azure_config`: a name holding `o1`, `o3`, `o4` is the o-series,
+/// one holding `gpt-5` the GPT-5 family; `max_completion_tokens` for both).
+pub fn for_azure(deployment: &str) -> &'static Dialect {
+    let name = deployment.to_ascii_lowercase();
+    if ["o1", "o3", "o4"].iter().any(|o| name.contains(o)) {
+        &OPENAI_O_SERIES
+    } else if name.contains("gpt-5") {
+        &AZURE_GPT5
+    } else {
+        &AZURE
+    }
+}
+
+/// Azure OpenAI (`AzureOpenAIConfig`): `developer` as `system` (older
+/// api-versions refuse the role).
+const AZURE: Dialect = Dialect {
+    name: "azure",
+    ..BASE
+};
+
+/// Azure's GPT-5 deployments: also `max_completion_tokens`.
+const AZURE_GPT5: Dialect = Dialect {
+    name: "azure (gpt-5)",
+    renames: &[MAX_COMPLETION_TOKENS],
+    ..BASE
+};
+
 /// The dialect of a deployment: its LiteLLM prefix, its model id, and
 /// whether it is OpenAI's own API (`openai/` at another `api_base` is
 /// another server).

@@ -39,6 +39,22 @@ pub fn for_deployment(dep: &Deployment) -> &'static Dialect {
     dialect::lookup(prefix, &dep.model, openai_host)
 }
 
+/// An Azure OpenAI chat body: OpenAI's rules for the deployment's model
+/// family, read from the deployment name as LiteLLM reads it (`o1`, `o3`,
+/// `o4`: the o-series; `gpt-5`), else the client's bytes.
+pub fn azure_body(
+    req: &ClientRequest,
+    deployment: &str,
+    drop_params: bool,
+) -> Result<Vec<u8>, GatewayError> {
+    let d = dialect::for_azure(deployment);
+    if d.rewrites(req) {
+        rewrite::request_body(req, deployment, d, drop_params)
+    } else {
+        Ok(req.openai_body(deployment))
+    }
+}
+
 /// Each dialect is its own translator: OpenAI's passes the client's bytes
 /// with `model` rewritten; the others rewrite what their server takes
 /// differently.
