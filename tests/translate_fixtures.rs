@@ -63,6 +63,7 @@ fn defaults(provider: &str) -> (&'static str, &'static str) {
         "perplexity" => ("sonar", "pp-test"),
         "cerebras" => ("llama3.1-8b", "cb-test"),
         "hosted_vllm" => ("Qwen/Qwen2.5-7B-Instruct", ""),
+        "databricks" => ("databricks-claude-sonnet-4-5", "dapi-test"),
         // Bedrock signs with AWS credentials (see `extra_params`), no api_key.
         "bedrock" => ("anthropic.claude-3-5-sonnet-20240620-v1:0", ""),
         "cohere" => ("command-a-03-2025", "co-test-key"),
@@ -89,6 +90,7 @@ fn extra_params(provider: &str) -> Value {
             "api_version": "2024-10-21",
         }),
         "hosted_vllm" => json!({"api_base": "http://vllm.test:8000/v1"}),
+        "databricks" => json!({"api_base": "https://adb-1.azuredatabricks.net/serving-endpoints"}),
         "vertex_ai" => json!({
             "api_base": "https://us-central1-aiplatform.googleapis.com",
             "vertex_project": "test-project",

@@ -143,6 +143,10 @@ pub const PREFIXES: &[(&str, ProviderSpec)] = {
             "xai",
             spec(OpenAi, Some("https://api.x.ai/v1"), Some("XAI_API_KEY")),
         ),
+        // Databricks: the workspace's `https://<host>/serving-endpoints` as
+        // api_base (LiteLLM reads DATABRICKS_API_BASE; write
+        // `api_base: os.environ/DATABRICKS_API_BASE`).
+        ("databricks", spec(OpenAi, None, Some("DATABRICKS_API_KEY"))),
         (
             "cerebras",
             spec(

@@ -24,6 +24,7 @@ DIALECTS = {
     "deepseek": "deepseek/deepseek-chat",
     "vllm": "hosted_vllm/Qwen/Qwen2.5-7B-Instruct",
     "o3": "openai/o3-mini",
+    "databricks": "databricks/databricks-meta-llama-3-3-70b-instruct",
     "vllm-as-openai": "openai/local-model",
 }
 
@@ -147,3 +148,12 @@ def test_o_series_gets_max_completion_tokens_and_refuses_temperature(dialects):
     with pytest.raises(openai.BadRequestError) as e:
         sdk(dialects).chat.completions.create(model="o3", messages=[{"role": "user", "content": "q"}], temperature=0.3)
     assert e.value.body["param"] == "temperature"
+
+
+def test_databricks(dialects):
+    body = sent(dialects, model="databricks", messages=[{"role": "user", "content": "q"}], max_completion_tokens=8,
+                user="u")
+    assert body["max_tokens"] == 8 and "user" not in body
+    with pytest.raises(openai.BadRequestError) as e:
+        sdk(dialects).chat.completions.create(model="databricks", messages=[{"role": "user", "content": "q"}], seed=1)
+    assert e.value.body["param"] == "seed"

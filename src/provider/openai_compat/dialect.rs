@@ -414,6 +414,30 @@ const HOSTED_VLLM: Dialect = Dialect {
     ..BASE
 };
 
+/// Databricks model serving (`DatabricksConfig`: `{api_base}/chat/completions`
+/// of a workspace's `serving-endpoints`): `max_tokens`, and only the
+/// parameters its endpoints take.
+const DATABRICKS: Dialect = Dialect {
+    name: "databricks",
+    renames: &[MAX_TOKENS],
+    dropped: &["user"],
+    unsupported: &[
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "seed",
+        "parallel_tool_calls",
+        "web_search_options",
+        "modalities",
+        "audio",
+        "prediction",
+        "store",
+    ],
+    ..BASE
+};
+
 /// LM Studio and llamafile: OpenAI's rules for servers that are not OpenAI.
 const LOCAL: Dialect = Dialect {
     name: "local",
@@ -466,6 +490,7 @@ const DIALECTS: &[Row] = &[
     ("perplexity", any, &PERPLEXITY),
     ("cerebras", any, &CEREBRAS),
     ("hosted_vllm", any, &HOSTED_VLLM),
+    ("databricks", any, &DATABRICKS),
     ("lm_studio", any, &LOCAL),
     ("llamafile", any, &LOCAL),
     ("openai_like", any, &OPENAI_LIKE),
