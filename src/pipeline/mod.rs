@@ -203,6 +203,23 @@ pub fn attempt<'a>(
     let mut exchange = Exchange::new(t, meta, parsed.head.is_stream());
     exchange.op = parsed.op;
     exchange.base64_embeddings = parsed.encoding_format.as_deref() == Some("base64");
+    // Credentials short enough to occur by chance in a message are not secrets worth a scan.
+    let params = [
+        "aws_secret_access_key",
+        "aws_session_token",
+        "vertex_credentials",
+    ];
+    let mut secrets = Vec::new();
+    for s in [deployment.api_key.as_ref()]
+        .into_iter()
+        .chain(params.map(|k| deployment.params.get(k)))
+        .flatten()
+    {
+        if s.len() >= 8 {
+            secrets.push(s.clone());
+        }
+    }
+    exchange.secrets = secrets;
     Ok(Attempt {
         deployment,
         upstream,
@@ -347,6 +364,9 @@ pub struct Exchange {
     output_guard: Option<crate::guardrails::output::OutputGuard>,
     /// A guardrail service checks the whole answer: never pass it through.
     hold_answer: bool,
+    /// The deployment's credentials: a provider error that quotes one
+    /// (some echo the `Authorization` they got) reaches the client without it.
+    secrets: Vec<String>,
 }
 
 /// `gateway.enforce_mid_stream`: end a stream cleanly once its running cost,
@@ -381,6 +401,7 @@ impl Exchange {
             cut_usage: None,
             output_guard: None,
             hold_answer: false,
+            secrets: Vec::new(),
         }
     }
 
@@ -521,7 +542,13 @@ impl Exchange {
                 }
                 Err(e) => Some((e.to_body(), Some(e.status))),
             },
-            Mode::Error(status) => Some((self.translator.error(*status, body).to_body(), None)),
+            Mode::Error(status) => {
+                let mut e = self.translator.error(*status, body);
+                for s in &self.secrets {
+                    e.message = e.message.replace(s.as_str(), "[REDACTED]");
+                }
+                Some((e.to_body(), None))
+            }
             _ => None,
         }
     }

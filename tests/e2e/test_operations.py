@@ -853,3 +853,29 @@ def test_lds_invalid_plugin_config_is_rejected_and_old_config_serves(lds_gw, req
     got = eventually(lambda: prom_family(parse_prometheus(g.prometheus()), "llm_gateway_requests").get(fast_ok),
                      fast_before + 1)
     assert got == fast_before + 1
+
+
+# ---------------------------------------------------------------- secrets (issue 17)
+
+
+def test_a_key_in_the_query_never_reaches_the_access_log(ops):
+    rid = f"ops-secret-query-{os.getpid()}"
+    r = send(ops, "GET", f"/key/info?key={OPS_KEY}", key=MASTER, headers={"x-request-id": rid})
+    assert r.status == 200, r.body
+    (line,) = wait_log_lines(ops.access_log, [rid])[rid]
+    assert line["path"] == "/key/info?key=REDACTED", line
+    assert OPS_KEY not in ops.access_log.read_text()
+
+
+def test_provider_error_quoting_its_key_and_client_cookies(ops):
+    ops.reset_mocks()
+    quoted = {"error": {"message": f"Incorrect API key provided: Bearer {ENV['OPS_OPENAI_KEY']}.",
+                        "type": "invalid_request_error", "code": "invalid_api_key"}}
+    ops.script("openai", {"status": 401, "body": quoted})
+    r = send(ops, "POST", "/v1/chat/completions", body("fast", 1), key=OPS_KEY, headers={"cookie": "session=s3cr3t",
+                                                      "proxy-authorization": "Basic dXNlcjpwYXNz"})
+    assert r.status == 401, r.body
+    assert ENV["OPS_OPENAI_KEY"] not in r.body.decode(), r.body
+    assert "[REDACTED]" in r.body.decode()
+    (got,) = ops.records("openai")
+    assert "cookie" not in got["headers"] and "proxy-authorization" not in got["headers"], got["headers"]

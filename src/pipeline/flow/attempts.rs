@@ -303,7 +303,8 @@ impl RequestFlow {
         // Kept as Envoy keeps it for its own path rewrites, so access logs
         // (`%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%`) show what the client asked for.
         if !self.client.path.is_empty() {
-            host.set_request_header("x-envoy-original-path", &self.client.path);
+            let logged = self.client.log_path.as_ref().unwrap_or(&self.client.path);
+            host.set_request_header("x-envoy-original-path", logged);
         }
         host.set_request_header(":path", &up.path);
         host.set_request_header(":authority", &attempt.deployment.api_base.authority);

@@ -10,10 +10,52 @@ const CLIENT_CREDENTIAL_HEADERS: &[&str] = &[
     "authorization",
     "x-api-key",
     "api-key",
+    "x-litellm-api-key",
     "openai-organization",
     "openai-project",
     "x-goog-api-key",
+    "cookie",
+    "proxy-authorization",
 ];
+
+/// Query parameters whose values are secrets (LiteLLM's `/key/info?key=`,
+/// tokens some clients put in URLs): never written to a log.
+const SECRET_QUERY_PARAMS: &[&str] = &[
+    "key",
+    "api_key",
+    "api-key",
+    "apikey",
+    "token",
+    "access_token",
+    "secret",
+    "password",
+];
+
+/// `path` with the values of secret query parameters replaced by
+/// `REDACTED`, when it has any: what logs may show of it.
+pub(super) fn without_secrets(path: &str) -> Option<String> {
+    let (base, query) = path.split_once('?')?;
+    let secret = |name: &str| {
+        SECRET_QUERY_PARAMS
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(name))
+    };
+    let mut out = String::with_capacity(path.len());
+    out.push_str(base);
+    let mut redacted = false;
+    for (i, p) in query.split('&').enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        match p.split_once('=') {
+            Some((name, _)) if secret(name) => {
+                out.push_str(name);
+                out.push_str("=REDACTED");
+                redacted = true;
+            }
+            _ => out.push_str(p),
+        }
+    }
+    redacted.then_some(out)
+}
 
 /// The client's request headers the flow reads, from one host call (instead
 /// of one call per header), and the names it must strip that are actually
@@ -22,6 +64,8 @@ const CLIENT_CREDENTIAL_HEADERS: &[&str] = &[
 pub(super) struct ClientHeaders {
     pub method: String,
     pub path: String,
+    /// [`without_secrets`] of `path`, when it differs: the path logs show.
+    pub log_path: Option<String>,
     pub authorization: Option<String>,
     pub x_api_key: Option<String>,
     pub content_length: Option<String>,
@@ -65,5 +109,38 @@ impl ClientHeaders {
             }
         }
         h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_query_values_are_redacted() {
+        assert_eq!(
+            without_secrets("/key/info?key=sk-abc&x=1").as_deref(),
+            Some("/key/info?key=REDACTED&x=1")
+        );
+        assert_eq!(
+            without_secrets("/v1/x?API_KEY=s&token=t").as_deref(),
+            Some("/v1/x?API_KEY=REDACTED&token=REDACTED")
+        );
+        assert_eq!(without_secrets("/key/info?keys=1"), None);
+        assert_eq!(without_secrets("/v1/chat/completions"), None);
+    }
+
+    #[test]
+    fn client_credentials_and_cookies_are_stripped() {
+        let h = ClientHeaders::from_pairs(vec![
+            ("cookie".into(), "session=1".into()),
+            ("proxy-authorization".into(), "Basic x".into()),
+            ("x-litellm-api-key".into(), "sk-1".into()),
+            ("x-other".into(), "keep".into()),
+        ]);
+        assert_eq!(
+            h.strip,
+            vec!["cookie", "proxy-authorization", "x-litellm-api-key"]
+        );
     }
 }

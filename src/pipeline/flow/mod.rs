@@ -249,6 +249,14 @@ impl RequestFlow {
         if self.client.has_local_reply_marker {
             host.remove_request_header(reply::LOCAL_REPLY_MARKER);
         }
+        // A secret in the query (`/key/info?key=sk-...`) never reaches a log:
+        // access logs read `x-envoy-original-path` or `:path`, and a request
+        // the filter answers or routes needs neither as the client wrote it.
+        self.client.log_path = client_headers::without_secrets(&self.client.path);
+        if let Some(safe) = &self.client.log_path {
+            host.set_request_header(":path", safe);
+            host.set_request_header("x-envoy-original-path", safe);
+        }
         let method = self.client.method.clone();
         let path = self.client.path.clone();
         let endpoint = super::classify(&method, &path);
