@@ -27,13 +27,13 @@ Built on mock_providers.py (the OpenAI mock's answers, recording, `/__mock/scrip
 
 from __future__ import annotations
 
-import threading
 import time
 import urllib.parse
 from typing import Any
 
 from cohere_mock import record, vector
 from mock_providers import (
+    ThreadedMock,
     MockHandler, OpenAIEndpoint, ProviderServer, ValidationError, _openai_text_of, count_tokens, dumps,
     split_in_pieces, words,
 )
@@ -234,32 +234,12 @@ class AzureServer(ProviderServer):
         e.run()
 
 
-class AzureMock:
+class AzureMock(ThreadedMock):
     """The Azure OpenAI mock on its own thread and port (0 = any free port)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, chunk_delay_ms: float = 5.0,
                  key: str | None = None, deployments: dict[str, str] | None = None):
-        self.server = AzureServer(host, port, chunk_delay_ms, key, deployments)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    def start(self) -> "AzureMock":
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="mock-azure", daemon=True)
-        self._thread.start()
-        return self
-
-    def reset(self) -> None:
-        self.server.state.reset()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
+        super().__init__(AzureServer(host, port, chunk_delay_ms, key, deployments))
 
 
 if __name__ == "__main__":

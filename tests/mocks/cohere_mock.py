@@ -46,7 +46,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -55,6 +54,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mock_providers import (  # noqa: E402
+    ThreadedMock,
     Endpoint, MockHandler, ProviderServer, ValidationError, count_tokens, cut_text, dumps,
     sample_from_schema, split_in_pieces, words,
 )
@@ -346,32 +346,12 @@ def record(server: ProviderServer, h: MockHandler, path: str, body: bytes) -> di
     return rec
 
 
-class CohereMock:
+class CohereMock(ThreadedMock):
     """The Cohere mock on its own thread and port (0 = any free port)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, chunk_delay_ms: float = 5.0,
                  require_key: str | None = None):
-        self.server = CohereServer(host, port, chunk_delay_ms, require_key)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    def start(self) -> "CohereMock":
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="mock-cohere", daemon=True)
-        self._thread.start()
-        return self
-
-    def reset(self) -> None:
-        self.server.state.reset()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
+        super().__init__(CohereServer(host, port, chunk_delay_ms, require_key))
 
 
 if __name__ == "__main__":

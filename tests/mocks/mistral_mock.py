@@ -24,11 +24,10 @@ Mistral's differences from OpenAI, enforced:
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
-from mock_providers import OpenAIEndpoint, ProviderServer, ValidationError, dumps, words
+from mock_providers import OpenAIEndpoint, ProviderServer, ThreadedMock, ValidationError, dumps, words
 
 MISTRAL = "mistral"
 TOP_LEVEL = {"model", "messages", "temperature", "top_p", "max_tokens", "stream", "stop", "random_seed",
@@ -151,31 +150,11 @@ class MistralServer(ProviderServer):
         MistralEndpoint(self, h, rec, body, behaviour).run()
 
 
-class MistralMock:
+class MistralMock(ThreadedMock):
     """The Mistral mock on its own thread and port (0 = any free port)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, chunk_delay_ms: float = 5.0):
-        self.server = MistralServer(host, port, chunk_delay_ms)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    def start(self) -> "MistralMock":
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="mock-mistral", daemon=True)
-        self._thread.start()
-        return self
-
-    def reset(self) -> None:
-        self.server.state.reset()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
+        super().__init__(MistralServer(host, port, chunk_delay_ms))
 
 
 if __name__ == "__main__":

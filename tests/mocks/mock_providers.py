@@ -1413,6 +1413,34 @@ class OpenAIEndpoint(Endpoint):
 # ---------------------------------------------------------------- in-process API and CLI
 
 
+class ThreadedMock:
+    """One provider server on its own thread and port: the in-process API every single-flavour
+    mock shares (`start`, `port`, `reset`, `stop`)."""
+
+    def __init__(self, server: ProviderServer):
+        self.server = server
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def start(self):
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name=f"mock-{self.server.flavour}", daemon=True)
+        self._thread.start()
+        return self
+
+    def reset(self) -> None:
+        self.server.state.reset()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+
 class MockProviders:
     """Both mock providers, each on its own thread and port (0 = any free port)."""
 

@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import threading
 import time
 from typing import Any
 
 from cohere_mock import record, vector
 from mock_providers import (
+    ThreadedMock,
     Endpoint, MockHandler, ProviderServer, ValidationError, count_tokens, cut_text, dumps,
     sample_from_schema, words,
 )
@@ -231,31 +231,11 @@ class OllamaServer(ProviderServer):
         ep(self, h, rec, body, behaviour).run()
 
 
-class OllamaMock:
+class OllamaMock(ThreadedMock):
     """The Ollama mock on its own thread and port (0 = any free port)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, chunk_delay_ms: float = 5.0):
-        self.server = OllamaServer(host, port, chunk_delay_ms)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    def start(self) -> "OllamaMock":
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="mock-ollama", daemon=True)
-        self._thread.start()
-        return self
-
-    def reset(self) -> None:
-        self.server.state.reset()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
+        super().__init__(OllamaServer(host, port, chunk_delay_ms))
 
 
 if __name__ == "__main__":

@@ -20,11 +20,10 @@ mock_providers.py's Anthropic mock (its answers, streams, recording, `/__mock/sc
 from __future__ import annotations
 
 import re
-import threading
 import time
 
 from cohere_mock import record
-from mock_providers import AnthropicEndpoint, ProviderServer, ValidationError
+from mock_providers import AnthropicEndpoint, ProviderServer, ThreadedMock, ValidationError
 
 VERTEX_CLAUDE = "vertex_claude"
 PATH = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/publishers/anthropic/models/([^/:]+):(rawPredict|streamRawPredict)$")
@@ -86,32 +85,12 @@ class VertexClaudeServer(ProviderServer):
         ep.run()
 
 
-class VertexClaudeMock:
+class VertexClaudeMock(ThreadedMock):
     """The Claude-on-Vertex mock on its own thread and port (0 = any free port)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, chunk_delay_ms: float = 5.0,
                  token: str | None = None):
-        self.server = VertexClaudeServer(host, port, chunk_delay_ms, token)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    def start(self) -> "VertexClaudeMock":
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="mock-vertex-claude", daemon=True)
-        self._thread.start()
-        return self
-
-    def reset(self) -> None:
-        self.server.state.reset()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
+        super().__init__(VertexClaudeServer(host, port, chunk_delay_ms, token))
 
 
 if __name__ == "__main__":
