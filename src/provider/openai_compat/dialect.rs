@@ -153,7 +153,9 @@ impl Dialect {
 
 /// Whether `needle` occurs in `hay`: candidates found by their first byte
 /// (memchr), compared whole (memchr's substring searcher would cost the
-/// module kilobytes for a check that may answer wrong either way).
+/// module kilobytes for a check that may answer wrong either way). The
+/// needles start with `"`, which a prompt's text rarely holds, so a large
+/// body costs few candidates.
 fn mentions(hay: &[u8], needle: &[u8]) -> bool {
     let Some((&first, _)) = needle.split_first() else {
         return true;
