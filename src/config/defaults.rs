@@ -185,8 +185,7 @@ fn headers(
         if !valid_name || RESERVED_HEADERS.contains(&lower.as_str()) {
             return Err(err(
                 format!("{field}.{name}"),
-                "not a header a deployment may set (pseudo-headers, hop-by-hop and framing \
-                 headers are Envoy's)",
+                "not a header a deployment may set (framing and hop-by-hop headers are Envoy's)",
             ));
         }
         let text = match v {
@@ -196,10 +195,7 @@ fn headers(
             _ => return Err(err(format!("{field}.{name}"), "must be a string")),
         };
         if text.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            return Err(err(
-                format!("{field}.{name}"),
-                "a header value cannot hold line breaks",
-            ));
+            return Err(err(format!("{field}.{name}"), "no line breaks in a header"));
         }
         out.push((lower, text));
     }

@@ -52,7 +52,7 @@ impl Translator for VertexClaude {
             return Err(GatewayError::new(
                 500,
                 ErrorKind::Internal,
-                "body is not an object",
+                "not an object",
             ));
         };
         fields.remove("model");

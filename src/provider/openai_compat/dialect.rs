@@ -130,10 +130,10 @@ impl Dialect {
             || self.dropped.iter().any(|k| has(k))
             || self.unsupported.iter().any(|k| has(k))
             || (self.temperature_one_only && has("temperature"))
-            || (self.developer_as_system && mentions("\"developer\""))
-            || (self.flatten_text_parts && mentions("\"text\""))
-            || (self.names != Names::All && mentions("\"name\""))
-            || (self.drop_empty_assistant && mentions("\"assistant\""))
+            || (self.developer_as_system && mentions("developer"))
+            || (self.flatten_text_parts && mentions("text"))
+            || (self.names != Names::All && mentions("name"))
+            || (self.drop_empty_assistant && mentions("assistant"))
             || self.assistant_drops.iter().any(|k| mentions(k))
             || self.tool_schema_drops.iter().any(|k| mentions(k))
             || (self.tool_choice_required.is_some() && has("tool_choice"))
@@ -151,21 +151,22 @@ impl Dialect {
     }
 }
 
-/// Whether `needle` occurs in `hay`: candidates found by their first byte
-/// (memchr), compared whole (memchr's substring searcher would cost the
-/// module kilobytes for a check that may answer wrong either way). The
-/// needles start with `"`, which a prompt's text rarely holds, so a large
-/// body costs few candidates.
-fn mentions(hay: &[u8], needle: &[u8]) -> bool {
-    let Some((&first, _)) = needle.split_first() else {
-        return true;
-    };
+/// Whether the JSON string `"word"` occurs in `hay`: candidates found by
+/// their opening quote (memchr), compared whole. A prompt's text rarely
+/// holds a quote, so a large body costs few candidates; memchr's substring
+/// searcher would cost the module kilobytes for a check that may answer
+/// wrong either way.
+fn mentions(hay: &[u8], word: &[u8]) -> bool {
     let mut at = 0;
-    while let Some(i) = hay.get(at..).and_then(|h| memchr::memchr(first, h)) {
-        if hay.get(at + i..).is_some_and(|h| h.starts_with(needle)) {
+    while let Some(i) = hay.get(at..).and_then(|h| memchr::memchr(b'"', h)) {
+        let start = at + i + 1;
+        if hay
+            .get(start..)
+            .is_some_and(|h| h.starts_with(word) && h.get(word.len()) == Some(&b'"'))
+        {
             return true;
         }
-        at += i + 1;
+        at = start;
     }
     false
 }
@@ -548,9 +549,10 @@ mod tests {
 
     #[test]
     fn finds_mentions() {
-        assert!(mentions(b"ab\"developer\"", b"\"developer\""));
-        assert!(!mentions(b"\"develope", b"\"developer\""));
-        assert!(mentions(b"xxabab", b"abab") && !mentions(b"", b"a"));
+        assert!(mentions(b"ab\"developer\"", b"developer"));
+        assert!(!mentions(b"\"develope", b"developer"));
+        assert!(!mentions(b"\"developers\"", b"developer"));
+        assert!(mentions(b"x\"a\"\"abab\"", b"abab") && !mentions(b"", b"a"));
     }
 
     #[test]
