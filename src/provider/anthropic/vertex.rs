@@ -49,11 +49,7 @@ impl Translator for VertexClaude {
             |e: serde_json::Error| GatewayError::new(500, ErrorKind::Internal, e.to_string());
         let mut body: Value = serde_json::from_slice(&native.body).map_err(internal)?;
         let Value::Object(fields) = &mut body else {
-            return Err(GatewayError::new(
-                500,
-                ErrorKind::Internal,
-                "not an object",
-            ));
+            return Err(GatewayError::new(500, ErrorKind::Internal, "not an object"));
         };
         fields.remove("model");
         fields.insert(
