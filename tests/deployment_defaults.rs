@@ -174,3 +174,30 @@ fn a_default_header_reads_the_environment() {
         c.warnings
     );
 }
+
+#[test]
+fn budget_reservations_count_a_deployments_default_output_cap() {
+    use llm_gateway::accounting::{budget, metering};
+    let mut cfg = config(json!({}));
+    cfg["model_list"][1]["litellm_params"]["max_tokens"] = json!(50_000);
+    cfg["model_list"][1]["litellm_params"]["input_cost_per_token"] = json!(0.000003);
+    cfg["model_list"][1]["litellm_params"]["output_cost_per_token"] = json!(0.000015);
+    let c = llm_gateway::pipeline::load_config(cfg.to_string().as_bytes(), &|_| None).unwrap();
+    let claude = &c.deployments[1];
+    assert_eq!(claude.defaults.max_output_tokens, Some(50_000));
+    let mut chat: llm_gateway::api::openai::ChatRequest =
+        serde_json::from_value(json!({"model": "claude", "messages": []})).unwrap();
+    let got = metering::reservation(&c, &[claude], 100, &chat).expect("reservation on");
+    let prompt = budget::prompt_estimate_tokens(100);
+    assert_eq!(
+        got,
+        budget::reservation_micro(claude.price.as_ref(), prompt, 50_000),
+        "a request without max_tokens may run to the deployment's default"
+    );
+    chat.max_tokens = Some(10);
+    let got = metering::reservation(&c, &[claude], 100, &chat).unwrap();
+    assert_eq!(
+        got,
+        budget::reservation_micro(claude.price.as_ref(), prompt, 10)
+    );
+}

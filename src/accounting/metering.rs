@@ -95,16 +95,20 @@ pub fn reservation(
     if !cfg.budget.reservation {
         return None;
     }
-    let n = chat.n.unwrap_or(1).max(1);
-    let max_out = chat
-        .max_output_tokens()
-        .unwrap_or(cfg.budget.default_max_tokens)
-        .saturating_mul(n);
     let prompt = budget::prompt_estimate_tokens(body_len);
+    // A deployment's defaults count where the request sets nothing.
     Some(
         deployments
             .iter()
-            .map(|d| budget::reservation_micro(d.price.as_ref(), prompt, max_out))
+            .map(|d| {
+                let n = chat.n.or(d.defaults.n).unwrap_or(1).max(1);
+                let max_out = chat
+                    .max_output_tokens()
+                    .or(d.defaults.max_output_tokens)
+                    .unwrap_or(cfg.budget.default_max_tokens)
+                    .saturating_mul(n);
+                budget::reservation_micro(d.price.as_ref(), prompt, max_out)
+            })
             .max()
             .unwrap_or(0),
     )

@@ -91,6 +91,11 @@ pub struct Defaults {
     pub headers: Vec<(String, String)>,
     /// `extra_body`: top-level members set on the native body.
     pub extra_body: Map<String, Value>,
+    /// The default output cap (`max_completion_tokens`, else `max_tokens`)
+    /// and `n`, which budget reservations must count for a request that
+    /// sets neither.
+    pub max_output_tokens: Option<u64>,
+    pub n: Option<u64>,
 }
 
 impl Defaults {
@@ -155,6 +160,14 @@ pub fn parse(
                     continue;
                 };
                 check(s, value).map_err(|why| err(&field, why))?;
+                match k {
+                    "max_completion_tokens" => out.max_output_tokens = value.as_u64(),
+                    "max_tokens" if out.max_output_tokens.is_none() => {
+                        out.max_output_tokens = value.as_u64()
+                    }
+                    "n" => out.n = value.as_u64(),
+                    _ => {}
+                }
                 let text = value.to_string();
                 for (on, list) in [(chat, &mut out.chat), (embeddings, &mut out.embeddings)] {
                     if on && !list.iter().any(|(n, _)| n == k) {

@@ -145,7 +145,11 @@ impl Dialect {
     /// The model id sent to the server.
     pub fn model_id(&self, model: &str) -> String {
         match self.model_prefix {
-            Some(p) if !model.contains('/') => format!("{p}{model}"),
+            Some(p) if !model.contains('/') => {
+                let mut id = String::from(p);
+                id.push_str(model);
+                id
+            }
             _ => model.to_string(),
         }
     }
@@ -507,7 +511,8 @@ pub fn for_azure(deployment: &str) -> &'static Dialect {
     if ["o1", "o3", "o4"].iter().any(|o| name.contains(o)) {
         &OPENAI_O_SERIES
     } else if name.contains("gpt-5") {
-        &AZURE_GPT5
+        // GPT-5 takes the `developer` role as sent.
+        &OPENAI_GPT5_LATER
     } else {
         &AZURE
     }
@@ -517,13 +522,6 @@ pub fn for_azure(deployment: &str) -> &'static Dialect {
 /// api-versions refuse the role).
 const AZURE: Dialect = Dialect {
     name: "azure",
-    ..BASE
-};
-
-/// Azure's GPT-5 deployments: also `max_completion_tokens`.
-const AZURE_GPT5: Dialect = Dialect {
-    name: "azure (gpt-5)",
-    renames: &[MAX_COMPLETION_TOKENS],
     ..BASE
 };
 

@@ -174,11 +174,10 @@ pub fn answer(body: &str, field: &str, kind: Answers) -> Option<String> {
     let whole = field == "message";
     let may_change = match kind {
         Answers::OpenAi => false,
+        // A whole answer is read (its empty content may become null); a
+        // chunk only when its content is a list.
         Answers::ContentBlocks => {
-            body.contains("\"content\":[")
-                || body.contains("\"content\": [")
-                || (whole
-                    && (body.contains("\"content\":\"\"") || body.contains("\"content\": \"\"")))
+            whole || body.contains("\"content\":[") || body.contains("\"content\": [")
         }
         Answers::ReasoningField => body.contains("\"reasoning\""),
     };
@@ -211,6 +210,13 @@ fn reasoning_field(m: &mut Map<String, Value>) -> bool {
     }
 }
 
+/// A part's `text`, appended.
+fn push_text(part: &Value, out: &mut String) {
+    if let Some(t) = part.get("text").and_then(Value::as_str) {
+        out.push_str(t);
+    }
+}
+
 fn normalise(m: &mut Map<String, Value>, whole: bool) -> bool {
     let Some(content) = m.get("content") else {
         return false;
@@ -222,20 +228,27 @@ fn normalise(m: &mut Map<String, Value>, whole: bool) -> bool {
     let Some(blocks) = content.as_array() else {
         return false;
     };
-    let (mut text, mut thinking) = (String::new(), Vec::new());
+    let (mut text, mut thinking) = (String::new(), String::new());
     for b in blocks {
         match b.get("type").and_then(Value::as_str) {
-            Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
+            Some("text") => push_text(b, &mut text),
             Some("thinking") => {
-                let parts = b.get("thinking").and_then(Value::as_array);
-                let t: String = parts
+                let mark = thinking.len();
+                if mark > 0 {
+                    thinking.push('\n');
+                }
+                for p in b
+                    .get("thinking")
+                    .and_then(Value::as_array)
                     .into_iter()
                     .flatten()
-                    .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
-                    .filter_map(|p| p.get("text").and_then(Value::as_str))
-                    .collect();
-                if !t.is_empty() {
-                    thinking.push(t);
+                {
+                    if p.get("type").and_then(Value::as_str) == Some("text") {
+                        push_text(p, &mut thinking);
+                    }
+                }
+                if thinking.len() == mark + usize::from(mark > 0) {
+                    thinking.truncate(mark);
                 }
             }
             _ => {}
@@ -248,10 +261,7 @@ fn normalise(m: &mut Map<String, Value>, whole: bool) -> bool {
     };
     m.insert("content".into(), content);
     if !thinking.is_empty() {
-        m.insert(
-            "reasoning_content".into(),
-            Value::String(thinking.join("\n")),
-        );
+        m.insert("reasoning_content".into(), Value::String(thinking));
     }
     true
 }
