@@ -49,8 +49,8 @@ use serde_json::Value;
 
 use super::openai_compat::openai_style_error;
 use super::{
-    endpoint_path, stream_error_event, RequestContext, ResponseMeta, StreamTranslator, Translated,
-    Translator, UpstreamRequest,
+    endpoint_path, RequestContext, ResponseMeta, StreamTranslator, Translated, Translator,
+    UpstreamRequest,
 };
 use crate::api::error::{ErrorKind, GatewayError};
 use crate::api::openai::Usage;
@@ -242,14 +242,7 @@ impl StreamTranslator for AzureStream {
             }
         }
         if !self.done {
-            let err = GatewayError::new(
-                502,
-                ErrorKind::Upstream,
-                "the upstream stream ended before it was complete",
-            )
-            .with_code("upstream_stream_truncated");
-            stream_error_event(&err, out);
-            write_done(out);
+            super::openai_compat::truncated(out);
             self.done = true;
         }
     }

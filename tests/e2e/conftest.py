@@ -865,3 +865,29 @@ def gateway_bin() -> Path:
         pytest.fail(f"`cargo build --release --bin llm-gateway` failed (exit {r.returncode}):\n"
                     f"{r.stderr[-4000:]}", pytrace=False)
     return BIN_PATH
+
+
+# ---------------------------------------------------------------- single-flavour mocks
+
+
+class MockControl:
+    """The gateway plus one single-flavour mock's control API (`tests/mocks/*_mock.py`)."""
+
+    def __init__(self, gw, mock):
+        self.gw, self.mock = gw, mock
+
+    def _control(self, method: str, path: str, body=None):
+        r = self.gw.request(method, path, body, port=self.mock.port)
+        assert r.status == 200, r.body
+        return r.json()
+
+    def script(self, *behaviours: dict) -> None:
+        self._control("POST", "/__mock/script", list(behaviours))
+
+    def requests(self) -> list[dict]:
+        return self._control("GET", "/__mock/requests")
+
+    def only_request(self) -> dict:
+        reqs = self.requests()
+        assert len(reqs) == 1, [r["path"] for r in reqs]
+        return reqs[0]

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from conftest import (
+    MockControl,
     CLIENT_KEY, HTTP_TIMEOUT, MULTIBYTE, WEATHER_ARGS, WEATHER_TOOL, assert_no_client_secret, assert_openai_error,
     attach_gateway, chat_body, collect_tool_calls, finish_reasons, user,
 )
@@ -44,27 +45,8 @@ def cohere_gateway(start_gateway, cohere_mock):
         yield g
 
 
-class Cohere:
+class Cohere(MockControl):
     """The gateway plus the Cohere mock's control API."""
-
-    def __init__(self, gw, mock):
-        self.gw, self.mock = gw, mock
-
-    def _control(self, method: str, path: str, body=None):
-        r = self.gw.request(method, path, body, port=self.mock.port)
-        assert r.status == 200, r.body
-        return r.json()
-
-    def script(self, *behaviours: dict) -> None:
-        self._control("POST", "/__mock/script", list(behaviours))
-
-    def requests(self) -> list[dict]:
-        return self._control("GET", "/__mock/requests")
-
-    def only_request(self) -> dict:
-        reqs = self.requests()
-        assert len(reqs) == 1, [r["path"] for r in reqs]
-        return reqs[0]
 
 
 @pytest.fixture

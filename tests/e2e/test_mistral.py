@@ -8,7 +8,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from conftest import HTTP_TIMEOUT, attach_gateway
+from conftest import HTTP_TIMEOUT, MockControl, attach_gateway
 from mistral_mock import MistralMock
 
 KEY = "ms-e2e-key"
@@ -36,22 +36,8 @@ def mistral_gateway(start_gateway, mistral_mock):
         yield g
 
 
-class Mistral:
-    def __init__(self, gw, mock):
-        self.gw, self.mock = gw, mock
-
-    def _control(self, method: str, path: str, body=None):
-        r = self.gw.request(method, path, body, port=self.mock.port)
-        assert r.status == 200, r.body
-        return r.json()
-
-    def script(self, *behaviours: dict) -> None:
-        self._control("POST", "/__mock/script", list(behaviours))
-
-    def only_request(self) -> dict:
-        reqs = self._control("GET", "/__mock/requests")
-        assert len(reqs) == 1, [r["path"] for r in reqs]
-        return reqs[0]
+class Mistral(MockControl):
+    """The gateway plus this mock's control API."""
 
 
 @pytest.fixture

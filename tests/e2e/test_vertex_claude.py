@@ -10,7 +10,7 @@ import json
 import openai
 import pytest
 
-from conftest import HTTP_TIMEOUT, attach_gateway
+from conftest import HTTP_TIMEOUT, MockControl, attach_gateway
 from vertex_claude_mock import VertexClaudeMock
 
 TOKEN = "ya29.vertex-e2e"
@@ -45,10 +45,7 @@ def vc(vc_gateway, vc_mock, request):
 
 
 def only_request(gw, mock) -> dict:
-    r = gw.request("GET", "/__mock/requests", port=mock.port)
-    reqs = r.json()
-    assert len(reqs) == 1, [x["path"] for x in reqs]
-    return reqs[0]
+    return MockControl(gw, mock).only_request()
 
 
 def sdk(gw) -> openai.OpenAI:

@@ -301,8 +301,11 @@ impl StreamTranslator for PassthroughStream {
     }
 }
 
-/// The error event and `[DONE]` for a stream cut short.
-fn truncated(out: &mut Vec<u8>) {
+/// The error event and `[DONE]` for an OpenAI-shaped stream cut short
+/// (this family's and Azure's). Inlined: one call each, and the module is
+/// smaller so.
+#[inline]
+pub(crate) fn truncated(out: &mut Vec<u8>) {
     let err = GatewayError::new(
         502,
         ErrorKind::Upstream,
