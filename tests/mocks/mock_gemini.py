@@ -83,6 +83,7 @@ from urllib.parse import parse_qs
 sys.path.insert(0, os.path.dirname(__file__))
 
 from mock_providers import (  # noqa: E402
+    ThreadedMock,
     Endpoint,
     MockHandler,
     ProviderServer,
@@ -564,36 +565,16 @@ class GeminiEndpoint(Endpoint):
         self.h.send_json(200, body)
 
 
-class MockGemini:
+class MockGemini(ThreadedMock):
     """The Gemini/Vertex mock on its own thread (port 0 = any free port)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, chunk_delay_ms: float = 10.0,
                  require_key: str | None = None, verbose: bool = False):
-        self.server = GeminiServer(host, port, chunk_delay_ms, require_key, verbose)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return self.server.port
+        super().__init__(GeminiServer(host, port, chunk_delay_ms, require_key, verbose))
 
     @property
     def state(self):
         return self.server.state
-
-    def start(self) -> "MockGemini":
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="mock-gemini", daemon=True)
-        self._thread.start()
-        return self
-
-    def reset(self) -> None:
-        self.server.state.reset()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
 
 def main(argv: list[str] | None = None) -> int:
