@@ -63,7 +63,7 @@ test: unit e2e
 
 unit:
 	python3 -m unittest tools/test_check_arch.py
-	cargo test --all-targets
+	cargo test --workspace --all-targets
 	tools/wasm-unit.sh
 
 ## e2e: needs redis-server and webdis (fleet counters), nginx and wrk (the bench smoke test);
@@ -120,8 +120,8 @@ oci: build
 lint:
 	python3 tools/check_arch.py
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
-	cargo clippy --lib --release --target $(TARGET) -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --lib --release --target $(TARGET) -- -D warnings
 
 ## bench: the filter against plain Envoy (issue 8); writes BENCHMARKS.md. BENCH_ARGS=--quick: smoke only
 bench: build venv $(CARGO_BIN) bench-tools

@@ -16,26 +16,22 @@
 //!   decision, one method per callback; the exchange record and hook points.
 //! - [`routing`]: alias -> ordered attempts; deployment health and cooldowns.
 //! - [`accounting`]: budgets, limits, fleet leases, charging, usage batches.
-//! - [`provider`]: one translator per provider family, behind one trait.
-//! - [`config`]: the LiteLLM-style configuration, keys, prices, provider prefixes.
-//! - [`api`]: OpenAI request/response types, the parsed client request,
-//!   per-request overrides, the OpenAI error envelope.
-//! - [`codec`]: SSE, NDJSON, AWS event stream, JSON scanning and writing.
+//! - [`provider`], [`config`], [`guardrails`], [`api`], [`codec`], [`sort`]:
+//!   the pure layers, in their own crate (`crates/core`, built for size) and
+//!   re-exported here under the same names: translators, the LiteLLM-style
+//!   configuration, content checks, the OpenAI types and error envelope,
+//!   the wire codecs.
 //! - [`store`]: the shared-data seam (Envoy shared data with CAS) and a fake.
 //! - [`render`]: a complete Envoy bootstrap from a LiteLLM-style config.
 //! - `yaml` (native only): LiteLLM's `config.yaml` read as PyYAML reads it.
 
 pub mod accounting;
-pub mod api;
-pub mod codec;
-pub mod config;
-pub mod guardrails;
 pub mod pipeline;
-pub mod provider;
 pub mod render;
 pub mod routing;
-pub mod sort;
 pub mod store;
+
+pub use llm_gateway_core::{api, codec, config, guardrails, provider, sort};
 #[cfg(not(target_arch = "wasm32"))]
 pub mod yaml;
 

@@ -112,6 +112,21 @@ class CheckArchTest(unittest.TestCase):
         self.write("b.rs", "pub struct B;\n")
         self.assertEqual(check_arch.Tree(self.src).graph["a"], {"b": "src/a.rs:6: use crate::b::B;"})
 
+    def test_modules_of_a_reexported_crate_join_the_graph(self):
+        # crates/core/src's modules are the filter crate's own names (pub use), so an
+        # edge back from one of them to the filter crate closes a cycle like any other
+        core, codec = self.root / "core" / "src", self.root / "codec" / "src"
+        for root, rel, text in [(core, "lib.rs", "pub mod b;\n"), (core, "b.rs", "use crate::a::A;\n"),
+                                (codec, "lib.rs", "pub mod sse;\n"), (codec, "sse.rs", "use crate::a::X;\n")]:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(text)
+        self.write("a.rs", "use crate::b::B;\nuse crate::codec::sse;\n")
+        tree = check_arch.Tree(self.src, (core, Path(f"{codec}=codec")))
+        self.assertEqual(tree.modules, ["a", "b", "codec"])
+        self.assertEqual(list(tree.graph["a"]), ["b", "codec"])
+        self.assertEqual(tree.graph["codec"], {})  # a whole crate names nothing of ours
+        self.assertEqual(list(tree.all_violations()), ["cycle: a b"])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -8,8 +8,7 @@ use log::{info, warn};
 use super::host::Host;
 use crate::accounting::fleet::fleet_scopes;
 use crate::accounting::usage_batch;
-use crate::config::{self, Config, ConfigError};
-use crate::provider::translator;
+use crate::config::{Config, ConfigError};
 
 /// Parse, validate and check a plugin configuration (JSON bytes); `env`
 /// resolves `os.environ/NAME` references.
@@ -17,15 +16,7 @@ pub fn load_config(
     bytes: &[u8],
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let mut cfg = config::parse(bytes, env)?;
-    for (i, dep) in cfg.deployments.iter().enumerate() {
-        translator(dep)
-            .validate(dep)
-            .map_err(|reason| ConfigError {
-                field: format!("model_list[{i}].litellm_params"),
-                reason,
-            })?;
-    }
+    let mut cfg = crate::provider::parse_config(bytes, env)?;
     if cfg.fleet.is_some() && cfg.keys.as_ref().is_none_or(|r| fleet_scopes(r).is_empty()) {
         cfg.warnings.push(
             "counters.redis is set but no key or team has a budget, rpm or tpm limit: nothing \

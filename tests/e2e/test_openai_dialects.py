@@ -1,6 +1,6 @@
 """The OpenAI-compatible family in real Envoy, one deployment per dialect, all served by the OpenAI
 mock, through the official openai SDK: each provider gets the request LiteLLM's per-provider
-config sends it (src/provider/openai_compat/dialect.rs; the README's table), and answers that carry
+config sends it (crates/core/src/provider/openai_compat/dialect.rs; the README's table), and answers that carry
 provider fields come back as LiteLLM gives them (OpenRouter's and Groq's `reasoning` as
 `reasoning_content`, Perplexity's citations at the top)."""
 

@@ -214,7 +214,7 @@ fn load(params: Value, env: &[(&str, &str)]) -> Result<Deployment, String> {
             .find(|(n, _)| *n == k)
             .map(|(_, v)| v.to_string())
     };
-    crate::pipeline::load_config(cfg.to_string().as_bytes(), &env)
+    crate::provider::parse_config(cfg.to_string().as_bytes(), &env)
         .map(|c| c.deployments[0].clone())
         .map_err(|e| format!("{}: {}", e.field, e.reason))
 }

@@ -263,14 +263,14 @@ mod tests {
                 "model": "azure/gpt4o", "api_base": "https://r.openai.azure.com", "api_key": "k"}}],
             "gateway": {"clusters": {"azure": "c"}},
         });
-        let err = crate::pipeline::load_config(cfg.to_string().as_bytes(), &|_| None).unwrap_err();
+        let err = crate::provider::parse_config(cfg.to_string().as_bytes(), &|_| None).unwrap_err();
         assert!(err.to_string().contains("api_version"), "{err}");
         let cfg = serde_json::json!({
             "model_list": [{"model_name": "a", "litellm_params": {"model": "azure/gpt4o", "api_key": "k",
                 "api_version": "2024-10-21"}}],
             "gateway": {"clusters": {"azure": "c"}},
         });
-        let err = crate::pipeline::load_config(cfg.to_string().as_bytes(), &|_| None).unwrap_err();
+        let err = crate::provider::parse_config(cfg.to_string().as_bytes(), &|_| None).unwrap_err();
         assert!(err.to_string().contains("api_base"), "{err}");
     }
 

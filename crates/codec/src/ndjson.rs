@@ -1,6 +1,6 @@
 //! Newline-delimited JSON (NDJSON, JSON Lines): an incremental line decoder.
 //!
-//! Sans-IO like [`crate::codec::sse::SseDecoder`]: feed it whatever byte slices
+//! Sans-IO like [`crate::sse::SseDecoder`]: feed it whatever byte slices
 //! Envoy hands the filter and it returns the lines that became complete; the
 //! unfinished tail (at most one partial line) stays inside. Ollama streams its
 //! answers this way (one JSON object per line, `application/x-ndjson`).

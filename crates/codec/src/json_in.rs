@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use crate::codec::json_out::RawStr;
+use crate::json_out::RawStr;
 
 /// Check that `text` is one valid JSON value. [`valid`] decides; only a
 /// refused text goes through serde_json, for its message (with position).

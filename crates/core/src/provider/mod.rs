@@ -225,6 +225,25 @@ pub fn translator(dep: &Deployment) -> &'static dyn Translator {
     }
 }
 
+/// Parse and validate a plugin configuration (JSON bytes), then check each
+/// deployment against its translator's own requirements: every entry point
+/// loads through this (`pipeline::load_config` adds the fleet checks).
+pub fn parse_config(
+    bytes: &[u8],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<crate::config::Config, crate::config::ConfigError> {
+    let cfg = crate::config::parse(bytes, env)?;
+    for (i, dep) in cfg.deployments.iter().enumerate() {
+        translator(dep)
+            .validate(dep)
+            .map_err(|reason| crate::config::ConfigError {
+                field: format!("model_list[{i}].litellm_params"),
+                reason,
+            })?;
+    }
+    Ok(cfg)
+}
+
 /// The input schema of the forced tool that emulates `response_format`
 /// (JSON mode) for providers without a native JSON mode (Anthropic, Bedrock
 /// Converse), as LiteLLM does: an open object for `json_object`, the given

@@ -60,7 +60,7 @@ fn text_is_copied_as_written_and_escapes_survive() {
         br#"{"model":"m","messages":[{"role":"user","content":"caf\u00e9 \"q\"\n"},{"role":"assistant","content":"ok \t "}]}"#.to_vec(),
     )
     .unwrap();
-    let dep = crate::pipeline::load_config(
+    let dep = crate::provider::parse_config(
         br#"{"model_list":[{"model_name":"m","litellm_params":{"model":"anthropic/claude-x"}}],"gateway":{"clusters":{"anthropic":"c"}}}"#,
         &|_| None,
     )
