@@ -411,7 +411,7 @@ fn one_request(fx: &Fixture, stream: bool) -> usize {
             });
     }
     let mut n = attempt.upstream.body.len();
-    let edits = attempt.exchange.response_headers(200);
+    attempt.exchange.response_headers(200);
     if stream {
         let last = fx.chunks.len() - 1;
         for (i, c) in fx.chunks.iter().enumerate() {
@@ -419,12 +419,8 @@ fn one_request(fx: &Fixture, stream: bool) -> usize {
                 n += out.len();
             }
         }
-    } else if edits.buffer_body {
-        if let Some((out, _)) = attempt.exchange.complete_body(&fx.answer) {
-            n += out.len();
-        }
-    } else {
-        attempt.exchange.passthrough_chunk(&fx.answer, true);
+    } else if let Some((out, _)) = attempt.exchange.complete_body(&fx.answer) {
+        n += out.len();
     }
     let usage = attempt.exchange.usage();
     if let Some(adm) = admission {

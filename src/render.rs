@@ -445,8 +445,9 @@ pub fn render(cfg: &Value, opts: &RenderOptions) -> Result<Value, ConfigError> {
             "listeners": [{
                 "name": "llm_gateway",
                 "address": {"socket_address": {"address": opts.listen_address, "port_value": opts.listen_port}},
-                // Above the filter's body limit, so the filter answers 413 in OpenAI shape first.
-                "per_connection_buffer_limit_bytes": 33554432,
+                // Above the filter's request and answer limits, so the filter answers in
+                // OpenAI shape (413, 502) before Envoy's plain-text 413 / 500.
+                "per_connection_buffer_limit_bytes": listener_buffer_limit(&parsed),
                 "filter_chains": [{"filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
                     "typed_config": {
@@ -575,6 +576,15 @@ pub fn upstream_failure_reply() -> Value {
             "code": "%RESPONSE_CODE_DETAILS%"
         }}}
     }]})
+}
+
+/// The listener's buffer: 32 MiB, or more when the request or answer limit
+/// is set higher (a megabyte of room above each).
+fn listener_buffer_limit(cfg: &crate::config::Config) -> usize {
+    const ROOM: usize = 1024 * 1024;
+    (32 * ROOM)
+        .max(cfg.max_body_bytes + ROOM)
+        .max(cfg.max_response_bytes + ROOM)
 }
 
 fn envoy_cluster(name: &str, base: &ApiBase, ca_bundle: &str) -> Value {

@@ -540,3 +540,73 @@ fn upstream_reset_mid_stream_sends_no_clean_end_and_releases_the_deployment() {
         1
     );
 }
+
+#[test]
+fn a_200_without_an_answer_is_a_502_and_the_deployments_failure() {
+    for body in [&b""[..], b"<html>ok</html>", br#"{"status":"ok"}"#] {
+        let mut gw = Gateway::new(json!({
+            "model_list": [openai_dep("a", "a.test")], "gateway": clusters()}));
+        let mut rq = gw.chat(&[], &hello("a"));
+        rq.respond(200, "application/json", body);
+        rq.finish();
+        let got = rq.client();
+        assert_eq!(got.status, 502, "{}", got.text());
+        assert_eq!(got.json()["error"]["code"], "upstream_invalid_response");
+        assert_eq!(
+            rq.host
+                .counters_with_prefix("llm_gateway.failures.deployment."),
+            1
+        );
+    }
+}
+
+#[test]
+fn an_empty_streamed_answer_ends_with_an_error_event_and_done() {
+    for dep in [openai_dep("s", "a.test"), anthropic_dep("s", "a.test")] {
+        let mut gw = Gateway::new(json!({"model_list": [dep], "gateway": clusters()}));
+        let mut rq = gw.chat(&[], &hello_stream("s"));
+        // Content-Length 0: Envoy ends the stream with the headers.
+        rq.respond(200, "text/event-stream", b"");
+        let got = rq.client();
+        assert_eq!(got.status, 200);
+        assert_eq!(got.header("content-type"), Some("text/event-stream"));
+        let data = sse_data(&got.body);
+        assert_eq!(data.len(), 2, "{}", got.text());
+        let err: Value = serde_json::from_str(&data[0]).unwrap();
+        assert_eq!(err["error"]["code"], "upstream_stream_truncated");
+        assert_eq!(data[1], "[DONE]");
+    }
+}
+
+#[test]
+fn a_providers_retry_after_outlasts_the_cooldown_and_is_passed_on() {
+    let mut gw = Gateway::new(json!({
+        "model_list": [openai_dep("w", "a.test")],
+        "router_settings": {"cooldown_time": 5},
+        "gateway": clusters()}));
+    let mut rq = gw.chat(&[], &hello("w"));
+    rq.respond_with(
+        429,
+        "application/json",
+        &[("retry-after", "20")],
+        br#"{"error":{"message":"slow down"}}"#,
+    );
+    rq.finish();
+    assert_eq!(rq.client().status, 429);
+    gw.now_ms += 10_000;
+    let rq = gw.chat(&[], &hello("w"));
+    let refused = rq
+        .refused()
+        .expect("still cooling after 10 s of the provider's 20");
+    assert_eq!(refused.status, 503);
+    let wait = refused.headers.iter().find(|(k, _)| k == "retry-after");
+    assert_eq!(wait.map(|(_, v)| v.as_str()), Some("10"));
+    gw.now_ms += 10_500;
+    let mut rq = gw.chat(&[], &hello("w"));
+    assert!(
+        rq.refused().is_none(),
+        "served again once the provider's wait is over"
+    );
+    rq.respond(200, "application/json", OPENAI_ANSWER.as_bytes());
+    assert_eq!(rq.client().status, 200);
+}

@@ -356,6 +356,10 @@ impl Host for WasmHost {
         (status, body)
     }
 
+    fn call_response_header(&self, name: &str) -> Option<String> {
+        get_header(MapType::HttpCallResponseHeaders, name)
+    }
+
     fn counter_add(&mut self, parts: &[Part<'_>], n: u64) {
         if let Some(id) = metric_id(MetricType::Counter, parts) {
             let _ = hostcalls::increment_metric(id, n.min(i64::MAX as u64) as i64);

@@ -132,6 +132,8 @@ pub trait Host {
     /// reset or timed out) and body of the call whose answer is being
     /// delivered.
     fn call_response(&self, num_headers: usize, body_size: usize) -> (Option<u16>, Vec<u8>);
+    /// A header of the call whose answer is being delivered (`retry-after`).
+    fn call_response_header(&self, name: &str) -> Option<String>;
 
     // --- what Envoy reports -------------------------------------------------
 

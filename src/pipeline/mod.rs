@@ -109,6 +109,19 @@ pub fn body_too_large(limit: usize) -> GatewayError {
     .with_code("request_too_large")
 }
 
+/// An upstream's whole answer larger than the filter reads
+/// (`general_settings.max_response_size_mb`): the upstream's failure to give
+/// a usable answer, so a 502 (LiteLLM answers 400, as if the client had
+/// asked for too much; README).
+pub fn answer_too_large(limit: usize) -> GatewayError {
+    GatewayError::new(
+        502,
+        ErrorKind::Upstream,
+        format!("the upstream's answer exceeds the gateway limit of {limit} bytes"),
+    )
+    .with_code("upstream_response_too_large")
+}
+
 /// `GET /v1/models`: the configured aliases in OpenAI's list shape.
 pub fn models_body(cfg: &Config, created: u64) -> Vec<u8> {
     let data: Vec<_> = cfg
@@ -324,8 +337,6 @@ pub struct HeaderEdits {
 enum Mode {
     /// Not yet decided (before response headers).
     Pending,
-    /// Forward as is.
-    Passthrough,
     /// Buffer, then translate a success body.
     Translate,
     /// Buffer, then translate an error body with the upstream status.
@@ -352,8 +363,6 @@ pub struct Exchange {
     limit: Option<MidStreamLimit>,
     /// Which API the answer is for.
     op: Operation,
-    /// The last bytes of a passed-through body, where its `usage` sits.
-    tail: Vec<u8>,
     /// Embeddings requested with `encoding_format: "base64"`.
     base64_embeddings: bool,
     /// Generated text seen so far (content, reasoning, tool arguments), in bytes.
@@ -367,6 +376,9 @@ pub struct Exchange {
     /// The deployment's credentials: a provider error that quotes one
     /// (some echo the `Authorization` they got) reaches the client without it.
     secrets: Vec<String>,
+    /// The success answer could not be read (empty, not JSON, wrong shape):
+    /// the client got a 502 and the attempt counts as the deployment's failure.
+    unreadable: bool,
 }
 
 /// `gateway.enforce_mid_stream`: end a stream cleanly once its running cost,
@@ -395,14 +407,19 @@ impl Exchange {
             streamed_bytes: 0,
             limit: None,
             op: Operation::Chat,
-            tail: Vec::new(),
             base64_embeddings: false,
             generated_bytes: 0,
             cut_usage: None,
             output_guard: None,
             hold_answer: false,
             secrets: Vec::new(),
+            unreadable: false,
         }
+    }
+
+    /// Whether the success answer turned out unreadable (see [`Self::complete_body`]).
+    pub fn answer_unreadable(&self) -> bool {
+        self.unreadable
     }
 
     /// Buffer the whole answer for a check before the client sees it.
@@ -487,19 +504,10 @@ impl Exchange {
                 buffer_body: false,
             };
         }
-        let passes = match self.op {
-            Operation::Chat => self.translator.passes_response_through(),
-            Operation::Embeddings => self.translator.passes_embeddings_through(),
-        };
-        if passes && !self.need_usage && self.output_guard.is_none() && !self.hold_answer {
-            self.mode = Mode::Passthrough;
-            return HeaderEdits {
-                status: None,
-                content_type: None,
-                remove_content_length: false,
-                buffer_body: false,
-            };
-        }
+        // Every success answer is held whole and read before the client
+        // gets it, OpenAI-shaped ones too: an upstream's 200 with an empty,
+        // cut or unreadable body must become a 502, and the status can only
+        // change while the headers are held.
         self.mode = Mode::Translate;
         HeaderEdits {
             status: None,
@@ -516,11 +524,11 @@ impl Exchange {
     /// A success body that cannot be translated becomes a 502 error: the
     /// filter holds the response headers while it buffers, so the status can
     /// still change.
-    pub fn complete_body(&mut self, body: &[u8]) -> Option<(Vec<u8>, Option<u16>)> {
+    pub fn complete_body(&mut self, upstream: &[u8]) -> Option<(Vec<u8>, Option<u16>)> {
         match &self.mode {
             Mode::Translate => match match self.op {
-                Operation::Chat => self.translator.response(body, &self.meta),
-                Operation::Embeddings => self.translator.embeddings_response(body, &self.meta),
+                Operation::Chat => self.translator.response(upstream, &self.meta),
+                Operation::Embeddings => self.translator.embeddings_response(upstream, &self.meta),
             } {
                 Ok(t) => {
                     self.usage = t.usage;
@@ -537,17 +545,28 @@ impl Exchange {
                     match self.output_guard.as_mut().map(|g| g.check_body(&body)) {
                         Some(Err(e)) => Some((e.to_body(), Some(e.status))),
                         Some(Ok(Some(guarded))) => Some((guarded, None)),
+                        // An OpenAI-shaped answer read and left as it came.
+                        _ if body == upstream => None,
                         _ => Some((body, None)),
                     }
                 }
-                Err(e) => Some((e.to_body(), Some(e.status))),
+                Err(e) => {
+                    self.unreadable = true;
+                    Some((e.to_body(), Some(e.status)))
+                }
             },
             Mode::Error(status) => {
-                let mut e = self.translator.error(*status, body);
+                let mut e = self.translator.error(*status, upstream);
                 for s in &self.secrets {
                     e.message = e.message.replace(s.as_str(), "[REDACTED]");
                 }
-                Some((e.to_body(), None))
+                // A 500 that is not the provider's own JSON error (a proxy's or
+                // load balancer's HTML page) is a bad gateway; the provider's
+                // JSON 500 stays a 500, as LiteLLM answers it.
+                let foreign = *status == 500
+                    && !std::str::from_utf8(upstream)
+                        .is_ok_and(|t| crate::codec::json_in::check(t).is_ok());
+                Some((e.to_body(), foreign.then_some(502)))
             }
             _ => None,
         }
@@ -655,28 +674,6 @@ impl Exchange {
         }
     }
 
-    /// A chunk of a body passed through untouched: keep its last bytes and,
-    /// at the end, read `usage` from them, so even unparsed answers are
-    /// counted (OpenAI puts `usage` last; 4 KiB holds it with room to spare).
-    pub fn passthrough_chunk(&mut self, chunk: &[u8], end_of_stream: bool) {
-        if !matches!(self.mode, Mode::Passthrough) {
-            return;
-        }
-        const KEEP: usize = 4096;
-        if chunk.len() >= KEEP {
-            self.tail.clear();
-            self.tail.extend_from_slice(&chunk[chunk.len() - KEEP..]);
-        } else {
-            let excess = (self.tail.len() + chunk.len()).saturating_sub(KEEP);
-            self.tail.drain(..excess);
-            self.tail.extend_from_slice(chunk);
-        }
-        if end_of_stream {
-            self.usage = usage_in_tail(&self.tail);
-            self.tail = Vec::new();
-        }
-    }
-
     /// Whether the response is being streamed and translated chunk by chunk.
     pub fn is_streaming_response(&self) -> bool {
         matches!(self.mode, Mode::Stream(_))
@@ -687,16 +684,6 @@ impl Exchange {
 /// `<alias>#<index in model_list>`, never a key.
 pub fn deployment_label(dep: &Deployment) -> String {
     dep.id.clone()
-}
-
-/// The `usage` object in the last bytes of an OpenAI JSON body.
-fn usage_in_tail(tail: &[u8]) -> Option<Usage> {
-    let key = b"\"usage\"";
-    let at = tail.windows(key.len()).rposition(|w| w == key)?;
-    let rest = &tail[at + key.len()..];
-    let colon = rest.iter().position(|b| *b == b':')?;
-    let mut it = serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<Usage>();
-    it.next()?.ok()
 }
 
 /// The end (exclusive) of the first complete `data: ...\n\n` event in
@@ -951,7 +938,7 @@ mod usage_tests {
         let h = a.exchange.response_headers(200);
         assert!(h.buffer_body);
         let out = a.exchange.complete_body(br#"{"id":"c","object":"chat.completion","choices":[],"usage":{"prompt_tokens":4000,"completion_tokens":1000,"total_tokens":5000,"prompt_tokens_details":{"cached_tokens":0}}}"#);
-        assert!(out.is_some());
+        assert!(out.is_none(), "read and left as it came");
         assert_eq!(a.exchange.usage().map(|u| u.total_tokens), Some(5000));
     }
 }
@@ -984,19 +971,5 @@ mod tail_tests {
             assert_eq!(generated_text_bytes(event.as_bytes()), reference(event), "{event}");
         }
         assert_eq!(generated_text_bytes(b"data: [DONE]\n\n"), 0);
-    }
-
-    #[test]
-    fn usage_is_read_from_the_tail_of_a_passthrough_body() {
-        let body = format!(
-            "{{\"id\":\"x\",\"choices\":[{{\"message\":{{\"content\":\"{}\"}}}}],\"usage\":{{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10,\"prompt_tokens_details\":{{\"cached_tokens\":0}}}},\"system_fingerprint\":\"fp\"}}",
-            "z".repeat(10_000)
-        );
-        assert_eq!(
-            usage_in_tail(&body.as_bytes()[body.len() - 4096..]),
-            Some(Usage::new(7, 3))
-        );
-        assert_eq!(usage_in_tail(b"{\"usage\": nope"), None);
-        assert_eq!(usage_in_tail(b"no usage here"), None);
     }
 }

@@ -26,6 +26,27 @@ impl FailureKind {
     }
 }
 
+/// The longest provider `Retry-After` honoured, seconds: a cooldown never
+/// outlasts an hour on one answer's word.
+pub const MAX_PROVIDER_WAIT_S: u64 = 3600;
+
+/// A 429's or 503's `Retry-After` as whole seconds (rounded up; at most
+/// [`MAX_PROVIDER_WAIT_S`]). Seconds only: an HTTP-date (rare from LLM
+/// providers) is not read, and the deployment's own cooldown applies.
+pub fn retry_after_s(status: u16, value: Option<String>) -> Option<u64> {
+    if !matches!(status, 429 | 503) {
+        return None;
+    }
+    let value = value?;
+    let (whole, fraction) = value.trim().split_once('.').unwrap_or((value.trim(), ""));
+    let whole: u64 = whole.parse().ok()?;
+    if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let up = u64::from(fraction.bytes().any(|b| b != b'0'));
+    Some(whole.saturating_add(up).min(MAX_PROVIDER_WAIT_S))
+}
+
 /// Whether a provider status is worth another deployment: 5xx, 429 (rate
 /// limited there, maybe not elsewhere) and 408. Other 4xx are the request's
 /// fault and would fail the same everywhere.
@@ -154,5 +175,35 @@ pub(super) fn collect_error_text<'a>(v: &'a Value, depth: usize, out: &mut Vec<&
                 _ => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod retry_after_tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_in_seconds_rounded_up_and_capped() {
+        let read = |s: u16, v: &str| retry_after_s(s, Some(v.to_string()));
+        assert_eq!(read(429, "7"), Some(7));
+        assert_eq!(read(503, " 2.5 "), Some(3));
+        assert_eq!(read(429, "3.000"), Some(3));
+        assert_eq!(read(429, "999999"), Some(MAX_PROVIDER_WAIT_S));
+        assert_eq!(
+            read(500, "7"),
+            None,
+            "only 429 and 503 say when to come back"
+        );
+        for bad in [
+            "",
+            "-1",
+            "soon",
+            "Wed, 21 Oct 2026 07:28:00 GMT",
+            "1.5x",
+            "1e3",
+        ] {
+            assert_eq!(read(429, bad), None, "{bad}");
+        }
+        assert_eq!(retry_after_s(429, None), None);
     }
 }

@@ -302,6 +302,20 @@ pub fn record_failure(
     kind: FailureKind,
     cfg: &crate::config::RouterSettings,
 ) -> Result<FailureOutcome, StoreError> {
+    record_failure_waiting(store, dep, now_ms, kind, cfg, 0)
+}
+
+/// [`record_failure`] when the provider said how long to wait (its
+/// `Retry-After`, in ms): a cooldown it starts lasts at least that long, so
+/// the deployment is not tried again before the provider would take it.
+pub fn record_failure_waiting(
+    store: &dyn SharedStore,
+    dep: &Deployment,
+    now_ms: u64,
+    kind: FailureKind,
+    cfg: &crate::config::RouterSettings,
+    provider_wait_ms: u64,
+) -> Result<FailureOutcome, StoreError> {
     let effect = cooldown_effect(kind);
     if effect == CooldownEffect::None {
         return Ok(FailureOutcome {
@@ -310,7 +324,10 @@ pub fn record_failure(
             until_ms: 0,
         });
     }
-    let cooldown_ms = dep.cooldown_time_ms.unwrap_or(cfg.cooldown_time_ms);
+    let cooldown_ms = dep
+        .cooldown_time_ms
+        .unwrap_or(cfg.cooldown_time_ms)
+        .max(provider_wait_ms);
     let mut outcome = FailureOutcome {
         counted: true,
         cooled_down: false,

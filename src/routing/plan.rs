@@ -277,6 +277,7 @@ pub(super) fn all_cooled_down(
         ),
     )
     .with_code("all_deployments_cooled_down")
+    .with_retry_after(secs)
 }
 
 /// Candidates in the order the strategy prefers them. Ties (and the

@@ -74,6 +74,8 @@ pub struct FakeHost {
     /// The answer of the call being delivered: status (`None`: no headers)
     /// and body.
     pub call_answer: (Option<u16>, Vec<u8>),
+    /// Headers of that answer (besides `:status`).
+    pub call_headers: Vec<(String, String)>,
     pub counters: BTreeMap<String, u64>,
     pub histograms: BTreeMap<String, Vec<u64>>,
     pub filter_state: BTreeMap<String, String>,
@@ -98,6 +100,7 @@ impl FakeHost {
             calls: Vec::new(),
             unknown_clusters: Vec::new(),
             call_answer: (None, Vec::new()),
+            call_headers: Vec::new(),
             counters: BTreeMap::new(),
             histograms: BTreeMap::new(),
             filter_state: BTreeMap::new(),
@@ -275,6 +278,13 @@ impl Host for FakeHost {
 
     fn call_response(&self, _num_headers: usize, _body_size: usize) -> (Option<u16>, Vec<u8>) {
         self.call_answer.clone()
+    }
+
+    fn call_response_header(&self, name: &str) -> Option<String> {
+        self.call_headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
     }
 
     fn counter_add(&mut self, parts: &[Part<'_>], n: u64) {

@@ -180,11 +180,25 @@ impl Request {
 
     /// The provider answers the routed attempt with a whole body.
     pub fn respond(&mut self, status: u16, content_type: &str, body: &[u8]) -> Action {
+        self.respond_with(status, content_type, &[], body)
+    }
+
+    /// [`Self::respond`] with more response headers (`retry-after` ...).
+    pub fn respond_with(
+        &mut self,
+        status: u16,
+        content_type: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Action {
         self.host.response_headers = vec![
             (":status".into(), status.to_string()),
             ("content-type".into(), content_type.into()),
             ("content-length".into(), body.len().to_string()),
         ];
+        self.host
+            .response_headers
+            .extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let a = self
             .flow
             .on_response_headers(body.is_empty(), &mut self.host);

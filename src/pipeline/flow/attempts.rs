@@ -114,7 +114,15 @@ impl RequestFlow {
         if let Some(dep) = self.record.deployment.and_then(|i| cfg.deployments.get(i)) {
             telemetry::count(host, Event::Failures, dep);
             let now = host.now_ms();
-            match routing::record_failure(host.store(), dep, now, kind, &cfg.router) {
+            let wait_ms = self.provider_wait_s.unwrap_or(0).saturating_mul(1000);
+            match routing::record_failure_waiting(
+                host.store(),
+                dep,
+                now,
+                kind,
+                &cfg.router,
+                wait_ms,
+            ) {
                 Ok(o) if o.cooled_down => {
                     telemetry::count(host, Event::Cooldowns, dep);
                     debug!("llm-gateway: {} cooled down until {}", dep.id, o.until_ms);

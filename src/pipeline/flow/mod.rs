@@ -65,6 +65,10 @@ pub struct RequestFlow {
     /// The current attempt's response half (translation, usage).
     exchange: Option<Exchange>,
     buffer_response: bool,
+    /// The failed attempt's `Retry-After` (seconds, as the provider said):
+    /// its cooldown lasts at least that long, and a 429 or 503 passed to the
+    /// client from a retried attempt carries it.
+    provider_wait_s: Option<u64>,
     /// The client's request, kept to translate later attempts.
     parsed: Option<ClientRequest>,
     overrides: Overrides,
@@ -105,6 +109,7 @@ impl RequestFlow {
             first_byte_ms: None,
             error_fallbacks_planned: false,
             last_error: None,
+            provider_wait_s: None,
             need_usage: false,
             waiting: false,
             client: ClientHeaders::default(),
@@ -195,6 +200,8 @@ impl RequestFlow {
         };
         self.first_byte_ms = Some(host.now_ms());
         if routing::is_retryable(status) {
+            self.provider_wait_s =
+                routing::retry_after_s(status, host.call_response_header("retry-after"));
             self.attempt_failed(kind, host);
             if self.dispatch_next(host) {
                 return;
@@ -385,6 +392,8 @@ impl RequestFlow {
         self.first_byte_ms = Some(host.now_ms());
         let status = response_status(host).unwrap_or(502);
         if routing::is_retryable(status) {
+            self.provider_wait_s =
+                routing::retry_after_s(status, host.response_header("retry-after"));
             self.attempt_failed(FailureKind::Status(status), host);
             if self.dispatch_next(host) {
                 // Hold the failed answer; the next attempt's answer replaces it.
@@ -403,16 +412,26 @@ impl RequestFlow {
             // life of the stream.
             self.parsed = None;
         }
-        if end_of_stream && edits.buffer_body {
-            // No body will come: answer now with the translated (empty-body) result.
-            let body = exchange
-                .complete_body(b"")
-                .map(|(b, _)| b)
-                .unwrap_or_default();
-            self.end_in_flight(host);
+        if end_of_stream {
+            // No body will come: answer now with what an empty body means (an
+            // error for a success, the closing error event for a stream).
+            let (status, content_type, body) = if let Some(out) = exchange.stream_chunk(b"", true) {
+                (status, "text/event-stream", out)
+            } else {
+                let (body, new_status) = exchange.complete_body(b"").unwrap_or_default();
+                (
+                    new_status.or(edits.status).unwrap_or(status),
+                    "application/json",
+                    body,
+                )
+            };
+            if status < 400 || exchange.answer_unreadable() {
+                self.attempt_failed(FailureKind::Status(502), host);
+            } else {
+                self.end_in_flight(host);
+            }
             self.replied = true;
-            let status = edits.status.unwrap_or(status);
-            reply::send_json_with(host, status, "application/json", &body, &served);
+            reply::send_json_with(host, status, content_type, &body, &served);
             return Action::Pause;
         }
         if let Some(s) = edits.status {
@@ -455,6 +474,13 @@ impl RequestFlow {
             return Action::Continue;
         }
         if self.buffer_response {
+            if body_size > self.cfg.max_response_bytes {
+                // Answered before Envoy's own buffer limit would (a plain 500).
+                self.buffer_response = false;
+                self.end_in_flight(host);
+                return self
+                    .reply_error(&super::answer_too_large(self.cfg.max_response_bytes), host);
+            }
             if !end_of_stream {
                 return Action::Pause;
             }
@@ -463,10 +489,6 @@ impl RequestFlow {
         let Some(exchange) = self.exchange.as_mut() else {
             return Action::Continue;
         };
-        if !exchange.is_streaming_response() {
-            // Passed through untouched: only its usage is read from the tail.
-            exchange.passthrough_chunk(&host.response_body(body_size), end_of_stream);
-        }
         if exchange.is_streaming_response() {
             let chunk = if body_size > 0 {
                 host.response_body(body_size)
@@ -504,7 +526,10 @@ impl RequestFlow {
         let Some(exchange) = self.exchange.as_mut() else {
             return Action::Continue;
         };
-        let mut checked = false;
+        // `checked`: the answer was read as a success (translated, or
+        // OpenAI-shaped and left as it came: `None`), so the answer's
+        // guardrail services see it.
+        let mut checked = true;
         let mut out = None;
         if let Some((translated, new_status)) = exchange.complete_body(&body) {
             if let Some(s) = new_status.filter(|s| Some(*s) != status) {
@@ -513,7 +538,13 @@ impl RequestFlow {
             checked = new_status.is_none();
             out = Some(translated);
         }
-        if upstream_status.is_none() {
+        if self
+            .exchange
+            .as_ref()
+            .is_some_and(Exchange::answer_unreadable)
+        {
+            self.attempt_failed(FailureKind::Status(502), host);
+        } else if upstream_status.is_none() {
             self.attempt_succeeded(host);
         }
         if checked && upstream_status.is_none() && self.hooks.checks_answers() {
@@ -574,7 +605,7 @@ impl RequestFlow {
         );
         self.replied = true;
         let mut headers = self.served_headers();
-        if let Some(s) = self.record.retry_after {
+        if let Some(s) = err.retry_after.or(self.record.retry_after) {
             headers.push(("retry-after".to_string(), s.to_string()));
         }
         reply::send_error(host, err, &headers);
@@ -611,6 +642,9 @@ impl RequestFlow {
         };
         let mut served = served;
         served.extend(self.response_complete(host));
+        if let Some(s) = self.provider_wait_s.filter(|_| matches!(status, 429 | 503)) {
+            served.push(("retry-after".to_string(), s.to_string()));
+        }
         self.replied = true;
         reply::send_json_with(host, reply.status, reply.content_type, &reply.body, &served);
     }

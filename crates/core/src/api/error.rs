@@ -64,6 +64,8 @@ pub struct GatewayError {
     pub param: Option<String>,
     /// A machine-readable code (`model_not_found`, `insufficient_quota` ...).
     pub code: Option<String>,
+    /// Seconds the client should wait before trying again (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl GatewayError {
@@ -75,7 +77,14 @@ impl GatewayError {
             message: message.into(),
             param: None,
             code: None,
+            retry_after: None,
         }
+    }
+
+    /// Tell the client when to try again (the reply's `Retry-After`).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// 400 about a specific request field.

@@ -27,6 +27,11 @@ use providers::ProviderKind;
 
 /// Default limit on a request body: 10 MiB, room for a few base64 images.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+/// Default limit on a whole (non-streamed) answer the filter holds to read:
+/// 30 MiB, under the listener's buffer (`llm-gateway render` keeps that
+/// above both limits), so the client gets an OpenAI error, not Envoy's
+/// plain-text 500, when an upstream sends more.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 30 * 1024 * 1024;
 /// Request header the filter sets to name the upstream Envoy cluster.
 pub const DEFAULT_CLUSTER_HEADER: &str = "x-llm-gateway-cluster";
 
@@ -300,6 +305,8 @@ pub struct Config {
     pub deployments: Vec<Deployment>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Largest whole answer read, in bytes (`general_settings.max_response_size_mb`).
+    pub max_response_bytes: usize,
     /// Header used to pass the chosen cluster to the Envoy route.
     pub cluster_header: String,
     /// LiteLLM's `drop_params`: drop parameters a provider cannot take instead of failing.
@@ -438,22 +445,29 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     let general = object_or_empty(&root, "general_settings")?;
     for k in general.keys() {
         match k.as_str() {
-            "max_request_size_mb" => {}
+            "max_request_size_mb" | "max_response_size_mb" => {}
             "master_key" => {}
             k if unenforced::is_handled(&format!("general_settings.{k}")) => {}
             k => warnings.push(format!("general_settings.{k} is ignored by this gateway")),
         }
     }
-    let mut max_body_bytes = DEFAULT_MAX_BODY_BYTES;
-    if let Some(mb) = general.get("max_request_size_mb") {
-        let mb = mb.as_f64().filter(|m| *m > 0.0).ok_or_else(|| {
-            err(
-                "general_settings.max_request_size_mb",
-                "must be a positive number",
-            )
-        })?;
-        max_body_bytes = (mb * 1024.0 * 1024.0) as usize;
-    }
+    let megabytes = |key: &str, default: usize| -> Result<usize, ConfigError> {
+        let Some(mb) = general.get(key) else {
+            return Ok(default);
+        };
+        let mb = mb
+            .as_f64()
+            .filter(|m| *m > 0.0 && *m <= 4096.0)
+            .ok_or_else(|| {
+                err(
+                    format!("general_settings.{key}"),
+                    "must be a positive number of MB, at most 4096",
+                )
+            })?;
+        Ok((mb * 1024.0 * 1024.0) as usize)
+    };
+    let mut max_body_bytes = megabytes("max_request_size_mb", DEFAULT_MAX_BODY_BYTES)?;
+    let max_response_bytes = megabytes("max_response_size_mb", DEFAULT_MAX_RESPONSE_BYTES)?;
     if let Some(b) = gateway.max_request_body_bytes {
         if b == 0 {
             return Err(err("gateway.max_request_body_bytes", "must be positive"));
@@ -583,6 +597,7 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     Ok(Config {
         deployments,
         max_body_bytes,
+        max_response_bytes,
         cluster_header,
         drop_params,
         router,

@@ -113,14 +113,6 @@ fn passthrough_request(
     })
 }
 
-fn usage_of(body: &[u8]) -> Option<Usage> {
-    serde_json::from_slice::<Value>(body).ok().and_then(|v| {
-        v.get("usage")
-            .filter(|u| u.is_object())
-            .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
-    })
-}
-
 impl Translator for Azure {
     fn request(
         &self,
@@ -162,18 +154,14 @@ impl Translator for Azure {
     ) -> Result<Translated, GatewayError> {
         Ok(Translated {
             body: body.to_vec(),
-            usage: usage_of(body),
+            usage: super::openai_compat::checked_answer(body, "data")?,
         })
-    }
-
-    fn passes_response_through(&self) -> bool {
-        true
     }
 
     fn response(&self, body: &[u8], _meta: &ResponseMeta) -> Result<Translated, GatewayError> {
         Ok(Translated {
             body: body.to_vec(),
-            usage: usage_of(body),
+            usage: super::openai_compat::checked_answer(body, "choices")?,
         })
     }
 
@@ -209,7 +197,12 @@ impl AzureStream {
             self.done = true;
             return;
         }
-        if let Ok(v) = serde_json::from_str::<Value>(data) {
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
+            super::openai_compat::malformed(out);
+            self.done = true;
+            return;
+        };
+        {
             let usage = v.get("usage").filter(|u| u.is_object());
             if let Some(u) = usage.and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok()) {
                 self.usage = Some(u);

@@ -177,12 +177,6 @@ pub trait Translator: Sync {
         false
     }
 
-    /// Whether a successful non-streaming body is already in OpenAI shape, so
-    /// the filter need not buffer it.
-    fn passes_response_through(&self) -> bool {
-        false
-    }
-
     /// A successful (2xx) native JSON body as an OpenAI `chat.completion`.
     fn response(&self, body: &[u8], meta: &ResponseMeta) -> Result<Translated, GatewayError>;
 

@@ -4,9 +4,10 @@
 //!
 //! The request is forwarded as the client wrote it, unknown fields included,
 //! with `model` replaced by the deployment's model id. Successful answers are
-//! already in OpenAI shape and pass through untouched; streams are watched (not
-//! rewritten) so a stream cut before `data: [DONE]` still ends cleanly for the
-//! client. Errors are normalised to the OpenAI envelope, since compatible
+//! already in OpenAI shape and pass unchanged once checked ([`checked_answer`]:
+//! an unreadable 200 is a 502); streams are watched (not rewritten) and passed
+//! event by event, so a stream cut before `data: [DONE]`, or with an event
+//! that is not JSON, still ends cleanly for the client. Errors are normalised to the OpenAI envelope, since compatible
 //! servers differ there (vLLM's `{"object":"error"}`, FastAPI's `{"detail"}`).
 
 use serde_json::Value;
@@ -84,11 +85,6 @@ impl Translator for Dialect {
         })
     }
 
-    fn passes_response_through(&self) -> bool {
-        // A dialect whose answers differ from OpenAI's reads them.
-        self.answers == Answers::OpenAi
-    }
-
     fn embeddings_request(
         &self,
         req: &ClientRequest,
@@ -108,15 +104,20 @@ impl Translator for Dialect {
     fn embeddings_response(
         &self,
         body: &[u8],
-        meta: &ResponseMeta,
+        _meta: &ResponseMeta,
     ) -> Result<Translated, GatewayError> {
-        self.response(body, meta)
+        let usage = checked_answer(body, "data")?;
+        Ok(Translated {
+            body: body.to_vec(),
+            usage,
+        })
     }
 
     fn response(&self, body: &[u8], _meta: &ResponseMeta) -> Result<Translated, GatewayError> {
-        let text = std::str::from_utf8(body).ok();
-        let usage = text.and_then(probe).and_then(|(usage, _)| usage);
-        let rewritten = text.and_then(|t| rewrite::answer(t, "message", self.answers));
+        let usage = checked_answer(body, "choices")?;
+        let rewritten = std::str::from_utf8(body)
+            .ok()
+            .and_then(|t| rewrite::answer(t, "message", self.answers));
         Ok(Translated {
             body: rewritten.map_or_else(|| body.to_vec(), String::into_bytes),
             usage,
@@ -160,6 +161,45 @@ fn probe(text: &str) -> Option<(Option<Usage>, bool)> {
     let no_choices =
         choices.is_some_and(|c| json_in::is_array(c) && json_in::elements(c).next().is_none());
     Some((usage, no_choices))
+}
+
+/// A success answer of the OpenAI family checked before the client gets it
+/// (an upstream's 200 with an empty, non-JSON or wrongly shaped body is the
+/// upstream's failure, a 502, never a 200 passed on): a JSON object with its
+/// `list` (`choices`, or `data` for embeddings) an array. Its usage.
+pub(crate) fn checked_answer(body: &[u8], list: &str) -> Result<Option<Usage>, GatewayError> {
+    let invalid = |detail: &str| {
+        GatewayError::new(
+            502,
+            ErrorKind::Upstream,
+            format!("the upstream answered HTTP 200 with {detail}"),
+        )
+        .with_code("upstream_invalid_response")
+    };
+    if body.is_empty() {
+        return Err(invalid("an empty body"));
+    }
+    let text = std::str::from_utf8(body).map_err(|_| invalid("a body that is not UTF-8"))?;
+    if json_in::check(text).is_err() || !json_in::is_object(text.trim_ascii()) {
+        return Err(invalid(&format!(
+            "a body that is not a JSON object: {}",
+            snippet(body)
+        )));
+    }
+    let (mut usage, mut found) = (None, None);
+    for (key, value) in json_in::members(text) {
+        match key.text().as_ref() {
+            "usage" => usage = Some(value),
+            k if k == list => found = Some(value),
+            _ => {}
+        }
+    }
+    if !found.is_some_and(json_in::is_array) {
+        return Err(invalid(&format!("no `{list}` list: {}", snippet(body))));
+    }
+    Ok(usage
+        .filter(|u| json_in::is_object(u))
+        .and_then(|u| serde_json::from_str::<Usage>(u).ok()))
 }
 
 /// Map an error body of the OpenAI family to the envelope, keeping the
@@ -231,6 +271,10 @@ struct Watch {
     answers: Answers,
     done: bool,
     usage: Option<Usage>,
+    /// A malformed event ended the stream (error event sent): the rest is dropped.
+    failed: bool,
+    /// What [`probe`] read of the last event observed, when it mentions usage.
+    seen: Option<(Option<Usage>, bool)>,
 }
 
 impl StreamTranslator for PassthroughStream {
@@ -240,20 +284,43 @@ impl StreamTranslator for PassthroughStream {
             tail,
             watch,
         } = self;
+        if watch.failed {
+            return;
+        }
         if watch.hide_usage_chunk || watch.answers != Answers::OpenAi {
             decoder.feed_with(bytes, |_, data| watch.forward_event(data, out));
             return;
         }
+        let mut bad: Option<String> = None;
         decoder.feed_with(bytes, |_, data| {
-            watch.observe(data);
-        });
-        match bytes.iter().rposition(|&b| b == b'\n' || b == b'\r') {
-            Some(i) => {
-                out.append(tail);
-                out.extend_from_slice(&bytes[..=i]);
-                tail.extend_from_slice(&bytes[i + 1..]);
+            if bad.is_none() && !watch.done && !watch.observe_checked(data) {
+                bad = Some(data.to_string());
             }
-            None => tail.extend_from_slice(bytes),
+        });
+        if let Some(data) = bad {
+            // Forward what came before the malformed event's line, then end.
+            tail.extend_from_slice(bytes);
+            let at = tail
+                .windows(data.len().max(1))
+                .position(|w| w == data.as_bytes())
+                .unwrap_or(0);
+            let line = tail[..at]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            out.extend_from_slice(&tail[..line]);
+            tail.clear();
+            malformed(out);
+            watch.failed = true;
+            return;
+        }
+        // Whole events only: an event is forwarded once its blank line came
+        // (a blank line may straddle two writes, so it is looked for in what
+        // is held and the new bytes together).
+        tail.extend_from_slice(bytes);
+        if let Some(end) = last_event_end(tail) {
+            out.extend_from_slice(&tail[..end]);
+            tail.drain(..end);
         }
     }
 
@@ -263,6 +330,9 @@ impl StreamTranslator for PassthroughStream {
             tail,
             watch,
         } = self;
+        if watch.failed {
+            return;
+        }
         if watch.hide_usage_chunk || watch.answers != Answers::OpenAi {
             // An event the stream did not close is cut short: only a final
             // `[DONE]` missing its blank line is forwarded.
@@ -278,27 +348,63 @@ impl StreamTranslator for PassthroughStream {
         }
         let was_done = watch.done;
         decoder.finish_with(|_, data| {
-            watch.observe(data);
+            watch.observe_checked(data);
         });
         if watch.done {
             // A final event without its closing blank line: complete it.
             if !tail.is_empty() {
-                out.append(tail);
+                let keep = tail.trim_ascii_end().len();
+                out.extend_from_slice(&tail[..keep]);
+                tail.clear();
                 out.extend_from_slice(b"\n\n");
             } else if !was_done {
                 out.extend_from_slice(b"\n");
             }
             return;
         }
-        // Cut short: drop the partial line, close any open event, report.
+        // Cut short: the unfinished event is dropped (as SSE drops it), then the report.
         tail.clear();
-        out.extend_from_slice(b"\n");
         truncated(out);
     }
 
     fn usage(&self) -> Option<Usage> {
         self.watch.usage
     }
+}
+
+/// Where the last complete event in `buf` ends: just after its blank line
+/// (`\n\n`, `\n\r\n`). `None`: no event ends in `buf`.
+fn last_event_end(buf: &[u8]) -> Option<usize> {
+    let mut i = buf.len();
+    while i >= 2 {
+        if buf[i - 1] == b'\n' {
+            let before = if buf[i - 2] == b'\r' && i >= 3 {
+                i - 3
+            } else {
+                i - 2
+            };
+            if buf[before] == b'\n' {
+                return Some(i);
+            }
+        }
+        i -= 1;
+    }
+    None
+}
+
+/// The error event and `[DONE]` for an OpenAI-shaped stream with an event
+/// that is not JSON: the stream ends there (what follows is dropped), rather
+/// than a client's SDK failing on the line forwarded as it came.
+#[inline]
+pub(crate) fn malformed(out: &mut Vec<u8>) {
+    let err = GatewayError::new(
+        502,
+        ErrorKind::Upstream,
+        "the upstream stream sent an event that is not JSON",
+    )
+    .with_code("upstream_stream_malformed");
+    stream_error_event(&err, out);
+    write_done(out);
 }
 
 /// The error event and `[DONE]` for an OpenAI-shaped stream cut short
@@ -319,10 +425,15 @@ pub(crate) fn truncated(out: &mut Vec<u8>) {
 impl Watch {
     /// Event-granular forwarding (see [`PassthroughStream`]).
     fn forward_event(&mut self, data: &str, out: &mut Vec<u8>) {
-        if data.is_empty() {
+        if data.is_empty() || self.failed {
             return;
         }
-        let usage_only = self.observe(data).is_some_and(|(_, no_choices)| no_choices);
+        if !self.done && !self.observe_checked(data) {
+            malformed(out);
+            self.failed = true;
+            return;
+        }
+        let usage_only = self.seen.is_some_and(|(_, no_choices)| no_choices);
         if usage_only && self.hide_usage_chunk {
             return;
         }
@@ -332,21 +443,26 @@ impl Watch {
         }
     }
 
-    /// Note `[DONE]` and usage; for an event that mentions usage, what
-    /// [`probe`] reads of it.
-    fn observe(&mut self, data: &str) -> Option<(Option<Usage>, bool)> {
+    /// Note `[DONE]` and usage, and whether the event is JSON (false: a
+    /// malformed event); for an event that mentions usage, what [`probe`]
+    /// reads of it goes to `seen`.
+    fn observe_checked(&mut self, data: &str) -> bool {
+        self.seen = None;
         if data == "[DONE]" {
             self.done = true;
-            return None;
+            return true;
         }
         if !data.contains("\"usage\"") {
-            return None;
+            return json_in::check(data).is_ok();
         }
-        let seen = probe(data)?;
+        let Some(seen) = probe(data) else {
+            return false;
+        };
         if let Some(u) = seen.0 {
             self.usage = Some(u);
         }
-        Some(seen)
+        self.seen = Some(seen);
+        true
     }
 }
 
@@ -381,6 +497,36 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("upstream_stream_truncated"), "{text}");
         assert!(text.ends_with("data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn a_malformed_event_ends_the_stream_at_its_line_for_every_split() {
+        let good = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n";
+        let stream = format!("{good}{good}data: {{oops\n\n{good}data: [DONE]\n\n");
+        for hide_usage in [false, true] {
+            for cut in 0..stream.len() {
+                let mut s = PassthroughStream::default();
+                s.watch.hide_usage_chunk = hide_usage;
+                let mut out = Vec::new();
+                s.feed(&stream.as_bytes()[..cut], &mut out);
+                s.feed(&stream.as_bytes()[cut..], &mut out);
+                s.finish(&mut out);
+                let text = String::from_utf8(out).unwrap();
+                let (before, after) = text
+                    .split_once("data: {\"error\"")
+                    .unwrap_or_else(|| panic!("no error event at cut {cut}: {text}"));
+                assert_eq!(before, format!("{good}{good}"), "cut {cut}");
+                assert!(after.contains("upstream_stream_malformed"), "{after}");
+                assert!(
+                    after.ends_with("}\n\ndata: [DONE]\n\n"),
+                    "cut {cut}: {after}"
+                );
+                assert!(
+                    !after.contains("oops") && !after.contains("\"a\""),
+                    "{after}"
+                );
+            }
+        }
     }
 
     #[test]
