@@ -24,7 +24,7 @@ CARGO_BIN    := target/release/llm-gateway
 # The features rustc enables by default for wasm32-wasip1, plus SIMD (.cargo/config.toml), for wasm-opt to accept the module.
 WASM_OPT_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals --enable-simd
 
-.PHONY: all build venv test test-litellm unit e2e run render envoy-configs check-envoy-configs k8s-render oci lint bench bench-floor bench-tools profile clean
+.PHONY: all build venv test test-litellm unit e2e fuzz run render envoy-configs check-envoy-configs k8s-render oci lint bench bench-floor bench-tools profile clean
 
 all: build
 
@@ -65,6 +65,15 @@ unit:
 	python3 -m unittest tools/test_check_arch.py
 	cargo test --workspace --all-targets
 	tools/wasm-unit.sh
+
+## fuzz: the decoder fuzzing (tests/fuzz_decoders.rs) at length, release build: every decoder that
+## reads outside bytes (client requests, provider answers, errors, streams, configs, YAML) on
+## mutated fixtures and random bytes; `make test` runs the same properties with 48 cases each.
+## FUZZ_CASES (default 50000) per property, ~20 s here (the SSE, NDJSON and event-stream
+## decoders' own properties, 256 cases each, run in `make test`).
+FUZZ_CASES ?= 50000
+fuzz:
+	FUZZ_CASES=$(FUZZ_CASES) cargo test --release --test fuzz_decoders
 
 ## e2e: needs redis-server and webdis (fleet counters), nginx and wrk (the bench smoke test);
 ## installed here when missing (root or sudo)

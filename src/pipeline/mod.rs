@@ -109,6 +109,31 @@ pub fn body_too_large(limit: usize) -> GatewayError {
     .with_code("request_too_large")
 }
 
+/// A request body declared as something other than JSON (`text/plain`,
+/// curl's default `application/x-www-form-urlencoded`, multipart): 415, as
+/// OpenAI's API refuses it, before the body is read. No `Content-Type` at
+/// all is read as JSON. (LiteLLM reads any body as JSON; README.)
+pub fn not_json(content_type: Option<&str>) -> Option<GatewayError> {
+    let media = content_type?.split(';').next().unwrap_or("").trim();
+    let json = media.eq_ignore_ascii_case("application/json")
+        || media
+            .as_bytes()
+            .rsplit(|b| *b == b'+')
+            .next()
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"json") && media.len() > 5);
+    (!json && !media.is_empty()).then(|| {
+        GatewayError::new(
+            415,
+            ErrorKind::InvalidRequest,
+            format!(
+                "request Content-Type is `{media}`; send the body as JSON with \
+                 `Content-Type: application/json`"
+            ),
+        )
+        .with_code("unsupported_media_type")
+    })
+}
+
 /// An upstream's whole answer larger than the filter reads
 /// (`general_settings.max_response_size_mb`): the upstream's failure to give
 /// a usable answer, so a 502 (LiteLLM answers 400, as if the client had
@@ -283,7 +308,7 @@ pub fn prepare(
     header_overrides: &[(&str, String)],
 ) -> Result<(ClientRequest, Overrides), GatewayError> {
     let req = ClientRequest::parse(op, body)?;
-    let mut raw = req.overrides();
+    let mut raw = req.overrides()?;
     for (header, value) in header_overrides {
         let Some((_, key)) = OVERRIDE_HEADERS.iter().find(|(h, _)| h == header) else {
             continue;
@@ -971,5 +996,35 @@ mod tail_tests {
             assert_eq!(generated_text_bytes(event.as_bytes()), reference(event), "{event}");
         }
         assert_eq!(generated_text_bytes(b"data: [DONE]\n\n"), 0);
+    }
+}
+
+#[cfg(test)]
+mod content_type_tests {
+    use super::not_json;
+
+    #[test]
+    fn only_json_bodies_are_read() {
+        for ok in [
+            None,
+            Some("application/json"),
+            Some("Application/JSON; charset=utf-8"),
+            Some("application/vnd.api+json"),
+            Some(""),
+        ] {
+            assert!(not_json(ok).is_none(), "{ok:?}");
+        }
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "json",
+            "+json",
+            "é+jsoné",
+            "ééééé",
+        ] {
+            let e = not_json(Some(bad)).unwrap_or_else(|| panic!("{bad} accepted"));
+            assert_eq!(e.status, 415);
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! part around one [`RequestFlow`] (the callbacks in Envoy's order, the
 //! router's forwarding, the provider's answer).
 
+pub mod deployments;
 pub mod fake_host;
 
 use std::rc::Rc;

@@ -69,6 +69,7 @@ pub(super) struct ClientHeaders {
     pub authorization: Option<String>,
     pub x_api_key: Option<String>,
     pub content_length: Option<String>,
+    pub content_type: Option<String>,
     /// `OVERRIDE_HEADERS` present, with their values.
     pub overrides: Vec<(&'static str, String)>,
     /// Present headers to remove before the request goes upstream: client
@@ -104,6 +105,7 @@ impl ClientHeaders {
                 "authorization" if h.authorization.is_none() => h.authorization = Some(value),
                 "x-api-key" if h.x_api_key.is_none() => h.x_api_key = Some(value),
                 "content-length" if h.content_length.is_none() => h.content_length = Some(value),
+                "content-type" if h.content_type.is_none() => h.content_type = Some(value),
                 n if n == LOCAL_REPLY_MARKER => h.has_local_reply_marker = true,
                 _ => {}
             }

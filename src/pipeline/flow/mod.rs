@@ -313,6 +313,9 @@ impl RequestFlow {
                 if declared.is_some_and(|n| n > self.cfg.max_body_bytes) {
                     return self.reply_error(&super::body_too_large(self.cfg.max_body_bytes), host);
                 }
+                if let Some(e) = super::not_json(self.client.content_type.as_deref()) {
+                    return self.reply_error(&e, host);
+                }
                 if end_of_stream {
                     return self.reply_error(
                         &GatewayError::bad_request(

@@ -33,6 +33,10 @@ const MOCK: &str = "is LiteLLM's mock response, which this gateway does not serv
 
 /// Refused by exact name (the security list of LiteLLM's proxy).
 const REFUSED: &[&str] = &[
+    // A client-side provider key: LiteLLM would call the provider with it;
+    // this gateway never does, and dropping it would bill the deployment's
+    // key while the client believes its own pays.
+    "api_key",
     "api_base",
     "base_url",
     "user_config",
@@ -89,7 +93,6 @@ const CONSUMED: &[&str] = &[
     "cache_key",
     "preset_cache_key",
     "no-log",
-    "api_key",
     "api_version",
     "custom_llm_provider",
     "headers",

@@ -453,7 +453,7 @@ pub fn validate_chat_request(raw: Map<String, Value>) -> Result<ParsedRequest, G
     }
     let chat = ChatRequest::deserialize(&Value::Object(raw.clone())).map_err(|e| {
         let msg = e.to_string();
-        let param = field_in_serde_message(&msg);
+        let param = field_in_serde_message(&msg).or_else(|| mistyped_member(&raw));
         let err = GatewayError::bad_request(format!("invalid request: {msg}"));
         match param {
             Some(p) => err.with_param(&p),
@@ -466,6 +466,25 @@ pub fn validate_chat_request(raw: Map<String, Value>) -> Result<ParsedRequest, G
         op: Operation::Chat,
         embeddings: None,
     })
+}
+
+/// Which member a failed [`ChatRequest`] read is about, when serde's message
+/// does not say (`invalid type: string "hot", expected f64`): the first
+/// member that fails the same read alone, beside the messages (a cold path:
+/// only a refused request comes here).
+fn mistyped_member(raw: &Map<String, Value>) -> Option<String> {
+    let base: Map<String, Value> = ["model", "messages"]
+        .iter()
+        .filter_map(|k| Some((k.to_string(), raw.get(*k)?.clone())))
+        .collect();
+    raw.iter()
+        .filter(|(k, _)| !base.contains_key(k.as_str()))
+        .find(|(k, v)| {
+            let mut one = base.clone();
+            one.insert(k.to_string(), (*v).clone());
+            ChatRequest::deserialize(&Value::Object(one)).is_err()
+        })
+        .map(|(k, _)| k.clone())
 }
 
 /// Serde says "... for field `x`" in some messages; use it as `param`.

@@ -222,14 +222,19 @@ impl ClientRequest {
             .map(|m| (self.key_text(m), self.raw_value(m)))
     }
 
-    /// The routing overrides in the body, parsed (they are small).
-    pub fn overrides(&self) -> Map<String, Value> {
+    /// The routing overrides in the body, parsed (they are small). One
+    /// that is valid JSON but no value (`1e309`, out of every number's
+    /// range) is the client's 400, never taken as absent.
+    pub fn overrides(&self) -> Result<Map<String, Value>, GatewayError> {
         let mut out = Map::new();
         for m in self.members.iter().filter(|m| m.kind == Kind::Override) {
-            let v = serde_json::from_str(self.raw_value(m)).unwrap_or(Value::Null);
-            out.insert(self.key_text(m).into_owned(), v);
+            let key = self.key_text(m);
+            let v = serde_json::from_str(self.raw_value(m)).map_err(|e| {
+                GatewayError::bad_param(&key, format!("`{key}` cannot be read: {e}"))
+            })?;
+            out.insert(key.into_owned(), v);
         }
-        out
+        Ok(out)
     }
 
     /// Ask an OpenAI-compatible provider for usage in a stream
@@ -583,7 +588,7 @@ mod tests {
             out,
             r#"{"model":"gpt-x\"y","messages":[{"role":"user","content":"caf\u00e9 \"q\""}],"temperature":0.70}"#
         );
-        assert_eq!(r.overrides().len(), 2);
+        assert_eq!(r.overrides().unwrap().len(), 2);
         assert!(r.member("num_retries").is_none());
     }
 
@@ -671,7 +676,10 @@ mod tests {
     fn escaped_keys_are_recognised() {
         let r = chat(r#"{"mod\u0065l":"m","messages":[1],"num_r\u0065tries":1}"#).unwrap();
         assert_eq!(r.head.model, "m");
-        assert_eq!(r.overrides().get("num_retries"), Some(&Value::from(1)));
+        assert_eq!(
+            r.overrides().unwrap().get("num_retries"),
+            Some(&Value::from(1))
+        );
         let v: Value = serde_json::from_slice(&r.openai_body("n")).unwrap();
         assert_eq!(v, serde_json::json!({"model": "n", "messages": [1]}));
     }

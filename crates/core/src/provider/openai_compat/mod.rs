@@ -66,6 +66,11 @@ impl Translator for Dialect {
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
+        // The same checks every other translator makes before its server
+        // sees the request (types of the fields the gateway knows, messages,
+        // content part types): a malformed request is the client's 400 here,
+        // not the provider's, on every provider.
+        check_parts(&req.parsed()?.chat.messages)?;
         // The client's bytes, only `model` rewritten, unless a rule of the
         // dialect applies.
         let model = self.model_id(&dep.model);
@@ -161,6 +166,41 @@ fn probe(text: &str) -> Option<(Option<Usage>, bool)> {
     let no_choices =
         choices.is_some_and(|c| json_in::is_array(c) && json_in::elements(c).next().is_none());
     Some((usage, no_choices))
+}
+
+/// The content part types OpenAI's Chat Completions API defines, and the
+/// ones OpenAI-compatible servers add (vLLM's `video_url` and `audio_url`).
+const PART_TYPES: &[&str] = &[
+    "text",
+    "image_url",
+    "input_audio",
+    "file",
+    "refusal",
+    "video_url",
+    "audio_url",
+];
+
+/// Every content part is of a known type (a typo such as `txt` is the
+/// client's 400, naming the part).
+fn check_parts(messages: &[crate::api::openai::Message]) -> Result<(), GatewayError> {
+    for (i, m) in messages.iter().enumerate() {
+        let Some(crate::api::openai::Content::Parts(parts)) = &m.content else {
+            continue;
+        };
+        for (j, p) in parts.iter().enumerate() {
+            if !PART_TYPES.contains(&p.kind.as_str()) {
+                return Err(GatewayError::bad_param(
+                    &format!("messages[{i}].content[{j}].type"),
+                    format!(
+                        "unknown content part type `{}`; known: {}",
+                        p.kind,
+                        PART_TYPES.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A success answer of the OpenAI family checked before the client gets it
