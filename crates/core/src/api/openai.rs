@@ -414,16 +414,7 @@ pub fn validate_chat_request(raw: Map<String, Value>) -> Result<ParsedRequest, G
         }
     }
     match raw.get("messages") {
-        Some(Value::Array(list)) if !list.is_empty() => {
-            for (i, m) in list.iter().enumerate() {
-                if let Err(e) = Message::deserialize(m) {
-                    return Err(GatewayError::bad_param(
-                        &format!("messages[{i}]"),
-                        format!("invalid message at messages[{i}]: {e}"),
-                    ));
-                }
-            }
-        }
+        Some(Value::Array(list)) if !list.is_empty() => {}
         Some(Value::Array(_)) => {
             return Err(GatewayError::bad_param(
                 "messages",
@@ -451,21 +442,41 @@ pub fn validate_chat_request(raw: Map<String, Value>) -> Result<ParsedRequest, G
             ));
         }
     }
-    let chat = ChatRequest::deserialize(&Value::Object(raw.clone())).map_err(|e| {
-        let msg = e.to_string();
-        let param = field_in_serde_message(&msg).or_else(|| mistyped_member(&raw));
-        let err = GatewayError::bad_request(format!("invalid request: {msg}"));
-        match param {
-            Some(p) => err.with_param(&p),
-            None => err,
-        }
-    })?;
+    // Read in place (the map lent to a `Value` and taken back, not cloned).
+    let whole = Value::Object(raw);
+    let read = ChatRequest::deserialize(&whole);
+    let Value::Object(raw) = whole else {
+        return Err(GatewayError::bad_request("invalid request"));
+    };
+    let chat = read.map_err(|e| invalid_chat_request(&raw, &e.to_string()))?;
     Ok(ParsedRequest {
         raw,
         chat,
         op: Operation::Chat,
         embeddings: None,
     })
+}
+
+/// The 400 for a request [`ChatRequest`] cannot read: the message at fault
+/// named with its index when it is a message (read alone again: a cold
+/// path), else the member serde names or the first that fails alone.
+fn invalid_chat_request(raw: &Map<String, Value>, msg: &str) -> GatewayError {
+    if let Some(Value::Array(list)) = raw.get("messages") {
+        for (i, m) in list.iter().enumerate() {
+            if let Err(e) = Message::deserialize(m) {
+                return GatewayError::bad_param(
+                    &format!("messages[{i}]"),
+                    format!("invalid message at messages[{i}]: {e}"),
+                );
+            }
+        }
+    }
+    let param = field_in_serde_message(msg).or_else(|| mistyped_member(raw));
+    let err = GatewayError::bad_request(format!("invalid request: {msg}"));
+    match param {
+        Some(p) => err.with_param(&p),
+        None => err,
+    }
 }
 
 /// Which member a failed [`ChatRequest`] read is about, when serde's message

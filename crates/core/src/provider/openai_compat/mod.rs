@@ -220,19 +220,18 @@ pub(crate) fn checked_answer(body: &[u8], list: &str) -> Result<Option<Usage>, G
         return Err(invalid("an empty body"));
     }
     let text = std::str::from_utf8(body).map_err(|_| invalid("a body that is not UTF-8"))?;
-    if json_in::check(text).is_err() || !json_in::is_object(text.trim_ascii()) {
+    // Checked and its top level read in one pass.
+    let (mut usage, mut found) = (None, None);
+    let checked = json_in::check_members(text, &mut |key, value| match key.text().as_ref() {
+        "usage" => usage = Some(value),
+        k if k == list => found = Some(value),
+        _ => {}
+    });
+    if checked.is_err() || !json_in::is_object(text.trim_ascii()) {
         return Err(invalid(&format!(
             "a body that is not a JSON object: {}",
             snippet(body)
         )));
-    }
-    let (mut usage, mut found) = (None, None);
-    for (key, value) in json_in::members(text) {
-        match key.text().as_ref() {
-            "usage" => usage = Some(value),
-            k if k == list => found = Some(value),
-            _ => {}
-        }
     }
     if !found.is_some_and(json_in::is_array) {
         return Err(invalid(&format!("no `{list}` list: {}", snippet(body))));
