@@ -24,7 +24,7 @@ CARGO_BIN    := target/release/llm-gateway
 # The features rustc enables by default for wasm32-wasip1, plus SIMD (.cargo/config.toml), for wasm-opt to accept the module.
 WASM_OPT_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals --enable-simd
 
-.PHONY: all build venv test test-litellm unit e2e fuzz run render envoy-configs check-envoy-configs k8s-render oci lint bench bench-floor bench-tools profile clean
+.PHONY: all build wasm-target venv test test-litellm unit e2e fuzz run render envoy-configs check-envoy-configs k8s-render oci lint bench bench-floor bench-tools profile clean
 
 all: build
 
@@ -45,7 +45,7 @@ venv: $(VENV)/.installed
 ## --converge (passes repeated while they shrink the module): 1 KB more.
 ## --low-memory-unused (8 KB less): the module is laid out stack first (the stack is the first
 ## MiB, growing down to 0), so the low 1 KiB is touched only by a stack about to overflow.
-build:
+build: wasm-target
 	cargo build --release --lib --target $(TARGET)
 	@tools/ensure-debs.sh binaryen >/dev/null 2>&1 || true
 	@if command -v wasm-opt >/dev/null; then \
@@ -58,10 +58,17 @@ build:
 $(CARGO_BIN): $(shell find src -name '*.rs') Cargo.toml
 	cargo build --release --bin llm-gateway
 
+## wasm-target: the Rust target the filter is built for, added with rustup when it is missing
+## (a newcomer's forgotten `rustup target add`); without rustup, cargo says what is missing.
+wasm-target:
+	@if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx $(TARGET); then \
+	  echo "adding the Rust target $(TARGET) (rustup target add $(TARGET))"; rustup target add $(TARGET); \
+	fi
+
 ## test: native unit/fixture tests, then the end-to-end suite against real Envoy
 test: unit e2e
 
-unit:
+unit: wasm-target
 	python3 -m unittest tools/test_check_arch.py
 	cargo test --workspace --all-targets
 	tools/wasm-unit.sh
@@ -110,7 +117,8 @@ run: build venv render
 	  echo "mock providers: Anthropic on 127.0.0.1:9101, OpenAI on 127.0.0.1:9102"; \
 	fi; \
 	echo "gateway: http://localhost:$(PORT)/v1  (config: $(CONFIG); Ctrl-C stops)"; \
-	$(ENVOY) -c $(RUN_DIR)/envoy.yaml --concurrency 2 --base-id 4000 -l warning --component-log-level wasm:info
+	$(ENVOY) -c $(RUN_DIR)/envoy.yaml --concurrency 2 $(if $(BASE_ID),--base-id $(BASE_ID),--use-dynamic-base-id) \
+	  -l warning --component-log-level wasm:info
 
 ## envoy-configs: regenerate the committed envoy/*.yaml from their *-config.yaml sources
 envoy-configs: $(CARGO_BIN)

@@ -610,3 +610,54 @@ fn a_providers_retry_after_outlasts_the_cooldown_and_is_passed_on() {
     rq.respond(200, "application/json", OPENAI_ANSWER.as_bytes());
     assert_eq!(rq.client().status, 200);
 }
+
+#[test]
+fn a_key_limited_to_some_models_never_falls_back_to_others() {
+    // `gpt` only; every kind of fallback to `claude`, from the config and the request.
+    let too_long = br#"{"error":{"message":"This model's maximum context length is 8192 tokens","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
+    for (router, body_extra, status, answer) in [
+        (
+            json!({"fallbacks": [{"gpt": ["claude"]}]}),
+            json!({}),
+            500,
+            &br#"{"error":{"message":"down"}}"#[..],
+        ),
+        (
+            json!({}),
+            json!({"fallbacks": ["claude"]}),
+            503,
+            br#"{"error":{"message":"down"}}"#,
+        ),
+        (
+            json!({"context_window_fallbacks": [{"gpt": ["claude"]}]}),
+            json!({}),
+            400,
+            too_long,
+        ),
+        (
+            json!({}),
+            json!({"context_window_fallbacks": ["claude"]}),
+            400,
+            too_long,
+        ),
+    ] {
+        let mut gw = Gateway::new(json!({
+            "model_list": [openai_dep("gpt", "a.test"), anthropic_dep("claude", "c.test")],
+            "router_settings": router,
+            "virtual_keys": [{"key_hash": key_hash("sk-team"), "key_alias": "team", "models": ["gpt"]}],
+            "gateway": clusters()}));
+        let mut body = hello("gpt");
+        body.as_object_mut()
+            .unwrap()
+            .extend(body_extra.as_object().unwrap().clone());
+        let mut rq = gw.chat(&[TEAM_KEY], &body);
+        assert!(rq.refused().is_none(), "{body}");
+        rq.respond(status, "application/json", answer);
+        rq.finish();
+        assert!(
+            rq.host.calls.is_empty(),
+            "{router} {body_extra}: claude was called for a gpt-only key"
+        );
+        assert_eq!(rq.client().status, status.max(400), "{router} {body_extra}");
+    }
+}

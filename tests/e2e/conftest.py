@@ -758,6 +758,17 @@ def assert_openai_error(resp: Response, status: int, etype: str | None = None, p
     return err
 
 
+ENVOY_TROUBLE = re.compile(r"panicked|\[critical\]|wasm.*(failed|abort|unreachable)|Wasm VM failed",
+                           re.IGNORECASE)
+
+
+def assert_envoy_log_clean(g: Gateway) -> None:
+    """No wasm panic, VM failure or critical line in this gateway's Envoy log so far."""
+    log = g.log_path.read_text(errors="replace") if g.log_path.exists() else ""
+    bad = [ln for ln in log.splitlines() if ENVOY_TROUBLE.search(ln)]
+    assert not bad, "Envoy log shows trouble:\n" + "\n".join(bad[:30])
+
+
 def assert_no_client_secret(req: dict) -> None:
     """No header value at the provider carries the client's own key."""
     for name, value in req["header_list"]:

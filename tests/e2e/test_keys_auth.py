@@ -223,3 +223,18 @@ def test_open_gateway_without_keys(gw):
     r = send(gw, "GET", "/key/info", key=CLIENT_KEY)
     assert_openai_error(r, 404)
     assert "wasm.llm_gateway_counter.vm_reload" in all_stats(gw), "the session gateway runs the counter service too"
+
+
+def test_a_limited_key_never_falls_back_to_a_model_it_may_not_use(ag):
+    """Issue 17: alice may use `gpt` only; a context-window fallback to `claude` (asked in the
+    request) is not taken, so the provider's own 400 reaches her and Anthropic is never called."""
+    too_long = {"error": {"message": "This model's maximum context length is 8192 tokens",
+                          "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}
+    for extra in ({"context_window_fallbacks": ["claude"]}, {"fallbacks": ["claude"]}):
+        ag.reset()
+        status = 400 if "context_window_fallbacks" in extra else 500
+        ag.script("openai", {"status": status, "body": too_long if status == 400 else {"error": {"message": "down"}}})
+        r = chat(ag, ALICE, {**chat_body("gpt"), **extra})
+        assert_openai_error(r, status)
+        assert ag.provider_requests("anthropic") == [], extra
+        assert len(ag.provider_requests("openai")) == 1

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import (CLIENT_KEY, OPENAI_HELLO, assert_openai_error, attach_gateway, chat_body, deployment_counter,
+from conftest import (CLIENT_KEY, OPENAI_HELLO, assert_envoy_log_clean, assert_openai_error, attach_gateway, chat_body, deployment_counter,
                       gateway_stats, user)
 from routing_helpers import ModelList
 
@@ -179,3 +179,9 @@ def test_a_429_retry_after_sets_the_cooldown_and_reaches_the_client(wait_gateway
     time.sleep(max(0.0, 7.2 - (time.monotonic() - t0) + 0.1))
     ok = gw.chat(chat_body("wait", user("ok")))
     assert ok.status == 200 and ok.json()["choices"][0]["message"]["content"] == OPENAI_HELLO + "ok"
+
+
+def test_zz_no_wasm_trouble_after_the_faults(answers_gateway, wait_gateway):
+    for g in (answers_gateway, wait_gateway):
+        assert g.proc.poll() is None, "Envoy exited"
+        assert_envoy_log_clean(g)

@@ -221,12 +221,7 @@ impl RequestFlow {
             rand,
             &overrides,
         )?;
-        // A key may fall back only to aliases it may use itself.
-        let allowed: Vec<_> = plan
-            .attempts
-            .into_iter()
-            .filter(|a| self.record.caller.may_use(&cfg, &a.deployment.alias))
-            .collect();
+        let allowed = self.callers_own(&cfg, plan.attempts);
         let planned: Vec<&Deployment> = allowed.iter().map(|a| a.deployment).collect();
         let (hooks, mut cx) = self.hook_cx(host);
         hooks.request_accepted(&mut cx, &mut parsed, &planned)?;
@@ -463,12 +458,30 @@ impl RequestFlow {
         );
         match plan {
             Ok(Some(plan)) => {
-                self.remaining = self.plan_tries(plan.attempts);
+                let allowed = self.callers_own(&cfg, plan.attempts);
+                if allowed.is_empty() {
+                    return false;
+                }
+                self.remaining = self.plan_tries(allowed);
                 self.end_in_flight(host);
                 self.dispatch_next(host)
             }
             _ => false,
         }
+    }
+
+    /// The attempts on aliases the caller may use itself: a key falls back
+    /// (retries, `fallbacks`, context-window and content-policy fallbacks,
+    /// from the config or the request) only to models it may call directly.
+    fn callers_own<'c>(
+        &self,
+        cfg: &crate::config::Config,
+        attempts: Vec<routing::Attempt<'c>>,
+    ) -> Vec<routing::Attempt<'c>> {
+        attempts
+            .into_iter()
+            .filter(|a| self.record.caller.may_use(cfg, &a.deployment.alias))
+            .collect()
     }
 
     /// Set up an attempt's exchange for what the request needs (usage read
