@@ -661,3 +661,24 @@ fn a_key_limited_to_some_models_never_falls_back_to_others() {
         assert_eq!(rq.client().status, status.max(400), "{router} {body_extra}");
     }
 }
+
+#[test]
+fn an_unreadable_answer_is_retried_on_the_next_deployment() {
+    let mut gw = Gateway::new(json!({
+        "model_list": [openai_dep("ha", "a.test"), openai_dep("ha", "b.test")],
+        "gateway": clusters()}));
+    let mut rq = gw.chat(&[], &hello("ha"));
+    rq.respond(200, "application/json", b"<html>oops</html>");
+    assert_eq!(rq.host.calls.len(), 1, "the next deployment is called");
+    let token = rq.host.calls[0].token;
+    rq.answer_call(token, Some(200), OPENAI_ANSWER.as_bytes());
+    rq.finish();
+    let got = rq.client();
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.json()["choices"][0]["message"]["content"], "Hi there");
+    assert_eq!(
+        rq.host
+            .counters_with_prefix("llm_gateway.failures.deployment."),
+        1
+    );
+}

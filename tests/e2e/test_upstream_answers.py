@@ -6,6 +6,7 @@ cooldown and reaches the client on the 503 that follows.
 
   u-<provider>   one deployment on each mock (allowed_fails high: these failures must not cool
                  the deployment down for the next case)
+  r              two deployments on the OpenAI mock: an unreadable answer of the first is retried
   big            the OpenAI mock, behind `general_settings.max_response_size_mb: 1`
   wait           the OpenAI mock, default cooldown (5 s), for the Retry-After case
 """
@@ -19,7 +20,7 @@ import pytest
 
 from conftest import (CLIENT_KEY, OPENAI_HELLO, assert_envoy_log_clean, assert_openai_error, attach_gateway, chat_body, deployment_counter,
                       gateway_stats, user)
-from routing_helpers import ModelList
+from routing_helpers import PRIMARY, ModelList
 
 PROVIDERS = ["anthropic", "openai"]
 MODEL = {"anthropic": "anthropic/claude-u", "openai": "openai/model-u"}
@@ -30,6 +31,8 @@ def answers_gateway(start_gateway, mocks):
     ml = ModelList(mocks)
     ids = {p: ml.add(f"u-{p}", MODEL[p]) for p in PROVIDERS}
     ml.add("big", "openai/model-big")
+    ml.add("r", "openai/model-r1", weight=PRIMARY)
+    ml.add("r", "openai/model-r2")
     cfg = ml.config(router_settings={"allowed_fails": 1000})
     cfg["general_settings"] = {"max_response_size_mb": 1}
     with start_gateway(cfg, name="answers") as g:
@@ -69,6 +72,16 @@ def test_a_200_that_is_no_answer_is_a_502(answers_gateway, request, provider, ca
     # the next request on the same gateway is served
     ok = gw.chat(chat_body(f"u-{provider}", user("ok")))
     assert ok.status == 200, ok.body[:300]
+
+
+def test_an_unreadable_answer_is_retried_on_the_next_deployment(answers_gateway, request):
+    gw = attach_gateway(answers_gateway, request)
+    gw.script("openai", {"match_model": "model-r1", "status": 200, "body": "<html>oops</html>"})
+    r = gw.chat(chat_body("r", user("again")))
+    assert r.status == 200, r.body[:300]
+    assert r.json()["choices"][0]["message"]["content"] == OPENAI_HELLO + "again"
+    assert r.headers.get("x-llm-gateway-attempts") == "2", r.headers
+    assert [q["body"]["model"] for q in gw.provider_requests("openai")] == ["model-r1", "model-r2"]
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

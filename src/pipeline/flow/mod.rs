@@ -409,10 +409,11 @@ impl RequestFlow {
             return Action::Continue;
         };
         let edits = exchange.response_headers(status);
-        if status < 400 {
-            // The answer is being forwarded: no other attempt can follow, so
+        if status < 400 && !edits.buffer_body {
+            // A stream is being forwarded: no other attempt can follow, so
             // the client's request (as large as its body) is not kept for the
-            // life of the stream.
+            // life of the stream. (A whole answer keeps it until it is read:
+            // an unreadable one is retried.)
             self.parsed = None;
         }
         if end_of_stream {
@@ -546,7 +547,13 @@ impl RequestFlow {
             .as_ref()
             .is_some_and(Exchange::answer_unreadable)
         {
+            // The deployment's failure, retried on the next attempt as a 5xx
+            // would be (LiteLLM retries an unreadable answer too).
             self.attempt_failed(FailureKind::Status(502), host);
+            if self.dispatch_next(host) {
+                self.retrying = true;
+                return Action::Pause;
+            }
         } else if upstream_status.is_none() {
             self.attempt_succeeded(host);
         }
