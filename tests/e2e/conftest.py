@@ -881,6 +881,31 @@ def gateway_bin() -> Path:
 # ---------------------------------------------------------------- single-flavour mocks
 
 
+def run_fault_rows(gw: Gateway, script, alias: str) -> None:
+    """Issue 17's fault matrix rows for one family in real Envoy (docs/reliability.md): its mock
+    (`script(behaviour)`) answers a 200 that is no answer, an HTML 500 / 503, an empty stream;
+    the client gets the OpenAI error for each, and then a good answer."""
+    rows = [({"status": 200, "body": "<html>not an answer</html>", "match_stream": False}, 502),
+            ({"status": 200, "body": "", "match_stream": False}, 502),
+            ({"status": 500, "body": "<html><h1>Internal Server Error</h1></html>",
+              "headers": {"content-type": "text/html"}}, 502),
+            ({"status": 503, "body": "<html><h1>Service Unavailable</h1></html>",
+              "headers": {"content-type": "text/html"}}, 503)]
+    for behaviour, want in rows:
+        script(behaviour)
+        r = gw.chat(chat_body(alias, user("x")))
+        assert_openai_error(r, want)
+    script({"sse": "", "match_stream": True})
+    res = gw.stream(chat_body(alias, user("x"), stream=True))
+    assert res.status == 200 and res.error is None, (res.status, res.error)
+    assert res.chunks() == [] and len(res.errors()) == 1, res.text
+    assert res.ends_with_done(), res.text
+    ok = gw.chat(chat_body(alias, user("fine")))
+    assert ok.status == 200, ok.body[:300]
+    assert_envoy_log_clean(gw)
+
+
+
 class MockControl:
     """The gateway plus one single-flavour mock's control API (`tests/mocks/*_mock.py`)."""
 

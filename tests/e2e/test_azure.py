@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import (
+from conftest import (run_fault_rows, 
     MockControl,
     CLIENT_KEY, HTTP_TIMEOUT, OPENAI_HELLO, WEATHER_ARGS, WEATHER_TOOL, assert_no_client_secret, assert_openai_error,
     attach_gateway, chat_body, mock_deployment, user,
@@ -186,3 +186,7 @@ def test_embeddings_with_the_openai_sdk(az, sdk):
     path = f"/openai/deployments/{EMBED_DEPLOYMENT}/embeddings?api-version={VERSION}"
     sent = assert_azure_request(az.only_request(), path)
     assert sent["input"] == ["a b", "c"] and sent["dimensions"] == 6
+
+
+def test_fault_rows(az):
+    run_fault_rows(az.gw, az.script, "azure-gpt")

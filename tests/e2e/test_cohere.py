@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import (
+from conftest import (run_fault_rows, 
     MockControl,
     CLIENT_KEY, HTTP_TIMEOUT, MULTIBYTE, WEATHER_ARGS, WEATHER_TOOL, assert_no_client_secret, assert_openai_error,
     attach_gateway, chat_body, collect_tool_calls, finish_reasons, user,
@@ -240,3 +240,7 @@ def test_streamed_safety_stop_is_content_filter(co, framing):
     assert res.content() == "I can"
     assert finish_reasons(res.chunks()) == ["content_filter"]
     assert co.only_request()["response"]["finish_reason"] == "ERROR_TOXIC"
+
+
+def test_fault_rows(co):
+    run_fault_rows(co.gw, co.script, "command")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (CLIENT_KEY, HTTP_TIMEOUT, MULTIBYTE, PNG_B64, WEATHER_ARGS, WEATHER_TOOL, TIME_TOOL,
+from conftest import (run_fault_rows, CLIENT_KEY, HTTP_TIMEOUT, MULTIBYTE, PNG_B64, WEATHER_ARGS, WEATHER_TOOL, TIME_TOOL,
                       assert_no_client_secret, assert_openai_error, attach_gateway, collect_tool_calls,
                       finish_reasons, user)
 
@@ -371,3 +371,8 @@ def test_empty_user_content_is_sent_as_litellm_sanitises_it(gg, google, alias, m
     assert r.status == 200, r.body
     assert r.json()["choices"][0]["finish_reason"] == "stop"
     assert only(google)["body"]["contents"] == sent
+
+
+@pytest.mark.parametrize("alias", ["gem", "vtx"])
+def test_fault_rows(gg, google, alias):
+    run_fault_rows(gg, lambda b: script(google, b), alias)

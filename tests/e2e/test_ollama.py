@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import (
+from conftest import (run_fault_rows, 
     MockControl,
     CLIENT_KEY, HTTP_TIMEOUT, MULTIBYTE, PNG_B64, WEATHER_ARGS, WEATHER_TOOL, assert_no_client_secret,
     assert_openai_error, attach_gateway, chat_body, collect_tool_calls, finish_reasons, user,
@@ -174,3 +174,7 @@ def test_error_line_mid_stream(ol):
     assert res.status == 200 and res.ends_with_done()
     (err,) = res.errors()
     assert err["code"] == "upstream_stream_error" and "unexpected EOF" in err["message"]
+
+
+def test_fault_rows(ol):
+    run_fault_rows(ol.gw, ol.script, "llama")
