@@ -545,6 +545,7 @@ pub fn stats_tags() -> Value {
         "status_class",
         "token_type",
         "key_alias",
+        "kind",
     ]
     .iter()
     .map(|name| {

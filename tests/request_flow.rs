@@ -276,6 +276,11 @@ fn a_429_cools_the_deployment_down_for_every_later_request() {
             .counters_with_prefix("llm_gateway.cooldowns.deployment."),
         1
     );
+    assert_eq!(
+        rq.host
+            .counters_with_prefix("llm_gateway.failures_by_kind.kind.http_429.deployment."),
+        1
+    );
 
     for _ in 0..8 {
         gw.now_ms += 1_000;
@@ -556,6 +561,12 @@ fn a_200_without_an_answer_is_a_502_and_the_deployments_failure() {
             rq.host
                 .counters_with_prefix("llm_gateway.failures.deployment."),
             1
+        );
+        assert_eq!(
+            rq.host
+                .counters_with_prefix("llm_gateway.failures_by_kind.kind.unreadable.deployment."),
+            1,
+            "counted by kind"
         );
     }
 }

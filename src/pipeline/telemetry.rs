@@ -69,6 +69,21 @@ pub fn count(host: &mut dyn Host, event: Event, dep: &Deployment) {
     );
 }
 
+/// A failed attempt by its kind: `llm_gateway.failures_by_kind.kind.<kind>.deployment.<id>`
+/// (`kind` as [`FailureKind::label`]), beside the plain `failures` count.
+pub fn count_failure(host: &mut dyn Host, kind: crate::routing::FailureKind, dep: &Deployment) {
+    count(host, Event::Failures, dep);
+    host.counter_add(
+        &[
+            Part::Text("llm_gateway.failures_by_kind.kind."),
+            Part::Label(&kind.label()),
+            Part::Text(".deployment."),
+            Part::Label(&dep.id),
+        ],
+        1,
+    );
+}
+
 /// Per key alias and per model alias: `llm_gateway.key.<what>.key_alias.<alias>`
 /// and `llm_gateway.model.<what>.alias.<alias>` (`requests`, `tokens`,
 /// `cost_micro_usd`, `rejected_<reason>`).

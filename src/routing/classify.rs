@@ -14,6 +14,23 @@ pub enum FailureKind {
     Timeout,
     /// The connection was reset before the response completed.
     Reset,
+    /// A success status whose answer could not be read (empty, not JSON,
+    /// not the provider's shape): the deployment's failure, as a 5xx is.
+    Unreadable,
+}
+
+impl FailureKind {
+    /// The `kind` label of `llm_gateway.failures_by_kind` (`http_503`,
+    /// `connect`, `timeout`, `reset`, `unreadable`).
+    pub fn label(self) -> String {
+        match self {
+            FailureKind::Status(s) => format!("http_{s}"),
+            FailureKind::ConnectFailure => "connect".to_string(),
+            FailureKind::Timeout => "timeout".to_string(),
+            FailureKind::Reset => "reset".to_string(),
+            FailureKind::Unreadable => "unreadable".to_string(),
+        }
+    }
 }
 
 impl FailureKind {
@@ -21,7 +38,10 @@ impl FailureKind {
     pub fn is_retryable(self) -> bool {
         match self {
             FailureKind::Status(s) => is_retryable(s),
-            FailureKind::ConnectFailure | FailureKind::Timeout | FailureKind::Reset => true,
+            FailureKind::ConnectFailure
+            | FailureKind::Timeout
+            | FailureKind::Reset
+            | FailureKind::Unreadable => true,
         }
     }
 }
@@ -76,9 +96,10 @@ pub(super) fn cooldown_effect(kind: FailureKind) -> CooldownEffect {
         FailureKind::Status(401 | 404 | 408) => CooldownEffect::Count,
         FailureKind::Status(s) if s >= 500 => CooldownEffect::Count,
         FailureKind::Status(_) => CooldownEffect::None,
-        FailureKind::ConnectFailure | FailureKind::Timeout | FailureKind::Reset => {
-            CooldownEffect::Count
-        }
+        FailureKind::ConnectFailure
+        | FailureKind::Timeout
+        | FailureKind::Reset
+        | FailureKind::Unreadable => CooldownEffect::Count,
     }
 }
 

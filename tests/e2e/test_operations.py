@@ -482,6 +482,7 @@ def test_attempts_failures_retries_per_deployment(ops, workload):
     want = {
         "llm_gateway_attempts": {labels_of(deployment=d): n for d, n in attempts.items()},
         "llm_gateway_failures": {labels_of(deployment="smart_0"): 1},
+        "llm_gateway_failures_by_kind": {labels_of(kind="http_500", deployment="smart_0"): 1},
         "llm_gateway_retries": {labels_of(deployment="smart_1"): 1},
         "llm_gateway_fallbacks": {},
         "llm_gateway_cooldowns": {},
@@ -544,6 +545,7 @@ def test_labels_are_bounded(ops, workload):
         "status_class": {"2xx", "4xx", "5xx"},
         "token_type": {"input", "output"},
         "key_alias": {"ops_team", "broke"},
+        "kind": {"http_500", "http_502", "http_503", "http_429", "connect", "timeout", "reset", "unreadable"},
     }
     for s in samples:
         for k, v in s.labels:

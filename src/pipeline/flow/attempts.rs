@@ -112,7 +112,7 @@ impl RequestFlow {
     pub(super) fn attempt_failed(&mut self, kind: FailureKind, host: &mut dyn Host) {
         let cfg = Rc::clone(&self.cfg);
         if let Some(dep) = self.record.deployment.and_then(|i| cfg.deployments.get(i)) {
-            telemetry::count(host, Event::Failures, dep);
+            telemetry::count_failure(host, kind, dep);
             let now = host.now_ms();
             let wait_ms = self.provider_wait_s.unwrap_or(0).saturating_mul(1000);
             match routing::record_failure_waiting(

@@ -430,7 +430,7 @@ impl RequestFlow {
                 )
             };
             if status < 400 || exchange.answer_unreadable() {
-                self.attempt_failed(FailureKind::Status(502), host);
+                self.attempt_failed(FailureKind::Unreadable, host);
             } else {
                 self.end_in_flight(host);
             }
@@ -549,7 +549,7 @@ impl RequestFlow {
         {
             // The deployment's failure, retried on the next attempt as a 5xx
             // would be (LiteLLM retries an unreadable answer too).
-            self.attempt_failed(FailureKind::Status(502), host);
+            self.attempt_failed(FailureKind::Unreadable, host);
             if self.dispatch_next(host) {
                 self.retrying = true;
                 return Action::Pause;
