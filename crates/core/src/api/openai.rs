@@ -312,21 +312,7 @@ pub fn parse_embeddings_request(body: &[u8]) -> Result<ParsedRequest, GatewayErr
 
 /// Validate a parsed embeddings request object.
 pub fn validate_embeddings_request(raw: Map<String, Value>) -> Result<ParsedRequest, GatewayError> {
-    let model = match raw.get("model") {
-        Some(Value::String(m)) if !m.is_empty() => m.clone(),
-        None | Some(Value::Null) => {
-            return Err(GatewayError::bad_param(
-                "model",
-                "missing required parameter: 'model'",
-            ))
-        }
-        Some(_) => {
-            return Err(GatewayError::bad_param(
-                "model",
-                "'model' must be a non-empty string",
-            ))
-        }
-    };
+    let model = required_model(&raw)?;
     match raw.get("input") {
         None | Some(Value::Null) => {
             return Err(GatewayError::bad_param(
@@ -398,21 +384,7 @@ pub fn parse_json_object(body: &[u8]) -> Result<Map<String, Value>, GatewayError
 
 /// Validate a parsed chat completion request object (see [`parse_chat_request`]).
 pub fn validate_chat_request(raw: Map<String, Value>) -> Result<ParsedRequest, GatewayError> {
-    match raw.get("model") {
-        Some(Value::String(m)) if !m.is_empty() => {}
-        None | Some(Value::Null) => {
-            return Err(GatewayError::bad_param(
-                "model",
-                "missing required parameter: 'model'",
-            ))
-        }
-        Some(_) => {
-            return Err(GatewayError::bad_param(
-                "model",
-                "'model' must be a non-empty string",
-            ))
-        }
-    }
+    required_model(&raw)?;
     match raw.get("messages") {
         Some(Value::Array(list)) if !list.is_empty() => {}
         Some(Value::Array(_)) => {
@@ -496,6 +468,21 @@ fn mistyped_member(raw: &Map<String, Value>) -> Option<String> {
             ChatRequest::deserialize(&Value::Object(one)).is_err()
         })
         .map(|(k, _)| k.clone())
+}
+
+/// `model`: present, a non-empty string (chat and embeddings alike).
+fn required_model(raw: &Map<String, Value>) -> Result<String, GatewayError> {
+    match raw.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => Ok(m.clone()),
+        None | Some(Value::Null) => Err(GatewayError::bad_param(
+            "model",
+            "missing required parameter: 'model'",
+        )),
+        Some(_) => Err(GatewayError::bad_param(
+            "model",
+            "'model' must be a non-empty string",
+        )),
+    }
 }
 
 /// Serde says "... for field `x`" in some messages; use it as `param`.
