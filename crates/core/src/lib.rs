@@ -18,6 +18,7 @@
 //! - [`sort`]: the one small sort for short lists.
 
 pub mod api;
+pub mod cache;
 pub mod config;
 pub mod guardrails;
 pub mod provider;

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+pub mod cache;
 pub mod defaults;
 pub mod fleet;
 pub mod keys;
@@ -327,6 +328,9 @@ pub struct Config {
     /// `gateway.guardrails_caller_may_disable`: the guardrails a request may
     /// switch off (`guardrails: {name: false}`); any other always runs.
     pub guardrails_caller_may_disable: Vec<String>,
+    /// `litellm_settings.cache` / `cache_params`: the response cache;
+    /// `None`: off.
+    pub cache: Option<cache::CacheSettings>,
     /// Things worth a log line at start (ignored LiteLLM keys ...).
     pub warnings: Vec<String>,
 }
@@ -373,6 +377,9 @@ struct GatewaySection {
     /// Refused settings (`unenforced::REFUSED`) to load anyway (loudly).
     #[serde(default)]
     allow_unenforced_settings: Vec<String>,
+    /// Bytes the local response cache may hold (`cache_params.type: local`).
+    #[serde(default)]
+    cache_max_bytes: Option<usize>,
     // Budget switches: accepted here, checked (with their field names) by `keys::parse`.
     #[serde(default)]
     #[allow(dead_code)]
@@ -483,7 +490,7 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     };
     for k in litellm.keys() {
         if !LITELLM_ROUTER_KEYS.contains(&k.as_str())
-            && k != "drop_params"
+            && !matches!(k.as_str(), "drop_params" | "cache" | "cache_params")
             && !unenforced::is_handled(&format!("litellm_settings.{k}"))
         {
             warnings.push(format!("litellm_settings.{k} is ignored by this gateway"));
@@ -582,6 +589,15 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     let guardrails = guardrails.into_iter().map(std::sync::Arc::new).collect();
 
     let fleet = fleet::parse_settings(root.get("counters"))?;
+    if gateway.cache_max_bytes == Some(0) {
+        return Err(err("gateway.cache_max_bytes", "must be positive"));
+    }
+    let cache = cache::parse(
+        litellm,
+        gateway.cache_max_bytes,
+        fleet.is_some(),
+        &mut warnings,
+    )?;
     let cluster_header = gateway
         .cluster_header
         .unwrap_or_else(|| DEFAULT_CLUSTER_HEADER.into());
@@ -606,6 +622,7 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         fleet,
         guardrails,
         guardrails_caller_may_disable: gateway.guardrails_caller_may_disable,
+        cache,
         warnings,
     })
 }
