@@ -31,7 +31,7 @@ pub mod render;
 pub mod routing;
 pub mod store;
 
-pub use llm_gateway_core::{api, codec, config, guardrails, provider, sort};
+pub use llm_gateway_core::{api, cache, codec, config, guardrails, provider, sort};
 #[cfg(not(target_arch = "wasm32"))]
 pub mod yaml;
 

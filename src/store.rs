@@ -137,6 +137,13 @@ impl FakeStore {
         (inner.log.len(), refused)
     }
 
+    /// Every key, sorted (tests look at what a feature left in shared data).
+    pub fn keys(&self) -> Vec<String> {
+        let mut k: Vec<String> = self.lock().values.keys().cloned().collect();
+        k.sort();
+        k
+    }
+
     /// Remove every key (a fresh Envoy).
     pub fn clear(&self) {
         self.lock().values.clear();

@@ -184,12 +184,12 @@ fn logging_callbacks_and_other_reviewed_keys_stay_warnings() {
     let mut cfg = base();
     cfg["litellm_settings"] =
         json!({"success_callback": ["langfuse"], "cache": true, "set_verbose": true});
+    // `cache: true` is implemented now: no warning for it.
     cfg["general_settings"] = json!({"database_url": "postgres://x", "public_routes": ["/health"]});
     cfg["router_settings"] = json!({"redis_host": "r", "enable_pre_call_checks": true});
     let c = load(&cfg).unwrap();
     for k in [
         "success_callback",
-        "cache",
         "set_verbose",
         "database_url",
         "public_routes",
@@ -203,6 +203,14 @@ fn logging_callbacks_and_other_reviewed_keys_stay_warnings() {
         );
     }
     assert!(!c.warnings.iter().any(|w| w.contains("NOT enforced")));
+    assert!(
+        !c.warnings
+            .iter()
+            .any(|w| w.contains("litellm_settings.cache")),
+        "{:?}",
+        c.warnings
+    );
+    assert!(c.cache.is_some());
 }
 
 #[test]

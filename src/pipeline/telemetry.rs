@@ -27,6 +27,8 @@ pub mod keys {
     pub const COMPLETION_TOKENS: &str = "llm_gateway.completion_tokens";
     pub const COST_USD: &str = "llm_gateway.cost_usd";
     pub const KEY_ALIAS: &str = "llm_gateway.key_alias";
+    /// What the response cache did: `hit`, `miss`, `bypass`.
+    pub const CACHE: &str = "llm_gateway.cache";
 }
 
 /// A routing event counted per deployment.

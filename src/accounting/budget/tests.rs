@@ -18,6 +18,7 @@ fn key(alias: &str, limits: Limits) -> KeyConfig {
         model_budgets: BTreeMap::new(),
         principals: vec![],
         guardrails: vec![],
+        cache: None,
     }
 }
 

@@ -333,6 +333,7 @@ fn the_service_flushes_once_resends_after_a_failure_and_returns_idle_leases() {
         model_budgets: Default::default(),
         principals: vec![],
         guardrails: vec![],
+        cache: None,
     };
     let ring = KeyRing::new(vec![key], vec![], None);
     let store = FakeStore::new();

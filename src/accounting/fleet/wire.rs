@@ -109,7 +109,7 @@ pub struct ItemReply {
 /// Percent-encode one webdis argument: `/` separates arguments and `.`
 /// picks the output format, so everything but unreserved characters is
 /// escaped.
-pub(super) fn webdis_arg(s: &str, out: &mut String) {
+pub fn webdis_arg(s: &str, out: &mut String) {
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') {
             out.push(b as char);

@@ -45,6 +45,7 @@ impl RequestFlow {
     pub(super) fn served_headers(&self) -> Vec<(String, String)> {
         let mut h: Vec<(String, String)> =
             self.hooks.guardrails.applied_header().into_iter().collect();
+        h.extend(self.hooks.cache.headers());
         let Some(idx) = self.record.deployment else {
             return h;
         };
@@ -176,7 +177,7 @@ impl RequestFlow {
     pub(super) fn admission_answered(&mut self, host: &mut dyn Host) {
         self.waiting = false;
         match self.admit_and_route(self.record.body_len, host) {
-            Ok(()) if self.waiting => {}
+            Ok(()) if self.waiting || self.replied => {}
             Ok(()) => host.resume_request(),
             Err(e) => {
                 let _: Action = self.reply_error(&e, host);
@@ -223,8 +224,9 @@ impl RequestFlow {
         )?;
         let allowed = self.callers_own(&cfg, plan.attempts);
         let planned: Vec<&Deployment> = allowed.iter().map(|a| a.deployment).collect();
+        let cache_control = self.client.cache_control.take();
         let (hooks, mut cx) = self.hook_cx(host);
-        hooks.request_accepted(&mut cx, &mut parsed, &planned)?;
+        hooks.request_accepted(&mut cx, &mut parsed, &planned, cache_control.as_deref())?;
         self.remaining = self.plan_tries(allowed);
         self.overrides = overrides;
         self.parsed = Some(parsed);
@@ -257,6 +259,10 @@ impl RequestFlow {
                 return Ok(());
             }
             Admit::Refuse(e) => return Err(e),
+            Admit::Serve(served) => {
+                self.serve_cached(&served, host);
+                return Ok(());
+            }
         }
         // Usage is read from every answer when it is charged or routes by tokens.
         self.need_usage = self.hooks.needs_usage()

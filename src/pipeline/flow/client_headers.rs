@@ -70,6 +70,8 @@ pub(super) struct ClientHeaders {
     pub x_api_key: Option<String>,
     pub content_length: Option<String>,
     pub content_type: Option<String>,
+    /// `cache-control`: the response cache's per-request controls.
+    pub cache_control: Option<String>,
     /// `OVERRIDE_HEADERS` present, with their values.
     pub overrides: Vec<(&'static str, String)>,
     /// Present headers to remove before the request goes upstream: client
@@ -106,6 +108,7 @@ impl ClientHeaders {
                 "x-api-key" if h.x_api_key.is_none() => h.x_api_key = Some(value),
                 "content-length" if h.content_length.is_none() => h.content_length = Some(value),
                 "content-type" if h.content_type.is_none() => h.content_type = Some(value),
+                "cache-control" if h.cache_control.is_none() => h.cache_control = Some(value),
                 n if n == LOCAL_REPLY_MARKER => h.has_local_reply_marker = true,
                 _ => {}
             }

@@ -235,7 +235,7 @@ impl RequestFlow {
             return;
         }
         let mut served = served;
-        served.extend(self.response_complete(host));
+        served.extend(self.response_complete(host, Some((w.status, &w.body))));
         self.replied = true;
         reply::send_json_with(host, w.status, w.content_type, &w.body, &served);
     }
@@ -381,8 +381,9 @@ impl RequestFlow {
         }
         let body = host.request_body(body_size);
         match self.route_chat(body, host) {
-            // Waiting for a fleet lease: resumed when it arrives.
-            Ok(()) if self.waiting => Action::Pause,
+            // Waiting for a fleet lease: resumed when it arrives (or answered
+            // from the cache).
+            Ok(()) if self.waiting || self.replied => Action::Pause,
             Ok(()) => Action::Continue,
             Err(e) => self.reply_error(&e, host),
         }
@@ -499,17 +500,21 @@ impl RequestFlow {
             } else {
                 Vec::new()
             };
-            if let Some(out) = exchange.stream_chunk(&chunk, end_of_stream) {
-                if out != chunk {
-                    host.replace_response_body(body_size, &out);
+            let sent = match exchange.stream_chunk(&chunk, end_of_stream) {
+                Some(out) => {
+                    if out != chunk {
+                        host.replace_response_body(body_size, &out);
+                    }
+                    out
                 }
-            }
+                None => chunk,
+            };
             let (hooks, mut cx) = self.hook_cx(host);
-            hooks.chunk(&mut cx);
+            hooks.chunk(&mut cx, &sent);
         }
         if end_of_stream {
             self.attempt_succeeded(host);
-            self.response_complete(host);
+            self.response_complete(host, None);
         }
         Action::Continue
     }
@@ -535,7 +540,9 @@ impl RequestFlow {
         // guardrail services see it.
         let mut checked = true;
         let mut out = None;
+        let mut answer_status = status.unwrap_or(200);
         if let Some((translated, new_status)) = exchange.complete_body(&body) {
+            answer_status = new_status.unwrap_or(answer_status);
             if let Some(s) = new_status.filter(|s| Some(*s) != status) {
                 host.set_response_header(":status", &s.to_string());
             }
@@ -570,11 +577,15 @@ impl RequestFlow {
                 Err(step) => self.answer_step(step, host),
             };
         }
-        if let Some(out) = out {
-            host.replace_response_body(body_size, &out);
-        }
+        let complete = match out {
+            Some(out) => {
+                host.replace_response_body(body_size, &out);
+                self.response_complete(host, Some((answer_status, &out)))
+            }
+            None => self.response_complete(host, Some((answer_status, &body))),
+        };
         // The headers are still held: the cost can go in them.
-        for (k, v) in self.response_complete(host) {
+        for (k, v) in complete {
             host.set_response_header(&k, &v);
         }
         Action::Continue
@@ -584,9 +595,18 @@ impl RequestFlow {
     /// headers with it).
     fn send_checked_answer(&mut self, body: &[u8], host: &mut dyn Host) {
         let mut served = self.served_headers();
-        served.extend(self.response_complete(host));
+        served.extend(self.response_complete(host, Some((200, body))));
         self.replied = true;
         reply::send_json_with(host, 200, "application/json", body, &served);
+    }
+
+    /// A stored answer (the response cache's hit): sent as the reply, no
+    /// provider called, charged nothing.
+    fn serve_cached(&mut self, served: &super::hooks::Served, host: &mut dyn Host) {
+        let mut headers = self.served_headers();
+        headers.extend(self.response_complete(host, None));
+        self.replied = true;
+        reply::send_json_with(host, 200, served.content_type, &served.body, &headers);
     }
 
     /// Where an answer's check is: waiting for a call, or refused.
@@ -624,10 +644,15 @@ impl RequestFlow {
         Action::Pause
     }
 
-    /// The answer is complete: settle, and the headers saying what it cost.
-    fn response_complete(&mut self, host: &mut dyn Host) -> Vec<(String, String)> {
+    /// The answer is complete: settle, store it in the cache, and the
+    /// headers saying what it cost.
+    fn response_complete(
+        &mut self,
+        host: &mut dyn Host,
+        whole: Option<(u16, &[u8])>,
+    ) -> Vec<(String, String)> {
         let (hooks, mut cx) = self.hook_cx(host);
-        hooks.response_complete(&mut cx)
+        hooks.response_complete(&mut cx, whole)
     }
 
     /// Reply with a translated whole answer.
@@ -651,7 +676,7 @@ impl RequestFlow {
             }
         };
         let mut served = served;
-        served.extend(self.response_complete(host));
+        served.extend(self.response_complete(host, Some((reply.status, &reply.body))));
         if let Some(s) = self.provider_wait_s.filter(|_| matches!(status, 429 | 503)) {
             served.push(("retry-after".to_string(), s.to_string()));
         }

@@ -60,6 +60,11 @@ struct Asked {
 }
 
 impl GuardrailHook {
+    /// The guardrails applied to this request, so far.
+    pub fn applied(&self) -> &[String] {
+        &self.applied
+    }
+
     /// `x-litellm-applied-guardrails`, when any ran.
     pub fn applied_header(&self) -> Option<(String, String)> {
         (!self.applied.is_empty()).then(|| {

@@ -3,13 +3,13 @@
 //!
 //! | point | when | who acts today |
 //! |---|---|---|
-//! | [`Hooks::request_accepted`] | the body is parsed, the caller may use the model, the attempts are planned | guardrails: the content filter (block or mask); budget: the reservation |
-//! | [`Hooks::admission`] | before any provider sees the request | guardrails: the guardrail services, one call each (wait, then block, rewrite or fail open/closed); budget: budgets, rpm/tpm/parallel limits, fleet leases |
+//! | [`Hooks::request_accepted`] | the body is parsed, the caller may use the model, the attempts are planned | cache: does it apply, the request's digest (before masking); guardrails: the content filter (block or mask); cache: the key; budget: the reservation |
+//! | [`Hooks::admission`] | before any provider sees the request | guardrails: the guardrail services, one call each (wait, then block, rewrite or fail open/closed); budget: budgets, rpm/tpm/parallel limits, fleet leases; cache: the lookup (a hit is served, `Admit::Serve`) |
 //! | [`Hooks::before_provider_call`] | each attempt, its exchange set up | guardrails: the answer's guard (`post_call`); budget: usage required, mid-stream limit |
 //! | [`Hooks::attempt_succeeded`] | an attempt's answer arrived in full | metering: latency, usage for the access log |
-//! | [`Hooks::chunk`] | each chunk of a forwarded stream | guardrails: a stream the answer's guard blocked is counted now; budget: a stream cut at the budget is charged now |
+//! | [`Hooks::chunk`] | each chunk of a forwarded stream | guardrails: a stream the answer's guard blocked is counted now; budget: a stream cut at the budget is charged now; cache: the stream is put together |
 //! | [`Hooks::answer_ready`] | a whole answer is translated, before the client sees it | guardrails: the guardrail services on answers (wait, then rewrite, block or fail open/closed) |
-//! | [`Hooks::response_complete`] | the answer is complete, before its last bytes leave | budget: settle (cost headers) |
+//! | [`Hooks::response_complete`] | the answer is complete, before its last bytes leave | budget: settle (cost headers); cache: store the answer |
 //! | [`Hooks::failed`] | the gateway answers with an error | budget: settle, release holds |
 //! | [`Hooks::finished`] | the request is over however it ended (`on_log`) | budget: settle what is left; guardrails: count what the answer's guard did; metering: request metrics |
 //!
@@ -20,6 +20,7 @@
 //! and its calls at the points it needs: see `docs/architecture.md`.
 
 mod budget;
+pub mod cache;
 mod guardrail_services;
 mod guardrails;
 mod metering;
@@ -32,6 +33,7 @@ use crate::api::request::ClientRequest;
 use crate::config::{Config, Deployment};
 
 pub use budget::BudgetHook;
+pub use cache::{CacheHook, Served};
 pub use guardrail_services::Step as ServiceStep;
 pub use guardrails::GuardrailHook;
 pub use metering::MeteringHook;
@@ -64,6 +66,8 @@ pub enum Admit {
     Wait,
     /// Refuse the request with this error.
     Refuse(GatewayError),
+    /// Answer with this stored answer; no provider is called.
+    Serve(Served),
 }
 
 /// The features acting at hook points, with their per-request state.
@@ -72,6 +76,10 @@ pub struct Hooks {
     pub guardrails: GuardrailHook,
     pub budget: BudgetHook,
     pub metering: MeteringHook,
+    pub cache: CacheHook,
+    /// Admission features that already let the request through (they are
+    /// not asked again when a later one waited for a call).
+    admitted: u8,
 }
 
 impl Hooks {
@@ -82,17 +90,33 @@ impl Hooks {
         cx: &mut Cx<'_>,
         req: &mut ClientRequest,
         planned: &[&Deployment],
+        cache_control: Option<&str>,
     ) -> Result<(), GatewayError> {
+        self.cache.request_accepted(cx, req, cache_control)?;
         self.guardrails.request_accepted(cx, req)?;
+        self.cache.key_request(cx, self.guardrails.applied());
         self.budget.request_accepted(cx, req, planned);
         Ok(())
     }
 
     /// Before any provider sees the request.
     pub fn admission(&mut self, cx: &mut Cx<'_>, req: &mut ClientRequest) -> Admit {
-        match self.guardrails.admission(cx, req) {
-            Admit::Go => self.budget.admission(cx, req),
-            other => other,
+        if self.admitted < 1 {
+            match self.guardrails.admission(cx, req) {
+                Admit::Go => self.admitted = 1,
+                other => return other,
+            }
+        }
+        if self.admitted < 2 {
+            match self.budget.admission(cx, req) {
+                Admit::Go => self.admitted = 2,
+                other => return other,
+            }
+        }
+        match self.cache.admission(cx) {
+            Ok(Some(served)) => Admit::Serve(served),
+            Ok(None) => Admit::Go,
+            Err(wait) => wait,
         }
     }
 
@@ -109,6 +133,9 @@ impl Hooks {
             .call_answered(token, num_headers, body_size, host)
             || self
                 .budget
+                .call_answered(token, num_headers, body_size, host)
+            || self
+                .cache
                 .call_answered(token, num_headers, body_size, host)
     }
 
@@ -156,20 +183,29 @@ impl Hooks {
         self.metering.attempt_succeeded(cx, latency_ms, ttft_ms);
     }
 
-    /// Each chunk of a forwarded stream, after it was translated.
-    pub fn chunk(&mut self, cx: &mut Cx<'_>) {
+    /// Each chunk of a forwarded stream, after it was translated (`out`:
+    /// what the client is sent).
+    pub fn chunk(&mut self, cx: &mut Cx<'_>, out: &[u8]) {
         self.guardrails.chunk(cx);
+        self.cache.chunk(out);
         if cx.exchange.is_some_and(Exchange::was_cut) {
             // Ended at the budget: charge what was streamed, now.
             self.settle(cx);
         }
     }
 
-    /// The answer is complete; returns the headers to add to it (cost,
-    /// remaining budget).
-    pub fn response_complete(&mut self, cx: &mut Cx<'_>) -> Vec<(String, String)> {
+    /// The answer is complete (`whole`: a whole answer's status and body as
+    /// the client gets it; `None`: a stream); returns the headers to add to
+    /// it (cost, remaining budget).
+    pub fn response_complete(
+        &mut self,
+        cx: &mut Cx<'_>,
+        whole: Option<(u16, &[u8])>,
+    ) -> Vec<(String, String)> {
         cx.record.outcome = super::record::Outcome::Completed;
-        match self.settle(cx) {
+        let cost = self.settle(cx);
+        self.cache.response_complete(cx, whole);
+        match cost {
             Some(cost) => {
                 crate::accounting::metering::cost_headers(cost, cx.record.remaining_budget_micro)
             }

@@ -61,7 +61,8 @@ impl Assembler {
             return;
         }
         let mut events: Vec<String> = Vec::new();
-        self.decoder.feed_with(bytes, |_, data| events.push(data.to_string()));
+        self.decoder
+            .feed_with(bytes, |_, data| events.push(data.to_string()));
         for data in events {
             self.event(&data);
         }
@@ -113,7 +114,12 @@ impl Assembler {
             append(&mut choice.content, d.get("content"));
             append(&mut choice.reasoning, d.get("reasoning_content"));
             append(&mut choice.refusal, d.get("refusal"));
-            for t in d.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+            for t in d
+                .get("tool_calls")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let n = t.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
                 if n > 128 {
                     self.spoiled = true;
@@ -161,7 +167,10 @@ impl Assembler {
             .map(|(i, c)| {
                 let mut m = Map::new();
                 m.insert("role".into(), c.role.unwrap_or(json!("assistant")));
-                m.insert("content".into(), c.content.map_or(Value::Null, Value::String));
+                m.insert(
+                    "content".into(),
+                    c.content.map_or(Value::Null, Value::String),
+                );
                 if let Some(r) = c.reasoning {
                     m.insert("reasoning_content".into(), Value::String(r));
                 }
@@ -224,12 +233,14 @@ mod tests {
 
     #[test]
     fn spoiled_streams_are_not_stored() {
-        let ok = ev(json!({"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"stop"}]}));
+        let ok =
+            ev(json!({"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"stop"}]}));
         for s in [
-            ok.clone(),                                             // no [DONE]: cut
+            ok.clone(), // no [DONE]: cut
             format!("{ok}data: {{\"error\":{{\"message\":\"x\"}}}}\n\ndata: [DONE]\n\n"),
             format!("data: nope\n\n{ok}data: [DONE]\n\n"),
-            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\ndata: [DONE]\n\n".into(),
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\ndata: [DONE]\n\n"
+                .into(),
             "data: [DONE]\n\n".into(),
         ] {
             let mut a = Assembler::default();

@@ -23,7 +23,13 @@ pub struct Entry {
 }
 
 /// The bytes to store for `answer` under `key`.
-pub fn encode(key: &str, stored_ms: u64, expires_ms: u64, cost_micro: u64, answer: &[u8]) -> Vec<u8> {
+pub fn encode(
+    key: &str,
+    stored_ms: u64,
+    expires_ms: u64,
+    cost_micro: u64,
+    answer: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(answer.len() + key.len() + 64);
     out.extend_from_slice(MAGIC.as_bytes());
     out.extend_from_slice(key.as_bytes());
@@ -57,7 +63,10 @@ pub fn decode(bytes: &[u8], key: &str, now_ms: u64, max_age_s: Option<u64>) -> R
     let mut parts = head.split(' ');
     let stored_key = parts.next().ok_or(Miss::Corrupt)?;
     let mut num = || -> Result<u64, Miss> {
-        parts.next().and_then(|p| p.parse().ok()).ok_or(Miss::Corrupt)
+        parts
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or(Miss::Corrupt)
     };
     let (stored_ms, expires_ms, cost_micro) = (num()?, num()?, num()?);
     if stored_key != key {
@@ -88,14 +97,23 @@ mod tests {
     fn round_trip_and_misses() {
         let b = encode("ns:abc", 1_000, 61_000, 42, br#"{"id":"x"}"#);
         let e = decode(&b, "ns:abc", 2_000, None).unwrap();
-        assert_eq!((e.stored_ms, e.expires_ms, e.cost_micro), (1_000, 61_000, 42));
+        assert_eq!(
+            (e.stored_ms, e.expires_ms, e.cost_micro),
+            (1_000, 61_000, 42)
+        );
         assert_eq!(e.answer, br#"{"id":"x"}"#);
         assert_eq!(decode(&b, "ns:abd", 2_000, None), Err(Miss::Absent));
         assert_eq!(decode(&b, "ns:abc", 61_000, None), Err(Miss::Stale));
         assert_eq!(decode(&b, "ns:abc", 12_000, Some(10)), Err(Miss::Stale));
         assert!(decode(&b, "ns:abc", 11_000, Some(10)).is_ok());
         assert_eq!(decode(b"", "k", 0, None), Err(Miss::Absent));
-        for bad in [&b"garbage"[..], b"LGC1 k 1 2\n{}", b"LGC1 k x 0 0\n{}", b"LGC1 k 1 0 0\n", b"LGC1 k 1 0 0"] {
+        for bad in [
+            &b"garbage"[..],
+            b"LGC1 k 1 2\n{}",
+            b"LGC1 k x 0 0\n{}",
+            b"LGC1 k 1 0 0\n",
+            b"LGC1 k 1 0 0",
+        ] {
             assert_eq!(decode(bad, "k", 5, None), Err(Miss::Corrupt), "{bad:?}");
         }
         let never = encode("k", 1, 0, 0, b"{}");

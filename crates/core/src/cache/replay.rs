@@ -60,7 +60,10 @@ pub fn to_stream(answer: &[u8], include_usage: bool) -> Option<Vec<u8>> {
             &mut out,
             &chunk(json!([{"index": index, "delta": delta, "finish_reason": null}])),
         );
-        let finish = choice.get("finish_reason").cloned().unwrap_or(json!("stop"));
+        let finish = choice
+            .get("finish_reason")
+            .cloned()
+            .unwrap_or(json!("stop"));
         sse::write_data(
             &mut out,
             &chunk(json!([{"index": index, "delta": {}, "finish_reason": finish}])),

@@ -6,10 +6,16 @@ fn req(body: &str) -> ClientRequest {
     ClientRequest::parse(Operation::Chat, body.as_bytes().to_vec()).unwrap()
 }
 
+fn key(r: &ClientRequest, scope: &str, guardrails: &[&str], ns: Option<&str>) -> String {
+    let g: Vec<String> = guardrails.iter().map(|s| s.to_string()).collect();
+    cache_key(&request_digest(r), scope, &g, ns)
+}
+
 #[test]
 fn key_counts_what_decides_the_answer() {
-    let base = req(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0.5}"#);
-    let k = cache_key(&base, "", &[], None);
+    let base =
+        req(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0.5}"#);
+    let k = key(&base, "", &[], None);
     assert_eq!(k.len(), 64);
     // Order, delivery, the caller's `user`, metadata and the gateway's own keys do not count.
     for same in [
@@ -17,7 +23,7 @@ fn key_counts_what_decides_the_answer() {
         r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0.5,"stream":true,"stream_options":{"include_usage":true}}"#,
         r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0.5,"user":"u1","metadata":{"a":1},"cache":{"ttl":5},"num_retries":2}"#,
     ] {
-        assert_eq!(cache_key(&req(same), "", &[], None), k, "{same}");
+        assert_eq!(key(&req(same), "", &[], None), k, "{same}");
     }
     for other in [
         r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0.6}"#,
@@ -26,29 +32,47 @@ fn key_counts_what_decides_the_answer() {
         r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0.5,"tools":[]}"#,
         r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0.5,"seed":1}"#,
     ] {
-        assert_ne!(cache_key(&req(other), "", &[], None), k, "{other}");
+        assert_ne!(key(&req(other), "", &[], None), k, "{other}");
     }
-    assert_ne!(cache_key(&base, "team:a", &[], None), k);
-    assert_ne!(cache_key(&base, "", &["pii"], None), k);
-    assert_eq!(cache_key(&base, "", &[], Some("ns")), format!("ns:{k}"));
-    let emb = ClientRequest::parse(Operation::Embeddings, br#"{"model":"m","input":"hi"}"#.to_vec()).unwrap();
+    assert_ne!(key(&base, "team:a", &[], None), k);
+    assert_ne!(key(&base, "", &["pii"], None), k);
+    assert_eq!(key(&base, "", &[], Some("ns")), format!("ns:{k}"));
+    let emb = ClientRequest::parse(
+        Operation::Embeddings,
+        br#"{"model":"m","input":"hi"}"#.to_vec(),
+    )
+    .unwrap();
     let chat_same = req(r#"{"model":"m","input":"hi","messages":[{"role":"user","content":"x"}]}"#);
-    assert_ne!(cache_key(&emb, "", &[], None), cache_key(&chat_same, "", &[], None));
+    assert_ne!(key(&emb, "", &[], None), key(&chat_same, "", &[], None));
 }
 
 #[test]
 fn controls_from_body_header_and_key() {
-    let c = Controls::from_body(r#"{"no-cache":true,"ttl":30,"s-maxage":10,"namespace":"a"}"#).unwrap();
+    let c =
+        Controls::from_body(r#"{"no-cache":true,"ttl":30,"s-maxage":10,"namespace":"a"}"#).unwrap();
     assert!(c.no_cache && !c.no_store);
-    assert_eq!((c.ttl_s, c.max_age_s, c.namespace.as_deref()), (Some(30), Some(10), Some("a")));
-    for bad in [r#"{"no-cache":"yes"}"#, r#"{"ttl":-1}"#, r#"{"bogus":1}"#, r#"true"#, r#"{"namespace":1}"#] {
+    assert_eq!(
+        (c.ttl_s, c.max_age_s, c.namespace.as_deref()),
+        (Some(30), Some(10), Some("a"))
+    );
+    for bad in [
+        r#"{"no-cache":"yes"}"#,
+        r#"{"ttl":-1}"#,
+        r#"{"bogus":1}"#,
+        r#"true"#,
+        r#"{"namespace":1}"#,
+    ] {
         let e = Controls::from_body(bad).unwrap_err();
         assert_eq!(e.status, 400, "{bad}");
     }
     let h = Controls::from_header("No-Store, s-maxage=20, private");
     assert!(h.no_store && !h.no_cache);
     assert_eq!(h.max_age_s, Some(20));
-    let key = Controls { no_cache: true, namespace: Some("k".into()), ..Controls::default() };
+    let key = Controls {
+        no_cache: true,
+        namespace: Some("k".into()),
+        ..Controls::default()
+    };
     let m = c.overlay(&key);
     assert!(m.no_cache);
     assert_eq!(m.namespace.as_deref(), Some("k"));
@@ -57,5 +81,10 @@ fn controls_from_body_header_and_key() {
 
 #[test]
 fn messages_counted() {
-    assert_eq!(message_count(&req(r#"{"model":"m","messages":[{"role":"user","content":"a"},{"role":"user","content":"b"}]}"#)), 2);
+    assert_eq!(
+        message_count(&req(
+            r#"{"model":"m","messages":[{"role":"user","content":"a"},{"role":"user","content":"b"}]}"#
+        )),
+        2
+    );
 }

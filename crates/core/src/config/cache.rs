@@ -16,6 +16,7 @@
 use serde_json::{Map, Value};
 
 use super::ConfigError;
+use crate::api::error::GatewayError;
 
 /// LiteLLM's in-memory cache lives 10 minutes by default (`InMemoryCache`).
 pub const DEFAULT_LOCAL_TTL_S: u64 = 600;
@@ -179,12 +180,10 @@ pub fn parse(
         CacheStore::Local { .. } => "default_in_memory_ttl",
         CacheStore::Redis => "default_in_redis_ttl",
     };
-    let ttl_s = seconds(store_ttl_key)?
-        .or(seconds("ttl")?)
-        .or(match store {
-            CacheStore::Local { .. } => Some(DEFAULT_LOCAL_TTL_S),
-            CacheStore::Redis => None,
-        });
+    let ttl_s = seconds(store_ttl_key)?.or(seconds("ttl")?).or(match store {
+        CacheStore::Local { .. } => Some(DEFAULT_LOCAL_TTL_S),
+        CacheStore::Redis => None,
+    });
     let namespace = text("namespace")?;
     let (chat, embeddings) = match params.get("supported_call_types") {
         None | Some(Value::Null) => (true, true),
@@ -271,6 +270,115 @@ pub fn parse(
     }))
 }
 
+/// What one request asks of the cache: LiteLLM's `cache` object
+/// (`no-cache`, `no-store`, `ttl`, `s-maxage`, `namespace`, `use-cache`),
+/// merged with the `Cache-Control` header and the key's own controls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Controls {
+    /// Do not read the cache (the answer may still be stored).
+    pub no_cache: bool,
+    /// Do not store the answer.
+    pub no_store: bool,
+    /// Opt in when the cache runs `mode: default_off`.
+    pub use_cache: bool,
+    /// Seconds the stored answer lives (over the configured `ttl`).
+    pub ttl_s: Option<u64>,
+    /// Only accept an entry at most this old (seconds).
+    pub max_age_s: Option<u64>,
+    pub namespace: Option<String>,
+}
+
+impl Controls {
+    /// The body's `cache` object (JSON text). A wrong type is the client's 400.
+    pub fn from_body(json: &str) -> Result<Controls, GatewayError> {
+        let v: Value = serde_json::from_str(json).map_err(|e| {
+            GatewayError::bad_param("cache", format!("`cache` cannot be read: {e}"))
+        })?;
+        Controls::from_value(&v, "cache")
+    }
+
+    /// A `cache` mapping from a request or a key's configuration
+    /// (`field`: where it came from, for the error).
+    pub fn from_value(v: &Value, field: &str) -> Result<Controls, GatewayError> {
+        let bad = |k: &str, what: &str| {
+            GatewayError::bad_param(field, format!("`{field}.{k}` must be {what}"))
+        };
+        let Value::Object(m) = v else {
+            return Err(GatewayError::bad_param(
+                field,
+                format!("`{field}` must be an object such as {{\"no-cache\": true}}"),
+            ));
+        };
+        let mut c = Controls::default();
+        for (k, v) in m {
+            let flag = || v.as_bool().ok_or_else(|| bad(k, "a boolean"));
+            let secs = || {
+                v.as_f64()
+                    .filter(|s| *s >= 0.0 && *s < 1e10)
+                    .map(|s| s.ceil() as u64)
+                    .ok_or_else(|| bad(k, "a number of seconds"))
+            };
+            match k.as_str() {
+                "no-cache" => c.no_cache = flag()?,
+                "no-store" => c.no_store = flag()?,
+                "use-cache" => c.use_cache = flag()?,
+                "ttl" => c.ttl_s = Some(secs()?),
+                "s-maxage" | "s-max-age" => c.max_age_s = Some(secs()?),
+                "namespace" => {
+                    c.namespace = Some(v.as_str().ok_or_else(|| bad(k, "a string"))?.to_string())
+                }
+                _ => {
+                    return Err(GatewayError::bad_param(
+                        field,
+                        format!(
+                            "`{field}.{k}` is not a cache control; use no-cache, no-store, \
+                             ttl, s-maxage, namespace or use-cache"
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    /// The `Cache-Control` request header: `no-cache`, `no-store` and
+    /// `s-maxage=N` (or `max-age=N`) as HTTP means them; others are ignored.
+    pub fn from_header(value: &str) -> Controls {
+        let mut c = Controls::default();
+        for d in value.split(',') {
+            let d = d.trim().to_ascii_lowercase();
+            let (name, arg) = d.split_once('=').map_or((d.as_str(), None), |(n, a)| {
+                (n.trim(), Some(a.trim().trim_matches('"')))
+            });
+            match name {
+                "no-cache" => c.no_cache = true,
+                "no-store" => c.no_store = true,
+                "s-maxage" | "max-age" => c.max_age_s = arg.and_then(|a| a.parse().ok()),
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// `self` with what `over` sets on top (a key's controls over a
+    /// request's, as LiteLLM's key-level `cache` replaces the request's).
+    pub fn overlay(mut self, over: &Controls) -> Controls {
+        self.no_cache |= over.no_cache;
+        self.no_store |= over.no_store;
+        self.use_cache |= over.use_cache;
+        if over.ttl_s.is_some() {
+            self.ttl_s = over.ttl_s;
+        }
+        if over.max_age_s.is_some() {
+            self.max_age_s = over.max_age_s;
+        }
+        if over.namespace.is_some() {
+            self.namespace.clone_from(&over.namespace);
+        }
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,9 +402,12 @@ mod tests {
         assert_eq!(s.max_messages, Some(4));
         assert!(s.chat && s.embeddings);
         assert_eq!(s.mode, CacheMode::DefaultOn);
-        let r = read(json!({"cache": true, "cache_params": {"type": "redis"}}), true)
-            .unwrap()
-            .unwrap();
+        let r = read(
+            json!({"cache": true, "cache_params": {"type": "redis"}}),
+            true,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!((r.store, r.ttl_s), (CacheStore::Redis, None));
     }
 
@@ -304,7 +415,11 @@ mod tests {
     fn off_unless_true() {
         assert_eq!(read(json!({}), false).unwrap(), None);
         assert_eq!(
-            read(json!({"cache": false, "cache_params": {"type": "s3"}}), false).unwrap(),
+            read(
+                json!({"cache": false, "cache_params": {"type": "s3"}}),
+                false
+            )
+            .unwrap(),
             None
         );
     }

@@ -177,6 +177,10 @@ pub struct KeyConfig {
     /// `guardrails`: guardrail names that run on every request of this key
     /// (LiteLLM's per-key guardrails), besides the `default_on` ones.
     pub guardrails: Vec<String>,
+    /// `cache`: the key's cache controls (`no-cache`, `no-store`,
+    /// `namespace` ...), over each request's own (LiteLLM's key-level
+    /// `cache` metadata).
+    pub cache: Option<crate::config::cache::Controls>,
 }
 
 /// One team.

@@ -149,6 +149,7 @@ pub(super) const KEY_FIELDS: &[&str] = &[
     "model_max_budget",
     "principals",
     "guardrails",
+    "cache",
 ];
 pub(super) const TEAM_FIELDS: &[&str] = &["team_id", "models"];
 
@@ -364,6 +365,19 @@ pub(super) fn parse_key(
             ))
         }
     }
+    let cache = match non_null(m, "cache") {
+        None => None,
+        Some(v) => Some(
+            crate::config::cache::Controls::from_value(v, &format!("{path}.cache")).map_err(
+                |e| {
+                    err(
+                        e.param.clone().unwrap_or_else(|| format!("{path}.cache")),
+                        e.message,
+                    )
+                },
+            )?,
+        ),
+    };
     let limits = limits(m, &path, warnings)?;
     Ok(KeyConfig {
         alias,
@@ -375,6 +389,7 @@ pub(super) fn parse_key(
         model_budgets,
         principals,
         guardrails,
+        cache,
     })
 }
 
