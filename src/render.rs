@@ -513,7 +513,8 @@ pub fn access_log(path: Option<&str>) -> Value {
         "prompt_tokens": "%FILTER_STATE(wasm.llm_gateway.prompt_tokens:PLAIN)%",
         "completion_tokens": "%FILTER_STATE(wasm.llm_gateway.completion_tokens:PLAIN)%",
         "cost_usd": "%FILTER_STATE(wasm.llm_gateway.cost_usd:PLAIN)%",
-        "key_alias": "%FILTER_STATE(wasm.llm_gateway.key_alias:PLAIN)%"
+        "key_alias": "%FILTER_STATE(wasm.llm_gateway.key_alias:PLAIN)%",
+        "cache": "%FILTER_STATE(wasm.llm_gateway.cache:PLAIN)%"
     });
     match path {
         None => json!({

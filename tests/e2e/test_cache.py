@@ -193,3 +193,31 @@ def test_redis_down_requests_still_served(start_gateway, mocks, e2e_dir):
             assert log.count("response cache in Redis unavailable") >= 1
     finally:
         r.close()
+
+
+def test_a_rendered_gateway_logs_hits_in_its_access_log(gateway_bin, mocks, e2e_dir, envoy_bin):
+    """`llm-gateway render` of a LiteLLM config with `cache: true`: the access log's `cache` field."""
+    from conftest import free_port, launch_envoy, stop_envoy
+    from test_operations import FLUSH, read_access_log, render
+
+    workdir = e2e_dir / "cache-rendered"
+    port, admin_port = free_port(), free_port()
+    access_log = workdir / "access.log"
+    cfg = {"model_list": [{"model_name": "gpt", "litellm_params": {
+        "model": "openai/gpt-4o-mini", "api_base": f"http://127.0.0.1:{mocks.openai_port}/v1",
+        "api_key": "os.environ/MOCK_OPENAI_KEY"}}],
+        "litellm_settings": {"cache": True}}
+    boot = render(gateway_bin, cfg, workdir, "cache", port, admin_port, access_log)
+    proc, _, _ = launch_envoy(boot, workdir, "cache", envoy_bin, FLUSH, env=ENV)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0,
+                               timeout=HTTP_TIMEOUT)
+        for _ in range(2):
+            client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "logged"}])
+        lines = wait_for(lambda: [e for e in read_access_log(access_log) if e.get("cache")][:2]
+                         if len([e for e in read_access_log(access_log) if e.get("cache")]) >= 2 else None,
+                         what="two access-log lines")
+        assert [e["cache"] for e in lines] == ["miss", "hit"]
+        assert lines[0]["attempts"] == "1" and lines[1]["attempts"] in ("-", "", None), "a hit makes no attempt"
+    finally:
+        stop_envoy(proc)
