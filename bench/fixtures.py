@@ -71,6 +71,17 @@ def chat_1k(model: str = ANTHROPIC_ALIAS, stream: bool = False) -> bytes:
     return _pad_to(body, ["messages", 1, "content"], 1024)
 
 
+def chat_1k_cached(model: str = ANTHROPIC_ALIAS) -> bytes:
+    """The 1 KB request opting in to the response cache (`cache: {use-cache: true}`;
+    bench/gateway-config.yaml runs it `mode: default_off`, so no other case is cached)."""
+    body: dict = {"model": model, "max_tokens": 256, "cache": {"use-cache": True}}
+    body["messages"] = [
+        {"role": "system", "content": "You are a concise assistant. Answer in plain text."},
+        {"role": "user", "content": _text(800, 7)},
+    ]
+    return _pad_to(body, ["messages", 1, "content"], 1024)
+
+
 def chat_1k_pii(model: str = ANTHROPIC_ALIAS) -> bytes:
     """The 1 KB request with personal data in its user turn (an e-mail address,
     a card number and a phone number), for the PII-masking case."""

@@ -52,6 +52,18 @@ def judge(results: dict) -> dict:
         valid = cases["refused"]["filter"]["valid"] and cases["anthropic_1k"]["filter"]["valid"]
         rows["refused"]["targets"].append(_target(
             targets, f"refused < proxied 1 KB ({proxied:.1f} µs)", refused < proxied, valid, quick))
+    if "cache_hit_1k" in cases and "anthropic_1k" in cases:
+        # Issue 18: a hit is not slower than a tenth of a miss (the same request
+        # through the filter to the fastest provider, nginx).
+        hit = cases["cache_hit_1k"]["filter"]
+        miss = cases["anthropic_1k"]["filter"]
+        valid = hit["valid"] and miss["valid"]
+        rows["cache_hit_1k"]["targets"].append(_target(
+            targets, f"cache hit p50 <= 1/10 of a miss ({miss['p50_us']:.0f} µs)",
+            hit["p50_us"] <= miss["p50_us"] / 10, valid, quick))
+        rows["cache_hit_1k"]["targets"].append(_target(
+            targets, f"cache hit CPU < a miss's ({miss['cpu_us_per_req']:.1f} µs)",
+            hit["cpu_us_per_req"] < miss["cpu_us_per_req"], valid, quick))
     extra: dict = {}
     tt = results.get("ttfb")
     if tt:

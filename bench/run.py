@@ -94,6 +94,8 @@ def cases() -> list[Case]:
              key=PII_KEY),
         Case("refused", "budget-refused (429) vs proxied", one_k, "/v1/messages",
              load.Check(429, ["insufficient_quota"]), load.Check(200, ANTHROPIC_JSON), key=BROKE_KEY),
+        Case("cache_hit_1k", "1 KB chat answered from the cache (local)", fixtures.chat_1k_cached(),
+             "/v1/messages", load.Check(200, OPENAI_JSON), load.Check(200, ANTHROPIC_JSON)),
         Case("unloaded_1k", "1 KB -> Anthropic, 1 connection", one_k, "/v1/messages",
              load.Check(200, OPENAI_JSON), load.Check(200, ANTHROPIC_JSON), connections=1),
     ]
