@@ -29,7 +29,7 @@ MISSING = [t for t, extra in TOOLS.items() if not (shutil.which(t) or any(os.acc
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"bench smoke test needs {', '.join(MISSING)} "
                                                       "(Debian packages nginx-light and wrk; `make bench` installs them)")
 
-CASES = {"anthropic_1k", "anthropic_100k", "passthrough_1k", "stream_500", "refused", "unloaded_1k", "pii_1k"}
+CASES = {"anthropic_1k", "anthropic_100k", "passthrough_1k", "stream_500", "refused", "unloaded_1k", "pii_1k", "cache_hit_1k"}
 
 
 def _gateway_bin() -> Path:
