@@ -6,6 +6,7 @@ Envoys, and a Redis outage that leaves requests served. The mocks record what re
 
 from __future__ import annotations
 
+import json
 import time
 
 import openai
@@ -221,3 +222,132 @@ def test_a_rendered_gateway_logs_hits_in_its_access_log(gateway_bin, mocks, e2e_
         assert lines[0]["attempts"] == "1" and lines[1]["attempts"] in ("-", "", None), "a hit makes no attempt"
     finally:
         stop_envoy(proc)
+
+
+# ------------------------------------------------------------------ semantic (redis-semantic)
+
+
+class EmbeddingMock:
+    """An OpenAI-compatible `/v1/embeddings` server whose vectors count words (hashed into 64
+    dimensions, common words left out), so a paraphrase lands near its original and an unrelated
+    question far from it; `fail = True` answers 500."""
+
+    STOP = {"the", "a", "an", "is", "of", "what", "whats", "please", "tell", "me", "city", "to", "i",
+            "do", "how"}
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+        mock = self
+        self.requests: list[dict] = []
+        self.fail = False
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):  # noqa: D401
+                pass
+
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+                mock.requests.append({"path": self.path, "body": body,
+                                      "authorization": self.headers.get("authorization")})
+                if mock.fail or self.path != "/v1/embeddings":
+                    out, status = {"error": {"message": "embedding backend down", "type": "server_error"}}, 500
+                else:
+                    texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+                    out, status = {"object": "list", "model": body["model"], "data": [
+                        {"object": "embedding", "index": i, "embedding": mock.vector(t)}
+                        for i, t in enumerate(texts)], "usage": {"prompt_tokens": 3, "total_tokens": 3}}, 200
+                data = json.dumps(out).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def vector(self, text: str) -> list[float]:
+        import hashlib
+        import re
+        v = [0.0] * 64
+        for w in re.findall(r"[a-z]+", text.lower().replace("'", "")):
+            if w not in self.STOP:
+                v[hashlib.sha256(w.encode()).digest()[0] % 64] += 1.0
+        return v
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def semantic(start_gateway, mocks, e2e_dir):
+    r = RedisFleet(e2e_dir / "redis-semantic")
+    emb = EmbeddingMock()
+    cfg = cache_config(mocks, type="redis-semantic", similarity_threshold=0.8,
+                       redis_semantic_cache_embedding_model="embedder", ttl=60)
+    cfg["model_list"].append({"model_name": "embedder", "litellm_params": {
+        "model": "openai/text-embedding-3-small", "api_base": f"http://127.0.0.1:{emb.port}/v1",
+        "api_key": "sk-embed"}})
+    cfg["gateway"]["clusters"][f"127.0.0.1:{emb.port}"] = "mock_embed"
+    cfg["counters"] = {"redis": {"cluster": "webdis", "key_prefix": "sem", "timeout": "500ms"}}
+    try:
+        with start_gateway(cfg, extra_clusters={"webdis": r.webdis_port, "mock_embed": emb.port}, env=ENV,
+                           name="cache-semantic") as gw:
+            gw.emb, gw.redis = emb, r  # type: ignore[attr-defined]
+            yield gw
+    finally:
+        emb.close()
+        r.close()
+
+
+def stored(gw, n: int) -> None:
+    """Wait until `n` semantic entries are in Redis (the store is sent after the answer)."""
+    wait_for(lambda: len([k for k in gw.redis.keys("sem:sem:*") if k.count(":") >= 3]) >= n,
+             what=f"{n} semantic entries in Redis")
+
+
+def test_a_paraphrase_hits_and_an_unrelated_question_misses(semantic):
+    semantic.reset()
+    first, h1 = ask(semantic, "claude", "What is the capital of France?")
+    assert h1["x-llm-gateway-cache"] == "miss"
+    stored(semantic, 1)
+    again, h2 = ask(semantic, "claude", "Please tell me: what's the capital city of France")
+    assert h2["x-llm-gateway-cache"] == "hit"
+    assert float(h2["x-llm-gateway-cache-similarity"]) >= 0.8
+    assert again.choices[0].message.content == first.choices[0].message.content
+    assert calls(semantic, "anthropic") == 1
+    # LiteLLM's prompt: the messages' text, embedded through the gateway's own deployment.
+    sent = semantic.emb.requests[-1]
+    assert sent["body"]["input"] == "Please tell me: what's the capital city of France"
+    assert sent["authorization"] == "Bearer sk-embed"
+    _, h3 = ask(semantic, "claude", "How do I bake sourdough bread at home?")
+    assert h3["x-llm-gateway-cache"] == "miss"
+    assert float(h3["x-llm-gateway-cache-similarity"]) < 0.8
+    assert calls(semantic, "anthropic") == 2
+
+
+def test_another_model_never_reads_the_answer(semantic):
+    semantic.reset()
+    ask(semantic, "claude", "Which river flows through Paris?")
+    stored(semantic, 1)
+    _, h = ask(semantic, "gpt", "Which river flows through Paris?")
+    assert h["x-llm-gateway-cache"] == "miss", "a cheap model's answer is never served for another"
+    assert calls(semantic, "openai") == 1
+
+
+def test_an_embedding_failure_is_a_plain_miss(semantic):
+    semantic.reset()
+    semantic.emb.fail = True
+    try:
+        for _ in range(2):
+            answer, h = ask(semantic, "claude", "Is this cached while embeddings fail?")
+            assert answer.choices[0].message.content
+            assert h["x-llm-gateway-cache"] == "miss"
+        assert calls(semantic, "anthropic") == 2
+        stats = gateway_stats(semantic, "llm_gateway.cache")
+        assert stats.get("wasmcustom.llm_gateway.cache.embedding_failures", 0) >= 2, stats
+    finally:
+        semantic.emb.fail = False
+    assert_envoy_log_clean(semantic)

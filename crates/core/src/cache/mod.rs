@@ -13,6 +13,7 @@ pub mod entry;
 pub mod replay;
 
 pub use crate::config::cache::Controls;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::api::openai::Operation;
@@ -42,9 +43,21 @@ pub fn scope_of(team: Option<&str>, key_alias: Option<&str>) -> String {
 /// `model` is the alias the client asked for, so every deployment of an
 /// alias shares answers, as in LiteLLM.
 pub fn request_digest(req: &ClientRequest) -> [u8; 32] {
+    digest_without(req, &[])
+}
+
+/// The semantic cache's scope: [`request_digest`] without the prompt
+/// (`messages`, `input`), so differently worded prompts with the same model
+/// and parameters share a bucket and are told apart by their embeddings
+/// (LiteLLM leaves the same parameters out of its semantic scope).
+pub fn semantic_digest(req: &ClientRequest) -> [u8; 32] {
+    digest_without(req, &["messages", "input"])
+}
+
+fn digest_without(req: &ClientRequest, skip: &[&str]) -> [u8; 32] {
     let mut members: Vec<(std::borrow::Cow<'_, str>, &str)> = req
         .members()
-        .filter(|(k, _)| !NOT_IN_KEY.contains(&k.as_ref()))
+        .filter(|(k, _)| !NOT_IN_KEY.contains(&k.as_ref()) && !skip.contains(&k.as_ref()))
         .collect();
     members.sort_by(|a, b| a.0.cmp(&b.0));
     // A duplicate key: the last one is the value (as JSON objects read).
@@ -93,6 +106,49 @@ pub fn cache_key(
         Some(ns) if !ns.is_empty() => format!("{ns}:{hex}"),
         _ => hex,
     }
+}
+
+/// The text a semantic cache embeds, as LiteLLM's
+/// `get_semantic_cache_prompt_from_messages`: every message's text content
+/// (string content, or the `text` of its parts; a `tool_result` part's own
+/// content), joined without separators; `None` when there is none.
+pub fn prompt_text(req: &ClientRequest) -> Option<String> {
+    fn text_of(content: &Value, out: &mut String) {
+        match content {
+            Value::String(s) => out.push_str(s),
+            Value::Array(parts) => {
+                for p in parts {
+                    if p.get("type").and_then(Value::as_str) == Some("tool_result") {
+                        if let Some(c) = p.get("content") {
+                            text_of(c, out);
+                        }
+                    } else if let Some(t) = p.get("text").and_then(Value::as_str) {
+                        out.push_str(t);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let messages: Vec<Value> = serde_json::from_str(req.member("messages")?).ok()?;
+    let mut out = String::new();
+    for m in &messages {
+        if let Some(c) = m.get("content") {
+            text_of(c, &mut out);
+        }
+    }
+    (!out.trim().is_empty()).then_some(out)
+}
+
+/// The first embedding of an OpenAI embeddings answer.
+pub fn first_embedding(answer: &[u8]) -> Option<Vec<f32>> {
+    let v: Value = serde_json::from_slice(answer).ok()?;
+    let e = v.get("data")?.get(0)?.get("embedding")?.as_array()?;
+    let out: Vec<f32> = e
+        .iter()
+        .filter_map(|x| x.as_f64().map(|f| f as f32))
+        .collect();
+    (!out.is_empty() && out.len() == e.len()).then_some(out)
 }
 
 /// How many messages the request carries (`max_messages`).

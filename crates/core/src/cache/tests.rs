@@ -80,6 +80,38 @@ fn controls_from_body_header_and_key() {
 }
 
 #[test]
+fn semantic_scope_and_prompt() {
+    let a = req(
+        r#"{"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"What is Rust?"}]}]}"#,
+    );
+    let b = req(r#"{"model":"m","messages":[{"role":"user","content":"Tell me about Rust"}]}"#);
+    let c = req(r#"{"model":"m2","messages":[{"role":"user","content":"Tell me about Rust"}]}"#);
+    assert_eq!(semantic_digest(&a), semantic_digest(&b));
+    assert_ne!(
+        semantic_digest(&b),
+        semantic_digest(&c),
+        "another model is another scope"
+    );
+    assert_ne!(request_digest(&a), request_digest(&b));
+    assert_eq!(prompt_text(&a).as_deref(), Some("Be brief.What is Rust?"));
+    assert_eq!(
+        prompt_text(&req(
+            r#"{"model":"m","messages":[{"role":"user","content":" "}]}"#
+        )),
+        None
+    );
+    assert_eq!(
+        first_embedding(br#"{"data":[{"embedding":[0.5,-1]}]}"#),
+        Some(vec![0.5, -1.0])
+    );
+    assert_eq!(
+        first_embedding(br#"{"data":[{"embedding":[0.5,"x"]}]}"#),
+        None
+    );
+    assert_eq!(first_embedding(br#"{"error":{}}"#), None);
+}
+
+#[test]
 fn messages_counted() {
     assert_eq!(
         message_count(&req(

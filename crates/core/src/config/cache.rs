@@ -34,7 +34,21 @@ pub enum CacheStore {
     Local { max_bytes: usize },
     /// Redis through the fleet counters' webdis cluster: every Envoy shares it.
     Redis,
+    /// `redis-semantic`: answers for prompts whose embedding is at least
+    /// `threshold` similar (cosine), in Redis through webdis.
+    RedisSemantic {
+        /// `similarity_threshold` (0..1).
+        threshold: f64,
+        /// `redis_semantic_cache_embedding_model`: an alias of `model_list`.
+        embedding_alias: String,
+    },
 }
+
+/// LiteLLM's default `redis_semantic_cache_embedding_model`.
+pub const DEFAULT_EMBEDDING_MODEL: &str = "text-embedding-ada-002";
+/// Entries one semantic scope keeps (the newest; the search compares the
+/// prompt with each of them).
+pub const SEMANTIC_MAX_ENTRIES: usize = 256;
 
 /// Whether requests use the cache unless they say otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,12 +155,29 @@ pub fn parse(
                  type: local",
             ))
         }
-        "redis-semantic" => {
+        "redis-semantic" if !has_redis => {
             return Err(cerr(
                 "cache_params.type",
-                "`redis-semantic` is not implemented in this version; use `redis` or `local` \
-                 (exact-match caching)",
+                "`redis-semantic` needs the gateway's Redis connection: set counters.redis (a \
+                 webdis in front of your Redis)",
             ))
+        }
+        "redis-semantic" => {
+            let threshold = params
+                .get("similarity_threshold")
+                .and_then(Value::as_f64)
+                .filter(|t| (0.0..=1.0).contains(t))
+                .ok_or_else(|| {
+                    cerr(
+                        "cache_params.similarity_threshold",
+                        "required for redis-semantic: a number from 0 to 1",
+                    )
+                })?;
+            CacheStore::RedisSemantic {
+                threshold,
+                embedding_alias: text("redis_semantic_cache_embedding_model")?
+                    .unwrap_or_else(|| DEFAULT_EMBEDDING_MODEL.into()),
+            }
         }
         t if REFUSED_TYPES.contains(&t) => {
             return Err(cerr(
@@ -178,11 +209,11 @@ pub fn parse(
     };
     let store_ttl_key = match store {
         CacheStore::Local { .. } => "default_in_memory_ttl",
-        CacheStore::Redis => "default_in_redis_ttl",
+        CacheStore::Redis | CacheStore::RedisSemantic { .. } => "default_in_redis_ttl",
     };
     let ttl_s = seconds(store_ttl_key)?.or(seconds("ttl")?).or(match store {
         CacheStore::Local { .. } => Some(DEFAULT_LOCAL_TTL_S),
-        CacheStore::Redis => None,
+        CacheStore::Redis | CacheStore::RedisSemantic { .. } => None,
     });
     let namespace = text("namespace")?;
     let (chat, embeddings) = match params.get("supported_call_types") {
@@ -244,9 +275,11 @@ pub fn parse(
             | "namespace"
             | "supported_call_types"
             | "mode"
-            | "max_messages" => {}
+            | "max_messages"
+            | "similarity_threshold"
+            | "redis_semantic_cache_embedding_model" => {}
             "host" | "port" | "password" | "username" | "ssl" | "url" => {
-                if matches!(store, CacheStore::Redis) {
+                if !matches!(store, CacheStore::Local { .. }) {
                     warnings.push(format!(
                         "litellm_settings.cache_params.{k}: Redis is reached through \
                          counters.redis (webdis holds the connection); this value is not used"
@@ -457,6 +490,11 @@ mod tests {
             (
                 json!({"cache": true, "cache_params": {"type": "redis-semantic"}}),
                 true,
+                "litellm_settings.cache_params.similarity_threshold",
+            ),
+            (
+                json!({"cache": true, "cache_params": {"type": "redis-semantic", "similarity_threshold": 0.9}}),
+                false,
                 "litellm_settings.cache_params.type",
             ),
             (

@@ -598,6 +598,20 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         fleet.is_some(),
         &mut warnings,
     )?;
+    if let Some(cache::CacheStore::RedisSemantic {
+        embedding_alias, ..
+    }) = cache.as_ref().map(|c| &c.store)
+    {
+        if !aliases.contains(&embedding_alias.as_str()) {
+            return Err(err(
+                "litellm_settings.cache_params.redis_semantic_cache_embedding_model",
+                format!(
+                    "`{embedding_alias}` is not a model_name of model_list: the prompt is \
+                     embedded through one of this gateway's own deployments"
+                ),
+            ));
+        }
+    }
     let cluster_header = gateway
         .cluster_header
         .unwrap_or_else(|| DEFAULT_CLUSTER_HEADER.into());

@@ -13,6 +13,7 @@
 
 pub mod local;
 pub mod redis;
+pub mod semantic;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -27,6 +28,7 @@ use crate::config::cache::{CacheMode, CacheSettings, CacheStore, MAX_ITEM_BYTES}
 use crate::pipeline::fleet_calls;
 use crate::pipeline::host::{add_counter, Host};
 use crate::pipeline::telemetry::keys;
+use crate::pipeline::Exchange;
 use crate::provider::Operation;
 
 /// One log line per worker when the Redis store fails, not one per request.
@@ -59,8 +61,15 @@ impl Verdict {
     }
 }
 
+/// A semantic lookup: the prompt, its scope and, once known, its embedding.
+struct SemanticPlan {
+    digest: [u8; 32],
+    prompt: String,
+    scope: String,
+    vector: Option<Vec<f32>>,
+}
+
 /// The request uses the cache: its key and what it asked.
-#[derive(Debug)]
 struct Plan {
     digest: [u8; 32],
     key: String,
@@ -71,19 +80,25 @@ struct Plan {
     /// The client set `max_tokens` / `max_completion_tokens` (an answer cut
     /// at a limit the gateway chose is not stored).
     own_max_tokens: bool,
+    /// `redis-semantic`.
+    semantic: Option<SemanticPlan>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 enum Lookup {
     #[default]
     NotYet,
+    /// The prompt's embedding call in the air (the exchange reads its answer).
+    Embedding(u32, Box<Exchange>),
+    /// The embedding arrived (or could not be had): search next.
+    Embedded,
     /// The Redis read in the air.
     Waiting(u32),
     Done(Option<Vec<u8>>),
 }
 
 /// The cache's per-request state.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct CacheHook {
     plan: Option<Plan>,
     lookup: Lookup,
@@ -92,6 +107,8 @@ pub struct CacheHook {
     assembler: Option<Assembler>,
     /// Store calls sent to Redis (their answers are swallowed).
     store_calls: Vec<u32>,
+    /// `redis-semantic`: the best similarity the search found.
+    similarity: Option<f64>,
 }
 
 fn settings<'a>(cx: &Cx<'a>) -> Option<&'a CacheSettings> {
@@ -134,6 +151,19 @@ impl CacheHook {
         {
             return Ok(());
         }
+        let semantic = match &s.store {
+            CacheStore::RedisSemantic { .. } => match cache::prompt_text(req) {
+                Some(prompt) => Some(SemanticPlan {
+                    digest: cache::semantic_digest(req),
+                    prompt,
+                    scope: String::new(),
+                    vector: None,
+                }),
+                // Nothing to embed (embeddings requests, empty prompts).
+                None => return Ok(()),
+            },
+            _ => None,
+        };
         let head = &req.head;
         self.plan = Some(Plan {
             digest: cache::request_digest(req),
@@ -142,6 +172,7 @@ impl CacheHook {
             stream: head.is_stream(),
             include_usage: head.include_usage(),
             own_max_tokens: head.max_tokens.is_some() || head.max_completion_tokens.is_some(),
+            semantic,
         });
         Ok(())
     }
@@ -162,6 +193,11 @@ impl CacheHook {
             .as_deref()
             .or(s.namespace.as_deref());
         plan.key = cache::cache_key(&plan.digest, &scope, guardrails, namespace);
+        if let Some(sem) = plan.semantic.as_mut() {
+            // The namespace goes into the hash: the scope is a Redis hash tag.
+            let scoped = format!("{scope}\0namespace:{}", namespace.unwrap_or(""));
+            sem.scope = cache::cache_key(&sem.digest, &scoped, guardrails, None);
+        }
     }
 
     /// Read the store: a hit is served, a miss goes on to the provider.
@@ -182,6 +218,14 @@ impl CacheHook {
                 self.lookup = Lookup::Waiting(t);
                 return Err(Admit::Wait);
             }
+            Lookup::Embedding(t, ex) => {
+                self.lookup = Lookup::Embedding(t, ex);
+                return Err(Admit::Wait);
+            }
+            Lookup::Embedded => match self.search(cx) {
+                Some(wait) => return Err(wait),
+                None => None,
+            },
             Lookup::NotYet => match &s.store {
                 CacheStore::Local { .. } => local::get(cx.host.store(), &plan.key),
                 CacheStore::Redis => {
@@ -200,12 +244,34 @@ impl CacheHook {
                         }
                     }
                 }
+                CacheStore::RedisSemantic {
+                    embedding_alias, ..
+                } => {
+                    let prompt = plan.semantic.as_ref().map_or("", |s| s.prompt.as_str());
+                    match semantic::embed(cx.cfg, embedding_alias, prompt, cx.host) {
+                        Some((t, ex)) => {
+                            self.lookup = Lookup::Embedding(t, Box::new(ex));
+                            return Err(Admit::Wait);
+                        }
+                        None => {
+                            add_counter(cx.host, "llm_gateway.cache.embedding_failures", 1);
+                            None
+                        }
+                    }
+                }
             },
+        };
+        let Some(plan) = self.plan.as_ref() else {
+            return Ok(None);
+        };
+        let key = match &plan.semantic {
+            Some(sem) => sem.scope.as_str(),
+            None => plan.key.as_str(),
         };
         let now = cx.host.now_ms();
         let found =
             stored.and_then(
-                |b| match entry::decode(&b, &plan.key, now, plan.controls.max_age_s) {
+                |b| match entry::decode(&b, key, now, plan.controls.max_age_s) {
                     Ok(e) => Some(e),
                     Err(entry::Miss::Corrupt) => {
                         add_counter(cx.host, "llm_gateway.cache.corrupt", 1);
@@ -262,6 +328,27 @@ impl CacheHook {
             }
             return true;
         }
+        if let Lookup::Embedding(t, _) = &self.lookup {
+            if *t != token {
+                return false;
+            }
+            let Lookup::Embedding(_, mut ex) = std::mem::take(&mut self.lookup) else {
+                return false;
+            };
+            let (status, body) = host.call_response(num_headers, body_size);
+            let w = ex.whole_response(status.unwrap_or(503), &body);
+            let vector = (w.status == 200)
+                .then(|| cache::first_embedding(&w.body))
+                .flatten();
+            if vector.is_none() {
+                add_counter(host, "llm_gateway.cache.embedding_failures", 1);
+            }
+            if let Some(sem) = self.plan.as_mut().and_then(|p| p.semantic.as_mut()) {
+                sem.vector = vector;
+            }
+            self.lookup = Lookup::Embedded;
+            return true;
+        }
         let Lookup::Waiting(t) = self.lookup else {
             return false;
         };
@@ -269,7 +356,16 @@ impl CacheHook {
             return false;
         }
         let (status, body) = host.call_response(num_headers, body_size);
-        self.lookup = Lookup::Done(match redis::read_answer(status, &body) {
+        let semantic = self.plan.as_ref().is_some_and(|p| p.semantic.is_some());
+        let found = if semantic {
+            semantic::read_search(status, &body).map(|(best, entry)| {
+                self.similarity = Some(best);
+                entry
+            })
+        } else {
+            redis::read_answer(status, &body)
+        };
+        self.lookup = Lookup::Done(match found {
             Ok(v) => v,
             Err(e) => {
                 redis_failed(host, &e);
@@ -277,6 +373,29 @@ impl CacheHook {
             }
         });
         true
+    }
+
+    /// The prompt's embedding is known: search its scope (one webdis call).
+    /// `None`: nothing to search with (a miss).
+    fn search(&mut self, cx: &mut Cx<'_>) -> Option<Admit> {
+        let threshold = match settings(cx).map(|s| &s.store) {
+            Some(CacheStore::RedisSemantic { threshold, .. }) => *threshold,
+            _ => return None,
+        };
+        let fleet = cx.cfg.fleet.as_ref()?;
+        let sem = self.plan.as_ref()?.semantic.as_ref()?;
+        let vector = sem.vector.as_ref()?;
+        let body = semantic::search_body(fleet, &sem.scope, vector, threshold);
+        match fleet_calls::post(cx.host, fleet, &body) {
+            Some(t) => {
+                self.lookup = Lookup::Waiting(t);
+                Some(Admit::Wait)
+            }
+            None => {
+                redis_failed(cx.host, "the semantic search could not be sent");
+                None
+            }
+        }
     }
 
     /// Whether the hook wants each streamed chunk (to store the stream).
@@ -330,7 +449,11 @@ impl CacheHook {
                 metering::charge(d, usage, cx.record.body_len, 0, true).0
             })
         });
-        let bytes = entry::encode(&plan.key, now, expires, cost, &answer);
+        let entry_key = plan
+            .semantic
+            .as_ref()
+            .map_or(plan.key.as_str(), |s| s.scope.as_str());
+        let bytes = entry::encode(entry_key, now, expires, cost, &answer);
         match &s.store {
             CacheStore::Local { max_bytes } => {
                 match local::put(cx.host.store(), &plan.key, &bytes, *max_bytes) {
@@ -367,6 +490,34 @@ impl CacheHook {
                     None => redis_failed(cx.host, "an answer could not be stored"),
                 }
             }
+            CacheStore::RedisSemantic { .. } => {
+                let Some(fleet) = cx.cfg.fleet.as_ref() else {
+                    return;
+                };
+                // Without the prompt's embedding there is nothing to find it by.
+                let Some(sem) = plan.semantic.as_ref() else {
+                    return;
+                };
+                let Some(vector) = sem.vector.as_ref() else {
+                    return;
+                };
+                let exact = plan.key.rsplit(':').next().unwrap_or(&plan.key);
+                let text = String::from_utf8_lossy(&bytes);
+                let body =
+                    semantic::store_body(fleet, &sem.scope, exact, vector, &text, ttl_s, now);
+                match fleet_calls::post(cx.host, fleet, &body) {
+                    Some(t) => {
+                        self.store_calls.push(t);
+                        add_counter(cx.host, "llm_gateway.cache.stores", 1);
+                        add_counter(
+                            cx.host,
+                            "llm_gateway.cache.stored_bytes",
+                            bytes.len() as u64,
+                        );
+                    }
+                    None => redis_failed(cx.host, "an answer could not be stored"),
+                }
+            }
         }
     }
 
@@ -376,10 +527,17 @@ impl CacheHook {
         let (Some(plan), Some(v)) = (self.plan.as_ref(), self.verdict) else {
             return Vec::new();
         };
-        vec![
+        let mut h = vec![
             ("x-litellm-cache-key".to_string(), plan.key.clone()),
             ("x-llm-gateway-cache".to_string(), v.as_str().to_string()),
-        ]
+        ];
+        if let Some(s) = self.similarity {
+            h.push((
+                "x-llm-gateway-cache-similarity".to_string(),
+                format!("{s:.4}"),
+            ));
+        }
+        h
     }
 }
 

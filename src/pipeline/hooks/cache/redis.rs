@@ -18,12 +18,22 @@ fn redis_key(settings: &FleetSettings, key: &str) -> String {
 }
 
 fn eval(script: &str, args: &[&str]) -> Vec<u8> {
-    let mut s =
-        String::with_capacity(script.len() * 2 + args.iter().map(|a| a.len() * 3).sum::<usize>());
+    match args.split_first() {
+        Some((key, rest)) => eval_keys(script, &[key], rest),
+        None => eval_keys(script, &[], &[]),
+    }
+}
+
+/// A webdis `EVAL/<script>/<n>/<keys...>/<args...>` body.
+pub fn eval_keys(script: &str, keys: &[&str], args: &[&str]) -> Vec<u8> {
+    let mut s = String::with_capacity(
+        script.len() * 2 + keys.iter().chain(args).map(|a| a.len() * 3).sum::<usize>(),
+    );
     s.push_str("EVAL/");
     webdis_arg(script, &mut s);
-    s.push_str("/1");
-    for a in args {
+    s.push('/');
+    s.push_str(&keys.len().to_string());
+    for a in keys.iter().chain(args) {
         s.push('/');
         webdis_arg(a, &mut s);
     }
