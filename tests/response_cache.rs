@@ -294,3 +294,28 @@ fn a_corrupt_entry_is_a_miss() {
     let rq = miss(&mut gw, &[], &ask("c"));
     assert_eq!(rq.host.counter("llm_gateway.cache.corrupt"), 1);
 }
+
+#[test]
+fn semantic_settings_are_checked_at_load() {
+    let mut cfg = config(
+        json!({"type": "redis-semantic", "similarity_threshold": 0.9,
+               "redis_semantic_cache_embedding_model": "no-such-alias"}),
+        json!({"counters": {"redis": {"cluster": "webdis"}}}),
+    );
+    let bytes = serde_json::to_vec(&cfg).unwrap();
+    let e = llm_gateway::pipeline::load_config(&bytes, &|_| None).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("litellm_settings.cache_params.redis_semantic_cache_embedding_model"),
+        "{e}"
+    );
+    cfg["litellm_settings"]["cache_params"]["redis_semantic_cache_embedding_model"] =
+        json!("claude");
+    let bytes = serde_json::to_vec(&cfg).unwrap();
+    let c = llm_gateway::pipeline::load_config(&bytes, &|_| None).unwrap();
+    assert!(
+        c.warnings.iter().all(|w| !w.contains("cache")),
+        "{:?}",
+        c.warnings
+    );
+}
