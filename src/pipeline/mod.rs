@@ -177,6 +177,20 @@ pub struct Attempt<'a> {
     pub exchange: Exchange,
 }
 
+/// The headers of an out-of-band call carrying `up` to `dep`
+/// (`dispatch_http_call`: pseudo-headers first, then the provider's).
+pub fn call_headers<'h>(up: &'h UpstreamRequest, dep: &'h Deployment) -> Vec<(&'h str, &'h str)> {
+    let mut headers: Vec<(&str, &str)> = vec![
+        (":method", "POST"),
+        (":path", &up.path),
+        (":authority", &dep.api_base.authority),
+    ];
+    for (k, v) in &up.headers {
+        headers.push((k.as_str(), v.as_str()));
+    }
+    headers
+}
+
 /// Translate the request for one deployment. Called again for each retry or
 /// fallback: `parsed` is never changed, so every attempt starts from the
 /// client's original request, in its own provider's format. `drop_params`

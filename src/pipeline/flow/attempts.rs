@@ -11,7 +11,7 @@ use super::super::hooks::Admit;
 use super::super::host::{random_u64, Action, Host, Span};
 use super::super::telemetry::{self, keys, Event};
 use super::super::Exchange;
-use super::{hex, RequestFlow, Try};
+use super::{RequestFlow, Try};
 use crate::api::error::{ErrorKind, GatewayError};
 use crate::config::Deployment;
 use crate::routing::{self, ErrorClass, FailureKind};
@@ -210,7 +210,7 @@ impl RequestFlow {
         let mut pick = [0u8; 8];
         pick.copy_from_slice(&random[..8]);
         let rand = u64::from_le_bytes(pick);
-        self.record.id = format!("chatcmpl-{}", hex(&random[8..]));
+        self.record.id = format!("chatcmpl-{}", crate::cache::hex(&random[8..]));
         self.record.created = now_ms / 1000;
         self.record.stream = parsed.head.is_stream();
         let plan = routing::plan_attempts(
@@ -391,14 +391,7 @@ impl RequestFlow {
                 }
             };
             let up = &attempt.upstream;
-            let mut headers: Vec<(&str, &str)> = vec![
-                (":method", "POST"),
-                (":path", &up.path),
-                (":authority", &dep.api_base.authority),
-            ];
-            for (k, v) in &up.headers {
-                headers.push((k.as_str(), v.as_str()));
-            }
+            let headers = super::super::call_headers(up, dep);
             // The answer arrives whole, so a stream's attempt gets the whole-response timeout.
             let timeout_ms = if self.record.stream {
                 self.overrides

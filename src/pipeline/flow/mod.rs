@@ -690,13 +690,3 @@ fn response_status(host: &dyn Host) -> Option<u16> {
     host.response_header(":status")
         .and_then(|s| s.parse::<u16>().ok())
 }
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}

@@ -21,6 +21,7 @@ use log::warn;
 use serde_json::Value;
 
 use super::{Admit, Cx};
+use crate::accounting::fleet::FleetSettings;
 use crate::accounting::metering;
 use crate::api::request::ClientRequest;
 use crate::cache::{self, assemble::Assembler, entry, replay, Controls};
@@ -477,18 +478,7 @@ impl CacheHook {
                 // Entries are JSON text, so the value is valid UTF-8.
                 let text = String::from_utf8_lossy(&bytes);
                 let body = redis::set_body(fleet, &plan.key, &text, ttl_s);
-                match fleet_calls::post(cx.host, fleet, &body) {
-                    Some(t) => {
-                        self.store_calls.push(t);
-                        add_counter(cx.host, "llm_gateway.cache.stores", 1);
-                        add_counter(
-                            cx.host,
-                            "llm_gateway.cache.stored_bytes",
-                            bytes.len() as u64,
-                        );
-                    }
-                    None => redis_failed(cx.host, "an answer could not be stored"),
-                }
+                self.send_store(cx, fleet, &body, bytes.len());
             }
             CacheStore::RedisSemantic { .. } => {
                 let Some(fleet) = cx.cfg.fleet.as_ref() else {
@@ -505,19 +495,20 @@ impl CacheHook {
                 let text = String::from_utf8_lossy(&bytes);
                 let body =
                     semantic::store_body(fleet, &sem.scope, exact, vector, &text, ttl_s, now);
-                match fleet_calls::post(cx.host, fleet, &body) {
-                    Some(t) => {
-                        self.store_calls.push(t);
-                        add_counter(cx.host, "llm_gateway.cache.stores", 1);
-                        add_counter(
-                            cx.host,
-                            "llm_gateway.cache.stored_bytes",
-                            bytes.len() as u64,
-                        );
-                    }
-                    None => redis_failed(cx.host, "an answer could not be stored"),
-                }
+                self.send_store(cx, fleet, &body, bytes.len());
             }
+        }
+    }
+
+    /// Send a store to Redis (its answer is only checked for failure).
+    fn send_store(&mut self, cx: &mut Cx<'_>, fleet: &FleetSettings, body: &[u8], bytes: usize) {
+        match fleet_calls::post(cx.host, fleet, body) {
+            Some(t) => {
+                self.store_calls.push(t);
+                add_counter(cx.host, "llm_gateway.cache.stores", 1);
+                add_counter(cx.host, "llm_gateway.cache.stored_bytes", bytes as u64);
+            }
+            None => redis_failed(cx.host, "an answer could not be stored"),
         }
     }
 

@@ -53,15 +53,20 @@ pub fn set_body(settings: &FleetSettings, key: &str, entry: &str, ttl_s: u64) ->
     )
 }
 
-/// Webdis's answer to a read: `Ok(None)` when nothing is stored, `Err`
-/// when Redis could not answer.
-pub fn read_answer(status: Option<u16>, body: &[u8]) -> Result<Option<Vec<u8>>, String> {
+/// A webdis answer as JSON, or why there is none.
+pub fn webdis_json(status: Option<u16>, body: &[u8]) -> Result<Value, String> {
     match status {
         Some(200) => {}
         Some(s) => return Err(format!("webdis answered HTTP {s}")),
         None => return Err("webdis unreachable".into()),
     }
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("webdis answer: {e}"))?;
+    serde_json::from_slice(body).map_err(|e| format!("webdis answer: {e}"))
+}
+
+/// Webdis's answer to a read: `Ok(None)` when nothing is stored, `Err`
+/// when Redis could not answer.
+pub fn read_answer(status: Option<u16>, body: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let v = webdis_json(status, body)?;
     match v.get("EVAL") {
         Some(Value::String(s)) => Ok(Some(s.clone().into_bytes())),
         Some(Value::Null) | Some(Value::Bool(false)) => Ok(None),

@@ -109,13 +109,7 @@ pub fn store_body(
 /// Webdis's answer to a search: the best similarity, and the entry when it
 /// is at or above the threshold.
 pub fn read_search(status: Option<u16>, body: &[u8]) -> Result<(f64, Option<Vec<u8>>), String> {
-    match status {
-        Some(200) => {}
-        Some(s) => return Err(format!("webdis answered HTTP {s}")),
-        None => return Err("webdis unreachable".into()),
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("webdis answer: {e}"))?;
+    let v = super::redis::webdis_json(status, body)?;
     let Some(serde_json::Value::Array(a)) = v.get("EVAL") else {
         return Err(format!("the semantic search failed: {v}"));
     };
@@ -152,14 +146,7 @@ pub fn embed(
     )
     .ok()?;
     let up = &attempt.upstream;
-    let mut headers: Vec<(&str, &str)> = vec![
-        (":method", "POST"),
-        (":path", &up.path),
-        (":authority", &dep.api_base.authority),
-    ];
-    for (k, v) in &up.headers {
-        headers.push((k.as_str(), v.as_str()));
-    }
+    let headers = crate::pipeline::call_headers(up, dep);
     let timeout = dep.timeout_ms.unwrap_or(cfg.router.timeout_ms).min(10_000);
     let token = host.dispatch_http_call(&dep.cluster, &headers, &up.body, timeout)?;
     Some((token, attempt.exchange))
