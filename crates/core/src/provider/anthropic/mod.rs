@@ -31,10 +31,14 @@
 //!   may then echo, or continue as a prefill).
 //! - Trailing whitespace is trimmed from the text of a final assistant turn
 //!   (a prefill), which Anthropic rejects otherwise (LiteLLM does the same).
-//! - `max_tokens` is `max_completion_tokens` or `max_tokens`, else
-//!   [`DEFAULT_MAX_TOKENS`] (LiteLLM's fallback when its model map has no entry;
-//!   this gateway has no model map), plus the thinking budget when thinking is
-//!   enabled without an explicit limit (LiteLLM: `budget_tokens + 4096`).
+//! - `max_tokens` is `max_completion_tokens` or `max_tokens`, else what
+//!   LiteLLM sends: with a thinking budget, the budget plus
+//!   [`DEFAULT_MAX_TOKENS`]; otherwise the model's maximum output from the
+//!   built-in table beside the prices
+//!   ([`crate::config::pricing::max_output_tokens`]: 64000 for
+//!   `claude-sonnet-4-5`, as LiteLLM's model map says). For a model the table
+//!   lacks, [`DEFAULT_MAX_TOKENS`]: LiteLLM sends 128000 there, which
+//!   Anthropic refuses for every model with a lower maximum.
 //! - `stop` -> `stop_sequences`; whitespace-only sequences (which Anthropic
 //!   rejects) are dropped when `drop_params` is on, as LiteLLM does.
 //! - `user` -> `metadata.user_id`, skipped when it looks like an e-mail
@@ -135,8 +139,9 @@ const PROVIDER: &str = "anthropic";
 /// `anthropic-version` sent when the deployment sets no `api_version`.
 pub const DEFAULT_API_VERSION: &str = "2023-06-01";
 
-/// `max_tokens` when the client sets none (Anthropic requires one). LiteLLM's
-/// `DEFAULT_ANTHROPIC_CHAT_MAX_TOKENS`.
+/// `max_tokens` when the client sets none and the model's maximum is not
+/// known (Anthropic requires one), and the headroom above a thinking budget
+/// (LiteLLM's `DEFAULT_MAX_TOKENS`).
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 /// The `anthropic-beta` value a request with `output_format` needs
