@@ -116,14 +116,14 @@ mod response;
 mod stream;
 pub mod vertex;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::openai_compat::openai_style_error;
 use super::{
     endpoint_path, RequestContext, ResponseMeta, StreamTranslator, Translated, Translator,
     UpstreamRequest,
 };
-use crate::api::error::{upstream_status_kind, GatewayError};
+use crate::api::error::{upstream_status_kind, ErrorKind, GatewayError};
 use crate::api::request::ClientRequest;
 use crate::config::Deployment;
 use crate::provider::common::errors::snippet;
@@ -206,6 +206,41 @@ impl Translator for Anthropic {
     fn error(&self, status: u16, body: &[u8]) -> GatewayError {
         error_from_body(status, body)
     }
+}
+
+/// The Messages body as a cloud that hosts Claude takes it (Vertex AI's
+/// rawPredict, Bedrock's InvokeModel): the Anthropic translation without
+/// `model` (the path names it), with the cloud's `anthropic_version`, and
+/// the beta features the request needs named in the body's
+/// `anthropic_beta` list instead of the `anthropic-beta` header.
+pub(crate) fn hosted_body(
+    req: &ClientRequest,
+    dep: &Deployment,
+    ctx: &RequestContext,
+    version: &str,
+) -> Result<Map<String, Value>, GatewayError> {
+    let native = Anthropic.request(req, dep, ctx)?;
+    let Value::Object(mut fields) = serde_json::from_slice(&native.body).map_err(internal)? else {
+        return Err(GatewayError::new(500, ErrorKind::Internal, "not an object"));
+    };
+    fields.remove("model");
+    fields.insert("anthropic_version".into(), Value::String(version.into()));
+    let betas: Vec<Value> = native
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "anthropic-beta")
+        .flat_map(|(_, v)| v.split(','))
+        .map(|b| Value::String(b.trim().to_string()))
+        .collect();
+    if !betas.is_empty() {
+        fields.insert("anthropic_beta".into(), Value::Array(betas));
+    }
+    Ok(fields)
+}
+
+/// A body the gateway wrote that does not serialise: its own failure.
+pub(crate) fn internal(e: serde_json::Error) -> GatewayError {
+    GatewayError::new(500, ErrorKind::Internal, e.to_string())
 }
 
 // ---------------------------------------------------------------------------
