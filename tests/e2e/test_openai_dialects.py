@@ -29,6 +29,7 @@ DIALECTS = {
     "o3": "openai/o3-mini",
     "databricks": "databricks/databricks-meta-llama-3-3-70b-instruct",
     "vllm-as-openai": "openai/local-model",
+    "hf": "huggingface/together/deepseek-ai/DeepSeek-R1",
 }
 
 
@@ -36,7 +37,10 @@ DIALECTS = {
 def dialects(start_gateway, mocks):
     base = mock_api_bases(mocks)["openai"]
     cfg = {"model_list": [{"model_name": alias, "litellm_params": {
-        "model": model, "api_base": base, "api_key": "os.environ/MOCK_OPENAI_KEY"}} for alias, model in DIALECTS.items()],
+        "model": model, "api_base": base, "api_key": "os.environ/MOCK_OPENAI_KEY"}} for alias, model in DIALECTS.items()]
+        # a TGI / Inference Endpoints URL: the host alone, /v1 added by the gateway
+        + [{"model_name": "hf-tgi", "litellm_params": {"model": "huggingface/tgi", "api_base": base.removesuffix("/v1"),
+                                                       "api_key": "os.environ/MOCK_OPENAI_KEY"}}],
         "router_settings": {"num_retries": 0, "disable_cooldowns": True},
         "gateway": {"clusters": mock_cluster_map(mocks)}}
     with start_gateway(cfg, env={"MOCK_OPENAI_KEY": "sk-oai-test"}, name="openai-dialects") as gw:
@@ -95,6 +99,16 @@ def test_groq_json_schema_as_a_forced_tool_whose_call_is_the_content(dialects):
 def test_groq_models_with_structured_outputs_get_json_schema(dialects):
     body = sent(dialects, model="groq-oss", messages=[{"role": "user", "content": "A city"}], response_format=CITY)
     assert body["response_format"] == CITY and "tools" not in body
+
+
+def test_hugging_face_router_provider_and_tgi_endpoint(dialects):
+    body = sent(dialects, model="hf", messages=[{"role": "developer", "content": "d"}, {"role": "user", "content": "q"}])
+    assert body["model"] == "deepseek-ai/DeepSeek-R1:together" and body["messages"][0]["role"] == "developer"
+    dialects.reset()
+    r = sdk(dialects).chat.completions.create(model="hf-tgi", messages=[{"role": "user", "content": "q"}])
+    assert r.choices[0].message.content.endswith("q")
+    req = dialects.only_request("openai")
+    assert req["path"] == "/v1/chat/completions" and req["body"]["model"] == "tgi"
 
 
 def test_fireworks_gets_its_account_path_and_any(dialects):

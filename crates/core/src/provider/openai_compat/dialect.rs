@@ -98,6 +98,10 @@ pub struct Dialect {
     pub added: &'static [(&'static str, &'static str)],
     /// Prepended to a model id without `/` (Fireworks' account path).
     pub model_prefix: Option<&'static str>,
+    /// Hugging Face's ids: `<provider>/<org>/<model>` names an Inference
+    /// Provider, sent as the router's `<org>/<model>:<provider>`; and a base
+    /// without `/v1` (a TGI or Inference Endpoints URL) gets it.
+    pub hugging_face: bool,
     /// What answers may hold.
     pub answers: Answers,
     /// `response_format: json_schema` sent as a forced tool whose call comes
@@ -125,9 +129,21 @@ impl Dialect {
         stream_options: true,
         added: &[],
         model_prefix: None,
+        hugging_face: false,
         answers: Answers::OpenAi,
         json_schema_tool: false,
     };
+
+    /// The chat endpoint under a base path: `/chat/completions`, after `/v1`
+    /// for a Hugging Face base without it (LiteLLM's
+    /// `_build_chat_completion_url`).
+    pub fn chat_path(&self, base: &str) -> String {
+        let end = "/chat/completions";
+        if self.hugging_face && !base.ends_with("/v1") && !base.ends_with(end) {
+            return format!("{base}/v1{end}");
+        }
+        super::endpoint_path(base, end)
+    }
 
     /// Whether this request must be parsed and rewritten: cheap checks on
     /// the members and the bytes (a false positive only costs a parse).
@@ -155,6 +171,11 @@ impl Dialect {
 
     /// The model id sent to the server.
     pub fn model_id(&self, model: &str) -> String {
+        if self.hugging_face {
+            if let Some((provider, id)) = model.split_once('/').filter(|(_, id)| id.contains('/')) {
+                return format!("{id}:{provider}");
+            }
+        }
         match self.model_prefix {
             Some(p) if !model.contains('/') => {
                 let mut id = String::from(p);
@@ -488,6 +509,19 @@ const DATABRICKS: Dialect = Dialect {
     ..BASE
 };
 
+/// Hugging Face (`HuggingFaceChatConfig`, an `OpenAIGPTConfig`): TGI and
+/// Inference Endpoints at their `api_base` (`/v1/chat/completions`), the
+/// Inference Providers router (`router.huggingface.co/v1`) without one; the
+/// request as written. Departure: LiteLLM looks a provider's own model id up
+/// in Hugging Face's provider mapping (a network call per request) and posts
+/// to `router.huggingface.co/<provider>/...`; the gateway names the provider
+/// in the model id (`<org>/<model>:<provider>`), which the router resolves.
+const HUGGING_FACE: Dialect = Dialect {
+    name: "huggingface",
+    hugging_face: true,
+    ..Dialect::OPENAI
+};
+
 /// LM Studio and llamafile: OpenAI's rules for servers that are not OpenAI.
 const LOCAL: Dialect = Dialect {
     name: "local",
@@ -542,6 +576,7 @@ const DIALECTS: &[Row] = &[
     ("cerebras", any, &CEREBRAS),
     ("hosted_vllm", any, &HOSTED_VLLM),
     ("databricks", any, &DATABRICKS),
+    ("huggingface", any, &HUGGING_FACE),
     ("lm_studio", any, &LOCAL),
     ("llamafile", any, &LOCAL),
     ("openai_like", any, &OPENAI_LIKE),
@@ -621,5 +656,21 @@ mod tests {
             FIREWORKS.model_id("accounts/me/models/x"),
             "accounts/me/models/x"
         );
+        assert_eq!(
+            HUGGING_FACE.model_id("together/deepseek-ai/DeepSeek-R1"),
+            "deepseek-ai/DeepSeek-R1:together"
+        );
+        assert_eq!(
+            HUGGING_FACE.model_id("meta-llama/Llama-3.1-8B"),
+            "meta-llama/Llama-3.1-8B"
+        );
+        assert_eq!(HUGGING_FACE.model_id("tgi"), "tgi");
+        assert_eq!(HUGGING_FACE.chat_path(""), "/v1/chat/completions");
+        assert_eq!(HUGGING_FACE.chat_path("/v1"), "/v1/chat/completions");
+        assert_eq!(
+            HUGGING_FACE.chat_path("/x/v1/chat/completions"),
+            "/x/v1/chat/completions"
+        );
+        assert_eq!(Dialect::OPENAI.chat_path("/v1"), "/v1/chat/completions");
     }
 }

@@ -85,7 +85,7 @@ impl Translator for Dialect {
             headers.push(("authorization".to_string(), format!("Bearer {key}")));
         }
         Ok(UpstreamRequest {
-            path: endpoint_path(&dep.api_base.path, "/chat/completions"),
+            path: self.chat_path(&dep.api_base.path),
             headers,
             body,
         })
