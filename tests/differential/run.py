@@ -190,6 +190,9 @@ def start_mocks(stack: contextlib.ExitStack) -> dict[str, Provider]:
         {"api_base": base(az.port), "api_key": "az-key-diff", "api_version": "2024-10-21"}, ["api-key"])
     add("mistral", "mistral/mistral-small-latest", mi.port,
         {"api_base": base(mi.port, "/v1"), "api_key": "mi-key-diff"}, ["authorization"])
+    # Groq is OpenAI-shaped: the OpenAI mock serves it (llama-3.3 has no structured outputs there).
+    add("groq", "groq/llama-3.3-70b-versatile", mp.openai_port,
+        {"api_base": base(mp.openai_port, "/v1"), "api_key": "gq-key-diff"}, ["authorization"])
     out = {}
     for p in provs:
         p.alias = f"diff-{p.name}"

@@ -26,6 +26,8 @@ MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 MODEL_PATH = "anthropic.claude-3-5-sonnet-20240620-v1%3A0"
 TITAN = "amazon.titan-embed-text-v2:0"
 COHERE = "cohere.embed-english-v3"
+INVOKE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+INVOKE_PATH = "us.anthropic.claude-sonnet-4-5-20250929-v1%3A0"
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +52,7 @@ def bedrock_gateway(start_gateway, bedrock_mock):
             deployment("br-wrong-secret", MODEL, port, secret="not-the-secret"),
             deployment("br-titan", TITAN, port),
             deployment("br-cohere", COHERE, port),
+            deployment("br-invoke", f"invoke/{INVOKE}", port),
         ],
         "router_settings": {"disable_cooldowns": True},
         "gateway": {"clusters": {f"127.0.0.1:{port}": "mock_bedrock"}},
@@ -118,6 +121,52 @@ def test_plain_completion_signed_and_translated(br, bedrock_mock):
     u = req["response"]["body"]["usage"]
     assert body["usage"] == {"prompt_tokens": u["inputTokens"], "completion_tokens": u["outputTokens"],
                              "total_tokens": u["inputTokens"] + u["outputTokens"]}
+
+
+def test_invoke_claude_messages_body_signed(br, bedrock_mock):
+    # bedrock/invoke/<Claude>: Anthropic's Messages body at /invoke; the mock checks SigV4 and
+    # refuses a body with model/stream or without anthropic_version bedrock-2023-05-31.
+    r = br.chat(chat_body("br-invoke", {"role": "system", "content": "Be brief."}, user(MULTIBYTE), max_tokens=64))
+    assert r.status == 200, r.body
+    req = only_request(bedrock_mock)
+    sent = check_signed(req, f"/model/{INVOKE_PATH}/invoke", bedrock_mock.port)
+    assert sent == {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64,
+                    "system": [{"type": "text", "text": "Be brief."}],
+                    "messages": [{"role": "user", "content": [{"type": "text", "text": MULTIBYTE}]}]}
+    body = r.json()
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": HELLO + MULTIBYTE}
+    assert body["choices"][0]["finish_reason"] == "stop"
+    u = req["response"]["body"]["usage"]
+    assert body["usage"]["prompt_tokens"] == u["input_tokens"]
+    assert body["usage"]["completion_tokens"] == u["output_tokens"]
+
+
+def test_invoke_claude_stream_and_tools(br, bedrock_mock):
+    s = br.stream(chat_body("br-invoke", user("Stream " + MULTIBYTE), stream=True,
+                            stream_options={"include_usage": True}))
+    assert s.status == 200 and s.error is None, s.raw[-300:]
+    assert s.headers["content-type"].startswith("text/event-stream")
+    assert s.ends_with_done() and not s.errors(), s.errors()
+    assert s.content() == HELLO + "Stream " + MULTIBYTE
+    req = only_request(bedrock_mock)
+    sent = check_signed(req, f"/model/{INVOKE_PATH}/invoke-with-response-stream", bedrock_mock.port)
+    assert "stream" not in sent and sent["max_tokens"] == 64000
+    u = req["response"]["body"]["usage"]
+    assert s.chunks()[-1]["usage"]["completion_tokens"] == u["output_tokens"]
+    # a streamed tool call, then an exception mid-stream
+    bedrock_mock.reset()
+    s = br.stream(chat_body("br-invoke", user("Weather?"), stream=True, tools=[WEATHER_TOOL], tool_choice="required"))
+    assert s.ends_with_done() and not s.errors(), s.errors()
+    calls = collect_tool_calls(s.chunks())
+    assert [c["name"] for c in calls] == ["get_weather"]
+    assert json.loads(calls[0]["arguments"]) == WEATHER_ARGS
+    assert finish_reasons(s.chunks()) == ["tool_calls"]
+    bedrock_mock.reset()
+    bedrock_mock.script({"exception": "throttlingException", "exception_after": 3})
+    s = br.stream(chat_body("br-invoke", user("Hi"), stream=True))
+    assert s.ends_with_done()
+    (err,) = s.errors()
+    assert err["type"] == "rate_limit_error" and err["code"] == "throttlingException", err
 
 
 def test_wrong_secret_is_rejected_by_bedrock_and_mapped(br, bedrock_mock):

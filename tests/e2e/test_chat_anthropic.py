@@ -82,6 +82,13 @@ def test_sampling_params_and_max_tokens(gw):
     assert sent["top_p"] == 0.9
 
 
+def test_default_max_tokens_is_the_models_maximum(gw):
+    # As LiteLLM sends it; the mock refuses more than the model's maximum, as Anthropic does.
+    r = gw.chat(chat_body("claude", user("Hi")))
+    assert r.status == 200, r.body
+    assert check_upstream(gw, gw.only_request("anthropic"))["max_tokens"] == 64000
+
+
 def test_max_completion_tokens_becomes_max_tokens(gw):
     r = gw.chat(chat_body("claude", user("Hi"), max_completion_tokens=77))
     assert r.status == 200, r.body

@@ -129,6 +129,21 @@ def test_stream_without_usage_ends_with_done(gg, google):
     assert all("usage" not in c for c in s.chunks())
 
 
+def test_tool_schemas_go_as_parameters_or_json_schema(sdk, google):
+    # The mock refuses JSON Schema keywords in `parameters` as Google does ("Unknown name"):
+    # a strict tool (additionalProperties) must go as parametersJsonSchema, a plain one as parameters.
+    strict = {"type": "function", "function": {"name": "lookup", "strict": True, "parameters": {
+        "type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"],
+        "additionalProperties": False}}}
+    r = sdk.chat.completions.create(model="gem", messages=[user("Weather in Zürich?")],
+                                    tools=[WEATHER_TOOL, strict], tool_choice="required")
+    assert r.choices[0].finish_reason == "tool_calls"
+    decls = only(google)["body"]["tools"][0]["functionDeclarations"]
+    assert decls[0]["parameters"] == WEATHER_TOOL["function"]["parameters"] and "parametersJsonSchema" not in decls[0]
+    assert decls[1]["parametersJsonSchema"] == {k: v for k, v in strict["function"]["parameters"].items()}
+    assert "parameters" not in decls[1]
+
+
 def test_sdk_tools_round_trip_with_thought_signature(sdk, google):
     # Thinking on: the mock signs its function call, the signature rides in the tool call id.
     r = sdk.chat.completions.create(model="gem", messages=[user("Weather in Zürich?")], tools=[WEATHER_TOOL],
@@ -145,7 +160,7 @@ def test_sdk_tools_round_trip_with_thought_signature(sdk, google):
                   if "thoughtSignature" in p)
     assert first["tools"] == [{"functionDeclarations": [{
         "name": "get_weather", "description": WEATHER_TOOL["function"]["description"],
-        "parametersJsonSchema": WEATHER_TOOL["function"]["parameters"]}]}]
+        "parameters": WEATHER_TOOL["function"]["parameters"]}]}]
     assert first["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
     assert first["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 1024, "includeThoughts": True}
     google.reset()

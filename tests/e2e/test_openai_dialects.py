@@ -6,6 +6,8 @@ provider fields come back as LiteLLM gives them (OpenRouter's and Groq's `reason
 
 from __future__ import annotations
 
+import json
+
 import openai
 import pytest
 
@@ -16,6 +18,7 @@ TOOLS = [{"type": "function", "function": {"name": "f", "strict": True, "paramet
 
 DIALECTS = {
     "groq": "groq/llama-3.3-70b-versatile",
+    "groq-oss": "groq/openai/gpt-oss-120b",
     "fireworks": "fireworks_ai/llama-v3p1-8b-instruct",
     "grok4": "xai/grok-4",
     "openrouter": "openrouter/anthropic/claude-sonnet-4.5",
@@ -26,6 +29,7 @@ DIALECTS = {
     "o3": "openai/o3-mini",
     "databricks": "databricks/databricks-meta-llama-3-3-70b-instruct",
     "vllm-as-openai": "openai/local-model",
+    "hf": "huggingface/together/deepseek-ai/DeepSeek-R1",
 }
 
 
@@ -33,7 +37,10 @@ DIALECTS = {
 def dialects(start_gateway, mocks):
     base = mock_api_bases(mocks)["openai"]
     cfg = {"model_list": [{"model_name": alias, "litellm_params": {
-        "model": model, "api_base": base, "api_key": "os.environ/MOCK_OPENAI_KEY"}} for alias, model in DIALECTS.items()],
+        "model": model, "api_base": base, "api_key": "os.environ/MOCK_OPENAI_KEY"}} for alias, model in DIALECTS.items()]
+        # a TGI / Inference Endpoints URL: the host alone, /v1 added by the gateway
+        + [{"model_name": "hf-tgi", "litellm_params": {"model": "huggingface/tgi", "api_base": base.removesuffix("/v1"),
+                                                       "api_key": "os.environ/MOCK_OPENAI_KEY"}}],
         "router_settings": {"num_retries": 0, "disable_cooldowns": True},
         "gateway": {"clusters": mock_cluster_map(mocks)}}
     with start_gateway(cfg, env={"MOCK_OPENAI_KEY": "sk-oai-test"}, name="openai-dialects") as gw:
@@ -56,6 +63,52 @@ def test_groq_gets_max_tokens_and_no_user(dialects):
                 max_completion_tokens=30, user="u-1")
     assert (body["max_tokens"], body["messages"][0]["role"]) == (30, "system")
     assert "user" not in body and "max_completion_tokens" not in body
+
+
+CITY = {"type": "json_schema", "json_schema": {"name": "city", "strict": True, "schema": {
+    "type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"], "additionalProperties": False}}}
+
+
+def test_groq_json_schema_as_a_forced_tool_whose_call_is_the_content(dialects):
+    # llama-3.3 has no structured outputs on Groq: LiteLLM's forced json_tool_call, answered as content.
+    dialects.reset()
+    r = sdk(dialects).chat.completions.create(model="groq", messages=[{"role": "user", "content": "A city"}],
+                                              response_format=CITY)
+    assert r.choices[0].finish_reason == "stop" and not r.choices[0].message.tool_calls
+    assert set(json.loads(r.choices[0].message.content)) == {"name"}
+    body = dialects.only_request("openai")["body"]
+    assert "response_format" not in body
+    assert body["tools"] == [{"type": "function", "function": {
+        "name": "json_tool_call", "parameters": CITY["json_schema"]["schema"]}}]
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "json_tool_call"}}
+    # streamed: the call's argument pieces arrive as content
+    dialects.reset()
+    chunks = list(sdk(dialects).chat.completions.create(
+        model="groq", messages=[{"role": "user", "content": "A city"}], response_format=CITY, stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert set(json.loads(text)) == {"name"}
+    assert not any(c.choices[0].delta.tool_calls for c in chunks if c.choices)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    # with tools too: refused, as LiteLLM refuses it
+    with pytest.raises(openai.BadRequestError) as e:
+        sdk(dialects).chat.completions.create(model="groq", messages=[{"role": "user", "content": "q"}],
+                                              response_format=CITY, tools=TOOLS)
+    assert e.value.body["param"] == "response_format"
+
+
+def test_groq_models_with_structured_outputs_get_json_schema(dialects):
+    body = sent(dialects, model="groq-oss", messages=[{"role": "user", "content": "A city"}], response_format=CITY)
+    assert body["response_format"] == CITY and "tools" not in body
+
+
+def test_hugging_face_router_provider_and_tgi_endpoint(dialects):
+    body = sent(dialects, model="hf", messages=[{"role": "developer", "content": "d"}, {"role": "user", "content": "q"}])
+    assert body["model"] == "deepseek-ai/DeepSeek-R1:together" and body["messages"][0]["role"] == "developer"
+    dialects.reset()
+    r = sdk(dialects).chat.completions.create(model="hf-tgi", messages=[{"role": "user", "content": "q"}])
+    assert r.choices[0].message.content.endswith("q")
+    req = dialects.only_request("openai")
+    assert req["path"] == "/v1/chat/completions" and req["body"]["model"] == "tgi"
 
 
 def test_fireworks_gets_its_account_path_and_any(dialects):

@@ -22,6 +22,11 @@ Wire format (the Bedrock Runtime API reference):
   contentBlockStart (tool use), contentBlockDelta, contentBlockStop, messageStop,
   metadata; payloads carry a `p` padding field as real Bedrock's do. Each message
   is its own write, and the first delta is split across two writes.
+* `POST /model/{modelId}/invoke` and `/invoke-with-response-stream` for Claude (`anthropic.` ids):
+  Anthropic's Messages body without `model`/`stream`, `anthropic_version: bedrock-2023-05-31`
+  (else 400 ValidationException "Malformed input request"); the answer is Anthropic's Messages
+  response, the stream an event stream of `chunk` events whose `{"bytes"}` is the base64 of
+  each Anthropic stream event.
 * `POST /model/{modelId}/invoke` (embeddings): Titan text (`inputText` ->
   `{"embedding", "inputTextTokenCount"}`; v2 honours `dimensions`) and Cohere
   (`texts`, `input_type` -> `{"embeddings", "id", "response_type", "texts"}`),
@@ -468,6 +473,103 @@ def stream_messages(resp: dict, script: dict) -> list[bytes]:
     return msgs
 
 
+# InvokeModel for Claude: Anthropic's Messages body as Bedrock takes it (no `model`, no `stream`).
+CLAUDE_TOP_LEVEL = {"anthropic_version", "anthropic_beta", "messages", "system", "max_tokens", "metadata",
+                    "stop_sequences", "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking",
+                    "output_config"}
+
+
+def _claude_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return " ".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+
+
+def claude_invoke(model: str, body: Any, script: dict) -> tuple[str | None, dict]:
+    """Validate an InvokeModel Claude body as Bedrock does (its "Malformed input request" 400s),
+    then answer it as Claude would: the first (or the chosen) tool called when tools are offered
+    and the last turn is the user's text, else the greeting, cut at max_tokens words."""
+    if not isinstance(body, dict):
+        return "Malformed input request: expected a JSON object", {}
+    extra = sorted(set(body) - CLAUDE_TOP_LEVEL)
+    if extra:
+        return f"Malformed input request: #: extraneous key [{extra[0]}] is not permitted", {}
+    if body.get("anthropic_version") != "bedrock-2023-05-31":
+        return "Malformed input request: #/anthropic_version: bedrock-2023-05-31 expected", {}
+    mt = body.get("max_tokens")
+    if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
+        return "Malformed input request: #: required key [max_tokens] not found", {}
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs or msgs[0].get("role") != "user":
+        return "Malformed input request: messages: first message must use the \"user\" role", {}
+    last = msgs[-1]
+    content = last.get("content")
+    results = [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"] \
+        if isinstance(content, list) else []
+    tools = body.get("tools") or []
+    choice = body.get("tool_choice") or {"type": "auto"}
+    out: list[dict] = []
+    if script.get("text") is None and tools and choice.get("type") != "none" and not results:
+        tool = next((t for t in tools if t["name"] == choice.get("name")), tools[0])
+        out.append({"type": "tool_use", "id": f"toolu_mock{len(msgs)}", "name": tool["name"],
+                    "input": gen_args(tool.get("input_schema") or {})})
+        stop = "tool_use"
+    else:
+        if script.get("text") is not None:
+            text = script["text"]
+        elif results:
+            text = "The tool returned: " + _claude_text(results[0].get("content") or "")
+        else:
+            text = HELLO + _claude_text(content)
+        stop = "end_turn"
+        toks = re.findall(r"\S+\s*", text)
+        if len(toks) > mt:
+            text, stop = "".join(toks[:mt]), "max_tokens"
+        out.append({"type": "text", "text": text})
+    system = body.get("system") or []
+    in_tokens = sum(words(_claude_text(m.get("content") or "")) for m in msgs) + \
+        (words(system) if isinstance(system, str) else sum(words(b.get("text", "")) for b in system))
+    out_tokens = sum(words(b["text"]) if b["type"] == "text" else words(json.dumps(b["input"])) for b in out)
+    bare = model.split("anthropic.", 1)[-1]
+    return None, {"id": f"msg_bdrk_{uuid.uuid4().hex[:12]}", "type": "message", "role": "assistant",
+                  "model": re.sub(r"-v\d+:\d+$", "", bare), "content": out, "stop_reason": stop,
+                  "stop_sequence": None, "usage": {"input_tokens": in_tokens, "output_tokens": out_tokens}}
+
+
+def claude_stream(resp: dict, script: dict) -> list[bytes]:
+    """InvokeModelWithResponseStream: each Anthropic stream event as a `chunk` event whose payload
+    is `{"bytes": <base64 of the event JSON>}`; message_stop carries Bedrock's invocation metrics."""
+    u = resp["usage"]
+    events: list[dict] = [{"type": "message_start", "message": {**resp, "content": [], "stop_reason": None,
+                                                                  "usage": {**u, "output_tokens": 1}}}]
+    for i, b in enumerate(resp["content"]):
+        if b["type"] == "text":
+            events.append({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}})
+            for piece in re.findall(r"\S+\s*|\s+", b["text"]) or [""]:
+                events.append({"type": "content_block_delta", "index": i,
+                               "delta": {"type": "text_delta", "text": piece}})
+        else:
+            events.append({"type": "content_block_start", "index": i, "content_block": {
+                "type": "tool_use", "id": b["id"], "name": b["name"], "input": {}}})
+            args = json.dumps(b["input"], ensure_ascii=False)
+            for k in range(0, len(args), max(1, len(args) // 3)):
+                events.append({"type": "content_block_delta", "index": i, "delta": {
+                    "type": "input_json_delta", "partial_json": args[k:k + max(1, len(args) // 3)]}})
+        events.append({"type": "content_block_stop", "index": i})
+    events.append({"type": "message_delta", "delta": {"stop_reason": resp["stop_reason"], "stop_sequence": None},
+                   "usage": {"output_tokens": u["output_tokens"]}})
+    events.append({"type": "message_stop", "amazon-bedrock-invocationMetrics": {
+        "inputTokenCount": u["input_tokens"], "outputTokenCount": u["output_tokens"],
+        "invocationLatency": 42, "firstByteLatency": 10}})
+    msgs = [es_event("chunk", {"bytes": base64.b64encode(json.dumps(e, ensure_ascii=False).encode()).decode()})
+            for e in events]
+    if "exception" in script:
+        at = script.get("exception_after", 1)
+        msgs = msgs[:at] + [es_exception(script["exception"], {"message": script.get(
+            "exception_message", "Too many tokens, please wait before trying again.")})]
+    return msgs
+
+
 def embed(model: str, body: Any) -> tuple[int, dict, int]:
     """(status, body, input tokens) for an InvokeModel embeddings call."""
     if not isinstance(body, dict):
@@ -604,12 +706,23 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self._error(status, etype, msg)
             return
-        m = re.fullmatch(r"/model/([^/]+)/(converse|converse-stream|invoke)", self.path)
+        m = re.fullmatch(r"/model/([^/]+)/(converse|converse-stream|invoke|invoke-with-response-stream)",
+                         self.path)
         if not m:
             self._error(404, "UnknownOperationException", f"Unknown operation {self.path}")
             return
         model, op = urllib.parse.unquote(m.group(1)), m.group(2)
         rec["model"] = model
+        if op.startswith("invoke") and "anthropic." in model:
+            problem, resp = claude_invoke(model, body, script)
+            rec["response"] = {"status": 400 if problem else 200, "stream": op != "invoke", "body": resp}
+            if problem:
+                self._error(400, "ValidationException", problem)
+            elif op == "invoke":
+                self._json(200, resp)
+            else:
+                self._send_stream(claude_stream(resp, script))
+            return
         if op == "invoke":
             status, out, tokens = embed(model, body)
             rec["response"] = {"status": status, "body": out}
@@ -628,13 +741,17 @@ class Handler(BaseHTTPRequestHandler):
         if op == "converse":
             self._json(200, resp)
             return
+        self._send_stream(stream_messages(resp, script))
+
+    def _send_stream(self, messages: list[bytes]) -> None:
+        """An event-stream answer, chunked, one message a write (the second split in two)."""
         self.send_response(200)
         self.send_header("content-type", "application/vnd.amazon.eventstream")
         self.send_header("transfer-encoding", "chunked")
         self.send_header("x-amzn-requestid", str(uuid.uuid4()))
         self.end_headers()
         writes: list[bytes] = []
-        for i, msg in enumerate(stream_messages(resp, script)):
+        for i, msg in enumerate(messages):
             if i == 1:  # one message split across two writes
                 writes += [msg[:7], msg[7:]]
             else:

@@ -124,6 +124,38 @@ PART_EXTRA = {"thought", "thoughtSignature", "videoMetadata"}
 DECLARATION = {"name", "description", "parameters", "parametersJsonSchema", "response", "responseJsonSchema",
                "behavior"}
 
+# Gemini's OpenAPI `Schema` (the `parameters` of a function declaration): its fields, and the
+# types as JSON Schema spells them (Google reads the enum names case-insensitively).
+SCHEMA_FIELDS = {"type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems",
+                 "properties", "required", "minProperties", "maxProperties", "minLength", "maxLength",
+                 "pattern", "example", "anyOf", "propertyOrdering", "default", "items", "minimum", "maximum"}
+SCHEMA_TYPES = {"string", "number", "integer", "boolean", "array", "object", "null"}
+
+
+def check_openapi_schema(schema, at: str) -> None:
+    """What Google checks of an OpenAPI `parameters` schema: known fields only (JSON Schema's
+    `additionalProperties`, `$ref`, `$defs` ... are "Unknown name"), one type from the enum,
+    string enums, and properties for an OBJECT."""
+    if not isinstance(schema, dict):
+        raise ValidationError(400, f"Invalid value at '{at}'")
+    for k in schema:
+        if k not in SCHEMA_FIELDS:
+            raise ValidationError(400, f'Invalid JSON payload received. Unknown name "{k}" at \'{at}\': Cannot find field.')
+    t = schema.get("type")
+    if t is not None and (not isinstance(t, str) or t.lower() not in SCHEMA_TYPES):
+        raise ValidationError(400, f"Invalid value at '{at}.type'")
+    if any(not isinstance(v, str) for v in schema.get("enum") or []):
+        raise ValidationError(400, f"Invalid value at '{at}.enum'")
+    if isinstance(t, str) and t.lower() == "object" and not schema.get("properties"):
+        raise ValidationError(400, f"* GenerateContentRequest.{at}.properties: should be non-empty for OBJECT type")
+    for name, sub in (schema.get("properties") or {}).items():
+        check_openapi_schema(sub, f"{at}.properties[{name}].value")
+    if "items" in schema:
+        check_openapi_schema(schema["items"], f"{at}.items")
+    for n, sub in enumerate(schema.get("anyOf") or []):
+        check_openapi_schema(sub, f"{at}.any_of[{n}]")
+
+
 GEMINI_PATH = re.compile(r"^/(v1beta|v1)/(models|tunedModels)/([^/:]+):([A-Za-z]+)$")
 VERTEX_PATH = re.compile(r"^/(v1|v1beta1)/projects/([^/]+)/locations/([^/]+)/publishers/google/models/([^/:]+):([A-Za-z]+)$")
 
@@ -340,6 +372,8 @@ class GeminiEndpoint(Endpoint):
                                          f"'tools[{i}].function_declarations[{j}]': Cannot find field.")
                     if "parameters" in d and "parametersJsonSchema" in d:
                         raise E(400, "parameters and parameters_json_schema are mutually exclusive")
+                    if "parameters" in d:
+                        check_openapi_schema(d["parameters"], f"tools[{i}].function_declarations[{j}].parameters")
                     names.append(d["name"])
         fcc = (r.get("toolConfig") or {}).get("functionCallingConfig") if isinstance(r.get("toolConfig"), dict) \
             else None

@@ -294,6 +294,11 @@ def split_in_pieces(s: str, n: int) -> list[str]:
     return [s[cuts[i]:cuts[i + 1]] for i in range(n) if cuts[i] < cuts[i + 1]]
 
 
+# Anthropic refuses a max_tokens above the model's maximum output (models' pages, docs.anthropic.com).
+ANTHROPIC_MAX_OUTPUT = (("claude-sonnet-4-5", 64000), ("claude-haiku-4-5", 64000), ("claude-opus-4-1", 32000),
+                        ("claude-3-5-haiku", 8192), ("claude-3-haiku", 4096))
+
+
 def cut_text(text: str, stops: list[str], max_tokens: int | None) -> tuple[str, str | None, str | None]:
     """Apply stop sequences then max_tokens. Returns (text, reason, matched_stop).
 
@@ -879,6 +884,10 @@ class AnthropicEndpoint(Endpoint):
         mt = r["max_tokens"]
         if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
             raise E(400, "max_tokens: Input should be a valid integer greater than or equal to 1")
+        most = next((n for prefix, n in ANTHROPIC_MAX_OUTPUT if r["model"].startswith(prefix)), None)
+        if most is not None and mt > most:
+            raise E(400, f"max_tokens: {mt} > {most}, which is the maximum allowed number of output tokens "
+                         f"for {r['model']}")
         if "stream" in r and not isinstance(r["stream"], bool):
             raise E(400, "stream: Input should be a valid boolean")
         t = r.get("temperature")

@@ -22,6 +22,7 @@ pub fn defaults(provider: &str) -> (&'static str, &'static str) {
         "cerebras" => ("llama3.1-8b", "cb-test"),
         "hosted_vllm" => ("Qwen/Qwen2.5-7B-Instruct", ""),
         "databricks" => ("databricks-claude-sonnet-4-5", "dapi-test"),
+        "huggingface" => ("meta-llama/Llama-3.3-70B-Instruct", "hf_test"),
         // Bedrock signs with AWS credentials (see `extra_params`), no api_key.
         "bedrock" => ("anthropic.claude-3-5-sonnet-20240620-v1:0", ""),
         "cohere" => ("command-a-03-2025", "co-test-key"),

@@ -111,6 +111,9 @@ pub(super) fn parse_deployment(
         ));
     }
     let spec = providers::spec_for_prefix(&prefix).ok_or_else(|| {
+        if let Some(why) = providers::not_served(&prefix) {
+            return err(pp("model"), format!("`{prefix}/` is not served: {why}"));
+        }
         err(
             pp("model"),
             format!(

@@ -355,6 +355,47 @@ fn strip_suffix(id: &str) -> Option<&str> {
 /// `claude-sonnet-4-5`. Matching is exact after that: `gpt-4o` never
 /// prices `gpt-4o-mini`.
 pub fn lookup(model: &str) -> Option<ModelPrice> {
+    find(model, exact)
+}
+
+/// Most output tokens a request may ask of a model: LiteLLM's
+/// `max_output_tokens` (`model_prices_and_context_window.json`, 1.110.2,
+/// and Anthropic's model pages for the Claude models that map lacks).
+/// Anthropic requires `max_tokens` on every request, and LiteLLM sends
+/// this when the client sets none; the gateway does the same (see
+/// [`max_output_tokens`]). Same id normalisation as [`lookup`].
+const MAX_OUTPUT: &[(&str, u32)] = &[
+    ("claude-opus-4-7", 128_000),
+    ("claude-opus-4-6", 128_000),
+    ("claude-sonnet-4-6", 128_000),
+    ("claude-opus-4-5", 64_000),
+    ("claude-sonnet-4-5", 64_000),
+    ("claude-haiku-4-5", 64_000),
+    ("claude-opus-4-1", 32_000),
+    ("claude-opus-4", 32_000),
+    ("claude-opus-4-0", 32_000),
+    ("claude-sonnet-4", 64_000),
+    ("claude-sonnet-4-0", 64_000),
+    ("claude-3-7-sonnet", 64_000),
+    ("claude-3-5-sonnet", 8_192),
+    ("claude-3-5-haiku", 8_192),
+    ("claude-3-haiku", 4_096),
+];
+
+/// The most output tokens `model` may produce, from the built-in table
+/// (ids normalised as for [`lookup`]); `None` for a model it lacks.
+pub fn max_output_tokens(model: &str) -> Option<u64> {
+    find(model, |id| {
+        MAX_OUTPUT
+            .iter()
+            .find(|r| r.0 == id)
+            .map(|r| u64::from(r.1))
+    })
+}
+
+/// `model` normalised (see [`lookup`]) and looked up with `exact`, as is
+/// and then with one version decoration after another stripped.
+fn find<T>(model: &str, exact: impl Fn(&str) -> Option<T>) -> Option<T> {
     let lower = model.trim().to_ascii_lowercase();
     let mut id = lower.rsplit('/').next().unwrap_or("");
     for region in ["us.", "eu.", "apac.", "global."] {
@@ -382,6 +423,18 @@ pub fn lookup(model: &str) -> Option<ModelPrice> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn max_output_tokens_by_normalised_id() {
+        assert_eq!(max_output_tokens("claude-sonnet-4-5"), Some(64_000));
+        assert_eq!(
+            max_output_tokens("us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+            Some(64_000)
+        );
+        assert_eq!(max_output_tokens("claude-opus-4-1-20250805"), Some(32_000));
+        assert_eq!(max_output_tokens("claude-3-5-haiku@20241022"), Some(8_192));
+        assert_eq!(max_output_tokens("claude-next-9"), None);
+    }
 
     #[test]
     fn pico_unit_is_exact_for_published_prices() {

@@ -212,6 +212,8 @@ pub fn translator(dep: &Deployment) -> &'static dyn Translator {
             &anthropic::vertex::VertexClaude
         }
         ProviderKind::VertexAi => &gemini::VERTEX_AI,
+        // Claude's Messages body through InvokeModel (LiteLLM's `invoke/` route).
+        ProviderKind::Bedrock if dep.model.starts_with("invoke/") => &bedrock::invoke::InvokeClaude,
         ProviderKind::Bedrock => &bedrock::Bedrock,
         ProviderKind::Cohere => &cohere::Cohere,
         ProviderKind::Azure => &azure::Azure,

@@ -31,10 +31,14 @@
 //!   may then echo, or continue as a prefill).
 //! - Trailing whitespace is trimmed from the text of a final assistant turn
 //!   (a prefill), which Anthropic rejects otherwise (LiteLLM does the same).
-//! - `max_tokens` is `max_completion_tokens` or `max_tokens`, else
-//!   [`DEFAULT_MAX_TOKENS`] (LiteLLM's fallback when its model map has no entry;
-//!   this gateway has no model map), plus the thinking budget when thinking is
-//!   enabled without an explicit limit (LiteLLM: `budget_tokens + 4096`).
+//! - `max_tokens` is `max_completion_tokens` or `max_tokens`, else what
+//!   LiteLLM sends: with a thinking budget, the budget plus
+//!   [`DEFAULT_MAX_TOKENS`]; otherwise the model's maximum output from the
+//!   built-in table beside the prices
+//!   ([`crate::config::pricing::max_output_tokens`]: 64000 for
+//!   `claude-sonnet-4-5`, as LiteLLM's model map says). For a model the table
+//!   lacks, [`DEFAULT_MAX_TOKENS`]: LiteLLM sends 128000 there, which
+//!   Anthropic refuses for every model with a lower maximum.
 //! - `stop` -> `stop_sequences`; whitespace-only sequences (which Anthropic
 //!   rejects) are dropped when `drop_params` is on, as LiteLLM does.
 //! - `user` -> `metadata.user_id`, skipped when it looks like an e-mail
@@ -112,14 +116,14 @@ mod response;
 mod stream;
 pub mod vertex;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::openai_compat::openai_style_error;
 use super::{
     endpoint_path, RequestContext, ResponseMeta, StreamTranslator, Translated, Translator,
     UpstreamRequest,
 };
-use crate::api::error::{upstream_status_kind, GatewayError};
+use crate::api::error::{upstream_status_kind, ErrorKind, GatewayError};
 use crate::api::request::ClientRequest;
 use crate::config::Deployment;
 use crate::provider::common::errors::snippet;
@@ -135,8 +139,9 @@ const PROVIDER: &str = "anthropic";
 /// `anthropic-version` sent when the deployment sets no `api_version`.
 pub const DEFAULT_API_VERSION: &str = "2023-06-01";
 
-/// `max_tokens` when the client sets none (Anthropic requires one). LiteLLM's
-/// `DEFAULT_ANTHROPIC_CHAT_MAX_TOKENS`.
+/// `max_tokens` when the client sets none and the model's maximum is not
+/// known (Anthropic requires one), and the headroom above a thinking budget
+/// (LiteLLM's `DEFAULT_MAX_TOKENS`).
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 /// The `anthropic-beta` value a request with `output_format` needs
@@ -201,6 +206,41 @@ impl Translator for Anthropic {
     fn error(&self, status: u16, body: &[u8]) -> GatewayError {
         error_from_body(status, body)
     }
+}
+
+/// The Messages body as a cloud that hosts Claude takes it (Vertex AI's
+/// rawPredict, Bedrock's InvokeModel): the Anthropic translation without
+/// `model` (the path names it), with the cloud's `anthropic_version`, and
+/// the beta features the request needs named in the body's
+/// `anthropic_beta` list instead of the `anthropic-beta` header.
+pub(crate) fn hosted_body(
+    req: &ClientRequest,
+    dep: &Deployment,
+    ctx: &RequestContext,
+    version: &str,
+) -> Result<Map<String, Value>, GatewayError> {
+    let native = Anthropic.request(req, dep, ctx)?;
+    let Value::Object(mut fields) = serde_json::from_slice(&native.body).map_err(internal)? else {
+        return Err(GatewayError::new(500, ErrorKind::Internal, "not an object"));
+    };
+    fields.remove("model");
+    fields.insert("anthropic_version".into(), Value::String(version.into()));
+    let betas: Vec<Value> = native
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "anthropic-beta")
+        .flat_map(|(_, v)| v.split(','))
+        .map(|b| Value::String(b.trim().to_string()))
+        .collect();
+    if !betas.is_empty() {
+        fields.insert("anthropic_beta".into(), Value::Array(betas));
+    }
+    Ok(fields)
+}
+
+/// A body the gateway wrote that does not serialise: its own failure.
+pub(crate) fn internal(e: serde_json::Error) -> GatewayError {
+    GatewayError::new(500, ErrorKind::Internal, e.to_string())
 }
 
 // ---------------------------------------------------------------------------

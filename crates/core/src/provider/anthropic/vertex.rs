@@ -14,10 +14,8 @@
 //!   translator (Vertex's own errors, `{"error": {"code", "message",
 //!   "status"}}`, keep their message).
 
-use serde_json::Value;
-
-use super::Anthropic;
-use crate::api::error::{ErrorKind, GatewayError};
+use super::{hosted_body, internal, Anthropic};
+use crate::api::error::GatewayError;
 use crate::api::request::ClientRequest;
 use crate::config::Deployment;
 use crate::provider::gemini::endpoint::{
@@ -44,28 +42,7 @@ impl Translator for VertexClaude {
         dep: &Deployment,
         ctx: &RequestContext,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let native = Anthropic.request(req, dep, ctx)?;
-        let internal =
-            |e: serde_json::Error| GatewayError::new(500, ErrorKind::Internal, e.to_string());
-        let mut body: Value = serde_json::from_slice(&native.body).map_err(internal)?;
-        let Value::Object(fields) = &mut body else {
-            return Err(GatewayError::new(500, ErrorKind::Internal, "not an object"));
-        };
-        fields.remove("model");
-        fields.insert(
-            "anthropic_version".into(),
-            Value::String(VERTEX_ANTHROPIC_VERSION.into()),
-        );
-        let betas: Vec<Value> = native
-            .headers
-            .iter()
-            .filter(|(k, _)| k == "anthropic-beta")
-            .flat_map(|(_, v)| v.split(','))
-            .map(|b| Value::String(b.trim().to_string()))
-            .collect();
-        if !betas.is_empty() {
-            fields.insert("anthropic_beta".into(), Value::Array(betas));
-        }
+        let body = hosted_body(req, dep, ctx, VERTEX_ANTHROPIC_VERSION)?;
         let method = if req.head.is_stream() {
             "streamRawPredict"
         } else {

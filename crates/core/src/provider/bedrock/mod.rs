@@ -1,4 +1,5 @@
-//! AWS Bedrock: the Converse API for chat, InvokeModel for embeddings, every
+//! AWS Bedrock: the Converse API for chat, InvokeModel for embeddings and
+//! for Claude's Messages body ([`invoke`], `bedrock/invoke/...`), every
 //! request SigV4-signed in the filter.
 //!
 //! References: the Bedrock Runtime API reference (`Converse`,
@@ -157,6 +158,7 @@ mod stream;
 use stream::*;
 mod embeddings;
 use embeddings::*;
+pub mod invoke;
 
 /// The Bedrock translator.
 pub struct Bedrock;
@@ -237,13 +239,8 @@ impl Translator for Bedrock {
                 ));
             }
         }
-        let model = model_id(dep);
-        if model.is_empty() || model.starts_with("invoke/") {
-            return Err(format!(
-                "bedrock model `{}`: only the Converse route is served (bedrock/<model id> or \
-                 bedrock/converse/<model id>)",
-                dep.model
-            ));
+        if model_id(dep).is_empty() {
+            return Err(format!("bedrock model `{}`: no model id", dep.model));
         }
         Ok(())
     }
@@ -298,9 +295,12 @@ fn region(dep: &Deployment) -> Option<&str> {
         .filter(|r| !r.is_empty())
 }
 
-/// The model id without LiteLLM's `converse/` route selector.
+/// The model id without LiteLLM's `converse/` or `invoke/` route selector.
 fn model_id(dep: &Deployment) -> &str {
-    dep.model.strip_prefix("converse/").unwrap_or(&dep.model)
+    let m = &dep.model;
+    m.strip_prefix("converse/")
+        .or_else(|| m.strip_prefix("invoke/"))
+        .unwrap_or(m)
 }
 
 /// `{api_base path}/model/{percent-encoded id}/{op}`.

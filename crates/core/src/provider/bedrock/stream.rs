@@ -127,33 +127,9 @@ impl BedrockStream {
         if self.done {
             return;
         }
-        match msg.header_str(":message-type").unwrap_or("event") {
-            "event" => {}
-            "exception" => {
-                let name = msg.header_str(":exception-type").unwrap_or("exception");
-                let status = status_for_exception(name);
-                let (mapped, kind) = stream_exception_kind(status);
-                let message = serde_json::from_slice::<Value>(&msg.payload)
-                    .ok()
-                    .and_then(|v| {
-                        ["message", "Message"]
-                            .iter()
-                            .find_map(|k| v.get(*k).and_then(Value::as_str).map(str::to_string))
-                    })
-                    .unwrap_or_else(|| format!("{PROVIDER} stream exception {name}"));
-                let err = GatewayError::new(mapped, kind, message).with_code(name);
-                self.fail(out, &err);
-                return;
-            }
-            _ => {
-                let code = msg.header_str(":error-code").unwrap_or("error");
-                let message = msg
-                    .header_str(":error-message")
-                    .unwrap_or("upstream stream error");
-                let err = GatewayError::new(502, ErrorKind::Upstream, message).with_code(code);
-                self.fail(out, &err);
-                return;
-            }
+        if let Some(err) = message_failure(msg) {
+            self.fail(out, &err);
+            return;
         }
         let event = msg.header_str(":event-type").unwrap_or("");
         let v: Value = if msg.payload.is_empty() {
@@ -286,18 +262,72 @@ impl BedrockStream {
     }
 }
 
+/// What an event-stream message that is not an event says went wrong: an
+/// `exception` (its type as the error code, the status Bedrock gives that
+/// exception) or an `error`. `None` for an event. Shared by ConverseStream
+/// and InvokeModelWithResponseStream, which frame failures alike.
+pub(super) fn message_failure(msg: &EsMessage) -> Option<GatewayError> {
+    match msg.header_str(":message-type").unwrap_or("event") {
+        "event" => None,
+        "exception" => {
+            let name = msg.header_str(":exception-type").unwrap_or("exception");
+            let (mapped, kind) = stream_exception_kind(status_for_exception(name));
+            let message = serde_json::from_slice::<Value>(&msg.payload)
+                .ok()
+                .and_then(|v| {
+                    ["message", "Message"]
+                        .iter()
+                        .find_map(|k| v.get(*k).and_then(Value::as_str).map(str::to_string))
+                })
+                .unwrap_or_else(|| format!("{PROVIDER} stream exception {name}"));
+            Some(GatewayError::new(mapped, kind, message).with_code(name))
+        }
+        _ => {
+            let code = msg.header_str(":error-code").unwrap_or("error");
+            let message = msg
+                .header_str(":error-message")
+                .unwrap_or("upstream stream error");
+            Some(GatewayError::new(502, ErrorKind::Upstream, message).with_code(code))
+        }
+    }
+}
+
+/// The event-stream messages `bytes` complete, and the decoder's refusal
+/// (a bad CRC, an absurd length) as the upstream's failure.
+pub(super) fn decode(
+    decoder: &mut Decoder,
+    bytes: &[u8],
+) -> (Vec<EsMessage>, Option<GatewayError>) {
+    let mut messages = Vec::new();
+    let broken = decoder
+        .feed(bytes, &mut messages)
+        .err()
+        .map(|e| invalid_response(e).with_code("upstream_invalid_response"));
+    (messages, broken)
+}
+
+/// At the end of the body: a message cut short is a truncated stream.
+pub(super) fn decode_end(decoder: &mut Decoder) -> Option<GatewayError> {
+    decoder.finish().err().map(|e| {
+        GatewayError::new(
+            502,
+            ErrorKind::Upstream,
+            format!("the upstream stream ended before it was complete: {e}"),
+        )
+        .with_code("upstream_stream_truncated")
+    })
+}
+
 impl StreamTranslator for BedrockStream {
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         if self.done {
             return;
         }
-        let mut messages = Vec::new();
-        let result = self.decoder.feed(bytes, &mut messages);
+        let (messages, broken) = decode(&mut self.decoder, bytes);
         for m in &messages {
             self.handle(m, out);
         }
-        if let Err(e) = result {
-            let err = invalid_response(e).with_code("upstream_invalid_response");
+        if let Some(err) = broken {
             self.fail(out, &err);
         }
     }
@@ -306,13 +336,7 @@ impl StreamTranslator for BedrockStream {
         if self.done {
             return;
         }
-        if let Err(e) = self.decoder.finish() {
-            let err = GatewayError::new(
-                502,
-                ErrorKind::Upstream,
-                format!("the upstream stream ended before it was complete: {e}"),
-            )
-            .with_code("upstream_stream_truncated");
+        if let Some(err) = decode_end(&mut self.decoder) {
             self.fail(out, &err);
             return;
         }

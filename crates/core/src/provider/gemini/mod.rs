@@ -103,11 +103,14 @@
 //!   the older OpenAPI `responseSchema` only for 1.5 models, which are
 //!   retired; `responseSchema` refuses `additionalProperties` and `$ref`,
 //!   which every strict schema from the OpenAI SDKs has.
-//! - `tools` -> one `tools[].functionDeclarations` list with
-//!   `parametersJsonSchema` (the JSON Schema as written, minus OpenAI's
-//!   `strict`). LiteLLM converts to the OpenAPI `parameters` subset instead;
-//!   both APIs take JSON Schema there now, and passing it through loses
-//!   nothing (`anyOf`, `$defs`, `additionalProperties`).
+//! - `tools` -> one `tools[].functionDeclarations` list, the schema minus
+//!   OpenAI's `strict`: as `parameters` (LiteLLM's field, Google's OpenAPI
+//!   subset) when it reads the same there (only the keywords both share,
+//!   string enums, objects with properties: `request::openapi_subset`),
+//!   so the common case is LiteLLM's request byte for byte; otherwise as
+//!   written in `parametersJsonSchema`, which both APIs take, where
+//!   LiteLLM's conversion would rewrite or drop `anyOf`, `$defs`,
+//!   `additionalProperties` or type lists.
 //! - `tool_choice`: `auto` -> `AUTO`, `required` -> `ANY`, `none` -> `NONE`,
 //!   a named function -> `ANY` with `allowedFunctionNames: [name]`, in
 //!   `toolConfig.functionCallingConfig` (not sent without `tools`).

@@ -316,10 +316,15 @@ pub(super) fn function_declarations(
         match &def.function.parameters {
             None | Some(Value::Null) => {}
             Some(Value::Object(o)) => {
-                decl.insert(
-                    "parametersJsonSchema".into(),
-                    Value::Object(without_strict(o)),
-                );
+                let schema = without_strict(o);
+                // The OpenAPI field where the schema is within its subset
+                // (what LiteLLM sends), JSON Schema otherwise.
+                let field = if openapi_subset(&schema) {
+                    "parameters"
+                } else {
+                    "parametersJsonSchema"
+                };
+                decl.insert(field.into(), Value::Object(schema));
             }
             Some(_) => {
                 return Err(GatewayError::bad_param(
@@ -331,6 +336,48 @@ pub(super) fn function_declarations(
         out.push(Value::Object(decl));
     }
     Ok(out)
+}
+
+/// Keywords of Gemini's OpenAPI `Schema` that mean the same in JSON
+/// Schema (`format` is not among them: Gemini takes only a few formats).
+const OPENAPI_KEYS: &[&str] = &[
+    "type",
+    "description",
+    "title",
+    "enum",
+    "properties",
+    "required",
+    "items",
+    "nullable",
+    "minItems",
+    "maxItems",
+    "minimum",
+    "maximum",
+];
+
+/// Whether a function's JSON Schema reads the same as Gemini's OpenAPI
+/// `parameters` (LiteLLM's field): only [`OPENAPI_KEYS`], one `type` of
+/// the six, string enums, and no object without properties (which
+/// `parameters` refuses). Such schemas go as `parameters`, as LiteLLM sends
+/// them; any other goes as `parametersJsonSchema`, as written, which keeps
+/// `anyOf`, `$ref`, `additionalProperties` and type lists that LiteLLM's
+/// conversion rewrites or drops.
+pub(super) fn openapi_subset(schema: &Map<String, Value>) -> bool {
+    let sub = |v: &Value| v.as_object().is_some_and(openapi_subset);
+    schema.iter().all(|(k, v)| match k.as_str() {
+        "type" => matches!(
+            v.as_str(),
+            Some("string" | "number" | "integer" | "boolean" | "array" | "object")
+        ),
+        "properties" => v
+            .as_object()
+            .is_some_and(|p| !p.is_empty() && p.values().all(sub)),
+        "items" => sub(v),
+        "enum" => v.as_array().is_some_and(|e| e.iter().all(Value::is_string)),
+        "required" => v.as_array().is_some_and(|r| r.iter().all(Value::is_string)),
+        other => OPENAPI_KEYS.contains(&other),
+    }) && (schema.get("type").and_then(Value::as_str) != Some("object")
+        || schema.contains_key("properties"))
 }
 
 /// OpenAI `tool_choice` as `toolConfig.functionCallingConfig`.

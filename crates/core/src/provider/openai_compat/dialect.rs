@@ -83,6 +83,9 @@ pub struct Dialect {
     /// Members of earlier assistant messages the server refuses (LiteLLM's
     /// own `thinking_blocks`, `provider_specific_fields` ...).
     pub assistant_drops: &'static [&'static str],
+    /// `null` members of assistant messages left out (Groq refused
+    /// `function_call: null`; LiteLLM leaves out every `null` there).
+    pub assistant_nulls_dropped: bool,
     /// Keys taken out of each tool's function and its parameter schema.
     pub tool_schema_drops: &'static [&'static str],
     /// `tool_choice: "required"` written as this (Mistral, Fireworks: `any`).
@@ -95,8 +98,16 @@ pub struct Dialect {
     pub added: &'static [(&'static str, &'static str)],
     /// Prepended to a model id without `/` (Fireworks' account path).
     pub model_prefix: Option<&'static str>,
+    /// Hugging Face's ids: `<provider>/<org>/<model>` names an Inference
+    /// Provider, sent as the router's `<org>/<model>:<provider>`; and a base
+    /// without `/v1` (a TGI or Inference Endpoints URL) gets it.
+    pub hugging_face: bool,
     /// What answers may hold.
     pub answers: Answers,
+    /// `response_format: json_schema` sent as a forced tool whose call comes
+    /// back as content (LiteLLM's emulation for Groq models without
+    /// structured outputs, [`super::rewrite`]).
+    pub json_schema_tool: bool,
 }
 
 impl Dialect {
@@ -112,13 +123,27 @@ impl Dialect {
         names: Names::All,
         drop_empty_assistant: false,
         assistant_drops: &[],
+        assistant_nulls_dropped: false,
         tool_schema_drops: &[],
         tool_choice_required: None,
         stream_options: true,
         added: &[],
         model_prefix: None,
+        hugging_face: false,
         answers: Answers::OpenAi,
+        json_schema_tool: false,
     };
+
+    /// The chat endpoint under a base path: `/chat/completions`, after `/v1`
+    /// for a Hugging Face base without it (LiteLLM's
+    /// `_build_chat_completion_url`).
+    pub fn chat_path(&self, base: &str) -> String {
+        let end = "/chat/completions";
+        if self.hugging_face && !base.ends_with("/v1") && !base.ends_with(end) {
+            return format!("{base}/v1{end}");
+        }
+        super::endpoint_path(base, end)
+    }
 
     /// Whether this request must be parsed and rewritten: cheap checks on
     /// the members and the bytes (a false positive only costs a parse).
@@ -135,15 +160,22 @@ impl Dialect {
             || (self.names != Names::All && mentions("name"))
             || (self.drop_empty_assistant && mentions("assistant"))
             || self.assistant_drops.iter().any(|k| mentions(k))
+            || (self.assistant_nulls_dropped && mentions("assistant") && has_null(body))
             || self.tool_schema_drops.iter().any(|k| mentions(k))
             || (self.tool_choice_required.is_some() && has("tool_choice"))
             || (!self.stream_options && (has("stream_options") || req.asks_stream_usage()))
             || (has("tool_choice") && !has("tools") && !has("functions"))
             || !self.added.is_empty()
+            || (self.json_schema_tool && has("response_format"))
     }
 
     /// The model id sent to the server.
     pub fn model_id(&self, model: &str) -> String {
+        if self.hugging_face {
+            if let Some((provider, id)) = model.split_once('/').filter(|(_, id)| id.contains('/')) {
+                return format!("{id}:{provider}");
+            }
+        }
         match self.model_prefix {
             Some(p) if !model.contains('/') => {
                 let mut id = String::from(p);
@@ -173,6 +205,12 @@ fn mentions(hay: &[u8], word: &[u8]) -> bool {
         at = start;
     }
     false
+}
+
+/// Whether a JSON text may hold a `null` member (a false positive, `null`
+/// inside a string, only costs a parse).
+fn has_null(body: &[u8]) -> bool {
+    body.windows(4).any(|w| w == b"null")
 }
 
 /// A dialect with OpenAI's defaults but for what is set (the table below
@@ -268,10 +306,11 @@ const MISTRAL: Dialect = Dialect {
     ..BASE
 };
 
-/// Groq (`GroqChatConfig`): `max_tokens`; `user` and LiteLLM's own
-/// assistant fields left out; `reasoning` answers as `reasoning_content`.
-/// Not done: LiteLLM's forced-tool emulation of `json_schema` for models
-/// its cost map lists without structured outputs (the schema is sent).
+/// Groq (`GroqChatConfig`): `max_tokens`; `user`, LiteLLM's own
+/// assistant fields and `null` assistant members left out; `reasoning`
+/// answers as `reasoning_content`.
+/// This row serves the models with structured outputs
+/// ([`groq_structured_outputs`]); the others are [`GROQ_JSON_TOOL`].
 const GROQ: Dialect = Dialect {
     name: "groq",
     renames: &[MAX_TOKENS],
@@ -282,9 +321,34 @@ const GROQ: Dialect = Dialect {
         "reasoning_items",
         "provider_specific_fields",
     ],
+    assistant_nulls_dropped: true,
     answers: Answers::ReasoningField,
     ..BASE
 };
+
+/// Groq's models without structured outputs: `response_format:
+/// json_schema` as LiteLLM sends it there, a forced `json_tool_call` tool
+/// whose call is the answer's content.
+const GROQ_JSON_TOOL: Dialect = Dialect {
+    json_schema_tool: true,
+    ..GROQ
+};
+
+/// Groq models that take `response_format: json_schema` natively
+/// (console.groq.com/docs/structured-outputs#supported-models: GPT-OSS,
+/// Kimi K2, Llama 4; LiteLLM's map also lists Qwen 3). Departure: LiteLLM's
+/// map lacks Kimi K2 and Llama 4 (its own comment names them native) and
+/// emulates there.
+fn groq_structured_outputs(model: &str) -> bool {
+    [
+        "openai/gpt-oss",
+        "moonshotai/kimi-k2",
+        "meta-llama/llama-4",
+        "qwen/qwen3",
+    ]
+    .iter()
+    .any(|p| model.starts_with(p))
+}
 
 /// DeepSeek (`DeepSeekChatConfig`): text part lists as strings, `user`
 /// left out. Departure: LiteLLM drops image parts for models without vision
@@ -445,6 +509,19 @@ const DATABRICKS: Dialect = Dialect {
     ..BASE
 };
 
+/// Hugging Face (`HuggingFaceChatConfig`, an `OpenAIGPTConfig`): TGI and
+/// Inference Endpoints at their `api_base` (`/v1/chat/completions`), the
+/// Inference Providers router (`router.huggingface.co/v1`) without one; the
+/// request as written. Departure: LiteLLM looks a provider's own model id up
+/// in Hugging Face's provider mapping (a network call per request) and posts
+/// to `router.huggingface.co/<provider>/...`; the gateway names the provider
+/// in the model id (`<org>/<model>:<provider>`), which the router resolves.
+const HUGGING_FACE: Dialect = Dialect {
+    name: "huggingface",
+    hugging_face: true,
+    ..Dialect::OPENAI
+};
+
 /// LM Studio and llamafile: OpenAI's rules for servers that are not OpenAI.
 const LOCAL: Dialect = Dialect {
     name: "local",
@@ -487,7 +564,8 @@ const DIALECTS: &[Row] = &[
     ("openai", gpt5, &OPENAI_GPT5),
     ("openai", gpt5_later, &OPENAI_GPT5_LATER),
     ("mistral", any, &MISTRAL),
-    ("groq", any, &GROQ),
+    ("groq", groq_structured_outputs, &GROQ),
+    ("groq", any, &GROQ_JSON_TOOL),
     ("deepseek", any, &DEEPSEEK),
     ("together_ai", any, &TOGETHER),
     ("fireworks_ai", any, &FIREWORKS),
@@ -498,6 +576,7 @@ const DIALECTS: &[Row] = &[
     ("cerebras", any, &CEREBRAS),
     ("hosted_vllm", any, &HOSTED_VLLM),
     ("databricks", any, &DATABRICKS),
+    ("huggingface", any, &HUGGING_FACE),
     ("lm_studio", any, &LOCAL),
     ("llamafile", any, &LOCAL),
     ("openai_like", any, &OPENAI_LIKE),
@@ -577,5 +656,21 @@ mod tests {
             FIREWORKS.model_id("accounts/me/models/x"),
             "accounts/me/models/x"
         );
+        assert_eq!(
+            HUGGING_FACE.model_id("together/deepseek-ai/DeepSeek-R1"),
+            "deepseek-ai/DeepSeek-R1:together"
+        );
+        assert_eq!(
+            HUGGING_FACE.model_id("meta-llama/Llama-3.1-8B"),
+            "meta-llama/Llama-3.1-8B"
+        );
+        assert_eq!(HUGGING_FACE.model_id("tgi"), "tgi");
+        assert_eq!(HUGGING_FACE.chat_path(""), "/v1/chat/completions");
+        assert_eq!(HUGGING_FACE.chat_path("/v1"), "/v1/chat/completions");
+        assert_eq!(
+            HUGGING_FACE.chat_path("/x/v1/chat/completions"),
+            "/x/v1/chat/completions"
+        );
+        assert_eq!(Dialect::OPENAI.chat_path("/v1"), "/v1/chat/completions");
     }
 }

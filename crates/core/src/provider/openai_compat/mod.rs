@@ -25,6 +25,7 @@ use crate::config::Deployment;
 use crate::provider::common::errors::snippet;
 
 pub mod dialect;
+mod json_tool;
 mod rewrite;
 
 pub use dialect::{Answers, Dialect};
@@ -84,7 +85,7 @@ impl Translator for Dialect {
             headers.push(("authorization".to_string(), format!("Bearer {key}")));
         }
         Ok(UpstreamRequest {
-            path: endpoint_path(&dep.api_base.path, "/chat/completions"),
+            path: self.chat_path(&dep.api_base.path),
             headers,
             body,
         })
@@ -120,9 +121,12 @@ impl Translator for Dialect {
 
     fn response(&self, body: &[u8], _meta: &ResponseMeta) -> Result<Translated, GatewayError> {
         let usage = checked_answer(body, "choices")?;
-        let rewritten = std::str::from_utf8(body)
-            .ok()
-            .and_then(|t| rewrite::answer(t, "message", self.answers));
+        let text = std::str::from_utf8(body).unwrap_or("");
+        let mut rewritten = rewrite::answer(text, "message", self.answers);
+        if self.json_schema_tool {
+            let now = rewritten.as_deref().unwrap_or(text);
+            rewritten = json_tool_rewrite(now, None).or(rewritten);
+        }
         Ok(Translated {
             body: rewritten.map_or_else(|| body.to_vec(), String::into_bytes),
             usage,
@@ -134,6 +138,7 @@ impl Translator for Dialect {
             watch: Watch {
                 hide_usage_chunk: !meta.include_usage,
                 answers: self.answers,
+                json_tool: self.json_schema_tool,
                 ..Watch::default()
             },
             ..Default::default()
@@ -143,6 +148,23 @@ impl Translator for Dialect {
     fn error(&self, status: u16, body: &[u8]) -> GatewayError {
         openai_style_error(status, body)
     }
+}
+
+/// An answer (`armed` `None`) or a stream chunk with the JSON tool's call
+/// as content ([`json_tool`]); `None` when nothing changes. Only text that
+/// names the tool, or a chunk after one that did, is parsed.
+fn json_tool_rewrite(text: &str, armed: Option<&mut bool>) -> Option<String> {
+    if !armed.as_deref().is_some_and(|a| *a)
+        && !text.contains(crate::provider::anthropic::JSON_TOOL_NAME)
+    {
+        return None;
+    }
+    let mut v: Value = serde_json::from_str(text).ok()?;
+    let changed = match armed {
+        Some(armed) => json_tool::chunk(&mut v, armed),
+        None => json_tool::answer(&mut v),
+    };
+    changed.then(|| v.to_string())
 }
 
 /// What the gateway reads of an OpenAI answer or chunk: its `usage` (when
@@ -308,6 +330,11 @@ struct Watch {
     /// Chunks are rewritten where the dialect's answers differ from
     /// OpenAI's ([`Dialect::answers`]); events are then forwarded one by one.
     answers: Answers,
+    /// The JSON tool's call is content ([`Dialect::json_schema_tool`]);
+    /// events are forwarded one by one.
+    json_tool: bool,
+    /// A chunk named the JSON tool: its later argument pieces are content.
+    json_armed: bool,
     done: bool,
     usage: Option<Usage>,
     /// A malformed event ended the stream (error event sent): the rest is dropped.
@@ -326,7 +353,7 @@ impl StreamTranslator for PassthroughStream {
         if watch.failed {
             return;
         }
-        if watch.hide_usage_chunk || watch.answers != Answers::OpenAi {
+        if watch.event_by_event() {
             decoder.feed_with(bytes, |_, data| watch.forward_event(data, out));
             return;
         }
@@ -372,7 +399,7 @@ impl StreamTranslator for PassthroughStream {
         if watch.failed {
             return;
         }
-        if watch.hide_usage_chunk || watch.answers != Answers::OpenAi {
+        if watch.event_by_event() {
             // An event the stream did not close is cut short: only a final
             // `[DONE]` missing its blank line is forwarded.
             decoder.finish_with(|_, data| {
@@ -476,10 +503,18 @@ impl Watch {
         if usage_only && self.hide_usage_chunk {
             return;
         }
-        match rewrite::answer(data, "delta", self.answers) {
-            Some(chunk) => crate::codec::sse::write_data(out, &chunk),
-            None => crate::codec::sse::write_data(out, data),
+        let mut chunk = rewrite::answer(data, "delta", self.answers);
+        if self.json_tool {
+            let now = chunk.as_deref().unwrap_or(data);
+            chunk = json_tool_rewrite(now, Some(&mut self.json_armed)).or(chunk);
         }
+        crate::codec::sse::write_data(out, chunk.as_deref().unwrap_or(data));
+    }
+
+    /// Whether events are forwarded one by one (rewritten or left out)
+    /// rather than byte for byte.
+    fn event_by_event(&self) -> bool {
+        self.hide_usage_chunk || self.answers != Answers::OpenAi || self.json_tool
     }
 
     /// Note `[DONE]` and usage, and whether the event is JSON (false: a

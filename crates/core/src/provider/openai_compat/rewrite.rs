@@ -19,6 +19,9 @@ pub fn request_body(
 ) -> Result<Vec<u8>, GatewayError> {
     let mut body = req.parsed()?.raw.clone();
     body.insert("model".into(), Value::String(model.to_string()));
+    if d.json_schema_tool {
+        super::json_tool::request(&mut body, model)?;
+    }
     if !d.stream_options {
         body.remove("stream_options");
     }
@@ -134,6 +137,9 @@ fn message(m: &mut Value, d: &Dialect) -> bool {
     if role == "assistant" {
         for k in d.assistant_drops {
             m.remove(*k);
+        }
+        if d.assistant_nulls_dropped {
+            m.retain(|_, v| !v.is_null());
         }
         let calls = m.get("tool_calls").is_some_and(non_empty_list);
         if m.get("content").is_some_and(Value::is_null) {

@@ -110,7 +110,7 @@ pub(super) fn request_body(
     let max_tokens = req
         .head
         .max_output_tokens()
-        .unwrap_or_else(|| DEFAULT_MAX_TOKENS.saturating_add(thinking_budget.unwrap_or(0)));
+        .unwrap_or_else(|| default_max_tokens(&dep.model, thinking_budget));
 
     // Tools, the JSON-mode tool, and the choice between them.
     let mut tools = match &tool_defs {
@@ -247,6 +247,19 @@ pub(super) fn request_body(
     }
     out.push(b'}');
     Ok((out, output_format.is_some()))
+}
+
+/// `max_tokens` for a request that sets none (Anthropic requires one), as
+/// LiteLLM chooses it: with a thinking budget, the budget plus
+/// [`DEFAULT_MAX_TOKENS`]; otherwise the model's maximum output from its
+/// model map ([`crate::config::pricing::max_output_tokens`]), and for a
+/// model the table lacks [`DEFAULT_MAX_TOKENS`] (LiteLLM sends 128000 there,
+/// which Anthropic refuses for every model whose maximum is lower).
+fn default_max_tokens(model: &str, thinking_budget: Option<u64>) -> u64 {
+    match thinking_budget {
+        Some(budget) => DEFAULT_MAX_TOKENS.saturating_add(budget),
+        None => crate::config::pricing::max_output_tokens(model).unwrap_or(DEFAULT_MAX_TOKENS),
+    }
 }
 
 #[cfg(test)]
