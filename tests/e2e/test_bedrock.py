@@ -16,7 +16,7 @@ import pytest
 
 from conftest import (CLIENT_KEY, HTTP_TIMEOUT, MULTIBYTE, PNG_B64, WEATHER_ARGS, WEATHER_TOOL, attach_gateway,
                       assert_no_client_secret, assert_openai_error, chat_body, collect_tool_calls, finish_reasons,
-                      user)
+                      user, assert_envoy_log_clean)
 from bedrock_mock import ERROR_TYPES, HELLO, SIGNATURE_MISMATCH, BedrockMock
 
 ACCESS_KEY = "AKIDMOCKGATEWAY01"
@@ -386,3 +386,25 @@ def test_openai_sdk(br, bedrock_mock):
                      f"/model/{MODEL_PATH}/converse", "/model/amazon.titan-embed-text-v2%3A0/invoke",
                      f"/model/{MODEL_PATH}/converse"]
     assert [r["signature"]["ok"] for r in bedrock_mock.requests()] == [True, True, True, True, False]
+
+
+def test_fault_rows(br, bedrock_mock):
+    """Issue 17's fault matrix for Bedrock in real Envoy (docs/reliability.md): a 200 that is no
+    answer, an HTML 500 / 503, an empty event stream, then a good answer; the client gets the
+    OpenAI error for each and the Envoy log stays clean."""
+    rows = [({"raw": "<html>not an answer</html>"}, 502),
+            ({"raw": "", "content_type": "application/json"}, 502),
+            ({"raw": "<html><h1>Internal Server Error</h1></html>", "status": 500}, 502),
+            ({"raw": "<html><h1>Service Unavailable</h1></html>", "status": 503}, 503)]
+    for behaviour, want in rows:
+        bedrock_mock.script(behaviour)
+        r = br.chat(chat_body("br-claude", user("x")))
+        assert_openai_error(r, want)
+    bedrock_mock.script({"truncate_after": 0})
+    res = br.stream(chat_body("br-claude", user("x"), stream=True))
+    assert res.status == 200 and res.error is None, (res.status, res.error)
+    assert res.chunks() == [] and len(res.errors()) == 1, res.text
+    assert res.ends_with_done(), res.text
+    ok = br.chat(chat_body("br-claude", user("fine")))
+    assert ok.status == 200, ok.body[:300]
+    assert_envoy_log_clean(br)

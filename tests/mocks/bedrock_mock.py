@@ -64,7 +64,8 @@ provider request): {"status": 429, "body": {...}, "error_type": "..."} an error;
 {"corrupt_crc_at": N} (stream: the message CRC of the N-th message, 0-based, is
 wrong); {"exception": "throttlingException", "exception_after": N} (stream: after
 N messages an exception message, then the end); {"truncate_after": N} (stream:
-end after N messages); {"delay_ms": ..}. `GET /__mock/requests`: every request
+end after N messages); {"raw": "<html>...", "status": 200, "content_type": ..} a body
+that is no Bedrock answer; {"delay_ms": ..}. `GET /__mock/requests`: every request
 ({"method", "path", "headers", "header_list", "body", "signature": {"ok",
 "reason", "canonical_request"}, "response": {...}}). `POST /__mock/reset`.
 
@@ -694,6 +695,16 @@ class Handler(BaseHTTPRequestHandler):
         if not sig["ok"]:
             rec["response"] = {"status": 403, "error_type": sig["error_type"]}
             self._error(403, sig["error_type"], sig["reason"])
+            return
+        if "raw" in script:
+            # Not Bedrock's answer at all (a proxy's HTML page, an empty 200): the fault rows.
+            data = script["raw"].encode()
+            rec["response"] = {"status": script.get("status", 200), "raw": True}
+            self.send_response(script.get("status", 200))
+            self.send_header("content-type", script.get("content_type", "text/html"))
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
             return
         if "status" in script:
             status = script["status"]
