@@ -319,3 +319,40 @@ fn semantic_settings_are_checked_at_load() {
         c.warnings
     );
 }
+
+#[test]
+fn embeddings_are_cached_unless_the_call_types_leave_them_out() {
+    const EMBEDDING: &str = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":2,"total_tokens":2}}"#;
+    let emb_config = |types: Value| {
+        json!({"model_list": [{"model_name": "embed", "litellm_params": {
+            "model": "openai/text-embedding-3-small", "api_base": "http://e.test/v1", "api_key": "sk-e"}}],
+            "gateway": {"clusters": {"e.test": "cluster_e"}},
+            "litellm_settings": {"cache": true, "cache_params": {"supported_call_types": types}}})
+    };
+    let body = json!({"model": "embed", "input": "hello"});
+    let mut gw = Gateway::new(emb_config(json!(["acompletion", "aembedding"])));
+    let mut rq = gw.send("/v1/embeddings", &[], &body);
+    assert!(rq.forwarded());
+    rq.respond(200, "application/json", EMBEDDING.as_bytes());
+    rq.finish();
+    assert_eq!(rq.client().header("x-llm-gateway-cache"), Some("miss"));
+    let mut again = gw.send("/v1/embeddings", &[], &body);
+    assert!(!again.forwarded(), "the second call is a hit");
+    again.finish();
+    let got = again.client();
+    assert_eq!(got.header("x-llm-gateway-cache"), Some("hit"));
+    assert_eq!(got.json()["data"][0]["embedding"], json!([0.1, 0.2]));
+    assert_eq!(got.header("content-type"), Some("application/json"));
+
+    let mut gw = Gateway::new(emb_config(json!(["acompletion"])));
+    for _ in 0..2 {
+        let mut rq = gw.send("/v1/embeddings", &[], &body);
+        assert!(
+            rq.forwarded(),
+            "embeddings are not a supported call type here"
+        );
+        rq.respond(200, "application/json", EMBEDDING.as_bytes());
+        rq.finish();
+        assert_eq!(rq.client().header("x-llm-gateway-cache"), None);
+    }
+}
