@@ -318,6 +318,13 @@ fn env_names(cfg: &Value) -> Vec<String> {
             }
         }
     }
+    // Trace exporters read their endpoints and keys from the environment.
+    let callbacks = ["callbacks", "success_callback", "failure_callback"];
+    if let Some(ls) = cfg.get("litellm_settings") {
+        if callbacks.iter().any(|c| ls.get(*c).is_some()) {
+            out.extend(config::telemetry::ENV_NAMES.iter().map(|n| n.to_string()));
+        }
+    }
     // OpenAI moderation guardrails without api_key read OPENAI_API_KEY.
     for g in cfg
         .get("guardrails")
@@ -365,6 +372,13 @@ pub fn prepare(cfg: &Value) -> Result<Prepared, ConfigError> {
     for base in guardrail_api_bases(cfg)? {
         clusters.insert(cluster_name(&base), base);
     }
+    // Trace collectors: their URLs come from the environment render runs in
+    // (the filter reads the same variables in Envoy's).
+    let env = |n: &str| std::env::var(n).ok();
+    for url in config::telemetry::exporter_urls(root, &env)? {
+        let base = ApiBase::parse(&url).map_err(|r| err("litellm_settings.callbacks", r))?;
+        clusters.insert(cluster_name(&base), base);
+    }
     let mut plugin = root.clone();
     let gateway = plugin
         .entry("gateway")
@@ -378,8 +392,13 @@ pub fn prepare(cfg: &Value) -> Result<Prepared, ConfigError> {
     }
     gateway.insert("clusters".into(), Value::Object(mapping));
     let plugin = Value::Object(plugin);
-    let parsed = crate::pipeline::load_config(plugin.to_string().as_bytes(), &|_| {
-        Some("set-at-runtime".into())
+    // Secrets are placeholders here; the trace collectors' addresses are
+    // read as the clusters above were.
+    let parsed = crate::pipeline::load_config(plugin.to_string().as_bytes(), &|n| {
+        match config::telemetry::ENV_NAMES.contains(&n) && !n.ends_with("_KEY") {
+            true => std::env::var(n).ok(),
+            false => Some("set-at-runtime".into()),
+        }
     })?;
     Ok(Prepared {
         plugin,

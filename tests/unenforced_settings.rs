@@ -183,13 +183,13 @@ fn older_guardrail_forms_are_refused_too() {
 fn logging_callbacks_and_other_reviewed_keys_stay_warnings() {
     let mut cfg = base();
     cfg["litellm_settings"] =
-        json!({"success_callback": ["langfuse"], "cache": true, "set_verbose": true});
-    // `cache: true` is implemented now: no warning for it.
+        json!({"success_callback": ["prometheus"], "cache": true, "set_verbose": true});
+    // `cache: true` and the logging callbacks are implemented now (`otel`,
+    // `langfuse`; `prometheus` is Envoy's own): no warning for them.
     cfg["general_settings"] = json!({"database_url": "postgres://x", "public_routes": ["/health"]});
     cfg["router_settings"] = json!({"redis_host": "r", "enable_pre_call_checks": true});
     let c = load(&cfg).unwrap();
     for k in [
-        "success_callback",
         "set_verbose",
         "database_url",
         "public_routes",

@@ -21,6 +21,7 @@ use crate::accounting::fleet::WAKE_QUEUE;
 use crate::config::Config;
 use crate::pipeline::counter_service::{CounterService, USAGE_QUEUE};
 use crate::pipeline::host::Host;
+use crate::pipeline::trace::sink as trace_sink;
 use crate::pipeline::{load, usage_sink};
 
 /// `root_id` of the counter service.
@@ -41,6 +42,9 @@ impl Context for GatewayRoot {
     fn on_done(&mut self) -> bool {
         if !self.is_counter {
             usage_sink::flush(&mut WasmHost);
+            if let Some(cfg) = self.config.as_ref() {
+                trace_sink::flush(cfg, &mut WasmHost);
+            }
         }
         true
     }
@@ -52,8 +56,13 @@ impl Context for GatewayRoot {
         body_size: usize,
         _: usize,
     ) {
-        if let Some((service, _)) = self.counter.as_mut() {
-            service.on_http_call_response(token, num_headers, body_size, &mut WasmHost);
+        match self.counter.as_mut() {
+            Some((service, _)) => {
+                service.on_http_call_response(token, num_headers, body_size, &mut WasmHost)
+            }
+            None => {
+                trace_sink::answered(token, num_headers, body_size, &mut WasmHost);
+            }
         }
     }
 }
@@ -109,7 +118,12 @@ impl RootContext for GatewayRoot {
     fn on_tick(&mut self) {
         match self.counter.as_mut() {
             Some((service, _)) => service.on_tick(&mut WasmHost),
-            None => usage_sink::flush(&mut WasmHost),
+            None => {
+                usage_sink::flush(&mut WasmHost);
+                if let Some(cfg) = self.config.as_ref() {
+                    trace_sink::flush(cfg, &mut WasmHost);
+                }
+            }
         }
     }
 

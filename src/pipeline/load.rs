@@ -41,7 +41,11 @@ pub fn start_worker(cfg: &Config, host: &mut dyn Host) -> Option<u64> {
         cfg.aliases().len()
     );
     crate::routing::seed(host.store(), cfg);
-    let ring = cfg.keys.as_ref()?;
+    // Spans are sent from the worker's tick.
+    let traces = cfg.traces.is_some().then_some(super::trace::sink::FLUSH_MS);
+    let Some(ring) = cfg.keys.as_ref() else {
+        return traces;
+    };
     crate::accounting::budget::seed(host.store(), ring);
-    Some(usage_batch::MAX_AGE_MS)
+    Some(usage_batch::MAX_AGE_MS.min(traces.unwrap_or(u64::MAX)))
 }

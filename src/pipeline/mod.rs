@@ -22,6 +22,7 @@ pub mod load;
 pub mod record;
 pub mod telemetry;
 pub mod timing;
+pub mod trace;
 pub mod usage_sink;
 
 pub use flow::RequestFlow;

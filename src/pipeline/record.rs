@@ -28,6 +28,8 @@ pub struct ExchangeRecord {
     pub id: String,
     /// Unix seconds when the request was accepted.
     pub created: u64,
+    /// Unix milliseconds when its headers arrived (read only when traced).
+    pub started_ms: u64,
     pub op: Operation,
     /// Who is calling (virtual key alias, master, or open).
     pub caller: CallerId,
@@ -58,6 +60,7 @@ impl Default for ExchangeRecord {
         ExchangeRecord {
             id: String::new(),
             created: 0,
+            started_ms: 0,
             op: Operation::Chat,
             caller: CallerId::Open,
             requested_alias: None,

@@ -225,8 +225,15 @@ impl RequestFlow {
         let allowed = self.callers_own(&cfg, plan.attempts);
         let planned: Vec<&Deployment> = allowed.iter().map(|a| a.deployment).collect();
         let cache_control = self.client.cache_control.take();
+        let traceparent = self.client.traceparent.take();
         let (hooks, mut cx) = self.hook_cx(host);
-        hooks.request_accepted(&mut cx, &mut parsed, &planned, cache_control.as_deref())?;
+        hooks.request_accepted(
+            &mut cx,
+            &mut parsed,
+            &planned,
+            cache_control.as_deref(),
+            traceparent.as_deref(),
+        )?;
         self.remaining = self.plan_tries(allowed);
         self.overrides = overrides;
         self.parsed = Some(parsed);
@@ -322,6 +329,9 @@ impl RequestFlow {
         }
         host.set_request_header("content-length", &up.body.len().to_string());
         host.set_request_header(&cfg.cluster_header, &attempt.deployment.cluster);
+        if let Some(tp) = self.hooks.trace.upstream_traceparent() {
+            host.set_request_header("traceparent", &tp);
+        }
         if self.record.stream {
             // `stream_timeout` bounds the wait for the stream to start (Envoy's
             // per-try timeout ends when response headers arrive); `timeout`

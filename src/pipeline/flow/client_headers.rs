@@ -72,6 +72,8 @@ pub(super) struct ClientHeaders {
     pub content_type: Option<String>,
     /// `cache-control`: the response cache's per-request controls.
     pub cache_control: Option<String>,
+    /// W3C `traceparent` (the span the gateway's joins).
+    pub traceparent: Option<String>,
     /// `OVERRIDE_HEADERS` present, with their values.
     pub overrides: Vec<(&'static str, String)>,
     /// Present headers to remove before the request goes upstream: client
@@ -109,6 +111,7 @@ impl ClientHeaders {
                 "content-length" if h.content_length.is_none() => h.content_length = Some(value),
                 "content-type" if h.content_type.is_none() => h.content_type = Some(value),
                 "cache-control" if h.cache_control.is_none() => h.cache_control = Some(value),
+                "traceparent" if h.traceparent.is_none() => h.traceparent = Some(value),
                 n if n == LOCAL_REPLY_MARKER => h.has_local_reply_marker = true,
                 _ => {}
             }

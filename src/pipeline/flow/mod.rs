@@ -246,13 +246,17 @@ impl RequestFlow {
         let started = host.span_start();
         self.end_in_flight(host);
         let status = response_status(host).unwrap_or(0);
+        let traceparent = self.client.traceparent.take();
         let (hooks, mut cx) = self.hook_cx(host);
-        hooks.finished(&mut cx, status);
+        hooks.finished(&mut cx, status, traceparent.as_deref());
         host.span_stop(Span::Log, started);
     }
 
     fn request_headers(&mut self, end_of_stream: bool, host: &mut dyn Host) -> Action {
         self.client = ClientHeaders::from_pairs(host.request_headers());
+        if self.cfg.traces.is_some() {
+            self.record.started_ms = host.now_ms();
+        }
         if self.client.has_local_reply_marker {
             host.remove_request_header(reply::LOCAL_REPLY_MARKER);
         }

@@ -24,6 +24,7 @@ pub mod cache;
 mod guardrail_services;
 mod guardrails;
 mod metering;
+mod trace;
 
 use super::host::Host;
 use super::record::ExchangeRecord;
@@ -37,6 +38,7 @@ pub use cache::{CacheHook, Served};
 pub use guardrail_services::Step as ServiceStep;
 pub use guardrails::GuardrailHook;
 pub use metering::MeteringHook;
+pub use trace::TraceHook;
 
 /// What a hook point hands every feature: the configuration, the record,
 /// the attempt's exchange (when there is one), and the host.
@@ -77,6 +79,7 @@ pub struct Hooks {
     pub budget: BudgetHook,
     pub metering: MeteringHook,
     pub cache: CacheHook,
+    pub trace: TraceHook,
     /// Admission features that already let the request through (they are
     /// not asked again when a later one waited for a call).
     admitted: u8,
@@ -91,7 +94,9 @@ impl Hooks {
         req: &mut ClientRequest,
         planned: &[&Deployment],
         cache_control: Option<&str>,
+        traceparent: Option<&str>,
     ) -> Result<(), GatewayError> {
+        self.trace.request_accepted(cx, req, traceparent);
         self.cache.request_accepted(cx, req, cache_control)?;
         self.guardrails.request_accepted(cx, req)?;
         self.cache.key_request(cx, self.guardrails.applied());
@@ -113,11 +118,13 @@ impl Hooks {
                 other => return other,
             }
         }
-        match self.cache.admission(cx) {
+        let verdict = match self.cache.admission(cx) {
             Ok(Some(served)) => Admit::Serve(served),
             Ok(None) => Admit::Go,
-            Err(wait) => wait,
-        }
+            Err(wait) => return wait,
+        };
+        self.trace.admitted(cx, req);
+        verdict
     }
 
     /// An out-of-band call answered; true when it was a hook's own (and
@@ -181,6 +188,7 @@ impl Hooks {
     /// its start).
     pub fn attempt_succeeded(&mut self, cx: &mut Cx<'_>, latency_ms: u64, ttft_ms: Option<u64>) {
         self.metering.attempt_succeeded(cx, latency_ms, ttft_ms);
+        self.trace.attempt_succeeded(ttft_ms);
     }
 
     /// Each chunk of a forwarded stream, after it was translated (`out`:
@@ -188,6 +196,7 @@ impl Hooks {
     pub fn chunk(&mut self, cx: &mut Cx<'_>, out: &[u8]) {
         self.guardrails.chunk(cx);
         self.cache.chunk(out);
+        self.trace.chunk(out);
         if cx.exchange.is_some_and(Exchange::was_cut) {
             // Ended at the budget: charge what was streamed, now.
             self.settle(cx);
@@ -205,6 +214,7 @@ impl Hooks {
         cx.record.outcome = super::record::Outcome::Completed;
         let cost = self.settle(cx);
         self.cache.response_complete(cx, whole);
+        self.trace.response_complete(cx, whole);
         match cost {
             Some(cost) => {
                 crate::accounting::metering::cost_headers(cost, cx.record.remaining_budget_micro)
@@ -219,13 +229,18 @@ impl Hooks {
         self.settle(cx);
     }
 
-    /// The request is over, however it ended (`status`: the client's).
-    pub fn finished(&mut self, cx: &mut Cx<'_>, status: u16) {
+    /// The request is over, however it ended (`status`: the client's;
+    /// `traceparent`: the client's, for a span not opened yet).
+    pub fn finished(&mut self, cx: &mut Cx<'_>, status: u16, traceparent: Option<&str>) {
+        self.trace.start(cx, traceparent);
         self.settle(cx);
         self.guardrails.finished(cx);
         let started = cx.host.span_start();
         self.metering.finished(cx, status);
         cx.host.span_stop(super::host::Span::Observe, started);
+        let cache = self.cache.verdict();
+        self.trace
+            .finished(cx, status, cache, self.guardrails.applied());
     }
 
     /// Charge the request once (budget), then publish what it cost (metering).

@@ -19,6 +19,7 @@ pub mod fleet;
 pub mod keys;
 pub mod pricing;
 pub mod providers;
+pub mod telemetry;
 pub mod unenforced;
 
 use crate::guardrails::spec::{Endpoint, ServiceEnv, SpecError};
@@ -331,6 +332,8 @@ pub struct Config {
     /// `litellm_settings.cache` / `cache_params`: the response cache;
     /// `None`: off.
     pub cache: Option<cache::CacheSettings>,
+    /// `litellm_settings.callbacks` that export spans (`otel`, `langfuse`).
+    pub traces: Option<telemetry::TraceSettings>,
     /// Things worth a log line at start (ignored LiteLLM keys ...).
     pub warnings: Vec<String>,
 }
@@ -380,6 +383,9 @@ struct GatewaySection {
     /// Bytes the local response cache may hold (`cache_params.type: local`).
     #[serde(default)]
     cache_max_bytes: Option<usize>,
+    /// Load logging callbacks this gateway does not serve (loudly).
+    #[serde(default)]
+    allow_unexported_callbacks: bool,
     // Budget switches: accepted here, checked (with their field names) by `keys::parse`.
     #[serde(default)]
     #[allow(dead_code)]
@@ -490,7 +496,16 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     };
     for k in litellm.keys() {
         if !LITELLM_ROUTER_KEYS.contains(&k.as_str())
-            && !matches!(k.as_str(), "drop_params" | "cache" | "cache_params")
+            && !matches!(
+                k.as_str(),
+                "drop_params"
+                    | "cache"
+                    | "cache_params"
+                    | "callbacks"
+                    | "success_callback"
+                    | "failure_callback"
+                    | "turn_off_message_logging"
+            )
             && !unenforced::is_handled(&format!("litellm_settings.{k}"))
         {
             warnings.push(format!("litellm_settings.{k} is ignored by this gateway"));
@@ -612,6 +627,13 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             ));
         }
     }
+    let traces = telemetry::parse(
+        &root,
+        env,
+        &endpoint,
+        gateway.allow_unexported_callbacks,
+        &mut warnings,
+    )?;
     let cluster_header = gateway
         .cluster_header
         .unwrap_or_else(|| DEFAULT_CLUSTER_HEADER.into());
@@ -637,6 +659,7 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         guardrails,
         guardrails_caller_may_disable: gateway.guardrails_caller_may_disable,
         cache,
+        traces,
         warnings,
     })
 }

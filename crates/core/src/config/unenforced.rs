@@ -157,6 +157,11 @@ const GUARDRAIL_CALLBACKS: &[&str] = &[
     "guardrails_ai",
 ];
 
+/// Whether a callback name is a guardrail (or custom code that may be one).
+pub fn is_guardrail_callback(name: &str) -> bool {
+    GUARDRAIL_CALLBACKS.contains(&name) || name.contains('.')
+}
+
 /// `litellm_settings` keys that configure guardrails.
 const GUARDRAIL_SETTINGS: &[&str] = &[
     "guardrails",
@@ -375,7 +380,7 @@ fn check_guardrails(
                 let Some(name) = c.as_str() else { continue };
                 // A Python path (`module.instance`) is custom code: it may be a
                 // guardrail as well as a logger, and cannot run here.
-                if GUARDRAIL_CALLBACKS.contains(&name) || name.contains('.') {
+                if is_guardrail_callback(name) {
                     found.push((
                         format!("litellm_settings.{list}[{i}]"),
                         format!("callback `{name}`"),

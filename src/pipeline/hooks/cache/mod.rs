@@ -201,6 +201,11 @@ impl CacheHook {
         }
     }
 
+    /// What the cache did (`hit`, `miss`, `bypass`), once it decided.
+    pub fn verdict(&self) -> Option<&'static str> {
+        self.verdict.map(Verdict::as_str)
+    }
+
     /// Read the store: a hit is served, a miss goes on to the provider.
     pub fn admission(&mut self, cx: &mut Cx<'_>) -> Result<Option<Served>, Admit> {
         let Some(s) = settings(cx) else {
