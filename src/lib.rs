@@ -29,9 +29,10 @@ pub mod accounting;
 pub mod pipeline;
 pub mod render;
 pub mod routing;
-pub mod store;
 
-pub use llm_gateway_core::{api, cache, codec, config, guardrails, provider, sort};
+pub use llm_gateway_core::{
+    api, cache, codec, config, guardrails, otlp, provider, sort, spend, store,
+};
 #[cfg(not(target_arch = "wasm32"))]
 pub mod yaml;
 

@@ -29,6 +29,8 @@ pub struct RenderOptions {
     pub ca_bundle: String,
     /// Where the JSON access log goes: `None` for stdout.
     pub access_log_path: Option<String>,
+    /// Where the spend log goes (one record per LLM request): `None` for stdout.
+    pub spend_log_path: Option<String>,
 }
 
 impl Default for RenderOptions {
@@ -40,6 +42,7 @@ impl Default for RenderOptions {
             wasm_path: "target/wasm32-wasip1/release/llm_gateway.wasm".into(),
             ca_bundle: "/etc/ssl/certs/ca-certificates.crt".into(),
             access_log_path: None,
+            spend_log_path: None,
         }
     }
 }
@@ -473,7 +476,10 @@ pub fn render(cfg: &Value, opts: &RenderOptions) -> Result<Value, ConfigError> {
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                         "stat_prefix": "llm_gateway",
                         "local_reply_config": upstream_failure_reply(),
-                        "access_log": [access_log(opts.access_log_path.as_deref())],
+                        "access_log": [
+                            access_log(opts.access_log_path.as_deref()),
+                            spend_log(opts.spend_log_path.as_deref())
+                        ],
                         "route_config": {"virtual_hosts": [{
                             "name": "providers",
                             "domains": ["*"],
@@ -549,6 +555,43 @@ pub fn access_log(path: Option<&str>) -> Value {
                 "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
                 "path": p,
                 "log_format": {"json_format": format}
+            }
+        }),
+    }
+}
+
+/// The spend log: each LLM request's spend record (`accounting::spend`)
+/// as one JSON line, and nothing for other requests (a CEL filter on the
+/// filter state being set).
+pub fn spend_log(path: Option<&str>) -> Value {
+    let format = json!({"text_format_source": {
+        "inline_string": "%FILTER_STATE(wasm.llm_gateway.spend_log:PLAIN)%\n"
+    }});
+    let filter = json!({
+        "extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                "expression": "'wasm.llm_gateway.spend_log' in filter_state"
+            }
+        }
+    });
+    match path {
+        None => json!({
+            "name": "envoy.access_loggers.stdout",
+            "filter": filter,
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                "log_format": format
+            }
+        }),
+        Some(p) => json!({
+            "name": "envoy.access_loggers.file",
+            "filter": filter,
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": p,
+                "log_format": format
             }
         }),
     }

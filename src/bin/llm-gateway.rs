@@ -7,6 +7,7 @@
 //!   --admin-port PORT    admin interface on 127.0.0.1 (default 9901)
 //!   --wasm PATH          llm_gateway.wasm as Envoy sees it
 //!   --access-log PATH    JSON access log file (default: stdout)
+//!   --spend-log PATH     spend records, one JSON line per LLM request (default: stdout)
 //! ```
 //!
 //! Both use the filter's own parser, so an error here is the error the
@@ -18,7 +19,7 @@ use llm_gateway::render::{inline_blocked_words_files, render, resolve_endpoints,
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: llm-gateway check CONFIG\n       llm-gateway render CONFIG [--listen ADDR:PORT] [--admin-port PORT] [--wasm PATH] [--access-log PATH]"
+        "usage: llm-gateway check CONFIG\n       llm-gateway render CONFIG [--listen ADDR:PORT] [--admin-port PORT] [--wasm PATH] [--access-log PATH] [--spend-log PATH]"
     );
     ExitCode::from(2)
 }
@@ -81,6 +82,7 @@ fn main() -> ExitCode {
             },
             "--wasm" => opts.wasm_path = value.clone(),
             "--access-log" => opts.access_log_path = Some(value.clone()),
+            "--spend-log" => opts.spend_log_path = Some(value.clone()),
             _ => return usage(),
         }
     }

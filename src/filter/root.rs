@@ -19,9 +19,9 @@ use super::host::{remember_queue, WasmHost};
 use super::http::GatewayHttp;
 use crate::accounting::fleet::WAKE_QUEUE;
 use crate::config::Config;
-use crate::pipeline::counter_service::{CounterService, USAGE_QUEUE};
+use crate::pipeline::counter_service::{CounterService, SPEND_QUEUE, USAGE_QUEUE};
 use crate::pipeline::host::Host;
-use crate::pipeline::trace::sink as trace_sink;
+use crate::pipeline::trace_sink;
 use crate::pipeline::{load, usage_sink};
 
 /// `root_id` of the counter service.
@@ -146,6 +146,10 @@ impl GatewayRoot {
                 error!("llm-gateway counter: cannot register queue {USAGE_QUEUE}: {s:?}");
                 return false;
             }
+        }
+        match hostcalls::register_shared_queue(SPEND_QUEUE) {
+            Ok(q) => queues.push((q, SPEND_QUEUE)),
+            Err(s) => warn!("llm-gateway counter: cannot register queue {SPEND_QUEUE}: {s:?}"),
         }
         if cfg.fleet.is_some() {
             match hostcalls::register_shared_queue(WAKE_QUEUE) {

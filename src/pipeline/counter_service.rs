@@ -16,6 +16,7 @@ use crate::accounting::fleet::{self, OnUnavailable, RedisStatus, SyncState};
 use crate::accounting::usage_batch;
 use crate::config::Config;
 
+pub use super::hooks::spend::SPEND_QUEUE;
 pub use usage_sink::USAGE_QUEUE;
 
 /// Messages taken off a queue per callback: a flood never starves the
@@ -79,6 +80,8 @@ impl CounterService {
     pub fn on_queue_ready(&mut self, queue: &'static str, host: &mut dyn Host) {
         if queue == USAGE_QUEUE {
             self.drain_usage(host);
+        } else if queue == SPEND_QUEUE {
+            drain_spend(host);
         } else if queue == fleet::WAKE_QUEUE {
             self.drain_wakes(host);
         }
@@ -87,6 +90,7 @@ impl CounterService {
     /// The tick: events left behind, then the periodic sync.
     pub fn on_tick(&mut self, host: &mut dyn Host) {
         self.drain_usage(host);
+        drain_spend(host);
         self.drain_wakes(host);
         if let Some(f) = self.fleet.as_mut() {
             f.sync_now(host);
@@ -177,6 +181,20 @@ impl CounterService {
         }
         if std::mem::take(&mut f.again) {
             f.sync_now(host);
+        }
+    }
+}
+
+/// Fold queued spend records into the daily totals and the recent ring.
+fn drain_spend(host: &mut dyn Host) {
+    for _ in 0..MAX_DEQUEUE {
+        let Some(line) = host.dequeue(SPEND_QUEUE) else {
+            break;
+        };
+        let line = String::from_utf8_lossy(&line);
+        if let Err(e) = crate::spend::ledger::apply(host.store(), &line) {
+            warn!("llm-gateway counter: spend record not kept: {e:?}");
+            add_counter(host, "llm_gateway.spend.records_lost", 1);
         }
     }
 }

@@ -42,7 +42,7 @@ pub fn start_worker(cfg: &Config, host: &mut dyn Host) -> Option<u64> {
     );
     crate::routing::seed(host.store(), cfg);
     // Spans are sent from the worker's tick.
-    let traces = cfg.traces.is_some().then_some(super::trace::sink::FLUSH_MS);
+    let traces = cfg.traces.is_some().then_some(super::trace_sink::FLUSH_MS);
     let Some(ring) = cfg.keys.as_ref() else {
         return traces;
     };

@@ -20,9 +20,10 @@ pub mod hooks;
 pub mod host;
 pub mod load;
 pub mod record;
+pub mod spend_endpoints;
 pub mod telemetry;
 pub mod timing;
-pub mod trace;
+pub mod trace_sink;
 pub mod usage_sink;
 
 pub use flow::RequestFlow;
@@ -41,6 +42,8 @@ use crate::provider::{
     UpstreamRequest,
 };
 
+pub use spend_endpoints::{spend_answer, SpendEndpoint};
+
 /// What the client asked for, from method and path alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -52,6 +55,8 @@ pub enum Endpoint {
     KeyInfo,
     /// `POST /v1/embeddings` (or `/embeddings`).
     Embeddings,
+    /// `GET /team/info`, `/global/spend/report`, `/spend/logs` (LiteLLM's).
+    Spend(SpendEndpoint),
     /// A path the gateway serves, with the wrong method.
     MethodNotAllowed,
     /// Anything else.
@@ -68,9 +73,16 @@ pub fn classify(method: &str, path: &str) -> Endpoint {
         ("GET", "/models") => Endpoint::Models,
         ("GET", "/key/info") => Endpoint::KeyInfo,
         ("POST", "/embeddings") => Endpoint::Embeddings,
-        (_, "/chat/completions") | (_, "/models") | (_, "/key/info") | (_, "/embeddings") => {
-            Endpoint::MethodNotAllowed
-        }
+        ("GET", "/team/info") => Endpoint::Spend(SpendEndpoint::TeamInfo),
+        ("GET", "/global/spend/report") => Endpoint::Spend(SpendEndpoint::Report),
+        ("GET", "/spend/logs") => Endpoint::Spend(SpendEndpoint::Logs),
+        (_, "/chat/completions")
+        | (_, "/models")
+        | (_, "/key/info")
+        | (_, "/embeddings")
+        | (_, "/team/info")
+        | (_, "/global/spend/report")
+        | (_, "/spend/logs") => Endpoint::MethodNotAllowed,
         _ => Endpoint::Unknown,
     }
 }

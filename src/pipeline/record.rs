@@ -24,8 +24,12 @@ pub enum Outcome {
 /// One request's record.
 #[derive(Debug)]
 pub struct ExchangeRecord {
-    /// The completion id the client sees (`chatcmpl-...`).
+    /// The completion id the gateway made (`chatcmpl-...`): what the
+    /// client sees of a translated answer.
     pub id: String,
+    /// The `id` of the answer the client got, when it is not [`Self::id`]
+    /// (a passthrough keeps the provider's).
+    pub response_id: Option<String>,
     /// Unix seconds when the request was accepted.
     pub created: u64,
     /// Unix milliseconds when its headers arrived (read only when traced).
@@ -55,10 +59,29 @@ pub struct ExchangeRecord {
     pub outcome: Outcome,
 }
 
+impl ExchangeRecord {
+    /// The id of the answer as the client got it.
+    pub fn answer_id(&self) -> &str {
+        self.response_id.as_deref().unwrap_or(&self.id)
+    }
+
+    /// Note the answer's `id` from the first bytes the client gets of it.
+    pub fn read_answer_id(&mut self, bytes: &[u8]) {
+        if self.response_id.is_some() || bytes.is_empty() {
+            return;
+        }
+        let mut ids = Vec::new();
+        let head = bytes.get(..bytes.len().min(512)).unwrap_or(bytes);
+        crate::codec::json_in::string_values(head, b"\"id\"", &mut ids);
+        self.response_id = ids.into_iter().next().filter(|i| *i != self.id);
+    }
+}
+
 impl Default for ExchangeRecord {
     fn default() -> Self {
         ExchangeRecord {
             id: String::new(),
+            response_id: None,
             created: 0,
             started_ms: 0,
             op: Operation::Chat,

@@ -29,6 +29,8 @@ pub mod keys {
     pub const KEY_ALIAS: &str = "llm_gateway.key_alias";
     /// What the response cache did: `hit`, `miss`, `bypass`.
     pub const CACHE: &str = "llm_gateway.cache";
+    /// The request's spend record, one JSON object (`accounting::spend`).
+    pub const SPEND_LOG: &str = "llm_gateway.spend_log";
 }
 
 /// A routing event counted per deployment.

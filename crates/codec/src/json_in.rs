@@ -634,6 +634,33 @@ pub fn type_name(value: &str) -> &'static str {
     }
 }
 
+/// Add the string values of member `needle` (quoted) found in `bytes`
+/// (OpenAI chunks as sent; `null`s are skipped).
+pub fn string_values(bytes: &[u8], needle: &[u8], out: &mut Vec<String>) {
+    let mut at = 0;
+    while let Some(pos) = bytes
+        .get(at..)
+        .and_then(|b| b.windows(needle.len()).position(|w| w == needle))
+    {
+        let mut i = at + pos + needle.len();
+        while matches!(bytes.get(i), Some(b' ' | b':')) {
+            i += 1;
+        }
+        if bytes.get(i) == Some(&b'"') {
+            let start = i + 1;
+            if let Some(len) = bytes
+                .get(start..)
+                .and_then(|b| b.iter().position(|&c| c == b'"'))
+            {
+                if let Some(Ok(s)) = bytes.get(start..start + len).map(std::str::from_utf8) {
+                    out.push(s.to_string());
+                }
+            }
+        }
+        at = i;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,3 +10,4 @@ pub mod json_out;
 pub mod ndjson;
 pub mod protobuf;
 pub mod sse;
+pub mod url;

@@ -21,8 +21,11 @@ pub mod api;
 pub mod cache;
 pub mod config;
 pub mod guardrails;
+pub mod otlp;
 pub mod provider;
 pub mod sort;
+pub mod spend;
+pub mod store;
 
 /// The wire formats (crates/codec, built for speed), under the name the
 /// filter crate uses too.

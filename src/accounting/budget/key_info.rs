@@ -87,6 +87,19 @@ pub(super) fn scope_info(
 /// for the team, plus `team_id` and `models`; null without a team) and
 /// `model_max_budget` (per model alias: `budget_limit`, `time_period`,
 /// `spend`, `spend_micro`, `reserved_micro`, `budget_reset_at`).
+/// A team's models, budget and limits (`/team/info`, and `/key/info`'s `team`).
+pub fn team_info(
+    store: &dyn SharedStore,
+    t: &crate::config::keys::TeamConfig,
+    now_ms: u64,
+) -> Value {
+    let mut m = Map::new();
+    m.insert("team_id".into(), json!(t.id));
+    m.insert("models".into(), json!(t.models));
+    m.extend(scope_info(store, &team_scope(&t.id), &t.limits, now_ms));
+    Value::Object(m)
+}
+
 pub fn key_info(store: &dyn SharedStore, ring: &KeyRing, key: &KeyConfig, now_ms: u64) -> Value {
     let mut info = Map::new();
     info.insert("key_alias".into(), json!(key.alias));
@@ -98,13 +111,11 @@ pub fn key_info(store: &dyn SharedStore, ring: &KeyRing, key: &KeyConfig, now_ms
         &key.limits,
         now_ms,
     ));
-    let team = key.team.as_deref().and_then(|id| ring.team(id)).map(|t| {
-        let mut m = Map::new();
-        m.insert("team_id".into(), json!(t.id));
-        m.insert("models".into(), json!(t.models));
-        m.extend(scope_info(store, &team_scope(&t.id), &t.limits, now_ms));
-        Value::Object(m)
-    });
+    let team = key
+        .team
+        .as_deref()
+        .and_then(|id| ring.team(id))
+        .map(|t| team_info(store, t, now_ms));
     info.insert("team".into(), team.unwrap_or(Value::Null));
     let mut per_model = Map::new();
     for (model, b) in &key.model_budgets {

@@ -275,7 +275,11 @@ impl RequestFlow {
             matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Embeddings);
         if matches!(
             endpoint,
-            Endpoint::Models | Endpoint::KeyInfo | Endpoint::ChatCompletions | Endpoint::Embeddings
+            Endpoint::Models
+                | Endpoint::KeyInfo
+                | Endpoint::ChatCompletions
+                | Endpoint::Embeddings
+                | Endpoint::Spend(_)
         ) {
             if let Err(e) = self.authenticate(host) {
                 return self.reply_error(&e, host);
@@ -293,6 +297,26 @@ impl RequestFlow {
                 let query = path.split_once('?').map_or("", |(_, q)| q);
                 let now = host.now_ms();
                 match metering::key_info(&self.cfg, host.store(), &self.record.caller, query, now) {
+                    Ok(body) => {
+                        self.replied = true;
+                        reply::send_json_with(host, 200, "application/json", &body, &[]);
+                        Action::Pause
+                    }
+                    Err(e) => self.reply_error(&e, host),
+                }
+            }
+            Endpoint::Spend(which) => {
+                let query = path.split_once('?').map_or("", |(_, q)| q);
+                let now = host.now_ms();
+                let cfg = Rc::clone(&self.cfg);
+                match super::spend_answer(
+                    which,
+                    &cfg,
+                    host.store(),
+                    &self.record.caller,
+                    query,
+                    now,
+                ) {
                     Ok(body) => {
                         self.replied = true;
                         reply::send_json_with(host, 200, "application/json", &body, &[]);

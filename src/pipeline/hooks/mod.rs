@@ -24,6 +24,7 @@ pub mod cache;
 mod guardrail_services;
 mod guardrails;
 mod metering;
+pub mod spend;
 mod trace;
 
 use super::host::Host;
@@ -80,6 +81,7 @@ pub struct Hooks {
     pub metering: MeteringHook,
     pub cache: CacheHook,
     pub trace: TraceHook,
+    pub spend: spend::SpendHook,
     /// Admission features that already let the request through (they are
     /// not asked again when a later one waited for a call).
     admitted: u8,
@@ -97,6 +99,7 @@ impl Hooks {
         traceparent: Option<&str>,
     ) -> Result<(), GatewayError> {
         self.trace.request_accepted(cx, req, traceparent);
+        self.spend.request_accepted(req);
         self.cache.request_accepted(cx, req, cache_control)?;
         self.guardrails.request_accepted(cx, req)?;
         self.cache.key_request(cx, self.guardrails.applied());
@@ -196,6 +199,7 @@ impl Hooks {
     pub fn chunk(&mut self, cx: &mut Cx<'_>, out: &[u8]) {
         self.guardrails.chunk(cx);
         self.cache.chunk(out);
+        cx.record.read_answer_id(out);
         self.trace.chunk(out);
         if cx.exchange.is_some_and(Exchange::was_cut) {
             // Ended at the budget: charge what was streamed, now.
@@ -212,6 +216,9 @@ impl Hooks {
         whole: Option<(u16, &[u8])>,
     ) -> Vec<(String, String)> {
         cx.record.outcome = super::record::Outcome::Completed;
+        if let Some((_, body)) = whole {
+            cx.record.read_answer_id(body);
+        }
         let cost = self.settle(cx);
         self.cache.response_complete(cx, whole);
         self.trace.response_complete(cx, whole);
@@ -239,6 +246,7 @@ impl Hooks {
         self.metering.finished(cx, status);
         cx.host.span_stop(super::host::Span::Observe, started);
         let cache = self.cache.verdict();
+        self.spend.finished(cx, status, cache);
         self.trace
             .finished(cx, status, cache, self.guardrails.applied());
     }

@@ -12,8 +12,9 @@ use super::Cx;
 use crate::accounting::metering::CallerId;
 use crate::api::request::ClientRequest;
 use crate::cache::assemble::Assembler;
+use crate::otlp::{self as trace, SpanData, Value};
 use crate::pipeline::record::Outcome;
-use crate::pipeline::trace::{self, sink, SpanData, Value};
+use crate::pipeline::trace_sink as sink;
 
 /// The request's open span.
 struct Open {
@@ -28,8 +29,6 @@ struct Open {
     input: Option<String>,
     output: Option<String>,
     finish_reasons: Vec<String>,
-    /// The answer's `id` as the client got it (a passthrough keeps the provider's).
-    response_id: Option<String>,
     ttft_ms: Option<u64>,
     /// A stream put together, for its text (content logging only).
     assembler: Option<Assembler>,
@@ -92,7 +91,6 @@ impl TraceHook {
             input: None,
             output: None,
             finish_reasons: Vec::new(),
-            response_id: None,
             ttft_ms: None,
             assembler: None,
         }));
@@ -133,12 +131,7 @@ impl TraceHook {
         if let Some(a) = o.assembler.as_mut() {
             a.feed(out);
         }
-        string_values(out, b"\"finish_reason\"", &mut o.finish_reasons);
-        if o.response_id.is_none() {
-            let mut ids = Vec::new();
-            string_values(out, b"\"id\"", &mut ids);
-            o.response_id = ids.into_iter().next();
-        }
+        crate::codec::json_in::string_values(out, b"\"finish_reason\"", &mut o.finish_reasons);
     }
 
     /// The answer is complete (`whole`: a whole answer as the client got it).
@@ -155,7 +148,6 @@ impl TraceHook {
         };
         let choices = v.get("choices").and_then(|c| c.as_array());
         if whole.is_some() {
-            o.response_id = v.get("id").and_then(|i| i.as_str()).map(str::to_string);
             o.finish_reasons = choices
                 .into_iter()
                 .flatten()
@@ -224,7 +216,7 @@ fn build(
         ("gen_ai.request.model", Value::Str(requested.clone())),
         (
             "gen_ai.response.id",
-            Value::Str(o.response_id.clone().unwrap_or_else(|| rec.id.clone())),
+            Value::Str(rec.answer_id().to_string()),
         ),
         ("http.response.status_code", Value::Int(i64::from(status))),
         ("llm_gateway.attempts", Value::Int(i64::from(rec.attempts))),
@@ -316,39 +308,12 @@ fn build(
     }
 }
 
-/// Add the string values of member `needle` (quoted) found in `bytes`
-/// (OpenAI chunks as sent; `null`s are skipped).
-fn string_values(bytes: &[u8], needle: &[u8], out: &mut Vec<String>) {
-    let mut at = 0;
-    while let Some(pos) = bytes
-        .get(at..)
-        .and_then(|b| b.windows(needle.len()).position(|w| w == needle))
-    {
-        let mut i = at + pos + needle.len();
-        while matches!(bytes.get(i), Some(b' ' | b':')) {
-            i += 1;
-        }
-        if bytes.get(i) == Some(&b'"') {
-            let start = i + 1;
-            if let Some(len) = bytes
-                .get(start..)
-                .and_then(|b| b.iter().position(|&c| c == b'"'))
-            {
-                if let Some(Ok(s)) = bytes.get(start..start + len).map(std::str::from_utf8) {
-                    out.push(s.to_string());
-                }
-            }
-        }
-        at = i;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn finish_reasons_are_read_from_chunks() {
         let mut out = Vec::new();
-        super::string_values(
+        crate::codec::json_in::string_values(
             b"data: {\"choices\":[{\"delta\":{},\"finish_reason\":null}]}\n\ndata: {\"choices\":[{\"finish_reason\": \"stop\"}]}\n\n",
             b"\"finish_reason\"",
             &mut out,

@@ -220,24 +220,7 @@ fn parse_headers(raw: &str) -> Vec<(String, String)> {
 }
 
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (b.get(i), b.get(i + 1), b.get(i + 2)) {
-            (Some(b'%'), Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (Some(&c), _, _) => {
-                out.push(c);
-                i += 1;
-            }
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::codec::url::percent_decode(s, false)
 }
 
 /// Read the callbacks: `Ok(None)` when none exports spans.

@@ -237,23 +237,7 @@ pub fn canonical_uri(path: &str) -> String {
 }
 
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hexval = |c: u8| (c as char).to_digit(16);
-        match (b[i], b.get(i + 1).copied(), b.get(i + 2).copied()) {
-            (b'%', Some(h), Some(l)) if hexval(h).is_some() && hexval(l).is_some() => {
-                out.push((hexval(h).unwrap_or(0) * 16 + hexval(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::codec::url::percent_decode(s, false)
 }
 
 /// Query parameters decoded, re-encoded strictly, sorted by name then value.

@@ -12,9 +12,8 @@
 //! propagates one), and the provider call carries the gateway's span as its
 //! parent, so one trace shows client → gateway → provider.
 //!
-//! [`sink`] batches spans per worker and exports them off the request path.
-
-pub mod sink;
+//! `pipeline::trace_sink` batches spans per worker and exports them off the
+//! request path; `pipeline::hooks::trace` fills them in.
 
 use crate::codec::protobuf::Writer;
 

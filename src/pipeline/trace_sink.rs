@@ -71,7 +71,7 @@ pub fn flush(cfg: &Config, host: &mut dyn Host) {
             Some(queue.spans.drain(..n).collect::<Vec<_>>())
         });
         let Some(batch) = batch else { continue };
-        let body = super::export_request(&traces.service_name, &batch);
+        let body = crate::otlp::export_request(&traces.service_name, &batch);
         let mut headers: Vec<(&str, &str)> = vec![
             (":method", "POST"),
             (":path", exp.endpoint.path.as_str()),

@@ -1,0 +1,413 @@
+//! Spend totals per day and per key, team and model, and the most recent
+//! spend records, in shared data (this Envoy), written by the counter
+//! service off the request path (or by the filter when no counter service
+//! runs; compare-and-set either way); and the report endpoints' answers.
+//!
+//! Layout: `llm_gateway.spend.day.<YYYY-MM-DD>` holds one line per
+//! (dimension, name, model alias): `k|t|m \t name \t model \t spend_micro
+//! \t prompt_tokens \t completion_tokens \t requests` (`k` key alias, `t`
+//! team, `m` model; plain text rather than JSON: the module stays small);
+//! `llm_gateway.spend.log.<n>` (n < [`RECENT`]) the recent records, with
+//! `llm_gateway.spend.log_next` the next slot.
+
+use serde_json::Value;
+
+use crate::api::error::{ErrorKind, GatewayError};
+use crate::store::{update, SharedStore, StoreError};
+
+/// Records `/spend/logs` can return (per Envoy).
+pub const RECENT: u64 = 1000;
+/// The longest report range, in days.
+pub const MAX_DAYS: i64 = 366;
+
+fn day_key(d: &str) -> String {
+    format!("llm_gateway.spend.day.{d}")
+}
+
+/// One row of a day's totals.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Row {
+    dim: String,
+    name: String,
+    model: String,
+    /// spend_micro, prompt, completion, requests.
+    n: [u64; 4],
+}
+
+fn rows(text: &str) -> Vec<Row> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let (dim, name, model) = (f.next()?, f.next()?, f.next()?);
+            let mut n = [0u64; 4];
+            for slot in n.iter_mut() {
+                *slot = f.next()?.parse().ok()?;
+            }
+            Some(Row {
+                dim: dim.into(),
+                name: name.into(),
+                model: model.into(),
+                n,
+            })
+        })
+        .collect()
+}
+
+fn clean(s: &str) -> String {
+    s.replace(['\t', '\n'], " ")
+}
+
+/// Fold one spend log line into its day's totals and the recent ring.
+pub fn apply(store: &dyn SharedStore, line: &str) -> Result<(), StoreError> {
+    let Ok(v) = serde_json::from_str::<Value>(line) else {
+        return Ok(());
+    };
+    let s = |k: &str| v.get(k).and_then(Value::as_str).map(clean);
+    let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let (Some(model), Some(day)) = (s("model_group"), s("endTime")) else {
+        return Ok(());
+    };
+    let add = [
+        n("spend_micro"),
+        n("prompt_tokens"),
+        n("completion_tokens"),
+        1,
+    ];
+    let dims = [
+        ("k", s("key_alias")),
+        ("t", s("team_id")),
+        ("m", Some(model.clone())),
+    ];
+    update(store, &day_key(day.get(..10).unwrap_or("")), |old| {
+        let mut all = rows(old.and_then(|b| std::str::from_utf8(b).ok()).unwrap_or(""));
+        for (dim, name) in &dims {
+            let Some(name) = name else { continue };
+            let i = match all
+                .iter()
+                .position(|r| r.dim == *dim && r.name == *name && r.model == model)
+            {
+                Some(i) => i,
+                None => {
+                    all.push(Row {
+                        dim: dim.to_string(),
+                        name: name.clone(),
+                        model: model.clone(),
+                        n: [0; 4],
+                    });
+                    all.len() - 1
+                }
+            };
+            if let Some(r) = all.get_mut(i) {
+                for (x, d) in r.n.iter_mut().zip(add) {
+                    *x = x.saturating_add(d);
+                }
+            }
+        }
+        let mut out = String::new();
+        for r in &all {
+            let [a, b, c, d] = r.n;
+            out.push_str(&format!(
+                "{}\t{}\t{}\t{a}\t{b}\t{c}\t{d}\n",
+                r.dim, r.name, r.model
+            ));
+        }
+        out.into_bytes()
+    })?;
+    let mut slot = 0;
+    update(store, "llm_gateway.spend.log_next", |old| {
+        slot = old
+            .and_then(|b| std::str::from_utf8(b).ok()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        ((slot + 1) % RECENT).to_string().into_bytes()
+    })?;
+    let _ = store.set(
+        &format!("llm_gateway.spend.log.{slot}"),
+        line.as_bytes(),
+        None,
+    );
+    Ok(())
+}
+
+/// A query parameter (percent-decoding is not needed for dates, ids and aliases
+/// beyond `%20`-free values; `+` and `%xx` are decoded).
+pub fn param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| crate::codec::url::percent_decode(v, true))
+    })
+}
+
+/// Days since the epoch of `YYYY-MM-DD`.
+fn parse_day(s: &str, field: &str) -> Result<i64, GatewayError> {
+    let bad = || GatewayError::bad_param(field, format!("`{s}` is not a date (YYYY-MM-DD)"));
+    let mut it = s.split('-');
+    let (Some(y), Some(m), Some(d), None) = (it.next(), it.next(), it.next(), it.next()) else {
+        return Err(bad());
+    };
+    let (Ok(y), Ok(m), Ok(d)) = (y.parse::<i64>(), m.parse::<i64>(), d.parse::<i64>()) else {
+        return Err(bad());
+    };
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return Err(bad());
+    }
+    // days_from_civil (H. Hinnant).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    if super::civil(days) != (if m <= 2 { y + 1 } else { y }, m as u32, d as u32) {
+        return Err(bad());
+    }
+    Ok(days)
+}
+
+/// The days of `start_date..=end_date` (default: today only).
+fn days(query: &str, now_ms: u64) -> Result<Vec<String>, GatewayError> {
+    let today = (now_ms / 86_400_000) as i64;
+    let start = match param(query, "start_date") {
+        Some(s) => parse_day(&s, "start_date")?,
+        None => today,
+    };
+    let end = match param(query, "end_date") {
+        Some(s) => parse_day(&s, "end_date")?,
+        None => today.max(start),
+    };
+    if end < start || end - start >= MAX_DAYS {
+        return Err(GatewayError::bad_param(
+            "end_date",
+            format!("the range must run forward and span at most {MAX_DAYS} days"),
+        ));
+    }
+    Ok((start..=end)
+        .map(|d| super::day(d as u64 * 86_400_000))
+        .collect())
+}
+
+/// Who may read what: `None` everything (master key, open gateway), else
+/// one key alias (and its team).
+pub type Reader<'a> = Option<(&'a str, Option<&'a str>)>;
+
+/// `GET /global/spend/report?start_date&end_date&group_by=team|api_key|model`:
+/// per day, LiteLLM's shape (`group_by_day`, then the groups with
+/// `total_spend` and a per-model `metadata` list). A key reads only itself.
+pub fn report(
+    store: &dyn SharedStore,
+    query: &str,
+    reader: Reader<'_>,
+    now_ms: u64,
+) -> Result<Vec<u8>, GatewayError> {
+    use crate::codec::json_out as j;
+    let group = param(query, "group_by").unwrap_or_else(|| "team".into());
+    let (dim, list, name_field) = match group.as_str() {
+        "team" => ("t", "teams", "team_name"),
+        "api_key" | "key" => ("k", "api_keys", "key_alias"),
+        "model" => ("m", "models", "model"),
+        other => {
+            return Err(GatewayError::bad_param(
+                "group_by",
+                format!("`{other}`: use team, api_key or model"),
+            ))
+        }
+    };
+    let mut o = b"[".to_vec();
+    for d in days(query, now_ms)? {
+        let Some((bytes, _)) = store.get(&day_key(&d)) else {
+            continue;
+        };
+        let all = rows(std::str::from_utf8(&bytes).unwrap_or(""));
+        let mut names: Vec<&str> = Vec::new();
+        for r in all.iter().filter(|r| r.dim == dim) {
+            let allowed = match reader {
+                None => true,
+                Some((key, team)) => match dim {
+                    "k" => r.name == key,
+                    "t" => Some(r.name.as_str()) == team,
+                    _ => false,
+                },
+            };
+            if allowed && !names.contains(&r.name.as_str()) {
+                names.push(&r.name);
+            }
+        }
+        if names.is_empty() {
+            continue;
+        }
+        if o.len() > 1 {
+            o.push(b',');
+        }
+        o.extend_from_slice(b"{\"group_by_day\":");
+        j::str(&mut o, &d);
+        o.push(b',');
+        j::key(&mut o, list);
+        o.push(b'[');
+        for (i, name) in names.iter().enumerate() {
+            let mine: Vec<&Row> = all
+                .iter()
+                .filter(|r| r.dim == dim && r.name == *name)
+                .collect();
+            let mut t = [0u64; 4];
+            for r in &mine {
+                for (x, n) in t.iter_mut().zip(r.n) {
+                    *x += n;
+                }
+            }
+            if i > 0 {
+                o.push(b',');
+            }
+            o.push(b'{');
+            j::key(&mut o, name_field);
+            j::str(&mut o, name);
+            o.extend_from_slice(b",\"total_spend\":");
+            j::raw(&mut o, &super::usd(t[0]));
+            for (k, v) in [
+                ("total_spend_micro", t[0]),
+                ("prompt_tokens", t[1]),
+                ("completion_tokens", t[2]),
+                ("requests", t[3]),
+            ] {
+                o.push(b',');
+                j::key(&mut o, k);
+                j::u64(&mut o, v);
+            }
+            o.extend_from_slice(b",\"metadata\":[");
+            for (m, r) in mine.iter().enumerate() {
+                if m > 0 {
+                    o.push(b',');
+                }
+                o.extend_from_slice(b"{\"model\":");
+                j::str(&mut o, &r.model);
+                o.extend_from_slice(b",\"spend\":");
+                j::raw(&mut o, &super::usd(r.n[0]));
+                o.extend_from_slice(b",\"spend_micro\":");
+                j::u64(&mut o, r.n[0]);
+                o.extend_from_slice(b",\"total_tokens\":");
+                j::u64(&mut o, r.n[1] + r.n[2]);
+                o.push(b'}');
+            }
+            o.extend_from_slice(b"]}");
+        }
+        o.extend_from_slice(b"]}");
+    }
+    o.push(b']');
+    Ok(o)
+}
+
+/// `GET /spend/logs?request_id&api_key&start_date&end_date`: the recent
+/// records (oldest first) this Envoy kept. A key reads only its own.
+pub fn logs(
+    store: &dyn SharedStore,
+    query: &str,
+    reader: Reader<'_>,
+    now_ms: u64,
+) -> Result<Vec<u8>, GatewayError> {
+    let range = match (param(query, "start_date"), param(query, "end_date")) {
+        (None, None) => None,
+        _ => Some(days(query, now_ms)?),
+    };
+    let want_id = param(query, "request_id");
+    let want_key = param(query, "api_key");
+    let want_alias = param(query, "key_alias");
+    let next = store
+        .get("llm_gateway.spend.log_next")
+        .and_then(|(b, _)| std::str::from_utf8(&b).ok()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    let mut out = Vec::new();
+    for i in 0..RECENT {
+        let slot = (next + i) % RECENT;
+        let Some((bytes, _)) = store.get(&format!("llm_gateway.spend.log.{slot}")) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
+            continue;
+        };
+        let s = |k: &str| v.get(k).and_then(Value::as_str);
+        if reader.is_some_and(|(key, _)| s("key_alias") != Some(key))
+            || want_id
+                .as_deref()
+                .is_some_and(|w| s("request_id") != Some(w))
+            || want_key.as_deref().is_some_and(|w| s("api_key") != Some(w))
+            || want_alias
+                .as_deref()
+                .is_some_and(|w| s("key_alias") != Some(w))
+            || range.as_ref().is_some_and(|days| {
+                !s("endTime").is_some_and(|t| days.iter().any(|d| t.starts_with(d.as_str())))
+            })
+        {
+            continue;
+        }
+        out.push(bytes);
+    }
+    let mut o = b"[".to_vec();
+    for (i, b) in out.iter().enumerate() {
+        if i > 0 {
+            o.push(b',');
+        }
+        o.extend_from_slice(b);
+    }
+    o.push(b']');
+    Ok(o)
+}
+
+/// The error for a report a caller may not read.
+pub fn forbidden(what: &str) -> GatewayError {
+    GatewayError::new(
+        403,
+        ErrorKind::Permission,
+        format!("{what} needs the master key"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::SpendRecord;
+    use super::*;
+    use crate::store::FakeStore;
+
+    fn rec(key: &str, team: Option<&str>, model: &str, micro: u64, end_ms: u64) -> SpendRecord {
+        SpendRecord {
+            request_id: format!("r-{key}-{micro}"),
+            key_alias: Some(key.into()),
+            team_id: team.map(str::to_string),
+            model_group: model.into(),
+            prompt_tokens: 10,
+            completion_tokens: 5,
+            spend_micro: micro,
+            status_code: 200,
+            start_ms: end_ms - 5,
+            end_ms,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn totals_add_up_per_day_key_team_and_model_and_keys_read_only_themselves() {
+        let store = FakeStore::default();
+        let day1 = 1_796_673_807_500; // 2026-12-07
+        let day2 = day1 + 86_400_000;
+        for r in [
+            rec("a", Some("t"), "gpt", 100, day1),
+            rec("a", Some("t"), "claude", 50, day1),
+            rec("b", None, "gpt", 7, day2),
+        ] {
+            apply(&store, &r.to_line()).unwrap();
+        }
+        let q = "start_date=2026-12-07&end_date=2026-12-08&group_by=team";
+        let v: Value = serde_json::from_slice(&report(&store, q, None, day2).unwrap()).unwrap();
+        assert_eq!(v[0]["group_by_day"], "2026-12-07");
+        assert_eq!(v[0]["teams"][0]["total_spend_micro"], 150);
+        assert_eq!(v.as_array().unwrap().len(), 1, "day 2 has no team spend");
+        let q = "start_date=2026-12-07&end_date=2026-12-08&group_by=api_key";
+        let v: Value =
+            serde_json::from_slice(&report(&store, q, Some(("b", None)), day2).unwrap()).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 1);
+        assert_eq!(v[0]["api_keys"][0]["key_alias"], "b");
+        let logs: Value =
+            serde_json::from_slice(&logs(&store, "", Some(("a", None)), day2).unwrap()).unwrap();
+        assert_eq!(logs.as_array().unwrap().len(), 2);
+        assert!(report(&store, "start_date=2026-02-30", None, day2).is_err());
+        assert!(report(&store, "group_by=x", None, day2).is_err());
+    }
+}

@@ -1,0 +1,89 @@
+//! The spend record at `finished`: one per chat or embeddings request,
+//! however it ended, written where the access log reads it and sent to the
+//! counter service's spend queue (which keeps the daily totals and the
+//! recent records; see `accounting::spend::ledger`). With no counter
+//! service running, the filter folds it in itself.
+
+use super::Cx;
+use crate::accounting::metering::CallerId;
+use crate::api::request::ClientRequest;
+use crate::config::keys;
+use crate::pipeline::host::add_counter;
+use crate::pipeline::telemetry::keys as fs;
+use crate::spend::{ledger, SpendRecord};
+
+/// Name of the shared queue spend records travel on.
+pub const SPEND_QUEUE: &str = "llm_gateway_spend";
+
+/// What the record needs from the request body.
+#[derive(Default)]
+pub struct SpendHook {
+    /// The body's `user` (the end user), at most 256 bytes.
+    end_user: Option<String>,
+}
+
+impl SpendHook {
+    pub fn request_accepted(&mut self, req: &ClientRequest) {
+        self.end_user = req
+            .member("user")
+            .and_then(|u| serde_json::from_str::<String>(u).ok())
+            .filter(|u| u.len() <= 256);
+    }
+
+    /// The request is over: write and send its record.
+    pub fn finished(&mut self, cx: &mut Cx<'_>, status: u16, cache: Option<&'static str>) {
+        let rec = &*cx.record;
+        if !rec.api_request {
+            return;
+        }
+        let dep = rec.deployment.and_then(|i| cx.cfg.deployments.get(i));
+        let key = rec.caller.caller(cx.cfg).key();
+        let usage = cx.exchange.and_then(|e| e.usage());
+        let record = SpendRecord {
+            request_id: rec.answer_id().to_string(),
+            call_type: match rec.op {
+                crate::provider::Operation::Chat => "chat",
+                crate::provider::Operation::Embeddings => "embeddings",
+            },
+            api_key: key.map(|k| {
+                let d = keys::digest_string(&k.digest);
+                d.get(..15).unwrap_or("").to_string()
+            }),
+            key_alias: match &rec.caller {
+                CallerId::Key(a) => Some(a.clone()),
+                _ => None,
+            },
+            team_id: key.and_then(|k| k.team.clone()),
+            end_user: self.end_user.take(),
+            model_group: rec
+                .requested_alias
+                .clone()
+                .filter(|a| !cx.cfg.deployments_for(a).is_empty())
+                .unwrap_or_else(|| "unknown".into()),
+            model: dep.map(|d| d.model.clone()),
+            model_id: dep.map(|d| d.id.clone()),
+            custom_llm_provider: dep.map(|d| {
+                d.litellm_model
+                    .split_once('/')
+                    .map_or(d.provider.family_name(), |(p, _)| p)
+                    .to_string()
+            }),
+            prompt_tokens: usage.map_or(0, |u| u.prompt_tokens),
+            completion_tokens: usage.map_or(0, |u| u.completion_tokens),
+            spend_micro: rec.cost_micro.unwrap_or(0),
+            cache_hit: cache == Some("hit"),
+            status_code: status,
+            start_ms: rec.started_ms,
+            end_ms: cx.host.now_ms(),
+            attempts: rec.attempts,
+        };
+        let line = record.to_line();
+        cx.host.set_filter_state(fs::SPEND_LOG, &line);
+        if !cx.host.enqueue(SPEND_QUEUE, line.as_bytes()) {
+            if let Err(e) = ledger::apply(cx.host.store(), &line) {
+                log::warn!("llm-gateway: spend record not kept: {e:?}");
+                add_counter(cx.host, "llm_gateway.spend.records_lost", 1);
+            }
+        }
+    }
+}
