@@ -85,7 +85,7 @@ fuzz:
 ## e2e: needs redis-server and webdis (fleet counters), nginx and wrk (the bench smoke test);
 ## installed here when missing (root or sudo)
 e2e: build venv
-	tools/ensure-debs.sh redis-server webdis nginx-light wrk
+	tools/ensure-debs.sh redis-server webdis nginx-light wrk prometheus
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest tests/e2e -q -p no:cacheprovider $(E2E_ARGS)
 
 ## test-litellm: the differential test (issue 16, tests/differential/): each corpus case through

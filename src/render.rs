@@ -608,6 +608,8 @@ pub fn stats_tags() -> Value {
         "status_class",
         "token_type",
         "key_alias",
+        "team",
+        "guardrail",
         "kind",
     ]
     .iter()

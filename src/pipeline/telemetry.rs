@@ -101,6 +101,33 @@ pub fn count_usage(
     count_usage_parts(host, key, model, &[Part::Text(what)], n);
 }
 
+/// Per team: `llm_gateway.team.<what>.team.<team>` (`requests`, `tokens`,
+/// `cost_micro_usd`).
+pub fn count_team(host: &mut dyn Host, team: &str, what: &'static str, n: u64) {
+    host.counter_add(
+        &[
+            Part::Text("llm_gateway.team."),
+            Part::Text(what),
+            Part::Text(".team."),
+            Part::Label(team),
+        ],
+        n,
+    );
+}
+
+/// What a key's budget has left, micro-USD (`budget headroom`):
+/// `llm_gateway.key.remaining_budget_micro_usd.key_alias.<alias>`.
+pub fn remaining_budget(host: &mut dyn Host, key: &str, micro: u64) {
+    host.metric_record(
+        MetricKind::Gauge,
+        &[
+            Part::Text("llm_gateway.key.remaining_budget_micro_usd.key_alias."),
+            Part::Label(key),
+        ],
+        micro,
+    );
+}
+
 /// [`count_usage`] of `rejected_<reason>`.
 pub fn count_rejected(host: &mut dyn Host, key: Option<&str>, model: &str, reason: &'static str) {
     count_usage_parts(

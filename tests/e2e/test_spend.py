@@ -7,17 +7,16 @@ as the config says, and a key reads only itself. The official openai SDK is the 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import urllib.parse
 from pathlib import Path
 
 import openai
 import pytest
-import yaml
 
-from conftest import HTTP_TIMEOUT, WASM_PATH, free_port, launch_envoy, stop_envoy
+from conftest import HTTP_TIMEOUT
 from keys_helpers import vkey
+from render_helpers import rendered_gateway
 
 MASTER = "sk-spend-master-1"
 SQUAD_KEY, SOLO_KEY, BROKE_KEY = "sk-spend-squad-a", "sk-spend-solo-b", "sk-spend-broke-c"
@@ -70,24 +69,11 @@ class Spend:
 
 @pytest.fixture(scope="module")
 def spend(gateway_bin, mocks, e2e_dir, envoy_bin):
-    if not WASM_PATH.is_file():
-        pytest.fail(f"the filter is not built: {WASM_PATH}", pytrace=False)
     workdir = e2e_dir / "spend"
-    workdir.mkdir(parents=True, exist_ok=True)
-    port, admin_port = free_port(), free_port()
-    src, spend_log = workdir / "config.yaml", workdir / "spend-records.log"
-    src.write_text(yaml.safe_dump(spend_config(mocks)))
-    cmd = [str(gateway_bin), "render", str(src), "--listen", f"127.0.0.1:{port}", "--admin-port",
-           str(admin_port), "--wasm", str(WASM_PATH), "--access-log", str(workdir / "access.log"),
-           "--spend-log", str(spend_log)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    proc, _, _ = launch_envoy(yaml.safe_load(r.stdout), workdir, "spend", envoy_bin,
-                              ["--file-flush-interval-msec", "50"], env=ENV)
-    try:
+    spend_log = workdir / "spend-records.log"
+    with rendered_gateway(gateway_bin, envoy_bin, spend_config(mocks), workdir, "spend", ENV,
+                          "--access-log", str(workdir / "access.log"), "--spend-log", str(spend_log)) as (port, _):
         yield Spend(port, spend_log)
-    finally:
-        stop_envoy(proc)
 
 
 def cost_micro(price: dict, usage) -> int:

@@ -195,6 +195,20 @@ impl BudgetHook {
         telemetry::count_usage(cx.host, key, model, "requests", 1);
         telemetry::count_usage(cx.host, key, model, "tokens", tokens.total());
         telemetry::count_usage(cx.host, key, model, "cost_micro_usd", cost);
+        if let Some(team) = cx
+            .record
+            .caller
+            .caller(cx.cfg)
+            .key()
+            .and_then(|k| k.team.as_deref())
+        {
+            telemetry::count_team(cx.host, team, "requests", 1);
+            telemetry::count_team(cx.host, team, "tokens", tokens.total());
+            telemetry::count_team(cx.host, team, "cost_micro_usd", cost);
+        }
+        if let (Some(k), Some(left)) = (key, cx.record.remaining_budget_micro) {
+            telemetry::remaining_budget(cx.host, k, left);
+        }
         cx.record.cost_micro = Some(cost);
         cx.host.span_stop(Span::Settle, started);
         Some(cost)
