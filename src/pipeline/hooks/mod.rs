@@ -3,7 +3,7 @@
 //!
 //! | point | when | who acts today |
 //! |---|---|---|
-//! | [`Hooks::request_accepted`] | the body is parsed, the caller may use the model, the attempts are planned | cache: does it apply, the request's digest (before masking); guardrails: the content filter (block or mask); cache: the key; budget: the reservation |
+//! | [`Hooks::request_accepted`] | the body is parsed, the caller may use the model, the attempts are planned | trace: the span opens; spend: the end user; cache: does it apply, the request's digest (before masking); guardrails: the content filter (block or mask); cache: the key; budget: the reservation |
 //! | [`Hooks::admission`] | before any provider sees the request | guardrails: the guardrail services, one call each (wait, then block, rewrite or fail open/closed); budget: budgets, rpm/tpm/parallel limits, fleet leases; cache: the lookup (a hit is served, `Admit::Serve`) |
 //! | [`Hooks::before_provider_call`] | each attempt, its exchange set up | guardrails: the answer's guard (`post_call`); budget: usage required, mid-stream limit |
 //! | [`Hooks::attempt_succeeded`] | an attempt's answer arrived in full | metering: latency, usage for the access log |
@@ -11,7 +11,7 @@
 //! | [`Hooks::answer_ready`] | a whole answer is translated, before the client sees it | guardrails: the guardrail services on answers (wait, then rewrite, block or fail open/closed) |
 //! | [`Hooks::response_complete`] | the answer is complete, before its last bytes leave | budget: settle (cost headers); cache: store the answer |
 //! | [`Hooks::failed`] | the gateway answers with an error | budget: settle, release holds |
-//! | [`Hooks::finished`] | the request is over however it ended (`on_log`) | budget: settle what is left; guardrails: count what the answer's guard did; metering: request metrics |
+//! | [`Hooks::finished`] | the request is over however it ended (`on_log`) | budget: settle what is left; guardrails: count what the answer's guard did; metering: request metrics; spend: the spend record; trace: the span is finished and queued |
 //!
 //! Each point is a method here that calls every feature in a fixed order;
 //! a feature is a struct with its own per-request state (so the flow's

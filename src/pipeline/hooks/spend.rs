@@ -33,7 +33,7 @@ impl SpendHook {
     /// The request is over: write and send its record.
     pub fn finished(&mut self, cx: &mut Cx<'_>, status: u16, cache: Option<&'static str>) {
         let rec = &*cx.record;
-        if !rec.api_request {
+        if !rec.api_request || !cx.cfg.spend_logs {
             return;
         }
         let dep = rec.deployment.and_then(|i| cx.cfg.deployments.get(i));

@@ -334,6 +334,8 @@ pub struct Config {
     pub cache: Option<cache::CacheSettings>,
     /// `litellm_settings.callbacks` that export spans (`otel`, `langfuse`).
     pub traces: Option<telemetry::TraceSettings>,
+    /// Spend records are written (`general_settings.disable_spend_logs: true`: not).
+    pub spend_logs: bool,
     /// Things worth a log line at start (ignored LiteLLM keys ...).
     pub warnings: Vec<String>,
 }
@@ -458,7 +460,7 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     let general = object_or_empty(&root, "general_settings")?;
     for k in general.keys() {
         match k.as_str() {
-            "max_request_size_mb" | "max_response_size_mb" => {}
+            "max_request_size_mb" | "max_response_size_mb" | "disable_spend_logs" => {}
             "master_key" => {}
             k if unenforced::is_handled(&format!("general_settings.{k}")) => {}
             k => warnings.push(format!("general_settings.{k} is ignored by this gateway")),
@@ -627,6 +629,16 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             ));
         }
     }
+    let spend_logs = match general.get("disable_spend_logs") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => !b,
+        Some(_) => {
+            return Err(err(
+                "general_settings.disable_spend_logs",
+                "must be a boolean",
+            ))
+        }
+    };
     let traces = telemetry::parse(
         &root,
         env,
@@ -660,6 +672,7 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         guardrails_caller_may_disable: gateway.guardrails_caller_may_disable,
         cache,
         traces,
+        spend_logs,
         warnings,
     })
 }
