@@ -11,7 +11,7 @@
 use log::{info, warn};
 
 use super::host::{add_counter, Host};
-use super::{fleet_calls, usage_sink};
+use super::{fleet_calls, spend_fleet, usage_sink};
 use crate::accounting::fleet::{self, OnUnavailable, RedisStatus, SyncState};
 use crate::accounting::usage_batch;
 use crate::config::Config;
@@ -31,6 +31,9 @@ const SLOW_TICK_MS: u64 = 1_000;
 /// The service's state.
 pub struct CounterService {
     fleet: Option<FleetSync>,
+    /// Spend rows (with their day) not yet added to Redis, and the flush in the air.
+    spend_pending: Vec<(String, crate::spend::ledger::Row)>,
+    spend_call: Option<(u32, Vec<(String, crate::spend::ledger::Row)>)>,
 }
 
 /// The fleet sync: one call at a time.
@@ -52,7 +55,14 @@ impl CounterService {
         }
         let Some(settings) = cfg.fleet.clone() else {
             info!("llm-gateway counter: serving usage queue {USAGE_QUEUE}");
-            return (CounterService { fleet: None }, SLOW_TICK_MS);
+            return (
+                CounterService {
+                    fleet: None,
+                    spend_pending: Vec::new(),
+                    spend_call: None,
+                },
+                SLOW_TICK_MS,
+            );
         };
         info!(
             "llm-gateway counter: fleet counters through cluster `{}` (key prefix `{}`, sync every {} ms, {})",
@@ -73,7 +83,14 @@ impl CounterService {
             tick_ms: FAST_TICK_MS,
         };
         info!("llm-gateway counter: serving usage queue {USAGE_QUEUE}");
-        (CounterService { fleet: Some(fleet) }, FAST_TICK_MS)
+        (
+            CounterService {
+                fleet: Some(fleet),
+                spend_pending: Vec::new(),
+                spend_call: None,
+            },
+            FAST_TICK_MS,
+        )
     }
 
     /// A queue has messages: usage events, or scopes a worker woke.
@@ -81,7 +98,7 @@ impl CounterService {
         if queue == USAGE_QUEUE {
             self.drain_usage(host);
         } else if queue == SPEND_QUEUE {
-            drain_spend(host);
+            self.drain_spend(host);
         } else if queue == fleet::WAKE_QUEUE {
             self.drain_wakes(host);
         }
@@ -90,11 +107,12 @@ impl CounterService {
     /// The tick: events left behind, then the periodic sync.
     pub fn on_tick(&mut self, host: &mut dyn Host) {
         self.drain_usage(host);
-        drain_spend(host);
+        self.drain_spend(host);
         self.drain_wakes(host);
         if let Some(f) = self.fleet.as_mut() {
             f.sync_now(host);
         }
+        self.flush_spend(host);
     }
 
     /// Apply every queued usage event to the shared totals (and note the
@@ -135,7 +153,53 @@ impl CounterService {
         }
     }
 
-    /// A sync call answered (or failed).
+    /// Fold queued spend records into this Envoy's daily totals and recent
+    /// ring, and (fleet counters) into the rows waiting for Redis.
+    fn drain_spend(&mut self, host: &mut dyn Host) {
+        use crate::spend::ledger;
+        for _ in 0..MAX_DEQUEUE {
+            let Some(line) = host.dequeue(SPEND_QUEUE) else {
+                break;
+            };
+            let line = String::from_utf8_lossy(&line);
+            if let Err(e) = ledger::apply(host.store(), &line) {
+                warn!("llm-gateway counter: spend record not kept: {e:?}");
+                add_counter(host, "llm_gateway.spend.records_lost", 1);
+            }
+            if self.fleet.is_some() {
+                if let Some((day, rows)) = ledger::line_rows(&line) {
+                    spend_fleet::pend(&mut self.spend_pending, &day, &rows);
+                }
+            }
+        }
+        let over = self
+            .spend_pending
+            .len()
+            .saturating_sub(spend_fleet::MAX_PENDING_ROWS);
+        if over > 0 {
+            self.spend_pending.drain(..over);
+            add_counter(host, "llm_gateway.spend.fleet_rows_dropped", over as u64);
+        }
+    }
+
+    /// Send the pending spend rows to Redis (one call in the air).
+    fn flush_spend(&mut self, host: &mut dyn Host) {
+        let Some(settings) = self.fleet.as_ref().map(|f| f.sync.settings().clone()) else {
+            return;
+        };
+        if self.spend_call.is_some() || self.spend_pending.is_empty() {
+            return;
+        }
+        let n = self.spend_pending.len().min(spend_fleet::MAX_ROWS_PER_CALL);
+        let rows: Vec<_> = self.spend_pending.drain(..n).collect();
+        let body = spend_fleet::flush_body(&settings, &rows);
+        match fleet_calls::post(host, &settings, &body) {
+            Some(t) => self.spend_call = Some((t, rows)),
+            None => self.spend_pending.extend(rows),
+        }
+    }
+
+    /// A call answered (or failed): a fleet sync, or a spend flush.
     pub fn on_http_call_response(
         &mut self,
         token: u32,
@@ -143,6 +207,21 @@ impl CounterService {
         body_size: usize,
         host: &mut dyn Host,
     ) {
+        if self.spend_call.as_ref().is_some_and(|(t, _)| *t == token) {
+            let Some((_, rows)) = self.spend_call.take() else {
+                return;
+            };
+            let (status, body) = host.call_response(num_headers, body_size);
+            if spend_fleet::flushed(status, &body) {
+                add_counter(host, "llm_gateway.spend.fleet_flushes", 1);
+            } else {
+                add_counter(host, "llm_gateway.spend.fleet_flush_failures", 1);
+                for (day, row) in rows {
+                    spend_fleet::pend(&mut self.spend_pending, &day, &[row]);
+                }
+            }
+            return;
+        }
         let Some(f) = self.fleet.as_mut() else {
             return;
         };
@@ -181,20 +260,6 @@ impl CounterService {
         }
         if std::mem::take(&mut f.again) {
             f.sync_now(host);
-        }
-    }
-}
-
-/// Fold queued spend records into the daily totals and the recent ring.
-fn drain_spend(host: &mut dyn Host) {
-    for _ in 0..MAX_DEQUEUE {
-        let Some(line) = host.dequeue(SPEND_QUEUE) else {
-            break;
-        };
-        let line = String::from_utf8_lossy(&line);
-        if let Err(e) = crate::spend::ledger::apply(host.store(), &line) {
-            warn!("llm-gateway counter: spend record not kept: {e:?}");
-            add_counter(host, "llm_gateway.spend.records_lost", 1);
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod host;
 pub mod load;
 pub mod record;
 pub mod spend_endpoints;
+pub mod spend_fleet;
 pub mod telemetry;
 pub mod timing;
 pub mod trace_sink;

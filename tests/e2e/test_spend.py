@@ -170,3 +170,54 @@ def test_a_key_reads_only_itself(spend, seeded):
     assert status == 401
     status, err = spend.get("/global/spend/report", MASTER, start_date="2026-13-01")
     assert status == 400 and err["error"]["param"] == "start_date"
+
+
+def test_fleet_report_sums_every_envoy(start_gateway, mocks, e2e_dir):
+    """With `counters.redis`, each counter service adds its Envoy's spend to Redis (batched per
+    tick); `/global/spend/report` on any Envoy answers the fleet's totals."""
+    from conftest import mock_cluster_map, mock_deployment
+    from fleet_helpers import RedisFleet
+
+    redis = RedisFleet(e2e_dir / "redis-spend")
+    try:
+        cfg = {
+            "model_list": [mock_deployment(mocks, "gpt", "openai/gpt-4o-mini", **GPT)],
+            "virtual_keys": [vkey(SQUAD_KEY, "squad-a", team_id="squad"), vkey(SOLO_KEY, "solo-b")],
+            "teams": [{"team_id": "squad"}],
+            "general_settings": {"master_key": "os.environ/SP_MASTER_KEY"},
+            "counters": {"redis": {"cluster": "webdis", "key_prefix": "spendtest", "sync_interval": "200ms"}},
+            "gateway": {"clusters": mock_cluster_map(mocks)},
+        }
+        env = {"MOCK_OPENAI_KEY": "sk-oai-test", "SP_MASTER_KEY": MASTER}
+        want = 0
+        with start_gateway(cfg, extra_clusters={"webdis": redis.webdis_port}, env=env, name="spend-a") as a, \
+                start_gateway(cfg, extra_clusters={"webdis": redis.webdis_port}, env=env, name="spend-b") as b:
+            for gw in (a, b, b):
+                c = openai.OpenAI(base_url=f"{gw.base_url}/v1", api_key=SQUAD_KEY, max_retries=0,
+                                  timeout=HTTP_TIMEOUT)
+                out = c.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "fleet"}])
+                want += cost_micro(GPT, out.usage)
+            today = time.strftime("%Y-%m-%d", time.gmtime())
+            deadline = time.monotonic() + 10
+            while True:
+                r = a.request("GET", f"/global/spend/report?group_by=team&start_date={today}",
+                              headers={"Authorization": f"Bearer {MASTER}"})
+                body = r.json()
+                got = body[0]["teams"][0]["total_spend_micro"] if body else 0
+                if got == want or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert r.status == 200 and r.headers["x-llm-gateway-spend-scope"] == "fleet"
+            assert got == want and body[0]["teams"][0]["requests"] == 3
+            # A key still reads only itself, fleet-wide too.
+            r = b.request("GET", f"/global/spend/report?group_by=api_key&start_date={today}",
+                          headers={"Authorization": f"Bearer {SOLO_KEY}"})
+            assert r.status == 200 and r.json() == []
+            # Redis away: this Envoy's own totals, said so.
+            redis.stop_redis()
+            r = b.request("GET", f"/global/spend/report?group_by=team&start_date={today}",
+                          headers={"Authorization": f"Bearer {MASTER}"})
+            assert r.status == 200 and r.headers["x-llm-gateway-spend-scope"] == "local"
+            assert r.json()[0]["teams"][0]["requests"] == 2
+    finally:
+        redis.close()

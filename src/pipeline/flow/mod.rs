@@ -62,6 +62,8 @@ pub struct RequestFlow {
     hooks: Hooks,
     /// A local reply was sent: response callbacks see our own reply, leave it.
     replied: bool,
+    /// A fleet-wide spend report's Redis read in the air, with its query.
+    spend_read: Option<(u32, String)>,
     /// The current attempt's response half (translation, usage).
     exchange: Option<Exchange>,
     buffer_response: bool,
@@ -98,6 +100,7 @@ impl RequestFlow {
             record: ExchangeRecord::default(),
             hooks: Hooks::default(),
             replied: false,
+            spend_read: None,
             exchange: None,
             buffer_response: false,
             parsed: None,
@@ -181,6 +184,10 @@ impl RequestFlow {
         body_size: usize,
         host: &mut dyn Host,
     ) {
+        if self.spend_read.as_ref().is_some_and(|(t, _)| *t == token) {
+            self.spend_read_answered(num_headers, body_size, host);
+            return;
+        }
         if self
             .hooks
             .call_answered(token, num_headers, body_size, host)
@@ -252,6 +259,47 @@ impl RequestFlow {
         host.span_stop(Span::Log, started);
     }
 
+    /// The fleet-wide spend report's read answered: the report from Redis,
+    /// or (Redis unreachable) this Envoy's own totals, said in a header.
+    fn spend_read_answered(&mut self, num_headers: usize, body_size: usize, host: &mut dyn Host) {
+        let Some((_, query)) = self.spend_read.take() else {
+            return;
+        };
+        let (status, body) = host.call_response(num_headers, body_size);
+        let cfg = Rc::clone(&self.cfg);
+        let key = self.record.caller.caller(&cfg).key();
+        let reader = key.map(|k| (k.alias.as_str(), k.team.as_deref()));
+        let now = host.now_ms();
+        let (per_day, scope) = match super::spend_fleet::read_answer(status, &body) {
+            Ok(days) => (Ok(days), "fleet"),
+            Err(e) => {
+                log::warn!(
+                    "llm-gateway: fleet spend totals unreadable ({e}); answering this Envoy's"
+                );
+                (
+                    crate::spend::ledger::local_days(host.store(), &query, now),
+                    "local",
+                )
+            }
+        };
+        let answer = per_day.and_then(|d| crate::spend::ledger::report_from(&d, &query, reader));
+        match answer {
+            Ok(body) => {
+                self.replied = true;
+                reply::send_json_with(
+                    host,
+                    200,
+                    "application/json",
+                    &body,
+                    &[("x-llm-gateway-spend-scope".to_string(), scope.to_string())],
+                );
+            }
+            Err(e) => {
+                self.reply_error(&e, host);
+            }
+        }
+    }
+
     fn request_headers(&mut self, end_of_stream: bool, host: &mut dyn Host) -> Action {
         self.client = ClientHeaders::from_pairs(host.request_headers());
         if self.cfg.traces.is_some() {
@@ -309,6 +357,19 @@ impl RequestFlow {
                 let query = path.split_once('?').map_or("", |(_, q)| q);
                 let now = host.now_ms();
                 let cfg = Rc::clone(&self.cfg);
+                if let (super::SpendEndpoint::Report, Some(fleet)) = (which, cfg.fleet.as_ref()) {
+                    // Fleet-wide: the days' totals from Redis (one call).
+                    match crate::spend::ledger::report_days(query, now) {
+                        Ok(days) => {
+                            let body = super::spend_fleet::read_body(fleet, &days);
+                            if let Some(t) = super::fleet_calls::post(host, fleet, &body) {
+                                self.spend_read = Some((t, query.to_string()));
+                                return Action::Pause;
+                            }
+                        }
+                        Err(e) => return self.reply_error(&e, host),
+                    }
+                }
                 match super::spend_answer(
                     which,
                     &cfg,

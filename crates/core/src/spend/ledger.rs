@@ -26,12 +26,14 @@ fn day_key(d: &str) -> String {
 
 /// One row of a day's totals.
 #[derive(Debug, Default, Clone, PartialEq)]
-struct Row {
-    dim: String,
-    name: String,
-    model: String,
+pub struct Row {
+    /// `k` (key alias), `t` (team), `m` (model alias).
+    pub dim: String,
+    pub name: String,
+    /// The model alias the spend was on.
+    pub model: String,
     /// spend_micro, prompt, completion, requests.
-    n: [u64; 4],
+    pub n: [u64; 4],
 }
 
 fn rows(text: &str) -> Vec<Row> {
@@ -57,61 +59,75 @@ fn clean(s: &str) -> String {
     s.replace(['\t', '\n'], " ")
 }
 
-/// Fold one spend log line into its day's totals and the recent ring.
-pub fn apply(store: &dyn SharedStore, line: &str) -> Result<(), StoreError> {
-    let Ok(v) = serde_json::from_str::<Value>(line) else {
-        return Ok(());
-    };
+/// The rows one spend log line adds (key, team, model), and its day.
+pub fn line_rows(line: &str) -> Option<(String, Vec<Row>)> {
+    let v = serde_json::from_str::<Value>(line).ok()?;
     let s = |k: &str| v.get(k).and_then(Value::as_str).map(clean);
     let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
-    let (Some(model), Some(day)) = (s("model_group"), s("endTime")) else {
-        return Ok(());
-    };
+    let model = s("model_group")?;
+    let day = s("endTime")?.get(..10)?.to_string();
     let add = [
         n("spend_micro"),
         n("prompt_tokens"),
         n("completion_tokens"),
         1,
     ];
-    let dims = [
+    let rows = [
         ("k", s("key_alias")),
         ("t", s("team_id")),
         ("m", Some(model.clone())),
-    ];
-    update(store, &day_key(day.get(..10).unwrap_or("")), |old| {
-        let mut all = rows(old.and_then(|b| std::str::from_utf8(b).ok()).unwrap_or(""));
-        for (dim, name) in &dims {
-            let Some(name) = name else { continue };
-            let i = match all
-                .iter()
-                .position(|r| r.dim == *dim && r.name == *name && r.model == model)
-            {
-                Some(i) => i,
-                None => {
-                    all.push(Row {
-                        dim: dim.to_string(),
-                        name: name.clone(),
-                        model: model.clone(),
-                        n: [0; 4],
-                    });
-                    all.len() - 1
-                }
-            };
-            if let Some(r) = all.get_mut(i) {
-                for (x, d) in r.n.iter_mut().zip(add) {
+    ]
+    .into_iter()
+    .filter_map(|(dim, name)| {
+        Some(Row {
+            dim: dim.into(),
+            name: name?,
+            model: model.clone(),
+            n: add,
+        })
+    })
+    .collect();
+    Some((day, rows))
+}
+
+/// Add `add` into `all` (rows with the same dimension, name and model sum).
+pub fn merge(all: &mut Vec<Row>, add: &[Row]) {
+    for a in add {
+        match all
+            .iter_mut()
+            .find(|r| r.dim == a.dim && r.name == a.name && r.model == a.model)
+        {
+            Some(r) => {
+                for (x, d) in r.n.iter_mut().zip(a.n) {
                     *x = x.saturating_add(d);
                 }
             }
+            None => all.push(a.clone()),
         }
-        let mut out = String::new();
-        for r in &all {
-            let [a, b, c, d] = r.n;
-            out.push_str(&format!(
-                "{}\t{}\t{}\t{a}\t{b}\t{c}\t{d}\n",
-                r.dim, r.name, r.model
-            ));
-        }
-        out.into_bytes()
+    }
+}
+
+fn rows_text(all: &[Row]) -> String {
+    let mut out = String::new();
+    for r in all {
+        let [a, b, c, d] = r.n;
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{a}\t{b}\t{c}\t{d}\n",
+            r.dim, r.name, r.model
+        ));
+    }
+    out
+}
+
+/// Fold one spend log line into its day's totals and the recent ring.
+pub fn apply(store: &dyn SharedStore, line: &str) -> Result<(), StoreError> {
+    let Some((day, add)) = line_rows(line) else {
+        return Ok(());
+    };
+    update(store, &day_key(&day), |old| {
+        let mut all = rows(old.and_then(|b| std::str::from_utf8(b).ok()).unwrap_or(""));
+        merge(&mut all, &add);
+        rows_text(&all).into_bytes()
     })?;
     let mut slot = 0;
     update(store, "llm_gateway.spend.log_next", |old| {
@@ -126,6 +142,49 @@ pub fn apply(store: &dyn SharedStore, line: &str) -> Result<(), StoreError> {
         None,
     );
     Ok(())
+}
+
+/// The Redis hash of a day's fleet-wide totals.
+pub fn redis_day_key(prefix: &str, day: &str) -> String {
+    format!("{prefix}:spend:{day}")
+}
+
+/// Increments of pending rows for Redis: per row four hash fields
+/// `dim \t name \t model \t i` (i: spend, prompt, completion, requests).
+pub fn redis_fields(row: &Row) -> impl Iterator<Item = (String, u64)> + '_ {
+    (0..4).filter_map(move |i| {
+        let v = *row.n.get(i)?;
+        (v > 0).then(|| (format!("{}\t{}\t{}\t{i}", row.dim, row.name, row.model), v))
+    })
+}
+
+/// Fleet-wide totals read back from Redis: lines `day \t dim \t name \t
+/// model \t i \t value` (the read script's answer), per day.
+pub fn rows_from_redis(text: &str) -> Vec<(String, Vec<Row>)> {
+    let mut out: Vec<(String, Vec<Row>)> = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let [day, dim, name, model, i, v] = f.as_slice() else {
+            continue;
+        };
+        let (Ok(i), Ok(v)) = (i.parse::<usize>(), v.parse::<u64>()) else {
+            continue;
+        };
+        let mut n = [0u64; 4];
+        let Some(slot) = n.get_mut(i) else { continue };
+        *slot = v;
+        let row = Row {
+            dim: dim.to_string(),
+            name: name.to_string(),
+            model: model.to_string(),
+            n,
+        };
+        match out.iter_mut().find(|(d, _)| d == day) {
+            Some((_, rows)) => merge(rows, &[row]),
+            None => out.push((day.to_string(), vec![row])),
+        }
+    }
+    out
 }
 
 /// A query parameter (percent-decoding is not needed for dates, ids and aliases
@@ -190,14 +249,43 @@ fn days(query: &str, now_ms: u64) -> Result<Vec<String>, GatewayError> {
 /// one key alias (and its team).
 pub type Reader<'a> = Option<(&'a str, Option<&'a str>)>;
 
-/// `GET /global/spend/report?start_date&end_date&group_by=team|api_key|model`:
-/// per day, LiteLLM's shape (`group_by_day`, then the groups with
-/// `total_spend` and a per-model `metadata` list). A key reads only itself.
+/// The days a report covers (`start_date..=end_date`, default today).
+pub fn report_days(query: &str, now_ms: u64) -> Result<Vec<String>, GatewayError> {
+    days(query, now_ms)
+}
+
+/// This Envoy's totals of each day in the report's range.
+pub fn local_days(
+    store: &dyn SharedStore,
+    query: &str,
+    now_ms: u64,
+) -> Result<Vec<(String, Vec<Row>)>, GatewayError> {
+    let mut out = Vec::new();
+    for d in days(query, now_ms)? {
+        if let Some((bytes, _)) = store.get(&day_key(&d)) {
+            out.push((d, rows(std::str::from_utf8(&bytes).unwrap_or(""))));
+        }
+    }
+    Ok(out)
+}
+
+/// [`report_from`] this Envoy's totals.
 pub fn report(
     store: &dyn SharedStore,
     query: &str,
     reader: Reader<'_>,
     now_ms: u64,
+) -> Result<Vec<u8>, GatewayError> {
+    report_from(&local_days(store, query, now_ms)?, query, reader)
+}
+
+/// `GET /global/spend/report?start_date&end_date&group_by=team|api_key|model`:
+/// per day, LiteLLM's shape (`group_by_day`, then the groups with
+/// `total_spend` and a per-model `metadata` list). A key reads only itself.
+pub fn report_from(
+    per_day: &[(String, Vec<Row>)],
+    query: &str,
+    reader: Reader<'_>,
 ) -> Result<Vec<u8>, GatewayError> {
     use crate::codec::json_out as j;
     let group = param(query, "group_by").unwrap_or_else(|| "team".into());
@@ -213,11 +301,7 @@ pub fn report(
         }
     };
     let mut o = b"[".to_vec();
-    for d in days(query, now_ms)? {
-        let Some((bytes, _)) = store.get(&day_key(&d)) else {
-            continue;
-        };
-        let all = rows(std::str::from_utf8(&bytes).unwrap_or(""));
+    for (d, all) in per_day {
         let mut names: Vec<&str> = Vec::new();
         for r in all.iter().filter(|r| r.dim == dim) {
             let allowed = match reader {
@@ -239,7 +323,7 @@ pub fn report(
             o.push(b',');
         }
         o.extend_from_slice(b"{\"group_by_day\":");
-        j::str(&mut o, &d);
+        j::str(&mut o, d);
         o.push(b',');
         j::key(&mut o, list);
         o.push(b'[');
