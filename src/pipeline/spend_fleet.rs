@@ -15,7 +15,10 @@ pub const MAX_PENDING_ROWS: usize = 10_000;
 /// Redis keeps a day's totals 400 days.
 const EXPIRE_S: &str = "34560000";
 
-const FLUSH_SCRIPT: &str = "for i = 1, #ARGV, 3 do \
+// `#ARGV - 1`: the last argument is the expiry, not a triple (a loop to
+// `#ARGV` would run once more on it, fail the script after its increments
+// landed, and the retry would add them again).
+const FLUSH_SCRIPT: &str = "for i = 1, #ARGV - 1, 3 do \
      local k = KEYS[tonumber(ARGV[i])] \
      redis.call('HINCRBY', k, ARGV[i+1], ARGV[i+2]) \
      redis.call('EXPIRE', k, ARGV[#ARGV]) end return 1";

@@ -14,7 +14,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from conftest import HTTP_TIMEOUT
+from conftest import HTTP_TIMEOUT, gateway_stats
 from keys_helpers import vkey
 from render_helpers import rendered_gateway
 
@@ -209,6 +209,16 @@ def test_fleet_report_sums_every_envoy(start_gateway, mocks, e2e_dir):
                 time.sleep(0.2)
             assert r.status == 200 and r.headers["x-llm-gateway-spend-scope"] == "fleet"
             assert got == want and body[0]["teams"][0]["requests"] == 3
+            # Flushed once: further ticks add nothing (a failed flush would be re-sent).
+            time.sleep(1)
+            r = a.request("GET", f"/global/spend/report?group_by=team&start_date={today}",
+                          headers={"Authorization": f"Bearer {MASTER}"})
+            assert r.json()[0]["teams"][0]["total_spend_micro"] == want
+            for gw in (a, b):
+                stats = gateway_stats(gw, "spend")
+                flushes = {n: v for n, v in stats.items() if n.endswith("spend.fleet_flushes")}
+                failures = {n: v for n, v in stats.items() if n.endswith("spend.fleet_flush_failures")}
+                assert sum(flushes.values()) >= 1 and sum(failures.values()) == 0, stats
             # A key still reads only itself, fleet-wide too.
             r = b.request("GET", f"/global/spend/report?group_by=api_key&start_date={today}",
                           headers={"Authorization": f"Bearer {SOLO_KEY}"})
