@@ -43,6 +43,10 @@ def ask(gw, model: str, text: str, **kw):
     return raw.parse(), raw.headers
 
 
+def stat(gw, name: str) -> int:
+    return gateway_stats(gw, "llm_gateway.cache").get(f"wasmcustom.llm_gateway.cache.{name}", 0)
+
+
 def calls(gw, provider: str) -> int:
     return len(gw.provider_requests(provider))
 
@@ -69,10 +73,14 @@ def test_stored_plain_served_streaming_and_the_reverse(cached):
         plain.choices[0].message.content
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
 
+    stores = stat(cached, "stores")
     streamed = list(sdk(cached).chat.completions.create(
         model="claude", messages=[{"role": "user", "content": "streamed first"}], stream=True,
         stream_options={"include_usage": True}))
     text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    # A stream is stored when the provider's stream ends, which can be just after the
+    # client read [DONE] (the translated stream ends at Anthropic's message_stop).
+    wait_for(lambda: stat(cached, "stores") > stores, what="the streamed answer stored")
     again, h = ask(cached, "claude", "streamed first")
     assert calls(cached, "anthropic") == 2
     assert h["x-llm-gateway-cache"] == "hit"

@@ -83,6 +83,9 @@ pub struct FakeHost {
     pub route_cache_clears: u32,
     pub resumes: u32,
     pub tick_period_ms: Option<u64>,
+    /// Host calls made, by trait method (the cost model: each is a trip
+    /// out of the VM in Envoy; `tests/host_calls.rs` keeps them counted).
+    pub host_calls: std::cell::RefCell<BTreeMap<&'static str, u32>>,
 }
 
 impl FakeHost {
@@ -108,6 +111,7 @@ impl FakeHost {
             route_cache_clears: 0,
             resumes: 0,
             tick_period_ms: None,
+            host_calls: Default::default(),
         }
     }
 
@@ -116,6 +120,10 @@ impl FakeHost {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    fn tally(&self, call: &'static str) {
+        *self.host_calls.borrow_mut().entry(call).or_default() += 1;
     }
 
     pub fn counter(&self, name: &str) -> u64 {
@@ -146,10 +154,12 @@ fn splice(buf: &mut Vec<u8>, size: usize, with: &[u8]) {
 
 impl Host for FakeHost {
     fn now_ms(&self) -> u64 {
+        self.tally("now_ms");
         self.now_ms
     }
 
     fn random_bytes(&mut self, buf: &mut [u8]) {
+        self.tally("random_bytes");
         for b in buf.iter_mut() {
             // xorshift: deterministic, spread.
             self.rng ^= self.rng << 13;
@@ -160,10 +170,12 @@ impl Host for FakeHost {
     }
 
     fn store(&self) -> &dyn SharedStore {
+        self.tally("store");
         &*self.store
     }
 
     fn enqueue(&mut self, queue: &'static str, message: &[u8]) -> bool {
+        self.tally("enqueue");
         match self.queues.get_mut(queue) {
             Some(q) => {
                 q.push(message.to_vec());
@@ -174,6 +186,7 @@ impl Host for FakeHost {
     }
 
     fn dequeue(&mut self, queue: &'static str) -> Option<Vec<u8>> {
+        self.tally("dequeue");
         let q = self.queues.get_mut(queue)?;
         if q.is_empty() {
             None
@@ -183,42 +196,52 @@ impl Host for FakeHost {
     }
 
     fn set_tick_period(&mut self, period_ms: u64) {
+        self.tally("set_tick_period");
         self.tick_period_ms = Some(period_ms);
     }
 
     fn request_headers(&self) -> Vec<(String, String)> {
+        self.tally("request_headers");
         self.request_headers.clone()
     }
 
     fn set_request_header(&mut self, name: &str, value: &str) {
+        self.tally("set_request_header");
         set(&mut self.request_headers, name, value);
     }
 
     fn remove_request_header(&mut self, name: &str) {
+        self.tally("remove_request_header");
         self.request_headers.retain(|(k, _)| k != name);
     }
 
     fn request_body(&self, size: usize) -> Vec<u8> {
+        self.tally("request_body");
         self.request_body[..size.min(self.request_body.len())].to_vec()
     }
 
     fn replace_request_body(&mut self, size: usize, body: &[u8]) {
+        self.tally("replace_request_body");
         splice(&mut self.request_body, size, body);
     }
 
     fn clear_route_cache(&mut self) {
+        self.tally("clear_route_cache");
         self.route_cache_clears += 1;
     }
 
     fn resume_request(&mut self) {
+        self.tally("resume_request");
         self.resumes += 1;
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.tally("property");
         self.properties.get(&path.join(".")).cloned()
     }
 
     fn response_header(&self, name: &str) -> Option<String> {
+        self.tally("response_header");
         self.response_headers
             .iter()
             .find(|(k, _)| k == name)
@@ -226,22 +249,27 @@ impl Host for FakeHost {
     }
 
     fn set_response_header(&mut self, name: &str, value: &str) {
+        self.tally("set_response_header");
         set(&mut self.response_headers, name, value);
     }
 
     fn remove_response_header(&mut self, name: &str) {
+        self.tally("remove_response_header");
         self.response_headers.retain(|(k, _)| k != name);
     }
 
     fn response_body(&self, size: usize) -> Vec<u8> {
+        self.tally("response_body");
         self.response_body[..size.min(self.response_body.len())].to_vec()
     }
 
     fn replace_response_body(&mut self, size: usize, body: &[u8]) {
+        self.tally("replace_response_body");
         splice(&mut self.response_body, size, body);
     }
 
     fn send_local_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+        self.tally("send_local_reply");
         self.local_reply = Some(LocalReply {
             status,
             headers: headers
@@ -259,6 +287,7 @@ impl Host for FakeHost {
         body: &[u8],
         timeout_ms: u64,
     ) -> Option<u32> {
+        self.tally("dispatch_http_call");
         if self.unknown_clusters.iter().any(|c| c == cluster) {
             return None;
         }
@@ -277,10 +306,12 @@ impl Host for FakeHost {
     }
 
     fn call_response(&self, _num_headers: usize, _body_size: usize) -> (Option<u16>, Vec<u8>) {
+        self.tally("call_response");
         self.call_answer.clone()
     }
 
     fn call_response_header(&self, name: &str) -> Option<String> {
+        self.tally("call_response_header");
         self.call_headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -288,10 +319,12 @@ impl Host for FakeHost {
     }
 
     fn counter_add(&mut self, parts: &[Part<'_>], n: u64) {
+        self.tally("counter_add");
         *self.counters.entry(metric_name(parts)).or_default() += n;
     }
 
     fn metric_record(&mut self, _kind: MetricKind, parts: &[Part<'_>], value: u64) {
+        self.tally("metric_record");
         self.histograms
             .entry(metric_name(parts))
             .or_default()
@@ -299,6 +332,7 @@ impl Host for FakeHost {
     }
 
     fn set_filter_state(&mut self, key: &str, value: &str) {
+        self.tally("set_filter_state");
         self.filter_state.insert(key.to_string(), value.to_string());
     }
 }

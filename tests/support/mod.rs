@@ -100,6 +100,10 @@ impl Gateway {
                 llm_gateway::pipeline::counter_service::USAGE_QUEUE,
                 Vec::new(),
             );
+            host.queues.insert(
+                llm_gateway::pipeline::counter_service::SPEND_QUEUE,
+                Vec::new(),
+            );
         }
         host.request_headers = vec![
             (":method".into(), "POST".into()),

@@ -102,6 +102,8 @@ struct FakeInner {
     conflicts: u32,
     /// Every write attempt, in order (key, accepted).
     log: Vec<(String, bool)>,
+    /// Reads made (each a host call in Envoy).
+    reads: usize,
 }
 
 /// An in-memory [`SharedStore`] with host semantics, for native tests (also
@@ -137,6 +139,11 @@ impl FakeStore {
         (inner.log.len(), refused)
     }
 
+    /// How many reads were made.
+    pub fn read_count(&self) -> usize {
+        self.lock().reads
+    }
+
     /// Every key, sorted (tests look at what a feature left in shared data).
     pub fn keys(&self) -> Vec<String> {
         let mut k: Vec<String> = self.lock().values.keys().cloned().collect();
@@ -152,7 +159,9 @@ impl FakeStore {
 
 impl SharedStore for FakeStore {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        self.lock().values.get(key).cloned()
+        let mut inner = self.lock();
+        inner.reads += 1;
+        inner.values.get(key).cloned()
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasMismatch> {

@@ -600,26 +600,12 @@ impl RequestFlow {
             };
             let (hooks, mut cx) = self.hook_cx(host);
             hooks.chunk(&mut cx, &sent);
-            // The client stream's end marker is in these bytes: the answer is
-            // complete now, before the client can see it end and ask again
-            // (the provider's own end of stream may come in a later callback).
-            if !end_of_stream && sent.ends_with(b"data: [DONE]\n\n") {
-                self.stream_completed(host);
-            }
         }
         if end_of_stream {
-            self.stream_completed(host);
+            self.attempt_succeeded(host);
+            self.response_complete(host, None);
         }
         Action::Continue
-    }
-
-    /// A forwarded stream reached its end (once).
-    fn stream_completed(&mut self, host: &mut dyn Host) {
-        if self.record.outcome == super::record::Outcome::Completed {
-            return;
-        }
-        self.attempt_succeeded(host);
-        self.response_complete(host, None);
     }
 
     /// The whole (buffered) answer of the first attempt: translate it, or
