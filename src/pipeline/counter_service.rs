@@ -16,7 +16,7 @@ use crate::accounting::fleet::{self, OnUnavailable, RedisStatus, SyncState};
 use crate::accounting::usage_batch;
 use crate::config::Config;
 
-pub use super::hooks::spend::SPEND_QUEUE;
+pub use super::usage_sink::SPEND_QUEUE;
 pub use usage_sink::USAGE_QUEUE;
 
 /// Messages taken off a queue per callback: a flood never starves the
@@ -158,17 +158,17 @@ impl CounterService {
     fn drain_spend(&mut self, host: &mut dyn Host) {
         use crate::spend::ledger;
         for _ in 0..MAX_DEQUEUE {
-            let Some(line) = host.dequeue(SPEND_QUEUE) else {
+            let Some(msg) = host.dequeue(SPEND_QUEUE) else {
                 break;
             };
-            let line = String::from_utf8_lossy(&line);
-            if let Err(e) = ledger::apply(host.store(), &line) {
-                warn!("llm-gateway counter: spend record not kept: {e:?}");
-                add_counter(host, "llm_gateway.spend.records_lost", 1);
-            }
-            if self.fleet.is_some() {
-                if let Some((day, rows)) = ledger::line_rows(&line) {
-                    spend_fleet::pend(&mut self.spend_pending, &day, &rows);
+            // A message is one worker's batch of records, one per line.
+            for line in usage_batch::events(&msg) {
+                usage_sink::apply_spend(host, line);
+                if self.fleet.is_some() {
+                    let line = String::from_utf8_lossy(line);
+                    if let Some((day, rows)) = ledger::line_rows(&line) {
+                        spend_fleet::pend(&mut self.spend_pending, &day, &rows);
+                    }
                 }
             }
         }

@@ -41,11 +41,14 @@ pub fn start_worker(cfg: &Config, host: &mut dyn Host) -> Option<u64> {
         cfg.aliases().len()
     );
     crate::routing::seed(host.store(), cfg);
-    // Spans are sent from the worker's tick.
+    if let Some(ring) = cfg.keys.as_ref() {
+        crate::accounting::budget::seed(host.store(), ring);
+    }
+    // Spans, usage events and spend records are sent from the worker's tick.
     let traces = cfg.traces.is_some().then_some(super::trace_sink::FLUSH_MS);
-    let Some(ring) = cfg.keys.as_ref() else {
-        return traces;
-    };
-    crate::accounting::budget::seed(host.store(), ring);
-    Some(usage_batch::MAX_AGE_MS.min(traces.unwrap_or(u64::MAX)))
+    let batches = (cfg.keys.is_some() || cfg.spend_logs).then_some(usage_batch::MAX_AGE_MS);
+    match (batches, traces) {
+        (Some(b), Some(t)) => Some(b.min(t)),
+        (b, t) => b.or(t),
+    }
 }

@@ -1,9 +1,12 @@
-//! Where a settled request's usage event goes: this worker's batch, then the
-//! counter service's shared queue (see [`crate::accounting::usage_batch`] for when).
+//! Where a settled request's usage event and its spend record go: this
+//! worker's batches, then the counter service's shared queues (see
+//! [`crate::accounting::usage_batch`] for when).
 //!
-//! The batch belongs to the worker (one per thread, as a proxy-wasm VM is),
-//! not to a request, so it lives in a thread-local here; requests and the
-//! worker's tick reach it through [`enqueue`] and [`flush`].
+//! The batches belong to the worker (one per thread, as a proxy-wasm VM is),
+//! not to a request, so they live in thread-locals here; requests and the
+//! worker's tick reach them through [`enqueue`], [`enqueue_spend`] and
+//! [`flush`]. Spend records are never urgent (no admission reads them): they
+//! go with the batch's age or size, or at the tick.
 
 use std::cell::RefCell;
 
@@ -14,10 +17,14 @@ use crate::accounting::usage_batch::{self, UsageBatch};
 
 /// Name of the shared queue usage events travel on to the counter service.
 pub const USAGE_QUEUE: &str = "llm_gateway_usage";
+/// Name of the shared queue spend records travel on.
+pub const SPEND_QUEUE: &str = "llm_gateway_spend";
 
 thread_local! {
     /// This worker's usage events not yet handed to the counter service.
     static BATCH: RefCell<UsageBatch> = RefCell::new(UsageBatch::default());
+    /// This worker's spend records not yet handed to the counter service.
+    static SPEND: RefCell<UsageBatch> = RefCell::new(UsageBatch::default());
 }
 
 /// Gather a usage event for the counter service; `urgent` (it settles a
@@ -28,11 +35,41 @@ pub fn enqueue(host: &mut dyn Host, event: &[u8], now_ms: u64, urgent: bool) {
     }
 }
 
+/// Gather a spend record (one JSON line) for the counter service.
+pub fn enqueue_spend(host: &mut dyn Host, line: &[u8], now_ms: u64) {
+    if let Some(msg) = SPEND.with(|b| b.borrow_mut().push(line, now_ms, false)) {
+        send_spend(host, &msg);
+    }
+}
+
 /// Send what this worker has gathered (the worker's tick, and shutdown).
 pub fn flush(host: &mut dyn Host) {
     if let Some(msg) = BATCH.with(|b| b.borrow_mut().take()) {
         let now = host.now_ms();
         send(host, &msg, now);
+    }
+    if let Some(msg) = SPEND.with(|b| b.borrow_mut().take()) {
+        send_spend(host, &msg);
+    }
+}
+
+/// Hand spend records to the counter service, or (none runs) fold them
+/// into this Envoy's ledger here.
+fn send_spend(host: &mut dyn Host, msg: &[u8]) {
+    if host.enqueue(SPEND_QUEUE, msg) {
+        return;
+    }
+    for line in usage_batch::events(msg) {
+        apply_spend(host, line);
+    }
+}
+
+/// Fold one spend record into the daily totals and the recent records.
+pub fn apply_spend(host: &mut dyn Host, line: &[u8]) {
+    let line = String::from_utf8_lossy(line);
+    if let Err(e) = crate::spend::ledger::apply(host.store(), &line) {
+        warn!("llm-gateway: spend record not kept: {e:?}");
+        add_counter(host, "llm_gateway.spend.records_lost", 1);
     }
 }
 

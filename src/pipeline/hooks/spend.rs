@@ -1,19 +1,17 @@
 //! The spend record at `finished`: one per chat or embeddings request,
-//! however it ended, written where the access log reads it and sent to the
-//! counter service's spend queue (which keeps the daily totals and the
-//! recent records; see `accounting::spend::ledger`). With no counter
-//! service running, the filter folds it in itself.
+//! however it ended, written where the access log reads it and gathered
+//! for the counter service's spend queue (`usage_sink`, batched per worker:
+//! one enqueue per request cost ~15 µs), which keeps the daily totals and
+//! the recent records (`spend::ledger`). With no counter service running,
+//! the filter folds them in itself.
 
 use super::Cx;
 use crate::accounting::metering::CallerId;
 use crate::api::request::ClientRequest;
 use crate::config::keys;
-use crate::pipeline::host::add_counter;
 use crate::pipeline::telemetry::keys as fs;
-use crate::spend::{ledger, SpendRecord};
-
-/// Name of the shared queue spend records travel on.
-pub const SPEND_QUEUE: &str = "llm_gateway_spend";
+use crate::pipeline::usage_sink;
+use crate::spend::SpendRecord;
 
 /// What the record needs from the request body.
 #[derive(Default)]
@@ -79,11 +77,7 @@ impl SpendHook {
         };
         let line = record.to_line();
         cx.host.set_filter_state(fs::SPEND_LOG, &line);
-        if !cx.host.enqueue(SPEND_QUEUE, line.as_bytes()) {
-            if let Err(e) = ledger::apply(cx.host.store(), &line) {
-                log::warn!("llm-gateway: spend record not kept: {e:?}");
-                add_counter(cx.host, "llm_gateway.spend.records_lost", 1);
-            }
-        }
+        let now = record.end_ms;
+        usage_sink::enqueue_spend(cx.host, line.as_bytes(), now);
     }
 }
