@@ -693,3 +693,44 @@ fn an_unreadable_answer_is_retried_on_the_next_deployment() {
         1
     );
 }
+
+/// OpenAI-compatible stream events: text, finish, the usage chunk, `[DONE]`.
+fn openai_stream_events() -> Vec<String> {
+    let chunk = |delta: &str, finish: &str| {
+        format!("data: {{\"id\":\"chatcmpl-s\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}]}}\n\n")
+    };
+    vec![
+        chunk(r#"{"role":"assistant","content":"Hi"}"#, "null"),
+        chunk("{}", r#""stop""#),
+        "data: {\"id\":\"chatcmpl-s\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":3,\"total_tokens\":15}}\n\n".to_string(),
+        "data: [DONE]\n\n".to_string(),
+    ]
+}
+
+#[test]
+fn stream_whose_client_hangs_up_at_done_is_charged_its_usage() {
+    // The OpenAI SDKs close the connection when they read `[DONE]`; the
+    // provider's end of stream may not have reached the filter yet.
+    for provider_end_arrives in [true, false] {
+        let mut gw = keyed(json!({"max_budget": 10.0}));
+        let mut rq = gw.chat(&[TEAM_KEY], &hello_stream("gpt"));
+        rq.respond_stream_headers(200, "text/event-stream");
+        for ev in openai_stream_events() {
+            rq.chunk(ev.as_bytes(), false);
+        }
+        if provider_end_arrives {
+            rq.chunk(b"", true);
+        }
+        rq.finish();
+        // 12 x 1 + 3 x 2 micro-USD.
+        assert_eq!(
+            rq.host
+                .counter("llm_gateway.key.cost_micro_usd.key_alias.team"),
+            18,
+            "provider end arrives: {provider_end_arrives}"
+        );
+        assert!(sse_data(&rq.client().body)
+            .last()
+            .is_some_and(|d| d == "[DONE]"));
+    }
+}

@@ -180,6 +180,30 @@ thread_local! {
     /// most thousands of metric names per VM, a 64-bit collision is not a
     /// practical concern.
     static METRIC_IDS: RefCell<HashMap<u64, u32>> = RefCell::new(HashMap::new());
+    /// Counter increments not yet handed to Envoy, by metric id: a request
+    /// makes about a dozen, and each host call costs about as much as a
+    /// request's whole translation, so they are summed here and sent by
+    /// [`flush_counters`] from the root context (the worker's tick, every
+    /// 50 ms at most; after each counter-service callback). Scrapes see a
+    /// counter at most one tick late; it is defined (and listed) at once.
+    static PENDING_COUNTS: RefCell<Vec<(u32, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Hand the summed counter increments to Envoy.
+pub fn flush_counters() {
+    let pending = PENDING_COUNTS.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    for (id, n) in &pending {
+        let _ = hostcalls::increment_metric(*id, (*n).min(i64::MAX as u64) as i64);
+    }
+    // The vector's room is kept for the next interval.
+    PENDING_COUNTS.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.is_empty() {
+            let mut v = pending;
+            v.clear();
+            *p = v;
+        }
+    });
 }
 
 /// The id of the metric of `kind` named by `parts`, defined on first use.
@@ -361,9 +385,19 @@ impl Host for WasmHost {
     }
 
     fn counter_add(&mut self, parts: &[Part<'_>], n: u64) {
-        if let Some(id) = metric_id(MetricType::Counter, parts) {
-            let _ = hostcalls::increment_metric(id, n.min(i64::MAX as u64) as i64);
+        let Some(id) = metric_id(MetricType::Counter, parts) else {
+            return;
+        };
+        if n == 0 {
+            return;
         }
+        PENDING_COUNTS.with(|p| {
+            let mut p = p.borrow_mut();
+            match p.iter_mut().find(|(i, _)| *i == id) {
+                Some((_, sum)) => *sum = sum.saturating_add(n),
+                None => p.push((id, n)),
+            }
+        });
     }
 
     fn metric_record(&mut self, kind: MetricKind, parts: &[Part<'_>], value: u64) {

@@ -15,7 +15,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
-use super::host::{remember_queue, WasmHost};
+use super::host::{self, remember_queue, WasmHost};
 use super::http::GatewayHttp;
 use crate::accounting::fleet::WAKE_QUEUE;
 use crate::config::Config;
@@ -46,6 +46,7 @@ impl Context for GatewayRoot {
                 trace_sink::flush(cfg, &mut WasmHost);
             }
         }
+        host::flush_counters();
         true
     }
 
@@ -64,6 +65,7 @@ impl Context for GatewayRoot {
                 trace_sink::answered(token, num_headers, body_size, &mut WasmHost);
             }
         }
+        host::flush_counters();
     }
 }
 
@@ -100,9 +102,8 @@ impl RootContext for GatewayRoot {
         if self.is_counter {
             return self.configure_counter(cfg);
         }
-        if let Some(tick_ms) = load::start_worker(&cfg, &mut WasmHost) {
-            WasmHost.set_tick_period(tick_ms);
-        }
+        let tick_ms = load::start_worker(&cfg, &mut WasmHost);
+        WasmHost.set_tick_period(tick_ms);
         self.config = Some(Rc::new(cfg));
         true
     }
@@ -113,6 +114,7 @@ impl RootContext for GatewayRoot {
                 service.on_queue_ready(name, &mut WasmHost);
             }
         }
+        host::flush_counters();
     }
 
     fn on_tick(&mut self) {
@@ -125,6 +127,7 @@ impl RootContext for GatewayRoot {
                 }
             }
         }
+        host::flush_counters();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -29,9 +29,9 @@ pub fn load_config(
 
 /// A worker's start with a loaded configuration: log the warnings, create
 /// the shared records that do not exist yet (every worker runs this;
-/// seeding only creates missing records). Returns the tick period the
-/// worker needs: with keys, its tick sends the batched usage events.
-pub fn start_worker(cfg: &Config, host: &mut dyn Host) -> Option<u64> {
+/// seeding only creates missing records). Returns the worker's tick period
+/// (its tick sends what requests batched: counters, usage, spend, spans).
+pub fn start_worker(cfg: &Config, host: &mut dyn Host) -> u64 {
     for w in &cfg.warnings {
         warn!("llm-gateway: {w}");
     }
@@ -44,11 +44,11 @@ pub fn start_worker(cfg: &Config, host: &mut dyn Host) -> Option<u64> {
     if let Some(ring) = cfg.keys.as_ref() {
         crate::accounting::budget::seed(host.store(), ring);
     }
-    // Spans, usage events and spend records are sent from the worker's tick.
-    let traces = cfg.traces.is_some().then_some(super::trace_sink::FLUSH_MS);
-    let batches = (cfg.keys.is_some() || cfg.spend_logs).then_some(usage_batch::MAX_AGE_MS);
-    match (batches, traces) {
-        (Some(b), Some(t)) => Some(b.min(t)),
-        (b, t) => b.or(t),
-    }
+    // Counter increments, usage events, spend records and spans are sent
+    // from the worker's tick.
+    let traces = cfg
+        .traces
+        .as_ref()
+        .map_or(u64::MAX, |_| super::trace_sink::FLUSH_MS);
+    usage_batch::MAX_AGE_MS.min(traces)
 }

@@ -22,6 +22,7 @@ pub mod load;
 pub mod record;
 pub mod spend_endpoints;
 pub mod spend_fleet;
+mod stream_events;
 pub mod telemetry;
 pub mod timing;
 pub mod trace_sink;
@@ -44,6 +45,7 @@ use crate::provider::{
 };
 
 pub use spend_endpoints::{spend_answer, SpendEndpoint};
+use stream_events::{ends_answered, find_event_end, generated_text_bytes};
 
 /// What the client asked for, from method and path alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -406,6 +408,12 @@ pub struct Exchange {
     mode: Mode,
     usage: Option<Usage>,
     finished: bool,
+    /// The client's stream ended with `[DONE]` after a whole answer, before
+    /// the provider's stream reached its end (translators write `[DONE]` at
+    /// the provider's own end marker). The OpenAI SDKs hang up on reading it,
+    /// so the answer is complete here, not at an end of stream that may
+    /// never be delivered.
+    answered: bool,
     /// The request is charged: usage must be read even from answers that
     /// could pass through untouched.
     need_usage: bool,
@@ -456,6 +464,7 @@ impl Exchange {
             mode: Mode::Pending,
             usage: None,
             finished: false,
+            answered: false,
             need_usage: false,
             streamed_bytes: 0,
             limit: None,
@@ -504,7 +513,7 @@ impl Exchange {
     /// buffered body).
     pub fn is_complete(&self) -> bool {
         match self.mode {
-            Mode::Stream(_) => self.finished || self.cut_usage.is_some(),
+            Mode::Stream(_) => self.finished || self.answered || self.cut_usage.is_some(),
             Mode::Pending => false,
             _ => true,
         }
@@ -654,7 +663,15 @@ impl Exchange {
             }
         }
         self.streamed_bytes += out.len();
+        if !end_of_stream && !self.answered && self.cut_usage.is_none() {
+            self.answered = ends_answered(&out);
+        }
         Some(out)
+    }
+
+    /// The client has its whole streamed answer (see `answered`).
+    pub fn answered(&self) -> bool {
+        self.answered
     }
 
     /// Count the generated text in `out` event by event; at the first event
@@ -737,45 +754,6 @@ impl Exchange {
 /// `<alias>#<index in model_list>`, never a key.
 pub fn deployment_label(dep: &Deployment) -> String {
     dep.id.clone()
-}
-
-/// The end (exclusive) of the first complete `data: ...\n\n` event in
-/// `bytes` (the translators' own output, always LF-framed).
-fn find_event_end(bytes: &[u8]) -> Option<usize> {
-    bytes.windows(2).position(|w| w == b"\n\n").map(|i| i + 2)
-}
-
-/// Bytes of generated text in one OpenAI chunk event: delta content,
-/// reasoning content and tool-call arguments. The event is the
-/// translator's own output (checked JSON, no duplicate keys), read with the
-/// walker in one pass over each object: no `Value` per chunk.
-fn generated_text_bytes(event: &[u8]) -> usize {
-    use crate::codec::json_in::{elements, first, members, string};
-    let Some(data) = event.strip_prefix(b"data: ") else {
-        return 0;
-    };
-    let Ok(text) = std::str::from_utf8(data.trim_ascii_end()) else {
-        return 0;
-    };
-    let len = |v: Option<&str>| string(v).map_or(0, |s| s.text().len());
-    let mut n = 0;
-    for choice in elements(first(text, "choices").unwrap_or("[]")) {
-        let Some(delta) = first(choice, "delta") else {
-            continue;
-        };
-        for (key, value) in members(delta) {
-            match key.text().as_ref() {
-                "content" | "reasoning_content" => n += len(Some(value)),
-                "tool_calls" => {
-                    for call in elements(value) {
-                        n += len(first(call, "function").and_then(|f| first(f, "arguments")));
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    n
 }
 
 /// A short label for logs: never the key, only alias and provider model.

@@ -430,7 +430,8 @@ class Gateway:
         self._control(provider, "DELETE", "/__mock/script")
 
     def admin(self, path: str) -> Response:
-        return self.request("GET", path, port=self.admin_port)
+        fetch = lambda: self.request("GET", path, port=self.admin_port)  # noqa: E731
+        return settled_stats(fetch) if path.startswith("/stats") else fetch()
 
 
 # ---------------------------------------------------------------- fixtures
@@ -702,6 +703,23 @@ def attach_gateway(g: Gateway, request) -> Gateway:
 
 
 # -- Envoy stats (admin /stats)
+
+
+def settled_stats(fetch, window: float = 0.15, timeout: float = 5.0):
+    """A stats read once the gateway's counters have reached Envoy: each worker sums its
+    counter increments and hands them over on its tick (every 50 ms at most), so a read right
+    after a request can be a tick early. Reads until two reads `window` apart agree on every
+    llm_gateway line."""
+    def ours(r):
+        return [l for l in r.text.splitlines() if "llm_gateway" in l]
+    deadline = time.monotonic() + timeout
+    last = fetch()
+    while True:
+        time.sleep(window)
+        now = fetch()
+        if ours(now) == ours(last) or time.monotonic() > deadline:
+            return now
+        last = now
 
 
 def parse_stats(text: str) -> dict[str, int]:

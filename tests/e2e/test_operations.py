@@ -42,7 +42,7 @@ import pytest
 import yaml
 
 from conftest import (ROOT, WASM_PATH, Response, StreamResult, _tail, free_port, launch_envoy, parse_stats,
-                      stop_envoy, user)
+                      settled_stats, stop_envoy, user)
 from keys_helpers import (Price, _stream_raw, auth_headers, cost_micro, key_hash, key_info, send, settled, usd,
                           vkey, wait_info)
 from ollama_mock import OllamaMock
@@ -183,6 +183,12 @@ class Ops:
 
 
 def _admin(g: Ops, path: str) -> Response:
+    if path.startswith("/stats"):
+        return settled_stats(lambda: _admin_once(g, path))
+    return _admin_once(g, path)
+
+
+def _admin_once(g: Ops, path: str) -> Response:
     c = http.client.HTTPConnection("127.0.0.1", g.admin_port, timeout=10)
     try:
         c.request("GET", path)

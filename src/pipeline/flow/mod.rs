@@ -600,12 +600,26 @@ impl RequestFlow {
             };
             let (hooks, mut cx) = self.hook_cx(host);
             hooks.chunk(&mut cx, &sent);
+            if !end_of_stream && self.exchange.as_ref().is_some_and(Exchange::answered) {
+                // The client has its whole answer (and may hang up before
+                // the provider's end of stream is delivered).
+                self.stream_completed(host);
+            }
         }
         if end_of_stream {
-            self.attempt_succeeded(host);
-            self.response_complete(host, None);
+            self.stream_completed(host);
         }
         Action::Continue
+    }
+
+    /// A forwarded stream's answer is complete: at its `[DONE]` or at the
+    /// provider's end of stream, whichever comes first (once).
+    fn stream_completed(&mut self, host: &mut dyn Host) {
+        if self.record.outcome == super::record::Outcome::Completed {
+            return;
+        }
+        self.attempt_succeeded(host);
+        self.response_complete(host, None);
     }
 
     /// The whole (buffered) answer of the first attempt: translate it, or

@@ -200,7 +200,10 @@ impl Hooks {
         self.guardrails.chunk(cx);
         self.cache.chunk(out);
         cx.record.read_answer_id(out);
-        self.trace.chunk(out);
+        let started = cx.record.started_ms;
+        let host = &mut *cx.host;
+        self.trace
+            .chunk(out, || host.now_ms().saturating_sub(started));
         if cx.exchange.is_some_and(Exchange::was_cut) {
             // Ended at the budget: charge what was streamed, now.
             self.settle(cx);

@@ -125,9 +125,14 @@ impl TraceHook {
         }
     }
 
-    /// A chunk the client was sent.
-    pub fn chunk(&mut self, out: &[u8]) {
+    /// A chunk the client was sent (`since_start_ms`: read for the first
+    /// one only; the attempt's own figure replaces it when the stream ends,
+    /// and stands if the client hangs up at `[DONE]` before it does).
+    pub fn chunk(&mut self, out: &[u8], since_start_ms: impl FnOnce() -> u64) {
         let Some(o) = self.open.as_mut() else { return };
+        if o.ttft_ms.is_none() && !out.is_empty() {
+            o.ttft_ms = Some(since_start_ms());
+        }
         if let Some(a) = o.assembler.as_mut() {
             a.feed(out);
         }
