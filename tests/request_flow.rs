@@ -515,9 +515,9 @@ fn counter_service_applies_the_usage_events_workers_queue() {
 
 #[test]
 fn upstream_reset_mid_stream_sends_no_clean_end_and_releases_the_deployment() {
-    let mut gw = Gateway::new(
-        json!({"model_list": [anthropic_dep("claude", "c.test")], "gateway": clusters()}),
-    );
+    // least-busy: a strategy that counts attempts in flight (the shuffle does not).
+    let mut gw = Gateway::new(json!({"model_list": [anthropic_dep("claude", "c.test")],
+        "router_settings": {"routing_strategy": "least-busy"}, "gateway": clusters()}));
     let mut rq = gw.chat(&[], &hello_stream("claude"));
     rq.respond_stream_headers(200, "text/event-stream");
     let dep = &gw.cfg.deployments[0];

@@ -15,8 +15,20 @@ use crate::pipeline::host::{Host, MetricKind, Part, Span};
 use crate::pipeline::telemetry::{metric_name, parts_hash};
 use crate::store::{CasMismatch, SharedStore};
 
-/// The host of every context of this VM (host calls need no handle).
-pub struct WasmHost;
+/// The host of every context of this VM (host calls need no handle). One
+/// is made per callback: it keeps the clock read once for the callback (a
+/// request reads it about seven times; each read is a host call).
+#[derive(Default)]
+pub struct WasmHost {
+    now_ms: std::cell::Cell<Option<u64>>,
+}
+
+impl WasmHost {
+    /// The host for one callback.
+    pub fn new() -> Self {
+        WasmHost::default()
+    }
+}
 
 /// Envoy shared data (one per VM id, shared by every worker thread).
 pub struct WasmStore;
@@ -231,11 +243,16 @@ extern "C" {
 
 impl Host for WasmHost {
     fn now_ms(&self) -> u64 {
-        hostcalls::get_current_time()
+        if let Some(t) = self.now_ms.get() {
+            return t;
+        }
+        let t = hostcalls::get_current_time()
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+            .unwrap_or(0);
+        self.now_ms.set(Some(t));
+        t
     }
 
     fn random_bytes(&mut self, buf: &mut [u8]) {

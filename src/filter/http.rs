@@ -39,35 +39,41 @@ impl Context for GatewayHttp {
         _trailers: usize,
     ) {
         self.flow
-            .on_http_call_response(token, num_headers, body_size, &mut WasmHost);
+            .on_http_call_response(token, num_headers, body_size, &mut WasmHost::new());
     }
 }
 
 impl HttpContext for GatewayHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        action(self.flow.on_request_headers(end_of_stream, &mut WasmHost))
+        action(
+            self.flow
+                .on_request_headers(end_of_stream, &mut WasmHost::new()),
+        )
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         action(
             self.flow
-                .on_request_body(body_size, end_of_stream, &mut WasmHost),
+                .on_request_body(body_size, end_of_stream, &mut WasmHost::new()),
         )
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        action(self.flow.on_response_headers(end_of_stream, &mut WasmHost))
+        action(
+            self.flow
+                .on_response_headers(end_of_stream, &mut WasmHost::new()),
+        )
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         action(
             self.flow
-                .on_response_body(body_size, end_of_stream, &mut WasmHost),
+                .on_response_body(body_size, end_of_stream, &mut WasmHost::new()),
         )
     }
 
     fn on_log(&mut self) {
-        self.flow.on_log(&mut WasmHost);
+        self.flow.on_log(&mut WasmHost::new());
         timing::request_done();
     }
 }

@@ -41,9 +41,9 @@ impl Context for GatewayRoot {
     /// The VM is going away (shutdown, config reload): send the batched events.
     fn on_done(&mut self) -> bool {
         if !self.is_counter {
-            usage_sink::flush(&mut WasmHost);
+            usage_sink::flush(&mut WasmHost::new());
             if let Some(cfg) = self.config.as_ref() {
-                trace_sink::flush(cfg, &mut WasmHost);
+                trace_sink::flush(cfg, &mut WasmHost::new());
             }
         }
         host::flush_counters();
@@ -59,10 +59,10 @@ impl Context for GatewayRoot {
     ) {
         match self.counter.as_mut() {
             Some((service, _)) => {
-                service.on_http_call_response(token, num_headers, body_size, &mut WasmHost)
+                service.on_http_call_response(token, num_headers, body_size, &mut WasmHost::new())
             }
             None => {
-                trace_sink::answered(token, num_headers, body_size, &mut WasmHost);
+                trace_sink::answered(token, num_headers, body_size, &mut WasmHost::new());
             }
         }
         host::flush_counters();
@@ -102,8 +102,8 @@ impl RootContext for GatewayRoot {
         if self.is_counter {
             return self.configure_counter(cfg);
         }
-        let tick_ms = load::start_worker(&cfg, &mut WasmHost);
-        WasmHost.set_tick_period(tick_ms);
+        let tick_ms = load::start_worker(&cfg, &mut WasmHost::new());
+        WasmHost::new().set_tick_period(tick_ms);
         self.config = Some(Rc::new(cfg));
         true
     }
@@ -111,7 +111,7 @@ impl RootContext for GatewayRoot {
     fn on_queue_ready(&mut self, queue_id: u32) {
         if let Some((service, queues)) = self.counter.as_mut() {
             if let Some((_, name)) = queues.iter().find(|(id, _)| *id == queue_id) {
-                service.on_queue_ready(name, &mut WasmHost);
+                service.on_queue_ready(name, &mut WasmHost::new());
             }
         }
         host::flush_counters();
@@ -119,11 +119,11 @@ impl RootContext for GatewayRoot {
 
     fn on_tick(&mut self) {
         match self.counter.as_mut() {
-            Some((service, _)) => service.on_tick(&mut WasmHost),
+            Some((service, _)) => service.on_tick(&mut WasmHost::new()),
             None => {
-                usage_sink::flush(&mut WasmHost);
+                usage_sink::flush(&mut WasmHost::new());
                 if let Some(cfg) = self.config.as_ref() {
-                    trace_sink::flush(cfg, &mut WasmHost);
+                    trace_sink::flush(cfg, &mut WasmHost::new());
                 }
             }
         }
@@ -163,8 +163,8 @@ impl GatewayRoot {
         for (id, name) in &queues {
             remember_queue(name, *id);
         }
-        let (service, tick_ms) = CounterService::start(&cfg, &mut WasmHost);
-        WasmHost.set_tick_period(tick_ms);
+        let (service, tick_ms) = CounterService::start(&cfg, &mut WasmHost::new());
+        WasmHost::new().set_tick_period(tick_ms);
         self.counter = Some((service, queues));
         self.config = Some(Rc::new(cfg));
         true

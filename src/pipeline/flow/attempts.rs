@@ -75,10 +75,12 @@ impl RequestFlow {
             return;
         };
         let now = host.now_ms();
-        if let Err(e) = routing::begin(host.store(), dep, now) {
-            warn!("llm-gateway: in-flight count not updated: {e}");
+        if cfg.router.routing_strategy.reads_load() {
+            if let Err(e) = routing::begin(host.store(), dep, now) {
+                warn!("llm-gateway: in-flight count not updated: {e}");
+            }
+            self.in_flight = Some(t.idx);
         }
-        self.in_flight = Some(t.idx);
         self.attempt_started_ms = now;
         self.first_byte_ms = None;
         telemetry::count(host, Event::Attempts, dep);
@@ -162,7 +164,9 @@ impl RequestFlow {
                 tokens,
                 ends_in_flight: ends,
             };
-            if let Err(e) = routing::record_success(host.store(), dep, now, outcome) {
+            if !cfg.router.routing_strategy.reads_load() {
+                // Nothing to record: the shuffle reads no load.
+            } else if let Err(e) = routing::record_success(host.store(), dep, now, outcome) {
                 warn!("llm-gateway: success not recorded: {e}");
             } else if ends {
                 self.in_flight = None;

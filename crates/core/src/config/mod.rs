@@ -209,6 +209,15 @@ impl RoutingStrategy {
             _ => None,
         }
     }
+
+    /// Whether the strategy reads what attempts leave in the deployment
+    /// records (in flight, latency, the minute's requests and tokens). The
+    /// shuffle does not, so its attempts skip those shared-data writes (two
+    /// reads and two CAS writes per request); failures and cooldowns are
+    /// recorded for every strategy.
+    pub fn reads_load(self) -> bool {
+        self != RoutingStrategy::SimpleShuffle
+    }
 }
 
 /// LiteLLM's default `num_retries`: `openai.DEFAULT_MAX_RETRIES`, 2 (the
