@@ -24,7 +24,7 @@ CARGO_BIN    := target/release/llm-gateway
 # The features rustc enables by default for wasm32-wasip1, plus SIMD (.cargo/config.toml), for wasm-opt to accept the module.
 WASM_OPT_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals --enable-simd
 
-.PHONY: all build wasm-target venv test test-litellm unit e2e fuzz run render envoy-configs check-envoy-configs k8s-render oci lint bench bench-floor bench-tools profile clean
+.PHONY: all build wasm-target venv test test-litellm unit e2e fuzz run render envoy-configs check-envoy-configs k8s-render oci lint bench bench-floor bench-peers bench-tools profile clean
 
 all: build
 
@@ -149,6 +149,13 @@ FLOOR_WASM := target/bench-floor/wasm32-wasip1/release/bench_floor.wasm
 bench-floor: build venv $(CARGO_BIN) bench-tools
 	cd bench/floor && CARGO_TARGET_DIR=../../target/bench-floor cargo build --release --target $(TARGET)
 	$(PY) bench/floor.py --floor-wasm $(FLOOR_WASM) --envoy $(ENVOY) --wasm $(WASM) --bin $(CARGO_BIN) $(BENCH_ARGS)
+
+## bench-peers: llm-gateway beside plain Envoy, the LiteLLM proxy and the Portkey gateway, same
+## machine, mock and 1 KB request, each server pinned to one core; writes BENCHMARKS.md. The peers
+## (pinned versions, bench/peers/run.py) install once into target/bench-peers/, never into the
+## product. BENCH_ARGS=--quick: smoke only (~30 s); a full run takes ~4 minutes.
+bench-peers: build venv $(CARGO_BIN) bench-tools
+	$(PY) bench/peers/run.py --envoy $(ENVOY) --wasm $(WASM) --bin $(CARGO_BIN) $(BENCH_ARGS)
 
 # nginx (the provider mock) and wrk (the load generator) are Debian packages.
 bench-tools:

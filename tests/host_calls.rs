@@ -104,17 +104,17 @@ fn check(case: &str, t: &BTreeMap<String, u32>, budget: u32) {
 #[test]
 fn passthrough_request_host_calls() {
     let t = steady(OPEN_KEY, "fast", OPENAI_ANSWER);
-    check("1 KB OpenAI-compatible passthrough", &t, 41);
+    check("1 KB OpenAI-compatible passthrough", &t, 31);
 }
 
 #[test]
 fn anthropic_request_host_calls() {
     let t = steady(OPEN_KEY, "smart", ANTHROPIC_ANSWER);
-    check("1 KB chat -> Anthropic", &t, 43);
+    check("1 KB chat -> Anthropic", &t, 32);
 }
 
 #[test]
 fn keyed_limited_request_host_calls() {
     let t = steady(LIMITED_KEY, "smart", ANTHROPIC_ANSWER);
-    check("1 KB -> Anthropic, key with budget and rpm", &t, 47);
+    check("1 KB -> Anthropic, key with budget and rpm", &t, 36);
 }

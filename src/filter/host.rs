@@ -11,7 +11,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
 use super::timing;
-use crate::pipeline::host::{Host, MetricKind, Part, Span};
+use crate::pipeline::host::{HeaderMap, Host, MetricKind, Part, Span};
 use crate::pipeline::telemetry::{metric_name, parts_hash};
 use crate::store::{CasMismatch, SharedStore};
 
@@ -89,6 +89,7 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_set_header_map_pairs(map_type: u32, map_data: *const u8, map_size: usize) -> u32;
 }
 
 /// proxy-wasm's `Status::Ok`.
@@ -123,6 +124,68 @@ fn header_pairs(map: MapType) -> Vec<(String, String)> {
         .into_iter()
         .map(|(k, v)| (k, lossy(v)))
         .collect()
+}
+
+/// [`Host::edit_headers`] on `map`: one read, one write.
+fn edit_header_map(map_type: MapType, remove: &[&str], set: &[(&str, &str)]) {
+    // Two edits or fewer: as cheap one by one as a read and a write.
+    let whole = remove.len() + set.len() > 2;
+    let read = whole
+        .then(|| hostcalls::get_map_bytes(map_type).ok())
+        .flatten();
+    let Some(mut map) = read else {
+        // One edit at a time (each logs its refusal).
+        for name in remove {
+            remove_header(map_type, name);
+        }
+        for (name, value) in set {
+            set_header(map_type, name, value);
+        }
+        return;
+    };
+    let named = |k: &str, n: &str| k.eq_ignore_ascii_case(n);
+    map.retain(|(k, _)| {
+        !remove.iter().any(|n| named(k, n)) && !set.iter().any(|(n, _)| named(k, n))
+    });
+    let kept = map.len();
+    let mut pairs: Vec<(&str, &[u8])> = map
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    for (name, value) in set {
+        // A name set twice keeps its last value, as single edits would.
+        match pairs[kept..].iter_mut().find(|(k, _)| named(k, name)) {
+            Some(p) => p.1 = value.as_bytes(),
+            None => pairs.push((name, value.as_bytes())),
+        }
+    }
+    set_header_map(map_type, &pairs);
+}
+
+/// Replace a whole header map (the proxy-wasm pairs encoding: count, then
+/// each name and value length, then each name and value NUL-terminated).
+fn set_header_map(map: MapType, pairs: &[(&str, &[u8])]) {
+    let size = 4 + pairs
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 10)
+        .sum::<usize>();
+    let mut bytes = Vec::with_capacity(size);
+    bytes.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (k, v) in pairs {
+        bytes.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in pairs {
+        bytes.extend_from_slice(k.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(v);
+        bytes.push(0);
+    }
+    // SAFETY: `bytes` is live for the call; the host only reads it.
+    let status = unsafe { proxy_set_header_map_pairs(map as u32, bytes.as_ptr(), bytes.len()) };
+    if status != STATUS_OK {
+        warn!("llm-gateway: header map not replaced (status {status})");
+    }
 }
 
 fn lossy(bytes: Vec<u8>) -> String {
@@ -305,6 +368,14 @@ impl Host for WasmHost {
 
     fn remove_request_header(&mut self, name: &str) {
         remove_header(MapType::HttpRequestHeaders, name);
+    }
+
+    fn edit_headers(&mut self, map: HeaderMap, remove: &[&str], set: &[(&str, &str)]) {
+        let map = match map {
+            HeaderMap::Request => MapType::HttpRequestHeaders,
+            HeaderMap::Response => MapType::HttpResponseHeaders,
+        };
+        edit_header_map(map, remove, set);
     }
 
     fn request_body(&self, size: usize) -> Vec<u8> {

@@ -29,7 +29,7 @@ pub mod trace_sink;
 pub mod usage_sink;
 
 pub use flow::RequestFlow;
-pub use host::{Action, Host, MetricKind, Part, Span};
+pub use host::{Action, HeaderMap, Host, MetricKind, Part, Span};
 pub use load::load_config;
 
 use serde_json::json;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use llm_gateway::pipeline::telemetry::metric_name;
-use llm_gateway::pipeline::{Host, MetricKind, Part};
+use llm_gateway::pipeline::{HeaderMap, Host, MetricKind, Part};
 use llm_gateway::store::{FakeStore, SharedStore};
 
 /// An out-of-band call the flow dispatched.
@@ -213,6 +213,27 @@ impl Host for FakeHost {
     fn remove_request_header(&mut self, name: &str) {
         self.tally("remove_request_header");
         self.request_headers.retain(|(k, _)| k != name);
+    }
+
+    /// As the Wasm host does it: one read and one write of the whole map
+    /// (two edits or fewer: one by one).
+    fn edit_headers(&mut self, map: HeaderMap, remove: &[&str], set_: &[(&str, &str)]) {
+        if remove.len() + set_.len() > 2 {
+            self.tally("header_map_read");
+            self.tally("header_map_write");
+        } else {
+            for _ in 0..remove.len() + set_.len() {
+                self.tally("header_edit");
+            }
+        }
+        let headers = match map {
+            HeaderMap::Request => &mut self.request_headers,
+            HeaderMap::Response => &mut self.response_headers,
+        };
+        headers.retain(|(k, _)| !remove.contains(&k.as_str()));
+        for (name, value) in set_ {
+            set(headers, name, value);
+        }
     }
 
     fn request_body(&self, size: usize) -> Vec<u8> {

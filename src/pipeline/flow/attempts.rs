@@ -8,7 +8,7 @@ use std::rc::Rc;
 use log::{debug, warn};
 
 use super::super::hooks::Admit;
-use super::super::host::{random_u64, Action, Host, Span};
+use super::super::host::{random_u64, Action, HeaderMap, Host, Span};
 use super::super::telemetry::{self, keys, Event};
 use super::super::Exchange;
 use super::{RequestFlow, Try};
@@ -317,46 +317,44 @@ impl RequestFlow {
         // Client credentials and routing overrides never reach a provider,
         // and the provider must answer uncompressed (translation reads the
         // bytes): `strip` lists those present.
-        for h in &self.client.strip {
-            host.remove_request_header(h);
-        }
+        let mut set: Vec<(&str, &str)> = Vec::with_capacity(up.headers.len() + 8);
         // Kept as Envoy keeps it for its own path rewrites, so access logs
         // (`%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%`) show what the client asked for.
         if !self.client.path.is_empty() {
             let logged = self.client.log_path.as_ref().unwrap_or(&self.client.path);
-            host.set_request_header("x-envoy-original-path", logged);
+            set.push(("x-envoy-original-path", logged));
         }
-        host.set_request_header(":path", &up.path);
-        host.set_request_header(":authority", &attempt.deployment.api_base.authority);
+        set.push((":path", &up.path));
+        set.push((":authority", &attempt.deployment.api_base.authority));
         for (k, v) in &up.headers {
-            host.set_request_header(k, v);
+            set.push((k, v));
         }
-        host.set_request_header("content-length", &up.body.len().to_string());
-        host.set_request_header(&cfg.cluster_header, &attempt.deployment.cluster);
-        if let Some(tp) = self.hooks.trace.upstream_traceparent() {
-            host.set_request_header("traceparent", &tp);
+        let length = up.body.len().to_string();
+        set.push(("content-length", &length));
+        set.push((&cfg.cluster_header, &attempt.deployment.cluster));
+        let traceparent = self.hooks.trace.upstream_traceparent();
+        if let Some(tp) = &traceparent {
+            set.push(("traceparent", tp));
         }
+        let per_try = t.timeout_ms.to_string();
+        let whole;
         if self.record.stream {
             // `stream_timeout` bounds the wait for the stream to start (Envoy's
             // per-try timeout ends when response headers arrive); `timeout`
             // bounds the whole stream, so a stalled stream is cut, never hangs.
-            host.set_request_header(
-                "x-envoy-upstream-rq-per-try-timeout-ms",
-                &t.timeout_ms.to_string(),
-            );
-            let whole = self.overrides.timeout_ms.unwrap_or(
+            set.push(("x-envoy-upstream-rq-per-try-timeout-ms", &per_try));
+            let limit = self.overrides.timeout_ms.unwrap_or(
                 attempt
                     .deployment
                     .timeout_ms
                     .unwrap_or(cfg.router.timeout_ms),
             );
-            host.set_request_header(
-                "x-envoy-upstream-rq-timeout-ms",
-                &whole.max(t.timeout_ms).to_string(),
-            );
+            whole = limit.max(t.timeout_ms).to_string();
+            set.push(("x-envoy-upstream-rq-timeout-ms", &whole));
         } else {
-            host.set_request_header("x-envoy-upstream-rq-timeout-ms", &t.timeout_ms.to_string());
+            set.push(("x-envoy-upstream-rq-timeout-ms", &per_try));
         }
+        host.edit_headers(HeaderMap::Request, &self.client.strip, &set);
         host.replace_request_body(body_len, &up.body);
         host.clear_route_cache();
         host.span_stop(Span::RequestEdits, started);

@@ -29,11 +29,11 @@ use std::rc::Rc;
 use log::debug;
 
 use super::hooks::{Cx, Hooks, ServiceStep};
-use super::host::{Action, Host, Span};
+use super::host::{Action, HeaderMap, Host, Span};
 use super::record::ExchangeRecord;
 use super::{Endpoint, Exchange};
 use crate::accounting::metering::{self, CallerId};
-use crate::api::error::{ErrorKind, GatewayError};
+use crate::api::error::GatewayError;
 use crate::api::overrides::Overrides;
 use crate::api::request::ClientRequest;
 use crate::config::Config;
@@ -528,18 +528,21 @@ impl RequestFlow {
             reply::send_json_with(host, status, content_type, &body, &served);
             return Action::Pause;
         }
-        if let Some(s) = edits.status {
-            host.set_response_header(":status", &s.to_string());
+        let status_text = edits.status.map(|s| s.to_string());
+        let mut set: Vec<(&str, &str)> = Vec::with_capacity(served.len() + 2);
+        if let Some(s) = &status_text {
+            set.push((":status", s));
         }
         if let Some(ct) = edits.content_type {
-            host.set_response_header("content-type", ct);
+            set.push(("content-type", ct));
         }
-        if edits.remove_content_length {
-            host.remove_response_header("content-length");
-        }
-        for (k, v) in &served {
-            host.set_response_header(k, v);
-        }
+        set.extend(served.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let remove: &[&str] = if edits.remove_content_length {
+            &["content-length"]
+        } else {
+            &[]
+        };
+        host.edit_headers(HeaderMap::Response, remove, &set);
         self.buffer_response = edits.buffer_body;
         if end_of_stream && status < 400 {
             self.attempt_succeeded(host);
@@ -688,8 +691,12 @@ impl RequestFlow {
             None => self.response_complete(host, Some((answer_status, &body))),
         };
         // The headers are still held: the cost can go in them.
-        for (k, v) in complete {
-            host.set_response_header(&k, &v);
+        if !complete.is_empty() {
+            let set: Vec<(&str, &str)> = complete
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            host.edit_headers(HeaderMap::Response, &[], &set);
         }
         Action::Continue
     }
@@ -756,35 +763,6 @@ impl RequestFlow {
     ) -> Vec<(String, String)> {
         let (hooks, mut cx) = self.hook_cx(host);
         hooks.response_complete(&mut cx, whole)
-    }
-
-    /// Reply with a translated whole answer.
-    fn reply_whole(&mut self, status: u16, body: &[u8], host: &mut dyn Host) {
-        let served = self.served_headers();
-        let reply = match self.exchange.as_mut() {
-            Some(ex) => ex.whole_response(status, body),
-            None => {
-                let err = self.last_error.clone().unwrap_or_else(|| {
-                    GatewayError::new(
-                        502,
-                        ErrorKind::Upstream,
-                        "no deployment could serve the request",
-                    )
-                });
-                self.replied = true;
-                reply::send_error(host, &err, &served);
-                let (hooks, mut cx) = self.hook_cx(host);
-                hooks.failed(&mut cx);
-                return;
-            }
-        };
-        let mut served = served;
-        served.extend(self.response_complete(host, Some((reply.status, &reply.body))));
-        if let Some(s) = self.provider_wait_s.filter(|_| matches!(status, 429 | 503)) {
-            served.push(("retry-after".to_string(), s.to_string()));
-        }
-        self.replied = true;
-        reply::send_json_with(host, reply.status, reply.content_type, &reply.body, &served);
     }
 }
 

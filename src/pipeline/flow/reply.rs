@@ -1,7 +1,7 @@
 //! Local replies: the flow answers the client itself.
 
 use super::super::host::Host;
-use crate::api::error::GatewayError;
+use crate::api::error::{ErrorKind, GatewayError};
 
 /// Request header set just before the flow's own local replies. It marks the
 /// reply as the gateway's own, so the listener's `local_reply_config` (which
@@ -30,4 +30,35 @@ pub fn send_json_with(
     let mut headers = vec![("content-type", content_type)];
     headers.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     host.send_local_reply(status, &headers, body);
+}
+
+impl super::RequestFlow {
+    /// Reply with a translated whole answer.
+    pub(super) fn reply_whole(&mut self, status: u16, body: &[u8], host: &mut dyn Host) {
+        let served = self.served_headers();
+        let reply = match self.exchange.as_mut() {
+            Some(ex) => ex.whole_response(status, body),
+            None => {
+                let err = self.last_error.clone().unwrap_or_else(|| {
+                    GatewayError::new(
+                        502,
+                        ErrorKind::Upstream,
+                        "no deployment could serve the request",
+                    )
+                });
+                self.replied = true;
+                send_error(host, &err, &served);
+                let (hooks, mut cx) = self.hook_cx(host);
+                hooks.failed(&mut cx);
+                return;
+            }
+        };
+        let mut served = served;
+        served.extend(self.response_complete(host, Some((reply.status, &reply.body))));
+        if let Some(s) = self.provider_wait_s.filter(|_| matches!(status, 429 | 503)) {
+            served.push(("retry-after".to_string(), s.to_string()));
+        }
+        self.replied = true;
+        send_json_with(host, reply.status, reply.content_type, &reply.body, &served);
+    }
 }
