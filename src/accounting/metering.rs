@@ -166,6 +166,20 @@ pub fn models_body(cfg: &Config, caller: &CallerId, created: u64) -> Vec<u8> {
         .into_bytes()
 }
 
+/// `GET /v1/models/{id}`: one alias the caller may use, as OpenAI's
+/// `model` object; `None` for an alias it may not use or that is not
+/// configured (the same 404 for both: no probing for aliases).
+pub fn model_info(cfg: &Config, caller: &CallerId, id: &str, created: u64) -> Option<Vec<u8>> {
+    cfg.aliases()
+        .into_iter()
+        .find(|a| *a == id && caller.may_use(cfg, a))
+        .map(|a| {
+            json!({"id": a, "object": "model", "created": created, "owned_by": "llm-gateway"})
+                .to_string()
+                .into_bytes()
+        })
+}
+
 /// `GET /key/info`: the caller's own key; the master key may name any key
 /// with `?key=<plain key>` or `?key_alias=<alias>` (LiteLLM's query).
 pub fn key_info(

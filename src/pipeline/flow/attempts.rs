@@ -196,8 +196,20 @@ impl RequestFlow {
         let header_overrides: Vec<(&str, String)> = std::mem::take(&mut self.client.overrides);
         let body_len = body.len();
         let started = host.span_start();
+        let anthropic = std::mem::take(&mut self.client.anthropic);
+        let body = match self.edge.ingress {
+            crate::ingress::Ingress::Chat => body,
+            ingress => {
+                let c = ingress.to_chat(body, &anthropic)?;
+                self.native = Some((c.native, 0));
+                c.chat
+            }
+        };
         let (mut parsed, overrides) =
             super::super::prepare(self.record.op, body, &header_overrides)?;
+        if let Some((_, fp)) = self.native.as_mut() {
+            *fp = fingerprint(parsed.body());
+        }
         host.span_stop(Span::Prepare, started);
         let started = host.span_start();
         self.record.requested_alias = Some(parsed.head.model.clone());
@@ -271,6 +283,17 @@ impl RequestFlow {
                 return Ok(());
             }
         }
+        if let Some((native, fp)) = self.native.as_mut() {
+            // A hook rewrote the request (a guardrail masked it): only the
+            // translation carries that, so nothing is passed through.
+            native.pass = native.pass && *fp == fingerprint(parsed.body());
+            // A completions answer is no chat answer for the guardrails to read.
+            if native.ingress == crate::ingress::Ingress::Completions
+                && self.hooks.guardrails.acts_on_answers()
+            {
+                native.pass = false;
+            }
+        }
         // Usage is read from every answer when it is charged or routes by tokens.
         self.need_usage = self.hooks.needs_usage()
             || cfg.router.routing_strategy == crate::config::RoutingStrategy::UsageBased;
@@ -293,13 +316,14 @@ impl RequestFlow {
             let Some(dep) = cfg.deployments.get(t.idx) else {
                 continue;
             };
-            match super::super::attempt(
+            match super::super::attempt_with(
                 &cfg,
                 &parsed,
                 dep,
                 &self.record.id,
                 self.record.created,
                 &self.overrides,
+                self.native.as_ref().map(|(n, _)| n),
             ) {
                 Ok(a) => break (t, a),
                 Err(e) => {
@@ -384,13 +408,14 @@ impl RequestFlow {
                 debug!("llm-gateway: skipping {}: cooled down meanwhile", dep.id);
                 continue;
             }
-            let attempt = match super::super::attempt(
+            let attempt = match super::super::attempt_with(
                 &cfg,
                 &parsed,
                 dep,
                 &self.record.id,
                 self.record.created,
                 &self.overrides,
+                self.native.as_ref().map(|(n, _)| n),
             ) {
                 Ok(a) => a,
                 Err(e) => {
@@ -502,4 +527,11 @@ impl RequestFlow {
         let (hooks, mut cx) = self.hook_cx(host);
         hooks.before_provider_call(&mut cx, exchange, dep);
     }
+}
+
+/// FNV-1a over a request body: whether a hook rewrote it.
+fn fingerprint(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

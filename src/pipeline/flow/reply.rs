@@ -9,9 +9,16 @@ use crate::api::error::GatewayError;
 /// earlier attempt set an upstream failure flag. A client's copy is removed.
 pub const LOCAL_REPLY_MARKER: &str = "x-llm-gateway-local-reply";
 
-/// Answer the client with an OpenAI-shaped error.
-pub fn send_error(host: &mut dyn Host, err: &GatewayError, extra: &[(String, String)]) {
-    send_json_with(host, err.status, "application/json", &err.to_body(), extra);
+/// Answer the client with an error in its API's shape (OpenAI's, or
+/// Anthropic's on `/v1/messages`).
+pub fn send_error(
+    host: &mut dyn Host,
+    err: &GatewayError,
+    ingress: crate::ingress::Ingress,
+    extra: &[(String, String)],
+) {
+    let body = ingress.error_body(err);
+    send_json_with(host, err.status, "application/json", &body, extra);
 }
 
 /// Answer the client directly (a local reply replaces any upstream response
