@@ -483,3 +483,40 @@ fn one_model_is_described_and_others_are_not_found() {
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["error"]["code"], "model_not_found");
 }
+
+#[test]
+fn count_tokens_passes_through_to_anthropic_and_is_estimated_elsewhere() {
+    let mut gw = gateway();
+    let body = json!({"model": "claude", "system": "Be brief.",
+        "messages": [{"role": "user", "content": "hello there"}]});
+    let mut rq = gw.send("/v1/messages/count_tokens", &[KEY], &body);
+    let up = rq.upstream();
+    assert_eq!(up.path, "/v1/messages/count_tokens");
+    assert_eq!(up.header("x-api-key"), Some("ak-upstream"));
+    let mut want = body.clone();
+    want["model"] = json!("claude-x");
+    assert_eq!(up.body, want, "only the model changed: no max_tokens added");
+    rq.respond(200, "application/json", br#"{"input_tokens":7}"#);
+    assert_eq!(rq.client().text(), r#"{"input_tokens":7}"#);
+
+    let mut body = body;
+    body["model"] = json!("gpt");
+    let rq = gw.send("/v1/messages/count_tokens", &[KEY], &body);
+    let r = rq.refused().expect("answered locally");
+    assert_eq!(r.status, 200);
+    // "Be brief." + "hello there" = 20 bytes: 5 tokens.
+    assert_eq!(r.json(), json!({"input_tokens": 5}));
+    assert_eq!(r.header("x-llm-gateway-token-count"), Some("estimate"));
+    assert!(rq.host.calls.is_empty());
+
+    let rq = gw.send(
+        "/v1/messages/count_tokens",
+        &[KEY],
+        &json!({"model": "gpt"}),
+    );
+    let r = rq.refused().expect("refused");
+    assert_eq!(
+        (r.status, r.json()["error"]["type"].clone()),
+        (400, json!("invalid_request_error"))
+    );
+}

@@ -199,6 +199,11 @@ impl RequestFlow {
         let anthropic = std::mem::take(&mut self.client.anthropic);
         let body = match self.edge.ingress {
             crate::ingress::Ingress::Chat => body,
+            _ if self.count_tokens => {
+                let c = crate::ingress::messages::request::count_request(body, &anthropic)?;
+                self.native = Some((c.native, 0));
+                c.chat
+            }
             ingress => {
                 let c = ingress.to_chat(body, &anthropic)?;
                 self.native = Some((c.native, 0));
@@ -235,6 +240,11 @@ impl RequestFlow {
             &overrides,
         )?;
         let allowed = self.callers_own(&cfg, plan.attempts);
+        if self.count_tokens {
+            let first = allowed.first().map(|a| a.deployment);
+            self.count_tokens_answer(&parsed, first, body_len, host);
+            return Ok(());
+        }
         let planned: Vec<&Deployment> = allowed.iter().map(|a| a.deployment).collect();
         let cache_control = self.client.cache_control.take();
         let traceparent = self.client.traceparent.take();
@@ -334,25 +344,7 @@ impl RequestFlow {
         };
         let started = host.span_start();
         let up = &attempt.upstream;
-        // Client credentials and routing overrides never reach a provider,
-        // and the provider must answer uncompressed (translation reads the
-        // bytes): `strip` lists those present.
-        for h in &self.client.strip {
-            host.remove_request_header(h);
-        }
-        // Kept as Envoy keeps it for its own path rewrites, so access logs
-        // (`%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%`) show what the client asked for.
-        if !self.client.path.is_empty() {
-            let logged = self.client.log_path.as_ref().unwrap_or(&self.client.path);
-            host.set_request_header("x-envoy-original-path", logged);
-        }
-        host.set_request_header(":path", &up.path);
-        host.set_request_header(":authority", &attempt.deployment.api_base.authority);
-        for (k, v) in &up.headers {
-            host.set_request_header(k, v);
-        }
-        host.set_request_header("content-length", &up.body.len().to_string());
-        host.set_request_header(&cfg.cluster_header, &attempt.deployment.cluster);
+        self.rewrite_request(up, attempt.deployment, host);
         if let Some(tp) = self.hooks.trace.upstream_traceparent() {
             host.set_request_header("traceparent", &tp);
         }
@@ -390,6 +382,35 @@ impl RequestFlow {
         self.parsed = Some(parsed);
         self.begin_attempt(t, host);
         Ok(())
+    }
+
+    /// Rewrite the client's request into `up` for `dep`, to go through
+    /// Envoy's router (the body is replaced by the caller).
+    pub(super) fn rewrite_request(
+        &self,
+        up: &crate::provider::UpstreamRequest,
+        dep: &Deployment,
+        host: &mut dyn Host,
+    ) {
+        // Client credentials and routing overrides never reach a provider,
+        // and the provider must answer uncompressed (translation reads the
+        // bytes): `strip` lists those present.
+        for h in &self.client.strip {
+            host.remove_request_header(h);
+        }
+        // Kept as Envoy keeps it for its own path rewrites, so access logs
+        // (`%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%`) show what the client asked for.
+        if !self.client.path.is_empty() {
+            let logged = self.client.log_path.as_ref().unwrap_or(&self.client.path);
+            host.set_request_header("x-envoy-original-path", logged);
+        }
+        host.set_request_header(":path", &up.path);
+        host.set_request_header(":authority", &dep.api_base.authority);
+        for (k, v) in &up.headers {
+            host.set_request_header(k, v);
+        }
+        host.set_request_header("content-length", &up.body.len().to_string());
+        host.set_request_header(&self.cfg.cluster_header, &dep.cluster);
     }
 
     /// Make the next planned attempt with an out-of-band call. Returns false

@@ -21,6 +21,7 @@
 
 mod attempts;
 mod client_headers;
+mod count_tokens;
 mod local;
 pub mod reply;
 
@@ -98,6 +99,8 @@ pub struct RequestFlow {
     /// passthrough attempts), and the chat request's fingerprint before
     /// the hooks could rewrite it.
     native: Option<(crate::ingress::NativeRequest, u64)>,
+    /// `POST /v1/messages/count_tokens`.
+    count_tokens: bool,
 }
 
 impl RequestFlow {
@@ -125,6 +128,7 @@ impl RequestFlow {
             client: ClientHeaders::default(),
             edge: super::ingress::Edge::default(),
             native: None,
+            count_tokens: false,
         }
     }
 
@@ -342,6 +346,7 @@ impl RequestFlow {
             | Endpoint::Messages
             | Endpoint::CountTokens
             | Endpoint::Completions => {
+                self.count_tokens = endpoint == Endpoint::CountTokens;
                 if endpoint == Endpoint::Embeddings {
                     self.record.op = Operation::Embeddings;
                 }

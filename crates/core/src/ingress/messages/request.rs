@@ -10,6 +10,64 @@ use crate::api::error::GatewayError;
 /// still can take it). Errors are the client's 400s: not JSON, no `model`,
 /// `messages` or `max_tokens`, a malformed turn.
 pub fn to_chat(body: &[u8]) -> Result<(Vec<u8>, Option<GatewayError>), GatewayError> {
+    convert(body, true)
+}
+
+/// A `count_tokens` body (Messages without `max_tokens`) as a chat request
+/// (with `max_tokens: 1`, never sent), and what a passthrough needs.
+pub fn count_request(
+    body: Vec<u8>,
+    headers: &[(String, String)],
+) -> Result<crate::ingress::Converted, GatewayError> {
+    let (chat, untranslatable) = convert(&body, false)?;
+    Ok(crate::ingress::Converted {
+        chat,
+        native: crate::ingress::NativeRequest {
+            ingress: crate::ingress::Ingress::Messages,
+            body,
+            headers: headers.to_vec(),
+            untranslatable,
+            pass: true,
+        },
+    })
+}
+
+/// The gateway's token estimate for a chat request (a count for a
+/// deployment that cannot count): a token per 4 bytes of the text of every
+/// message (tool arguments and results included) and of the tool
+/// definitions, and 85 per image (OpenAI's low-detail image price), as
+/// OpenAI-style tokenizers average on English text. An estimate, said so in
+/// the answer's `x-llm-gateway-token-count: estimate` header.
+pub fn estimate_tokens(chat: &[u8]) -> u64 {
+    fn walk(v: &Value, bytes: &mut usize, images: &mut u64) {
+        match v {
+            Value::String(s) => *bytes += s.len(),
+            Value::Array(a) => a.iter().for_each(|x| walk(x, bytes, images)),
+            Value::Object(o) => {
+                if o.get("type").and_then(Value::as_str) == Some("image_url") {
+                    *images += 1;
+                    return;
+                }
+                for (k, x) in o {
+                    if k != "type" && k != "role" && k != "id" && k != "tool_call_id" {
+                        walk(x, bytes, images);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let v: Value = serde_json::from_slice(chat).unwrap_or_default();
+    let (mut bytes, mut images) = (0, 0);
+    walk(&v["messages"], &mut bytes, &mut images);
+    bytes += v.get("tools").map_or(0, |t| t.to_string().len());
+    (bytes as u64).div_ceil(4) + images * 85
+}
+
+fn convert(
+    body: &[u8],
+    require_max_tokens: bool,
+) -> Result<(Vec<u8>, Option<GatewayError>), GatewayError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| {
         GatewayError::bad_request(format!("request body is not valid JSON: {e}"))
             .with_code("invalid_json")
@@ -67,6 +125,9 @@ pub fn to_chat(body: &[u8]) -> Result<(Vec<u8>, Option<GatewayError>), GatewayEr
                 out.insert(k, v);
             }
         }
+    }
+    if !require_max_tokens {
+        out.insert("max_tokens".into(), 1.into());
     }
     for field in ["model", "max_tokens"] {
         if !out.contains_key(field) {
