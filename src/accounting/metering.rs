@@ -174,9 +174,13 @@ pub fn model_info(cfg: &Config, caller: &CallerId, id: &str, created: u64) -> Op
         .into_iter()
         .find(|a| *a == id && caller.may_use(cfg, a))
         .map(|a| {
-            json!({"id": a, "object": "model", "created": created, "owned_by": "llm-gateway"})
-                .to_string()
-                .into_bytes()
+            use crate::codec::json_out;
+            let mut out = br#"{"id":"#.to_vec();
+            json_out::str(&mut out, a);
+            out.extend_from_slice(br#","object":"model","created":"#);
+            json_out::u64(&mut out, created);
+            out.extend_from_slice(br#","owned_by":"llm-gateway"}"#);
+            out
         })
 }
 

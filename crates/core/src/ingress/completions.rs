@@ -25,10 +25,11 @@
 //! `logprobs: null`, `object: text_completion`, the id `cmpl-` instead of
 //! `chatcmpl-`, usage as it came. Chunks the same with `delta.content`.
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use crate::api::error::GatewayError;
-use crate::codec::json_in::{elements, first, string, valid};
+use crate::codec::json_in::{elements, first, members, present, string, valid};
+use crate::codec::json_out;
 use crate::codec::sse::SseDecoder;
 
 /// The chat body for a completions body, and the reason it cannot be
@@ -45,48 +46,50 @@ pub fn to_chat(body: &[u8]) -> Result<(Vec<u8>, Option<GatewayError>), GatewayEr
             "request body must be a JSON object",
         ));
     };
-    let mut chat = Map::new();
-    let mut prompt = None;
     let mut untranslatable = None;
     let mut refuse = |param: &str, what: &str| {
         untranslatable.get_or_insert_with(|| {
             GatewayError::bad_param(
                 param,
-                format!("{what} has no chat equivalent: only an OpenAI-compatible deployment can take it"),
+                format!(
+                    "{what} has no chat equivalent: only an OpenAI-compatible deployment can take it"
+                ),
             )
             .with_code("unsupported_parameter")
         });
     };
-    for (k, v) in req {
+    let Some(prompt) = req.get("prompt") else {
+        return Err(GatewayError::bad_param("prompt", "`prompt` is required"));
+    };
+    let mut out = Vec::with_capacity(body.len() + 64);
+    out.extend_from_slice(br#"{"messages":[{"role":"user","content":"#);
+    json_out::str(&mut out, &prompt_text(prompt, &mut refuse));
+    out.extend_from_slice(b"}]");
+    if !req.contains_key("max_tokens") {
+        out.extend_from_slice(br#","max_tokens":16"#);
+    }
+    for (k, v) in &req {
         match k.as_str() {
-            "prompt" => prompt = Some(prompt_text(&v, &mut refuse)),
+            "prompt" => {}
             "suffix" if !v.is_null() => refuse("suffix", "`suffix`"),
-            "echo" if v == Value::Bool(true) => refuse("echo", "`echo`"),
+            "echo" if *v == Value::Bool(true) => refuse("echo", "`echo`"),
             "best_of" if v.as_u64().is_some_and(|n| n > 1) => refuse("best_of", "`best_of`"),
             "suffix" | "echo" | "best_of" => {}
             "logprobs" => {
                 if let Some(n) = v.as_u64() {
-                    chat.insert("logprobs".into(), Value::Bool(true));
-                    chat.insert("top_logprobs".into(), n.into());
+                    out.extend_from_slice(br#","logprobs":true,"top_logprobs":"#);
+                    json_out::u64(&mut out, n);
                 }
             }
             _ => {
-                chat.insert(k, v);
+                out.push(b',');
+                json_out::key(&mut out, k);
+                json_out::value(&mut out, v);
             }
         }
     }
-    let Some(prompt) = prompt else {
-        return Err(GatewayError::bad_param("prompt", "`prompt` is required"));
-    };
-    chat.insert(
-        "messages".into(),
-        json!([{"role": "user", "content": prompt}]),
-    );
-    chat.entry("max_tokens").or_insert(16.into());
-    Ok((
-        serde_json::to_vec(&chat).unwrap_or_default(),
-        untranslatable,
-    ))
+    out.push(b'}');
+    Ok((out, untranslatable))
 }
 
 /// The prompt's text: a string, or a list of one string. Several prompts
@@ -107,46 +110,72 @@ fn prompt_text(v: &Value, refuse: &mut dyn FnMut(&str, &str)) -> String {
     }
 }
 
-/// The `cmpl-` id for a chat id.
-fn completion_id(id: &str) -> String {
-    match id.strip_prefix("chatcmpl-") {
-        Some(rest) => format!("cmpl-{rest}"),
-        None => id.to_string(),
-    }
-}
-
 /// The `text_completion` body for a chat answer (an unreadable one is
 /// passed on: the translators hand on only answers they read).
 pub fn from_chat(body: &[u8]) -> Vec<u8> {
-    let Ok(Value::Object(mut v)) = serde_json::from_slice::<Value>(body) else {
-        return body.to_vec();
-    };
-    text_choices(&mut v, "message");
-    serde_json::to_vec(&v).unwrap_or_default()
+    match std::str::from_utf8(body) {
+        Ok(text) if valid(text) && text.trim_start().starts_with('{') => {
+            let mut out = Vec::with_capacity(body.len());
+            text_object(text, "message", &mut out);
+            out
+        }
+        _ => body.to_vec(),
+    }
 }
 
-/// Chat's `choices[].message` (or `delta`) as `text`; object and id renamed.
-fn text_choices(v: &mut Map<String, Value>, part: &str) {
-    let chunk = part == "delta";
-    if let Some(Value::String(id)) = v.get_mut("id") {
-        *id = completion_id(id);
-    }
-    v.insert("object".into(), "text_completion".into());
-    v.remove("system_fingerprint");
-    if let Some(Value::Array(choices)) = v.get_mut("choices") {
-        for c in choices {
-            let text = c[part]["content"].as_str().unwrap_or("").to_string();
-            let finish = c.get("finish_reason").cloned().unwrap_or(Value::Null);
-            let index = c.get("index").cloned().unwrap_or(0.into());
-            let mut out =
-                json!({"index": index, "text": text, "logprobs": null, "finish_reason": finish});
-            if chunk && finish.is_null() && text.is_empty() {
-                // A role-only or tool chunk: nothing for a completion client.
-                out["text"] = "".into();
+/// A chat answer or chunk (`part`: `message` or `delta`) as a
+/// `text_completion`: members in their order, `id` `cmpl-`, `object`
+/// renamed, `system_fingerprint` left out, each choice's content as `text`.
+fn text_object(text: &str, part: &str, out: &mut Vec<u8>) {
+    let mut sep = b'{';
+    for (k, v) in members(text) {
+        let key = k.text();
+        if key == "system_fingerprint" {
+            continue;
+        }
+        out.push(sep);
+        sep = b',';
+        json_out::raw(out, k.literal());
+        out.push(b':');
+        match key.as_ref() {
+            "id" => match string(Some(v)) {
+                Some(id) => {
+                    let id = id.text();
+                    match id.strip_prefix("chatcmpl-") {
+                        Some(rest) => json_out::str(out, &format!("cmpl-{rest}")),
+                        None => json_out::str(out, &id),
+                    }
+                }
+                None => json_out::raw(out, v),
+            },
+            "object" => out.extend_from_slice(br#""text_completion""#),
+            "choices" => {
+                out.push(b'[');
+                for (i, c) in elements(v).enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    let content = first(c, part).and_then(|m| string(first(m, "content")));
+                    out.extend_from_slice(br#"{"index":"#);
+                    json_out::raw(out, present(first(c, "index")).unwrap_or("0"));
+                    out.extend_from_slice(br#","text":"#);
+                    json_out::str(
+                        out,
+                        &content.map(|t| t.text().into_owned()).unwrap_or_default(),
+                    );
+                    out.extend_from_slice(br#","logprobs":null,"finish_reason":"#);
+                    json_out::raw(out, first(c, "finish_reason").unwrap_or("null"));
+                    out.push(b'}');
+                }
+                out.push(b']');
             }
-            *c = out;
+            _ => json_out::raw(out, v),
         }
     }
+    if sep == b'{' {
+        out.push(b'{');
+    }
+    out.push(b'}');
 }
 
 /// Chat chunks as `text_completion` chunks.
@@ -166,9 +195,6 @@ impl CompletionStream {
             crate::codec::sse::write_data(out, data);
             return;
         }
-        let Ok(Value::Object(mut v)) = serde_json::from_str::<Value>(data) else {
-            return;
-        };
         // A chunk with nothing for the client (the role chunk) is left out.
         let empty = elements(first(data, "choices").unwrap_or("[]")).all(|c| {
             first(c, "finish_reason").is_none_or(|f| f == "null")
@@ -178,8 +204,9 @@ impl CompletionStream {
         if empty {
             return;
         }
-        text_choices(&mut v, "delta");
-        crate::codec::sse::write_data(out, &Value::Object(v).to_string());
+        out.extend_from_slice(b"data: ");
+        text_object(data, "delta", out);
+        out.extend_from_slice(b"\n\n");
     }
 }
 
@@ -198,6 +225,7 @@ impl crate::ingress::ClientStream for CompletionStream {
 mod tests {
     use super::*;
     use crate::ingress::ClientStream;
+    use serde_json::json;
 
     #[test]
     fn a_prompt_becomes_one_user_message() {

@@ -1,9 +1,10 @@
 //! A Messages request as an OpenAI chat request (the mapping is in the
 //! module doc of [`super`]).
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use crate::api::error::GatewayError;
+use crate::codec::json_out;
 
 /// The chat body for a Messages body, and the reason it cannot be
 /// translated for a non-Anthropic provider, if there is one (a passthrough
@@ -77,85 +78,104 @@ fn convert(
             "request body must be a JSON object",
         ));
     };
-    let mut cx = Cx::default();
-    let mut out = Map::new();
-    let mut messages = Vec::new();
-    for (k, v) in req {
+    let model = match req.get("model") {
+        Some(Value::String(m)) => m,
+        Some(_) => return Err(bad("model", "`model` must be a string")),
+        None => return Err(bad("model", "`model`: field required")),
+    };
+    let max_tokens = match req.get("max_tokens") {
+        Some(v) if v.as_u64().is_some() => v.clone(),
+        Some(_) => return Err(bad("max_tokens", "`max_tokens` must be an integer")),
+        None if require_max_tokens => {
+            return Err(bad("max_tokens", "`max_tokens`: field required"))
+        }
+        None => Value::from(1),
+    };
+    let Some(Value::Array(turns)) = req.get("messages") else {
+        return Err(bad("messages", "`messages` must be an array"));
+    };
+    let mut cx = Cx {
+        out: Vec::with_capacity(body.len() + 256),
+        messages: 0,
+        untranslatable: None,
+    };
+    cx.out.extend_from_slice(br#"{"model":"#);
+    json_out::str(&mut cx.out, model);
+    cx.out.extend_from_slice(br#","max_tokens":"#);
+    json_out::value(&mut cx.out, &max_tokens);
+    cx.out.extend_from_slice(br#","messages":["#);
+    if let Some(system) = req.get("system") {
+        cx.system(system)?;
+    }
+    let before = cx.messages;
+    for (i, m) in turns.iter().enumerate() {
+        cx.turn(i, m)?;
+    }
+    if cx.messages == before {
+        return Err(bad(
+            "messages",
+            "`messages`: at least one message is required",
+        ));
+    }
+    cx.out.push(b']');
+    for (k, v) in &req {
+        let out = &mut cx.out;
         match k.as_str() {
-            "model" if v.is_string() => {
-                out.insert(k, v);
-            }
-            "model" => return Err(bad("model", "`model` must be a string")),
-            "max_tokens" if v.as_u64().is_some() => {
-                out.insert(k, v);
-            }
-            "max_tokens" => return Err(bad("max_tokens", "`max_tokens` must be an integer")),
-            "system" => messages.insert(0, system(&v)?),
-            "messages" => {
-                let Value::Array(turns) = v else {
-                    return Err(bad("messages", "`messages` must be an array"));
-                };
-                for (i, m) in turns.iter().enumerate() {
-                    cx.turn(i, m, &mut messages)?;
-                }
-            }
-            "stop_sequences" => {
-                out.insert("stop".into(), v);
-            }
+            "model" | "max_tokens" | "messages" | "system" => {}
+            "stop_sequences" => member(out, "stop", v),
             "metadata" => {
                 if let Some(u) = v.get("user_id").filter(|u| u.is_string()) {
-                    out.insert("user".into(), u.clone());
+                    member(out, "user", u);
                 }
             }
             "tools" => {
                 let Value::Array(tools) = v else {
                     return Err(bad("tools", "`tools` must be an array"));
                 };
-                let tools: Vec<Value> = tools.iter().map(|t| cx.tool(t)).collect();
-                out.insert("tools".into(), Value::Array(tools));
-            }
-            "tool_choice" => tool_choice(&v, &mut out)?,
-            "stream" => {
-                if v == Value::Bool(true) {
-                    out.insert("stream_options".into(), json!({"include_usage": true}));
+                cx.out.extend_from_slice(br#","tools":["#);
+                for (i, t) in tools.iter().enumerate() {
+                    if i > 0 {
+                        cx.out.push(b',');
+                    }
+                    cx.tool(t);
                 }
-                out.insert(k, v);
+                cx.out.push(b']');
             }
-            _ => {
-                out.insert(k, v);
+            "tool_choice" => tool_choice(v, out)?,
+            "stream" => {
+                if *v == Value::Bool(true) {
+                    out.extend_from_slice(br#","stream_options":{"include_usage":true}"#);
+                }
+                member(out, k, v);
             }
+            _ => member(out, k, v),
         }
     }
-    if !require_max_tokens {
-        out.insert("max_tokens".into(), 1.into());
-    }
-    for field in ["model", "max_tokens"] {
-        if !out.contains_key(field) {
-            return Err(bad(field, format!("`{field}`: field required")));
-        }
-    }
-    if messages.iter().all(|m| m["role"] == "system") {
-        return Err(bad(
-            "messages",
-            "`messages`: at least one message is required",
-        ));
-    }
-    // Chat's `messages` first, as clients write it.
-    let mut chat = Map::new();
-    chat.insert("model".into(), out.remove("model").unwrap_or_default());
-    chat.insert("messages".into(), Value::Array(messages));
-    chat.extend(out);
-    let bytes = serde_json::to_vec(&chat).unwrap_or_default();
-    Ok((bytes, cx.untranslatable))
+    cx.out.push(b'}');
+    Ok((cx.out, cx.untranslatable))
 }
 
 fn bad(param: &str, message: impl Into<String>) -> GatewayError {
     GatewayError::bad_param(param, message)
 }
 
-#[derive(Default)]
+/// `,"key":value`.
+fn member(out: &mut Vec<u8>, key: &str, v: &Value) {
+    out.push(b',');
+    json_out::key(out, key);
+    json_out::value(out, v);
+}
+
+/// The chat body being written, one message at a time.
 struct Cx {
+    out: Vec<u8>,
+    /// Messages written so far.
+    messages: usize,
     untranslatable: Option<GatewayError>,
+}
+
+fn str_of<'v>(v: &'v Value, key: &str) -> &'v str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
 impl Cx {
@@ -175,173 +195,188 @@ impl Cx {
         }
     }
 
-    /// One Messages turn, appended as chat messages.
-    fn turn(&mut self, i: usize, m: &Value, out: &mut Vec<Value>) -> Result<(), GatewayError> {
-        let at = format!("messages[{i}]");
-        let role = m.get("role").and_then(Value::as_str);
-        let content = m.get("content").unwrap_or(&Value::Null);
-        let blocks: Vec<Value> = match content {
-            Value::String(s) => {
-                out.push(json!({"role": role, "content": s}));
-                return match role {
-                    Some("user" | "assistant") => Ok(()),
-                    _ => Err(bad(
-                        &at,
-                        format!("`{at}.role` must be `user` or `assistant`"),
-                    )),
-                };
+    /// Open a message of `role`: `{"role":"<role>"`, comma-separated.
+    fn open(&mut self, role: &str) {
+        if self.messages > 0 {
+            self.out.push(b',');
+        }
+        self.messages += 1;
+        self.out.extend_from_slice(br#"{"role":"#);
+        json_out::str(&mut self.out, role);
+    }
+
+    /// `system`: a string, or text blocks.
+    fn system(&mut self, v: &Value) -> Result<(), GatewayError> {
+        let mut parts = Parts::default();
+        match v {
+            Value::String(s) => parts.text(s, None),
+            Value::Array(blocks) => {
+                for b in blocks {
+                    parts.text(str_of(b, "text"), b.get("cache_control"));
+                }
             }
-            Value::Array(b) => b.clone(),
             _ => {
                 return Err(bad(
-                    &at,
-                    format!("`{at}.content` must be a string or an array of content blocks"),
+                    "system",
+                    "`system` must be a string or an array of text blocks",
                 ))
             }
-        };
-        match role {
-            Some("user") => self.user(&at, &blocks, out),
-            Some("assistant") => {
-                self.assistant(&at, &blocks, out);
+        }
+        self.open("system");
+        parts.write_content(&mut self.out);
+        self.out.push(b'}');
+        Ok(())
+    }
+
+    /// One Messages turn, written as chat messages.
+    fn turn(&mut self, i: usize, m: &Value) -> Result<(), GatewayError> {
+        let at = format!("messages[{i}]");
+        let role = m.get("role").and_then(Value::as_str);
+        if !matches!(role, Some("user" | "assistant")) {
+            return Err(bad(
+                &at,
+                format!("`{at}.role` must be `user` or `assistant`"),
+            ));
+        }
+        let role = role.unwrap_or("user");
+        match m.get("content") {
+            Some(Value::String(s)) => {
+                self.open(role);
+                self.out.extend_from_slice(br#","content":"#);
+                json_out::str(&mut self.out, s);
+                self.out.push(b'}');
+                Ok(())
+            }
+            Some(Value::Array(blocks)) if role == "user" => self.user(&at, blocks),
+            Some(Value::Array(blocks)) => {
+                self.assistant(&at, blocks);
                 Ok(())
             }
             _ => Err(bad(
                 &at,
-                format!("`{at}.role` must be `user` or `assistant`"),
+                format!("`{at}.content` must be a string or an array of content blocks"),
             )),
         }
     }
 
-    fn user(
-        &mut self,
-        at: &str,
-        blocks: &[Value],
-        out: &mut Vec<Value>,
-    ) -> Result<(), GatewayError> {
-        let mut parts = Vec::new();
+    fn user(&mut self, at: &str, blocks: &[Value]) -> Result<(), GatewayError> {
+        let mut parts = Parts::default();
         for (j, b) in blocks.iter().enumerate() {
-            let kind = b.get("type").and_then(Value::as_str).unwrap_or("");
-            match kind {
-                "text" => parts.push(text_part(b)),
-                "image" | "document" => {
-                    if let Some(p) = self.media(b, kind, &format!("{at}.content[{j}]")) {
-                        parts.push(p);
-                    }
-                }
+            let here = format!("{at}.content[{j}]");
+            match str_of(b, "type") {
+                "text" => parts.text(str_of(b, "text"), b.get("cache_control")),
+                kind @ ("image" | "document") => self.media(b, kind, &here, &mut parts),
                 "tool_result" => {
                     let mut text = String::new();
                     match b.get("content") {
                         Some(Value::String(s)) => text.push_str(s),
                         Some(Value::Array(inner)) => {
                             for c in inner {
-                                match c.get("type").and_then(Value::as_str) {
-                                    Some("text") => {
+                                match str_of(c, "type") {
+                                    "text" => {
                                         if !text.is_empty() {
                                             text.push('\n');
                                         }
-                                        text.push_str(
-                                            c.get("text").and_then(Value::as_str).unwrap_or(""),
-                                        );
+                                        text.push_str(str_of(c, "text"));
                                     }
-                                    Some(k @ ("image" | "document")) => {
-                                        let p = self.media(c, k, at);
-                                        parts.extend(p);
+                                    kind @ ("image" | "document") => {
+                                        self.media(c, kind, &here, &mut parts)
                                     }
-                                    _ => self.refuse(at, "this tool_result content block"),
+                                    _ => self.refuse(&here, "this tool_result content block"),
                                 }
                             }
                         }
                         _ => {}
                     }
-                    let id = b.get("tool_use_id").and_then(Value::as_str).unwrap_or("");
-                    out.push(json!({"role": "tool", "tool_call_id": id, "content": text}));
+                    self.open("tool");
+                    self.out.extend_from_slice(br#","tool_call_id":"#);
+                    json_out::str(&mut self.out, str_of(b, "tool_use_id"));
+                    self.out.extend_from_slice(br#","content":"#);
+                    json_out::str(&mut self.out, &text);
+                    self.out.push(b'}');
                 }
-                "" => return Err(bad(at, format!("`{at}.content[{j}].type` is required"))),
-                other => self.refuse(at, &format!("a `{other}` block")),
+                "" => return Err(bad(&here, format!("`{here}.type` is required"))),
+                other => self.refuse(&here, &format!("a `{other}` block")),
             }
         }
-        if parts.is_empty() {
-            return Ok(());
+        if parts.n > 0 {
+            self.open("user");
+            parts.write_content(&mut self.out);
+            self.out.push(b'}');
         }
-        let single = parts.len() == 1
-            && parts[0]["type"] == "text"
-            && parts[0].get("cache_control").is_none();
-        let content = if single {
-            parts[0]["text"].clone()
-        } else {
-            Value::Array(parts)
-        };
-        out.push(json!({"role": "user", "content": content}));
         Ok(())
     }
 
-    fn assistant(&mut self, at: &str, blocks: &[Value], out: &mut Vec<Value>) {
+    fn assistant(&mut self, at: &str, blocks: &[Value]) {
         let mut text = String::new();
         let mut calls = Vec::new();
         let mut thinking = Vec::new();
         let mut reasoning = String::new();
         for b in blocks {
-            match b.get("type").and_then(Value::as_str).unwrap_or("") {
-                "text" => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
+            let kind = str_of(b, "type");
+            match kind {
+                "text" => text.push_str(str_of(b, "text")),
                 "tool_use" => {
-                    let input = b.get("input").cloned().unwrap_or_else(|| json!({}));
-                    calls.push(json!({
-                        "id": b.get("id").cloned().unwrap_or_default(),
-                        "type": "function",
-                        "function": {"name": b.get("name").cloned().unwrap_or_default(),
-                                     "arguments": input.to_string()},
-                    }));
+                    calls.push(if calls.is_empty() { b'[' } else { b',' });
+                    calls.extend_from_slice(br#"{"id":"#);
+                    json_out::str(&mut calls, str_of(b, "id"));
+                    calls.extend_from_slice(br#","type":"function","function":{"name":"#);
+                    json_out::str(&mut calls, str_of(b, "name"));
+                    calls.extend_from_slice(br#","arguments":"#);
+                    let input = b
+                        .get("input")
+                        .map_or_else(|| "{}".to_string(), Value::to_string);
+                    json_out::str(&mut calls, &input);
+                    calls.extend_from_slice(b"}}");
                 }
-                "thinking" => {
-                    reasoning.push_str(b.get("thinking").and_then(Value::as_str).unwrap_or(""));
-                    thinking.push(b.clone());
+                "thinking" | "redacted_thinking" => {
+                    reasoning.push_str(str_of(b, "thinking"));
+                    thinking.push(if thinking.is_empty() { b'[' } else { b',' });
+                    json_out::value(&mut thinking, b);
                 }
-                "redacted_thinking" => thinking.push(b.clone()),
                 other => self.refuse(at, &format!("a `{other}` block")),
             }
         }
-        let mut m = Map::new();
-        m.insert("role".into(), "assistant".into());
-        m.insert(
-            "content".into(),
-            if text.is_empty() && !calls.is_empty() {
-                Value::Null
-            } else {
-                text.into()
-            },
-        );
-        if !calls.is_empty() {
-            m.insert("tool_calls".into(), Value::Array(calls));
+        self.open("assistant");
+        self.out.extend_from_slice(br#","content":"#);
+        if text.is_empty() && !calls.is_empty() {
+            self.out.extend_from_slice(b"null");
+        } else {
+            json_out::str(&mut self.out, &text);
         }
-        if !thinking.is_empty() {
-            m.insert("thinking_blocks".into(), Value::Array(thinking));
+        for (key, list) in [("tool_calls", calls), ("thinking_blocks", thinking)] {
+            if !list.is_empty() {
+                self.out.push(b',');
+                json_out::key(&mut self.out, key);
+                self.out.extend_from_slice(&list);
+                self.out.push(b']');
+            }
         }
         if !reasoning.is_empty() {
-            m.insert("reasoning_content".into(), reasoning.into());
+            self.out.extend_from_slice(br#","reasoning_content":"#);
+            json_out::str(&mut self.out, &reasoning);
         }
-        out.push(Value::Object(m));
+        self.out.push(b'}');
     }
 
     /// An `image` or `document` block as a chat part.
-    fn media(&mut self, b: &Value, kind: &str, at: &str) -> Option<Value> {
+    fn media(&mut self, b: &Value, kind: &str, at: &str, parts: &mut Parts) {
         let src = b.get("source").unwrap_or(&Value::Null);
-        let field = |k: &str| src.get(k).and_then(Value::as_str).unwrap_or("");
-        let url = match field("type") {
-            "base64" => format!("data:{};base64,{}", field("media_type"), field("data")),
-            "url" if kind == "image" => field("url").to_string(),
-            "text" if kind == "document" => {
-                return Some(json!({"type": "text", "text": field("data")}));
-            }
-            other => {
-                self.refuse(at, &format!("a `{kind}` block with a `{other}` source"));
-                return None;
-            }
+        let url = match str_of(src, "type") {
+            "base64" => format!(
+                "data:{};base64,{}",
+                str_of(src, "media_type"),
+                str_of(src, "data")
+            ),
+            "url" if kind == "image" => str_of(src, "url").to_string(),
+            "text" if kind == "document" => return parts.text(str_of(src, "data"), None),
+            other => return self.refuse(at, &format!("a `{kind}` block with a `{other}` source")),
         };
-        Some(json!({"type": "image_url", "image_url": {"url": url}}))
+        parts.image(&url);
     }
 
     /// A Messages tool as a chat function.
-    fn tool(&mut self, t: &Value) -> Value {
+    fn tool(&mut self, t: &Value) {
         if let Some(kind) = t
             .get("type")
             .and_then(Value::as_str)
@@ -349,81 +384,96 @@ impl Cx {
         {
             self.refuse("tools", &format!("the server tool `{kind}`"));
         }
-        let mut f = Map::new();
-        f.insert("name".into(), t.get("name").cloned().unwrap_or_default());
+        let out = &mut self.out;
+        out.extend_from_slice(br#"{"type":"function","function":{"name":"#);
+        json_out::str(out, str_of(t, "name"));
         if let Some(d) = t.get("description") {
-            f.insert("description".into(), d.clone());
+            member(out, "description", d);
         }
-        f.insert(
-            "parameters".into(),
-            t.get("input_schema")
-                .cloned()
-                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-        );
-        json!({"type": "function", "function": f})
+        match t.get("input_schema") {
+            Some(schema) => member(out, "parameters", schema),
+            None => out.extend_from_slice(br#","parameters":{"type":"object","properties":{}}"#),
+        }
+        out.extend_from_slice(b"}}");
     }
 }
 
-/// `system`: a string, or text blocks.
-fn system(v: &Value) -> Result<Value, GatewayError> {
-    let content = match v {
-        Value::String(_) => v.clone(),
-        Value::Array(blocks) => {
-            let parts: Vec<Value> = blocks.iter().map(text_part).collect();
-            if parts.len() == 1 && parts[0].get("cache_control").is_none() {
-                parts[0]["text"].clone()
-            } else {
-                Value::Array(parts)
+/// A user or system message's parts, written as chat content: a string
+/// when there is one plain text part, else a list.
+#[derive(Default)]
+struct Parts {
+    list: Vec<u8>,
+    n: usize,
+    /// The only part so far is this plain text.
+    single: Option<String>,
+}
+
+impl Parts {
+    fn next(&mut self) {
+        self.list.push(if self.n == 0 { b'[' } else { b',' });
+        self.n += 1;
+    }
+
+    fn text(&mut self, text: &str, cache_control: Option<&Value>) {
+        self.single = (self.n == 0 && cache_control.is_none()).then(|| text.to_string());
+        self.next();
+        self.list.extend_from_slice(br#"{"type":"text","text":"#);
+        json_out::str(&mut self.list, text);
+        if let Some(c) = cache_control {
+            member(&mut self.list, "cache_control", c);
+        }
+        self.list.push(b'}');
+    }
+
+    fn image(&mut self, url: &str) {
+        self.single = None;
+        self.next();
+        self.list
+            .extend_from_slice(br#"{"type":"image_url","image_url":{"url":"#);
+        json_out::str(&mut self.list, url);
+        self.list.extend_from_slice(b"}}");
+    }
+
+    /// `,"content":...`.
+    fn write_content(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#","content":"#);
+        match (&self.single, self.n) {
+            (Some(t), 1) => json_out::str(out, t),
+            (_, 0) => out.extend_from_slice(b"\"\""),
+            _ => {
+                out.extend_from_slice(&self.list);
+                out.push(b']');
             }
         }
-        _ => {
-            return Err(bad(
-                "system",
-                "`system` must be a string or an array of text blocks",
-            ))
-        }
-    };
-    Ok(json!({"role": "system", "content": content}))
-}
-
-/// A text block as a chat text part (its `cache_control` kept).
-fn text_part(b: &Value) -> Value {
-    let mut p = Map::new();
-    p.insert("type".into(), "text".into());
-    p.insert(
-        "text".into(),
-        b.get("text").cloned().unwrap_or_else(|| "".into()),
-    );
-    if let Some(c) = b.get("cache_control") {
-        p.insert("cache_control".into(), c.clone());
     }
-    Value::Object(p)
 }
 
-fn tool_choice(v: &Value, out: &mut Map<String, Value>) -> Result<(), GatewayError> {
-    let choice = match v.get("type").and_then(Value::as_str) {
-        Some("auto") => json!("auto"),
-        Some("any") => json!("required"),
-        Some("none") => json!("none"),
-        Some("tool") => match v.get("name").and_then(Value::as_str) {
-            Some(name) => json!({"type": "function", "function": {"name": name}}),
-            None => {
+fn tool_choice(v: &Value, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+    out.extend_from_slice(br#","tool_choice":"#);
+    match v.get("type").and_then(Value::as_str) {
+        Some("auto") => out.extend_from_slice(br#""auto""#),
+        Some("any") => out.extend_from_slice(br#""required""#),
+        Some("none") => out.extend_from_slice(br#""none""#),
+        Some("tool") => {
+            let Some(name) = v.get("name").and_then(Value::as_str) else {
                 return Err(bad(
                     "tool_choice",
                     "`tool_choice.name` is required for type `tool`",
-                ))
-            }
-        },
+                ));
+            };
+            out.extend_from_slice(br#"{"type":"function","function":{"name":"#);
+            json_out::str(out, name);
+            out.extend_from_slice(b"}}");
+        }
         _ => {
             return Err(bad(
                 "tool_choice",
                 "`tool_choice.type` must be `auto`, `any`, `tool` or `none`",
             ))
         }
-    };
-    if v.get("disable_parallel_tool_use") == Some(&Value::Bool(true)) {
-        out.insert("parallel_tool_calls".into(), Value::Bool(false));
     }
-    out.insert("tool_choice".into(), choice);
+    if v.get("disable_parallel_tool_use") == Some(&Value::Bool(true)) {
+        out.extend_from_slice(br#","parallel_tool_calls":false"#);
+    }
     Ok(())
 }

@@ -1,85 +1,104 @@
 //! An OpenAI `chat.completion` as an Anthropic `message` (the mapping is in
 //! the module doc of [`super`]).
 
-use serde_json::{json, Value};
-
 use super::{message_id, stop_reason, write_usage};
 use crate::api::error::{ErrorKind, GatewayError};
+use crate::codec::json_in::{check, elements, first, present, string, u64 as num};
+use crate::codec::json_out;
 
 /// The Messages body for a chat answer; an answer that is not one becomes
 /// Anthropic's `api_error` (the translators only hand on answers they read,
-/// so this is the gateway's own failure).
+/// so this is the gateway's own failure). Read with the scanner and written
+/// straight out: no `Value` tree.
 pub fn from_chat(body: &[u8]) -> Vec<u8> {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+    let text = std::str::from_utf8(body).unwrap_or("");
+    if check(text).is_err() || !text.trim_start().starts_with('{') {
         return super::error_body(&GatewayError::new(
             502,
             ErrorKind::Upstream,
             "the provider's answer could not be read",
         ));
+    }
+    let s = |v: Option<&str>| string(v).map(|s| s.text().into_owned());
+    let choice = elements(first(text, "choices").unwrap_or("[]"))
+        .next()
+        .unwrap_or("{}");
+    let msg = first(choice, "message").unwrap_or("{}");
+    let mut out = Vec::with_capacity(body.len() + 128);
+    out.extend_from_slice(br#"{"id":"#);
+    json_out::str(
+        &mut out,
+        &message_id(&s(first(text, "id")).unwrap_or_default()),
+    );
+    out.extend_from_slice(br#","type":"message","role":"assistant","model":"#);
+    json_out::raw(&mut out, present(first(text, "model")).unwrap_or("null"));
+    out.extend_from_slice(br#","content":["#);
+    let mut n = 0;
+    let mut sep = |out: &mut Vec<u8>| {
+        if n > 0 {
+            out.push(b',');
+        }
+        n += 1;
     };
-    let choice = &v["choices"][0];
-    let msg = &choice["message"];
-    let mut content = Vec::new();
-    match msg.get("thinking_blocks").and_then(Value::as_array) {
-        Some(blocks) => content.extend(blocks.iter().cloned()),
+    match present(first(msg, "thinking_blocks")) {
+        Some(blocks) => {
+            for b in elements(blocks) {
+                sep(&mut out);
+                json_out::raw(&mut out, b);
+            }
+        }
         None => {
-            if let Some(r) = msg
-                .get("reasoning_content")
-                .and_then(Value::as_str)
-                .filter(|r| !r.is_empty())
-            {
-                content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
+            if let Some(r) = s(first(msg, "reasoning_content")).filter(|r| !r.is_empty()) {
+                sep(&mut out);
+                out.extend_from_slice(br#"{"type":"thinking","thinking":"#);
+                json_out::str(&mut out, &r);
+                out.extend_from_slice(br#","signature":""}"#);
             }
         }
     }
-    if let Some(t) = msg
-        .get("content")
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())
-    {
-        content.push(json!({"type": "text", "text": t}));
+    if let Some(t) = s(first(msg, "content")).filter(|t| !t.is_empty()) {
+        sep(&mut out);
+        out.extend_from_slice(br#"{"type":"text","text":"#);
+        json_out::str(&mut out, &t);
+        out.push(b'}');
     }
-    for call in msg
-        .get("tool_calls")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let f = &call["function"];
-        let input = f["arguments"]
-            .as_str()
-            .and_then(|a| serde_json::from_str::<Value>(a).ok())
-            .filter(Value::is_object)
-            .unwrap_or_else(|| json!({}));
-        content
-            .push(json!({"type": "tool_use", "id": call["id"], "name": f["name"], "input": input}));
+    for call in elements(present(first(msg, "tool_calls")).unwrap_or("[]")) {
+        let f = first(call, "function").unwrap_or("{}");
+        let args = s(first(f, "arguments")).unwrap_or_default();
+        sep(&mut out);
+        out.extend_from_slice(br#"{"type":"tool_use","id":"#);
+        json_out::raw(&mut out, present(first(call, "id")).unwrap_or("\"\""));
+        out.extend_from_slice(br#","name":"#);
+        json_out::raw(&mut out, present(first(f, "name")).unwrap_or("\"\""));
+        out.extend_from_slice(br#","input":"#);
+        // Arguments that are not a JSON object become `{}` (Anthropic's
+        // `input` is always one).
+        let object = args.trim_start().starts_with('{') && check(&args).is_ok();
+        json_out::raw(&mut out, if object { args.trim() } else { "{}" });
+        out.push(b'}');
     }
-    let u = &v["usage"];
-    let n = |x: &Value| x.as_u64().unwrap_or(0);
-    let mut usage = Vec::new();
-    write_usage(
-        &mut usage,
-        n(&u["prompt_tokens"]),
-        n(&u["prompt_tokens_details"]["cached_tokens"]),
-        n(&u["completion_tokens"]),
+    out.extend_from_slice(br#"],"stop_reason":"#);
+    json_out::str(
+        &mut out,
+        stop_reason(s(first(choice, "finish_reason")).as_deref()),
     );
-    let usage: Value = serde_json::from_slice(&usage).unwrap_or_default();
-    let out = json!({
-        "id": message_id(v["id"].as_str().unwrap_or("")),
-        "type": "message",
-        "role": "assistant",
-        "model": v["model"],
-        "content": content,
-        "stop_reason": stop_reason(choice["finish_reason"].as_str()),
-        "stop_sequence": null,
-        "usage": usage,
-    });
-    serde_json::to_vec(&out).unwrap_or_default()
+    out.extend_from_slice(br#","stop_sequence":null,"usage":"#);
+    let u = first(text, "usage").unwrap_or("{}");
+    let cached = first(u, "prompt_tokens_details").and_then(|d| num(first(d, "cached_tokens")));
+    write_usage(
+        &mut out,
+        num(first(u, "prompt_tokens")).unwrap_or(0),
+        cached.unwrap_or(0),
+        num(first(u, "completion_tokens")).unwrap_or(0),
+    );
+    out.push(b'}');
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     #[test]
     fn a_chat_answer_becomes_a_message() {
