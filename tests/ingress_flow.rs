@@ -520,3 +520,44 @@ fn count_tokens_passes_through_to_anthropic_and_is_estimated_elsewhere() {
         (400, json!("invalid_request_error"))
     );
 }
+
+#[test]
+fn thinking_is_a_reasoning_effort_for_providers_that_do_not_read_it() {
+    let mut gw = gateway();
+    let with = |model: &str, thinking: Value| {
+        json!({"model": model, "max_tokens": 5000, "thinking": thinking,
+               "messages": [{"role": "user", "content": "x"}]})
+    };
+    for (budget, effort) in [
+        (1024, "low"),
+        (2048, "medium"),
+        (8000, "high"),
+        (100, "minimal"),
+    ] {
+        let rq = gw.send(
+            "/v1/messages",
+            &[KEY],
+            &with("gpt", json!({"type": "enabled", "budget_tokens": budget})),
+        );
+        let sent = rq.upstream().body;
+        assert_eq!(sent["reasoning_effort"], effort, "{budget}");
+        assert!(sent.get("thinking").is_none(), "{sent}");
+    }
+    let rq = gw.send(
+        "/v1/messages",
+        &[KEY],
+        &with("gpt", json!({"type": "disabled"})),
+    );
+    let sent = rq.upstream().body;
+    assert!(
+        sent.get("thinking").is_none() && sent.get("reasoning_effort").is_none(),
+        "{sent}"
+    );
+    let thinking = json!({"type": "enabled", "budget_tokens": 2048});
+    let rq = gw.send("/v1/messages", &[KEY], &with("claude", thinking.clone()));
+    assert_eq!(
+        rq.upstream().body["thinking"],
+        thinking,
+        "Anthropic keeps it"
+    );
+}

@@ -71,6 +71,14 @@ pub fn attempt_with<'a>(
             .unwrap_or(cfg.drop_params),
         now_ms: now.saturating_mul(1000),
     };
+    let rethought;
+    let parsed = match native.and_then(|n| ingress::thinking_as_effort(n, parsed, deployment)) {
+        Some(r) => {
+            rethought = r;
+            &rethought
+        }
+        None => parsed,
+    };
     let defaulted;
     let defaults = match parsed.op {
         Operation::Chat => &deployment.defaults.chat,

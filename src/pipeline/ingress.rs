@@ -83,6 +83,36 @@ pub fn passthrough(
     }
 }
 
+/// A Messages request's `thinking` for a deployment whose translator does
+/// not read it (OpenAI-compatible, Azure, Cohere, Ollama): LiteLLM's
+/// `reasoning_effort` for the budget instead (`translate_thinking_for_model`:
+/// Claude models keep `thinking`; here the Anthropic, Gemini, Vertex and
+/// Bedrock translators read it). `None`: the request goes as it is.
+pub fn thinking_as_effort(
+    native: &NativeRequest,
+    parsed: &crate::api::request::ClientRequest,
+    dep: &Deployment,
+) -> Option<crate::api::request::ClientRequest> {
+    if native.ingress != Ingress::Messages
+        || matches!(
+            dep.provider,
+            ProviderKind::Anthropic
+                | ProviderKind::Gemini
+                | ProviderKind::VertexAi
+                | ProviderKind::Bedrock
+        )
+    {
+        return None;
+    }
+    let thinking = parsed.member("thinking")?;
+    let without = parsed.without(&["thinking".to_string()]);
+    let Some(effort) = crate::ingress::messages::reasoning_effort(thinking) else {
+        return Some(without);
+    };
+    let effort = ("reasoning_effort".to_string(), format!("\"{effort}\""));
+    Some(without.with_defaults(&[effort]).unwrap_or(without))
+}
+
 /// The answer on its way to the client, in the client's API.
 #[derive(Default)]
 pub struct Edge {

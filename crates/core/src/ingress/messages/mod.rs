@@ -9,8 +9,10 @@
 //! # Request (Messages -> chat)
 //!
 //! - `system` (a string or text blocks) -> the first message, role
-//!   `system`; blocks stay text parts (with `cache_control`) unless there is
-//!   one plain block.
+//!   `system`; blocks stay text parts unless there is only one.
+//!   `cache_control` is left out everywhere: no chat translator reads it
+//!   (LiteLLM keeps it only for Claude models), and a strict
+//!   OpenAI-compatible server refuses unknown members in a part.
 //! - user turns: `text` -> text parts, `image` (base64 or URL source) ->
 //!   `image_url` (a `data:` URL for base64), `document` with a base64 PDF
 //!   -> `image_url` with a `data:application/pdf` URL (what the Claude,
@@ -28,8 +30,13 @@
 //!   `parallel_tool_calls: false`.
 //! - `stop_sequences` -> `stop`, `metadata.user_id` -> `user`;
 //!   `max_tokens`, `temperature`, `top_p`, `top_k`, `thinking`, `stream`
-//!   keep their names (`thinking` is read by the Claude, Gemini and
-//!   Bedrock translators; an OpenAI-compatible server gets it as is). A
+//!   keep their names; `thinking` stays for the Claude, Gemini and Bedrock
+//!   translators, which read it, and becomes `reasoning_effort` for the
+//!   others ([`reasoning_effort`], per attempt in
+//!   `pipeline::ingress::thinking_as_effort`, as LiteLLM's adapter does for
+//!   non-Claude models). `output_format` (or `output_config.format`)
+//!   `{type: json_schema, schema}` -> `response_format` `json_schema`
+//!   named `structured_output`, as LiteLLM maps it. A
 //!   stream asks for usage (`stream_options.include_usage`): the closing
 //!   `message_delta` carries it. Any other member is passed on under its
 //!   own name, so the translator's parameter policy decides (400 naming it,
@@ -107,6 +114,27 @@ fn write_error(out: &mut Vec<u8>, e: &GatewayError) {
     out.extend_from_slice(br#","message":"#);
     json_out::str(out, &e.message);
     out.extend_from_slice(b"}}");
+}
+
+/// The `reasoning_effort` for a Messages `thinking` object (JSON text), as
+/// LiteLLM buckets a budget (`reasoning_effort_from_thinking_budget`, the
+/// budgets of [`crate::provider::common::reasoning`]): 4096 and more
+/// `high`, 2048 `medium`, 1024 `low`, less `minimal`. `None` when thinking
+/// is not enabled.
+pub fn reasoning_effort(thinking: &str) -> Option<&'static str> {
+    use crate::codec::json_in::{first, string, u64 as num};
+    let kind = string(first(thinking, "type"))?;
+    if kind.text() == "disabled" {
+        return None;
+    }
+    Some(
+        match num(first(thinking, "budget_tokens")).unwrap_or(4096) {
+            b if b >= 4096 => "high",
+            b if b >= 2048 => "medium",
+            b if b >= 1024 => "low",
+            _ => "minimal",
+        },
+    )
 }
 
 /// Anthropic's `stop_reason` for a chat `finish_reason`.

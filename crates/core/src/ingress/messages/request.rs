@@ -142,6 +142,11 @@ fn convert(
                 cx.out.push(b']');
             }
             "tool_choice" => tool_choice(v, out)?,
+            "output_format" => response_format(v, out),
+            "output_config" => match v.get("format") {
+                Some(f) if !req.contains_key("output_format") => response_format(f, out),
+                _ => {}
+            },
             "stream" => {
                 if *v == Value::Bool(true) {
                     out.extend_from_slice(br#","stream_options":{"include_usage":true}"#);
@@ -209,10 +214,10 @@ impl Cx {
     fn system(&mut self, v: &Value) -> Result<(), GatewayError> {
         let mut parts = Parts::default();
         match v {
-            Value::String(s) => parts.text(s, None),
+            Value::String(s) => parts.text(s),
             Value::Array(blocks) => {
                 for b in blocks {
-                    parts.text(str_of(b, "text"), b.get("cache_control"));
+                    parts.text(str_of(b, "text"));
                 }
             }
             _ => {
@@ -264,7 +269,7 @@ impl Cx {
         for (j, b) in blocks.iter().enumerate() {
             let here = format!("{at}.content[{j}]");
             match str_of(b, "type") {
-                "text" => parts.text(str_of(b, "text"), b.get("cache_control")),
+                "text" => parts.text(str_of(b, "text")),
                 kind @ ("image" | "document") => self.media(b, kind, &here, &mut parts),
                 "tool_result" => {
                     let mut text = String::new();
@@ -369,7 +374,7 @@ impl Cx {
                 str_of(src, "data")
             ),
             "url" if kind == "image" => str_of(src, "url").to_string(),
-            "text" if kind == "document" => return parts.text(str_of(src, "data"), None),
+            "text" if kind == "document" => return parts.text(str_of(src, "data")),
             other => return self.refuse(at, &format!("a `{kind}` block with a `{other}` source")),
         };
         parts.image(&url);
@@ -414,14 +419,11 @@ impl Parts {
         self.n += 1;
     }
 
-    fn text(&mut self, text: &str, cache_control: Option<&Value>) {
-        self.single = (self.n == 0 && cache_control.is_none()).then(|| text.to_string());
+    fn text(&mut self, text: &str) {
+        self.single = (self.n == 0).then(|| text.to_string());
         self.next();
         self.list.extend_from_slice(br#"{"type":"text","text":"#);
         json_out::str(&mut self.list, text);
-        if let Some(c) = cache_control {
-            member(&mut self.list, "cache_control", c);
-        }
         self.list.push(b'}');
     }
 
@@ -445,6 +447,17 @@ impl Parts {
                 out.push(b']');
             }
         }
+    }
+}
+
+/// Anthropic's structured output as chat's `response_format`.
+fn response_format(v: &Value, out: &mut Vec<u8>) {
+    if let (Some("json_schema"), Some(schema)) =
+        (v.get("type").and_then(Value::as_str), v.get("schema"))
+    {
+        out.extend_from_slice(br#","response_format":{"type":"json_schema","json_schema":{"name":"structured_output","schema":"#);
+        json_out::value(out, schema);
+        out.extend_from_slice(b"}}");
     }
 }
 
