@@ -198,3 +198,44 @@ fn a_passthrough_stream_is_charged_from_anthropic_usage() {
     let cost: f64 = state("llm_gateway.cost_usd").unwrap().parse().unwrap();
     assert!((cost - 0.000135).abs() < 1e-9, "{cost}");
 }
+
+#[test]
+fn a_cut_passthrough_stream_ends_with_an_error_in_the_clients_api() {
+    let mut gw = Gateway::new(json!({"model_list": deps(), "gateway": clusters()}));
+    let mut rq = gw.send("/v1/messages", &[], &ask("claude", "hi", true));
+    rq.respond_stream_headers(200, "text/event-stream");
+    let events = support::anthropic_text_stream(&["Hel", "lo"]);
+    let cut = events[..3].concat();
+    rq.chunk(cut.as_bytes(), true);
+    let got = rq.client().text();
+    let tail = got
+        .strip_prefix(cut.as_str())
+        .expect("the provider's bytes first");
+    assert!(tail.starts_with("event: error\ndata: "), "{got}");
+    let data: Value =
+        serde_json::from_str(tail.lines().nth(1).unwrap().strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(data["type"], "error");
+    assert_eq!(data["error"]["type"], "api_error");
+
+    // Whole: nothing is added.
+    let mut rq = gw.send("/v1/messages", &[], &ask("claude", "hi", true));
+    rq.respond_stream_headers(200, "text/event-stream");
+    let whole = events.concat();
+    rq.chunk(whole.as_bytes(), true);
+    assert_eq!(rq.client().text(), whole);
+
+    // A completions passthrough cut before `[DONE]`.
+    let mut rq = gw.send(
+        "/v1/completions",
+        &[],
+        &json!({"model": "gpt", "prompt": ["a", "b"], "stream": true}),
+    );
+    assert_eq!(rq.upstream().path, "/v1/completions");
+    rq.respond_stream_headers(200, "text/event-stream");
+    let part = "data: {\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"text\":\"x\",\"logprobs\":null,\"finish_reason\":null}]}\n\n";
+    rq.chunk(part.as_bytes(), true);
+    let got = rq.client().text();
+    let tail = got.strip_prefix(part).expect("the provider's bytes first");
+    assert!(tail.starts_with("data: {\"error\""), "{got}");
+    assert!(tail.ends_with("data: [DONE]\n\n"), "{got}");
+}

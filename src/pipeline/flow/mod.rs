@@ -562,6 +562,13 @@ impl RequestFlow {
                 if let Some(client) = self.edge.chunk(&sent, end_of_stream) {
                     host.replace_response_body(body_size, &client);
                 }
+            } else if end_of_stream {
+                // A passthrough cut short: the client is told, in its API.
+                if let Some(tail) = self.edge.ingress.native_stream_end(&sent, &chunk) {
+                    let mut client = chunk;
+                    client.extend_from_slice(&tail);
+                    host.replace_response_body(body_size, &client);
+                }
             }
             let (hooks, mut cx) = self.hook_cx(host);
             hooks.chunk(&mut cx, &sent);

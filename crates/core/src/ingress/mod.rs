@@ -114,6 +114,35 @@ impl Ingress {
         }
     }
 
+    /// The end of a passed-through stream: when the translation the hooks
+    /// read ended with an error event (the provider's stream stopped before
+    /// its end marker) that the provider's own bytes (`native`, the last
+    /// chunk) do not carry, the error event to append in the client's API,
+    /// so that the client never sees a cut stream as a finished one.
+    pub fn native_stream_end(self, openai: &[u8], native: &[u8]) -> Option<Vec<u8>> {
+        let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).rposition(|w| w == needle);
+        let at = find(openai, b"data: {\"error\"")?;
+        match self {
+            Ingress::Chat => None,
+            Ingress::Messages if find(native, b"event: error").is_none() => {
+                let event = &openai[at + 6..];
+                let end = event
+                    .iter()
+                    .position(|b| *b == b'\n')
+                    .unwrap_or(event.len());
+                let e = openai_error(500, &event[..end]);
+                let mut out = b"event: error\ndata: ".to_vec();
+                out.extend_from_slice(&messages::error_body(&e));
+                out.extend_from_slice(b"\n\n");
+                Some(out)
+            }
+            Ingress::Completions if find(native, b"data: {\"error\"").is_none() => {
+                Some(openai[at..].to_vec())
+            }
+            _ => None,
+        }
+    }
+
     /// A converter for an OpenAI chunk stream into the client's API.
     pub fn stream(self) -> Option<Box<dyn ClientStream>> {
         match self {
