@@ -258,3 +258,15 @@ def test_count_tokens(gw, sdk):
     estimate = sdk.messages.count_tokens(model="gpt", messages=msgs)
     assert estimate.input_tokens == -(-len("Hi there, how are you") // 4)
     assert gw.requests("openai") == []
+
+
+@pytest.mark.parametrize("alias,provider", [("gpt", "openai"), ("claude", "anthropic")])
+def test_a_cut_stream_is_an_error_for_the_sdk(gw, sdk, alias, provider):
+    gw.script(provider, {"truncate_after_events": 3})
+    with pytest.raises(anthropic.APIStatusError) as e:
+        with sdk.messages.stream(model=alias, max_tokens=100,
+                                 messages=[{"role": "user", "content": "Hi there friend"}]) as s:
+            s.get_final_message()
+    assert e.value.body["type"] == "error", e.value.body
+    assert e.value.body["error"]["type"] == "api_error", e.value.body
+    assert gw.only_request(provider)["response"]["outcome"] == "truncated"
