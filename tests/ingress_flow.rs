@@ -80,8 +80,6 @@ fn messages_to_an_anthropic_deployment_pass_through_with_only_model_and_key_chan
         "the provider's answer as it came"
     );
     rq.finish();
-    let spend = gw.store.clone();
-    let _ = spend;
 }
 
 #[test]

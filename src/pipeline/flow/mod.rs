@@ -685,8 +685,9 @@ impl RequestFlow {
         let mut served = self.served_headers();
         served.extend(self.response_complete(host, Some((200, body))));
         self.replied = true;
-        let body = self.for_client(200, "application/json", body.to_vec());
-        reply::send_json_with(host, 200, "application/json", &body, &served);
+        let client = self.edge.whole(200, "application/json", body);
+        let body = client.as_deref().unwrap_or(body);
+        reply::send_json_with(host, 200, "application/json", body, &served);
     }
 
     /// A stored answer (the response cache's hit): sent as the reply, no
@@ -695,8 +696,9 @@ impl RequestFlow {
         let mut headers = self.served_headers();
         headers.extend(self.response_complete(host, None));
         self.replied = true;
-        let body = self.for_client(200, served.content_type, served.body.clone());
-        reply::send_json_with(host, 200, served.content_type, &body, &headers);
+        let client = self.edge.whole(200, served.content_type, &served.body);
+        let body = client.as_deref().unwrap_or(&served.body);
+        reply::send_json_with(host, 200, served.content_type, body, &headers);
     }
 
     /// Where an answer's check is: waiting for a call, or refused.
