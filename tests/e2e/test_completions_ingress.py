@@ -1,7 +1,8 @@
 """OpenAI's legacy completions (`POST /v1/completions`) through real Envoy with the official `openai`
 SDK (`completions.create`): passed through to the OpenAI mock's own `/v1/completions` (only the
 model changed), and translated through the chat translators for the Anthropic mock (the prompt as
-one user message, the answer as a `text_completion`), plain and streamed.
+one user message, the answer as a `text_completion`), plain and streamed. And `GET /v1/models/{id}`
+(`models.retrieve`).
 """
 
 from __future__ import annotations
@@ -77,3 +78,12 @@ def test_several_prompts_cannot_be_translated(gw, client):
         client.completions.create(model="claude", prompt=["a", "b"])
     assert e.value.body["param"] == "prompt"
     assert gw.requests("anthropic") == []
+
+
+def test_models_retrieve(gw, client):
+    m = client.models.retrieve("claude")
+    assert (m.id, m.object, m.owned_by) == ("claude", "model", "llm-gateway")
+    with pytest.raises(openai.NotFoundError) as e:
+        client.models.retrieve("nope")
+    assert e.value.body["code"] == "model_not_found"
+    assert gw.requests("anthropic") == [] and gw.requests("openai") == []
