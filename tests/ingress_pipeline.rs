@@ -239,3 +239,49 @@ fn a_cut_passthrough_stream_ends_with_an_error_in_the_clients_api() {
     assert!(tail.starts_with("data: {\"error\""), "{got}");
     assert!(tail.ends_with("data: [DONE]\n\n"), "{got}");
 }
+
+#[test]
+fn spend_records_name_the_client_api_and_id() {
+    let mut gw = Gateway::new(json!({"model_list": deps(), "gateway": clusters()}));
+    let log = |rq: &support::Request, field: &str| {
+        let log: Value =
+            serde_json::from_str(&rq.host.filter_state["llm_gateway.spend_log"]).unwrap();
+        log[field].as_str().unwrap().to_string()
+    };
+    let mut rq = gw.send("/v1/messages", &[], &ask("claude", "hi", false));
+    rq.respond(200, "application/json", ANTHROPIC_ANSWER.as_bytes());
+    rq.finish();
+    assert_eq!(log(&rq, "call_type"), "anthropic_messages");
+    assert_eq!(log(&rq, "request_id"), "msg_1", "the passthrough's own id");
+
+    let mut rq = gw.send("/v1/messages", &[], &ask("gpt", "hi", true));
+    rq.respond_stream_headers(200, "text/event-stream");
+    rq.chunk(b"data: {\"id\":\"chatcmpl-s9\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n", true);
+    rq.finish();
+    assert_eq!(
+        log(&rq, "request_id"),
+        "msg_s9",
+        "the id of the client's message_start"
+    );
+
+    let mut rq = gw.send(
+        "/v1/completions",
+        &[],
+        &json!({"model": "claude", "prompt": "hi"}),
+    );
+    rq.respond(200, "application/json", ANTHROPIC_ANSWER.as_bytes());
+    rq.finish();
+    assert_eq!(log(&rq, "call_type"), "text_completion");
+    let id = log(&rq, "request_id");
+    assert!(id.starts_with("cmpl-"), "{id}");
+    assert_eq!(rq.client().json()["id"], json!(id));
+
+    let mut rq = gw.chat(
+        &[],
+        &json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    rq.respond(200, "application/json", OPENAI_ANSWER.as_bytes());
+    rq.finish();
+    assert_eq!(log(&rq, "call_type"), "chat");
+    assert_eq!(log(&rq, "request_id"), "chatcmpl-up");
+}

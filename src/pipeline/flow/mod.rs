@@ -19,6 +19,7 @@
 //! features to come act at the hook points of [`super::hooks`], on the
 //! [`ExchangeRecord`].
 
+mod answers;
 mod attempts;
 mod client_headers;
 mod count_tokens;
@@ -30,7 +31,7 @@ use std::rc::Rc;
 
 use log::debug;
 
-use super::hooks::{Cx, Hooks, ServiceStep};
+use super::hooks::{Cx, Hooks};
 use super::host::{Action, Host, Span};
 use super::record::ExchangeRecord;
 use super::{Endpoint, Exchange};
@@ -263,14 +264,8 @@ impl RequestFlow {
         } else {
             self.for_client(w.status, w.content_type, w.body)
         };
+        self.record.read_client_id(&client);
         reply::send_json_with(host, w.status, w.content_type, &client, &served);
-    }
-
-    /// An answer in OpenAI shape (what the hooks saw) as the client gets it.
-    fn for_client(&self, status: u16, content_type: &str, openai: Vec<u8>) -> Vec<u8> {
-        self.edge
-            .whole(status, content_type, &openai)
-            .unwrap_or(openai)
     }
 
     /// The request is over, however it ended (the client gone, the upstream
@@ -309,6 +304,7 @@ impl RequestFlow {
             Endpoint::Completions => crate::ingress::Ingress::Completions,
             _ => crate::ingress::Ingress::Chat,
         });
+        self.record.ingress = self.edge.ingress;
         self.record.api_request = matches!(
             endpoint,
             Endpoint::ChatCompletions
@@ -482,6 +478,7 @@ impl RequestFlow {
             }
             self.replied = true;
             let body = self.for_client(status, content_type, body);
+            self.record.read_client_id(&body);
             reply::send_json_with(host, status, content_type, &body, &served);
             return Action::Pause;
         }
@@ -560,9 +557,13 @@ impl RequestFlow {
             if !native {
                 // The client's API: the OpenAI chunks re-encoded.
                 if let Some(client) = self.edge.chunk(&sent, end_of_stream) {
+                    self.record.read_client_id(&client);
                     host.replace_response_body(body_size, &client);
                 }
-            } else if end_of_stream {
+            } else {
+                self.record.read_client_id(&chunk);
+            }
+            if native && end_of_stream {
                 // A passthrough cut short: the client is told, in its API.
                 if let Some(tail) = self.edge.ingress.native_stream_end(&sent, &chunk) {
                     let mut client = chunk;
@@ -667,6 +668,11 @@ impl RequestFlow {
         } else {
             self.edge.whole(answer_status, "application/json", openai)
         };
+        self.record.read_client_id(
+            client
+                .as_deref()
+                .unwrap_or(if native { &body } else { &[] }),
+        );
         match (client, out) {
             (Some(c), _) => host.replace_response_body(body_size, &c),
             (None, Some(out)) if !native => host.replace_response_body(body_size, &out),
@@ -677,47 +683,6 @@ impl RequestFlow {
             host.set_response_header(&k, &v);
         }
         Action::Continue
-    }
-
-    /// The answer passed its guardrail services: send it (the cost
-    /// headers with it).
-    fn send_checked_answer(&mut self, body: &[u8], host: &mut dyn Host) {
-        let mut served = self.served_headers();
-        served.extend(self.response_complete(host, Some((200, body))));
-        self.replied = true;
-        let client = self.edge.whole(200, "application/json", body);
-        let body = client.as_deref().unwrap_or(body);
-        reply::send_json_with(host, 200, "application/json", body, &served);
-    }
-
-    /// A stored answer (the response cache's hit): sent as the reply, no
-    /// provider called, charged nothing.
-    fn serve_cached(&mut self, served: &super::hooks::Served, host: &mut dyn Host) {
-        let mut headers = self.served_headers();
-        headers.extend(self.response_complete(host, None));
-        self.replied = true;
-        let client = self.edge.whole(200, served.content_type, &served.body);
-        let body = client.as_deref().unwrap_or(&served.body);
-        reply::send_json_with(host, 200, served.content_type, body, &headers);
-    }
-
-    /// Where an answer's check is: waiting for a call, or refused.
-    fn answer_step(&mut self, step: ServiceStep, host: &mut dyn Host) -> Action {
-        match step {
-            ServiceStep::Refuse(e) => self.reply_error(&e, host),
-            ServiceStep::Wait | ServiceStep::Go => Action::Pause,
-        }
-    }
-
-    /// A guardrail service checking the answer answered.
-    fn answer_check_answered(&mut self, host: &mut dyn Host) {
-        let (hooks, mut cx) = self.hook_cx(host);
-        match hooks.answer_resumed(&mut cx) {
-            Ok(b) => self.send_checked_answer(&b, host),
-            Err(step) => {
-                let _: Action = self.answer_step(step, host);
-            }
-        }
     }
 
     fn reply_error(&mut self, err: &GatewayError, host: &mut dyn Host) -> Action {
@@ -782,6 +747,7 @@ impl RequestFlow {
         } else {
             self.for_client(reply.status, reply.content_type, reply.body)
         };
+        self.record.read_client_id(&client);
         reply::send_json_with(host, reply.status, reply.content_type, &client, &served);
     }
 }
