@@ -559,3 +559,21 @@ fn thinking_is_a_reasoning_effort_for_providers_that_do_not_read_it() {
         "Anthropic keeps it"
     );
 }
+
+#[test]
+fn thinking_reaches_gemini_as_its_thinking_budget() {
+    let mut gw = Gateway::new(json!({
+        "model_list": [{"model_name": "gem", "litellm_params": {"model": "gemini/gemini-2.5-flash",
+            "api_base": "http://g.test", "api_key": "AIza-k"}}],
+        "gateway": {"clusters": {"g.test": "cluster_g"}}}));
+    let body = json!({"model": "gem", "max_tokens": 5000, "thinking": {"type": "enabled", "budget_tokens": 2048},
+        "messages": [{"role": "user", "content": "x"}]});
+    let rq = gw.send("/v1/messages", &[], &body);
+    let up = rq.upstream();
+    assert!(up.path.contains(":generateContent"), "{}", up.path);
+    assert_eq!(
+        up.body["generationConfig"]["thinkingConfig"]["thinkingBudget"], 2048,
+        "{}",
+        up.body
+    );
+}
