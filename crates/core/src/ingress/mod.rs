@@ -216,6 +216,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn odd_input_never_panics() {
+        let odd: [&[u8]; 12] = [
+            b"", b"{", b"[]", b"null", b"\"x\"", b"{\"error\":", b"{\"error\":5}",
+            b"{\"choices\":[{\"message\":7,\"finish_reason\":[]}],\"usage\":\"x\"}",
+            b"{\"model\":1,\"messages\":{}}", b"\xff\xfe", b"data: {\"choices\":[{\"delta\":[1]}]}\n\n",
+            b"{\"model\":\"m\",\"max_tokens\":1,\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image\",\"source\":7},{\"type\":\"tool_result\",\"content\":[5]}]},{\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"input\":3}]}],\"tools\":[7],\"system\":[1]}",
+        ];
+        for ingress in [Ingress::Messages, Ingress::Completions] {
+            for body in odd {
+                let _ = ingress.to_chat(body.to_vec(), &[]);
+                for status in [200, 400, 503] {
+                    let _ = ingress.answer(status, body);
+                }
+                let mut s = ingress.stream().unwrap();
+                let mut out = Vec::new();
+                s.feed(body, &mut out);
+                s.feed(b"data: {\"error\":{\"message\":3}}\n\n", &mut out);
+                s.finish(&mut out);
+                let _ = ingress.native_stream_end(body, b"");
+                let _ = ingress.error_body(&GatewayError::bad_request("x"));
+            }
+        }
+        let _ = with_model(b"{\"model\":", "m");
+    }
+
+    #[test]
     fn only_the_model_is_rewritten() {
         let body = br#"{ "a" : [1, {"model":"x"}],"model" :  "alias" , "z":"\u00e9"}"#;
         let out = with_model(body, "claude-3").unwrap();
