@@ -31,7 +31,7 @@ pub mod render;
 pub mod routing;
 
 pub use llm_gateway_core::{
-    api, cache, codec, config, guardrails, otlp, provider, sort, spend, store,
+    api, cache, codec, config, guardrails, ingress, otlp, provider, sort, spend, store,
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub mod yaml;

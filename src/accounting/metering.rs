@@ -166,6 +166,24 @@ pub fn models_body(cfg: &Config, caller: &CallerId, created: u64) -> Vec<u8> {
         .into_bytes()
 }
 
+/// `GET /v1/models/{id}`: one alias the caller may use, as OpenAI's
+/// `model` object; `None` for an alias it may not use or that is not
+/// configured (the same 404 for both: no probing for aliases).
+pub fn model_info(cfg: &Config, caller: &CallerId, id: &str, created: u64) -> Option<Vec<u8>> {
+    cfg.aliases()
+        .into_iter()
+        .find(|a| *a == id && caller.may_use(cfg, a))
+        .map(|a| {
+            use crate::codec::json_out;
+            let mut out = br#"{"id":"#.to_vec();
+            json_out::str(&mut out, a);
+            out.extend_from_slice(br#","object":"model","created":"#);
+            json_out::u64(&mut out, created);
+            out.extend_from_slice(br#","owned_by":"llm-gateway"}"#);
+            out
+        })
+}
+
 /// `GET /key/info`: the caller's own key; the master key may name any key
 /// with `?key=<plain key>` or `?key_alias=<alias>` (LiteLLM's query).
 pub fn key_info(

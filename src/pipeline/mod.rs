@@ -13,11 +13,13 @@
 //! `src/filter/` implements [`Host`] for proxy-wasm and forwards each
 //! callback here, so the whole request path is tested natively.
 
+mod attempt;
 pub mod counter_service;
 pub mod fleet_calls;
 pub mod flow;
 pub mod hooks;
 pub mod host;
+pub mod ingress;
 pub mod load;
 pub mod record;
 pub mod spend_endpoints;
@@ -28,6 +30,7 @@ pub mod timing;
 pub mod trace_sink;
 pub mod usage_sink;
 
+pub use attempt::{attempt, attempt_with, call_headers, Attempt};
 pub use flow::RequestFlow;
 pub use host::{Action, HeaderMap, Host, MetricKind, Part, Span};
 pub use load::load_config;
@@ -39,10 +42,7 @@ use crate::api::openai::Usage;
 use crate::api::overrides::Overrides;
 use crate::api::request::ClientRequest;
 use crate::config::{Config, Deployment};
-use crate::provider::{
-    translator, Operation, RequestContext, ResponseMeta, StreamTranslator, Translator,
-    UpstreamRequest,
-};
+use crate::provider::{Operation, ResponseMeta, StreamTranslator, Translator};
 
 pub use spend_endpoints::{spend_answer, SpendEndpoint};
 use stream_events::{ends_answered, find_event_end, generated_text_bytes};
@@ -58,6 +58,14 @@ pub enum Endpoint {
     KeyInfo,
     /// `POST /v1/embeddings` (or `/embeddings`).
     Embeddings,
+    /// `POST /v1/messages` (Anthropic's Messages API).
+    Messages,
+    /// `POST /v1/messages/count_tokens`.
+    CountTokens,
+    /// `POST /v1/completions` (OpenAI's legacy completions).
+    Completions,
+    /// `GET /v1/models/{id}`.
+    ModelInfo,
     /// `GET /team/info`, `/global/spend/report`, `/spend/logs` (LiteLLM's).
     Spend(SpendEndpoint),
     /// A path the gateway serves, with the wrong method.
@@ -76,6 +84,10 @@ pub fn classify(method: &str, path: &str) -> Endpoint {
         ("GET", "/models") => Endpoint::Models,
         ("GET", "/key/info") => Endpoint::KeyInfo,
         ("POST", "/embeddings") => Endpoint::Embeddings,
+        ("POST", "/messages") => Endpoint::Messages,
+        ("POST", "/messages/count_tokens") => Endpoint::CountTokens,
+        ("POST", "/completions") => Endpoint::Completions,
+        ("GET", p) if p.len() > 8 && p.starts_with("/models/") => Endpoint::ModelInfo,
         ("GET", "/team/info") => Endpoint::Spend(SpendEndpoint::TeamInfo),
         ("GET", "/global/spend/report") => Endpoint::Spend(SpendEndpoint::Report),
         ("GET", "/spend/logs") => Endpoint::Spend(SpendEndpoint::Logs),
@@ -83,6 +95,9 @@ pub fn classify(method: &str, path: &str) -> Endpoint {
         | (_, "/models")
         | (_, "/key/info")
         | (_, "/embeddings")
+        | (_, "/messages")
+        | (_, "/messages/count_tokens")
+        | (_, "/completions")
         | (_, "/team/info")
         | (_, "/global/spend/report")
         | (_, "/spend/logs") => Endpoint::MethodNotAllowed,
@@ -98,7 +113,8 @@ pub fn unknown_endpoint(method: &str, path: &str) -> GatewayError {
         ErrorKind::NotFound,
         format!(
             "{method} {path} is not served by this gateway; it serves POST /v1/chat/completions, \
-             POST /v1/embeddings, GET /v1/models and GET /key/info"
+             POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/completions, \
+             POST /v1/embeddings, GET /v1/models, GET /v1/models/{{id}} and GET /key/info"
         ),
     )
     .with_code("unknown_url")
@@ -181,134 +197,6 @@ pub fn models_body(cfg: &Config, created: u64) -> Vec<u8> {
 /// the usage chunk.
 pub fn request_stream_usage(req: &mut ClientRequest) {
     req.request_stream_usage();
-}
-
-/// One attempt of a chat request on one deployment.
-pub struct Attempt<'a> {
-    /// The deployment tried.
-    pub deployment: &'a Deployment,
-    /// The native request to send.
-    pub upstream: UpstreamRequest,
-    /// How the response must be handled.
-    pub exchange: Exchange,
-}
-
-/// The headers of an out-of-band call carrying `up` to `dep`
-/// (`dispatch_http_call`: pseudo-headers first, then the provider's).
-pub fn call_headers<'h>(up: &'h UpstreamRequest, dep: &'h Deployment) -> Vec<(&'h str, &'h str)> {
-    let mut headers: Vec<(&str, &str)> = vec![
-        (":method", "POST"),
-        (":path", &up.path),
-        (":authority", &dep.api_base.authority),
-    ];
-    for (k, v) in &up.headers {
-        headers.push((k.as_str(), v.as_str()));
-    }
-    headers
-}
-
-/// Translate the request for one deployment. Called again for each retry or
-/// fallback: `parsed` is never changed, so every attempt starts from the
-/// client's original request, in its own provider's format. `drop_params`
-/// is the request's, else the deployment's, else `litellm_settings`'; the
-/// parameters in the request's and the deployment's
-/// `additional_drop_params` are never sent.
-pub fn attempt<'a>(
-    cfg: &Config,
-    parsed: &ClientRequest,
-    deployment: &'a Deployment,
-    id: &str,
-    now: u64,
-    overrides: &Overrides,
-) -> Result<Attempt<'a>, GatewayError> {
-    let t = translator(deployment);
-    let ctx = RequestContext {
-        drop_params: overrides
-            .drop_params
-            .or(deployment.drop_params)
-            .unwrap_or(cfg.drop_params),
-        now_ms: now.saturating_mul(1000),
-    };
-    let defaulted;
-    let defaults = match parsed.op {
-        Operation::Chat => &deployment.defaults.chat,
-        Operation::Embeddings => &deployment.defaults.embeddings,
-    };
-    let parsed = match parsed.with_defaults(defaults) {
-        Some(r) => {
-            defaulted = r;
-            &defaulted
-        }
-        None => parsed,
-    };
-    let trimmed;
-    let parsed = if overrides.additional_drop_params.is_empty()
-        && deployment.additional_drop_params.is_empty()
-    {
-        parsed
-    } else {
-        let mut names = overrides.additional_drop_params.clone();
-        names.extend(deployment.additional_drop_params.iter().cloned());
-        trimmed = parsed.without(&names);
-        &trimmed
-    };
-    let mut upstream = match parsed.op {
-        Operation::Chat => t.request(parsed, deployment, &ctx)?,
-        Operation::Embeddings => t.embeddings_request(parsed, deployment, &ctx)?,
-    };
-    if !deployment.defaults.is_empty() {
-        apply_extra_headers(&mut upstream, &deployment.defaults);
-        if deployment.provider != crate::config::providers::ProviderKind::Bedrock {
-            upstream.body = crate::provider::with_extra_body(upstream.body, deployment);
-        }
-    }
-    let meta = ResponseMeta {
-        id: id.to_string(),
-        created: now,
-        model: deployment.model.clone(),
-        include_usage: parsed.head.include_usage(),
-    };
-    let mut exchange = Exchange::new(t, meta, parsed.head.is_stream());
-    exchange.op = parsed.op;
-    exchange.base64_embeddings = parsed.encoding_format.as_deref() == Some("base64");
-    // Credentials short enough to occur by chance in a message are not secrets worth a scan.
-    let params = [
-        "aws_secret_access_key",
-        "aws_session_token",
-        "vertex_credentials",
-    ];
-    let mut secrets = Vec::new();
-    for s in [deployment.api_key.as_ref()]
-        .into_iter()
-        .chain(params.map(|k| deployment.params.get(k)))
-        .flatten()
-    {
-        if s.len() >= 8 {
-            secrets.push(s.clone());
-        }
-    }
-    exchange.secrets = secrets;
-    Ok(Attempt {
-        deployment,
-        upstream,
-        exchange,
-    })
-}
-
-/// A deployment's `extra_headers`, over the translator's own (Bedrock's
-/// signature covers only the headers it lists, so these may be added after
-/// signing; its body is final, so Bedrock merges `extra_body` itself).
-fn apply_extra_headers(up: &mut UpstreamRequest, d: &crate::config::defaults::Defaults) {
-    for (name, value) in &d.headers {
-        match up
-            .headers
-            .iter_mut()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
-            Some(h) => h.1.clone_from(value),
-            None => up.headers.push((name.clone(), value.clone())),
-        }
-    }
 }
 
 /// Request headers that carry LiteLLM's per-request routing overrides, and
@@ -440,6 +328,9 @@ pub struct Exchange {
     /// The success answer could not be read (empty, not JSON, wrong shape):
     /// the client got a 502 and the attempt counts as the deployment's failure.
     unreadable: bool,
+    /// The request went in the client's own API (a passthrough): the
+    /// answer is translated for the hooks, the client gets the provider's.
+    passthrough: Option<crate::ingress::Ingress>,
 }
 
 /// `gateway.enforce_mid_stream`: end a stream cleanly once its running cost,
@@ -476,7 +367,30 @@ impl Exchange {
             hold_answer: false,
             secrets: Vec::new(),
             unreadable: false,
+            passthrough: None,
         }
+    }
+
+    /// The client gets the provider's own answer bytes: a passthrough that
+    /// no answer guard or mid-stream limit may rewrite (those act on the
+    /// translation, which then goes back to the client's API).
+    ///
+    /// A completions passthrough's answer is a `text_completion`, which the
+    /// hooks read only for its usage (the flow passes no such request
+    /// through when a guardrail would rewrite the answer; the cache does
+    /// not store it: [`Self::answer_is_chat`]).
+    pub fn native_answer(&self) -> bool {
+        match self.passthrough {
+            None => false,
+            Some(crate::ingress::Ingress::Completions) => true,
+            Some(_) => self.output_guard.is_none() && self.limit.is_none() && !self.hold_answer,
+        }
+    }
+
+    /// Whether the answer the hooks see is a chat answer (every one but a
+    /// completions passthrough's).
+    pub fn answer_is_chat(&self) -> bool {
+        self.passthrough != Some(crate::ingress::Ingress::Completions)
     }
 
     /// Whether the success answer turned out unreadable (see [`Self::complete_body`]).

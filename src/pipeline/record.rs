@@ -30,11 +30,16 @@ pub struct ExchangeRecord {
     /// The `id` of the answer the client got, when it is not [`Self::id`]
     /// (a passthrough keeps the provider's).
     pub response_id: Option<String>,
+    /// The `id` the client got in its own API, when that is not chat's (a
+    /// Messages `msg_...`, a completions `cmpl-...`, a passthrough's own).
+    pub client_id: Option<String>,
     /// Unix seconds when the request was accepted.
     pub created: u64,
     /// Unix milliseconds when its headers arrived (read only when traced).
     pub started_ms: u64,
     pub op: Operation,
+    /// The client's API (`/v1/messages`, `/v1/completions` or chat).
+    pub ingress: crate::ingress::Ingress,
     /// Who is calling (virtual key alias, master, or open).
     pub caller: CallerId,
     /// The alias the client asked for (labels only if it is configured).
@@ -62,7 +67,23 @@ pub struct ExchangeRecord {
 impl ExchangeRecord {
     /// The id of the answer as the client got it.
     pub fn answer_id(&self) -> &str {
-        self.response_id.as_deref().unwrap_or(&self.id)
+        self.client_id
+            .as_deref()
+            .or(self.response_id.as_deref())
+            .unwrap_or(&self.id)
+    }
+
+    /// Note the `id` from the first bytes the client gets in its own API
+    /// (nothing to do for a chat client: [`Self::read_answer_id`] reads
+    /// what it gets).
+    pub fn read_client_id(&mut self, bytes: &[u8]) {
+        if self.ingress == crate::ingress::Ingress::Chat || self.client_id.is_some() {
+            return;
+        }
+        let mut ids = Vec::new();
+        let head = bytes.get(..bytes.len().min(512)).unwrap_or(bytes);
+        crate::codec::json_in::string_values(head, b"\"id\"", &mut ids);
+        self.client_id = ids.into_iter().next();
     }
 
     /// Note the answer's `id` from the first bytes the client gets of it.
@@ -82,9 +103,11 @@ impl Default for ExchangeRecord {
         ExchangeRecord {
             id: String::new(),
             response_id: None,
+            client_id: None,
             created: 0,
             started_ms: 0,
             op: Operation::Chat,
+            ingress: crate::ingress::Ingress::Chat,
             caller: CallerId::Open,
             requested_alias: None,
             stream: false,

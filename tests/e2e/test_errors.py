@@ -158,7 +158,7 @@ def test_models_list(gw):
 
 
 @pytest.mark.parametrize("method,path", [("POST", "/v1/audio/speech"), ("GET", "/"), ("GET", "/v1/nope"),
-                                         ("POST", "/v1/completions")])
+                                         ("POST", "/v1/images/generations")])
 def test_unknown_path(gw, method, path):
     r = gw.request(method, path, {"model": "gpt", "input": "x"} if method == "POST" else None)
     assert_openai_error(r, 404)

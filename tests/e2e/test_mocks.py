@@ -331,8 +331,19 @@ def test_openai_default_answer(mock):
 def test_openai_any_prefix_path(mock):
     st, _, _ = post(mock.openai_port, "/openai/deployments/x/chat/completions?api-version=1", OGOOD, OHDRS)
     assert st == 200
-    st, _, raw = post(mock.openai_port, "/v1/completions", OGOOD, OHDRS)
+    st, _, raw = post(mock.openai_port, "/v1/edits", OGOOD, OHDRS)
     assert st == 404 and json.loads(raw)["error"]["type"] == "invalid_request_error"
+
+
+def test_openai_legacy_completions(mock):
+    st, _, raw = post(mock.openai_port, "/v1/completions", {"model": "m", "prompt": ["a", "b"], "echo": True},
+                      OHDRS)
+    assert st == 200, raw
+    body = json.loads(raw)
+    assert body["object"] == "text_completion"
+    assert [c["text"][:1] for c in body["choices"]] == ["a", "b"]
+    st, _, raw = post(mock.openai_port, "/v1/completions", OGOOD, OHDRS)
+    assert st == 400, "a chat body is not a completions request"
 
 
 def test_openai_stream_with_usage(mock):

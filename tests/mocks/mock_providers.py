@@ -631,6 +631,13 @@ class ProviderServer(ThreadingHTTPServer):
         except ValueError:
             rec["raw_body"] = body.decode("utf-8", "replace")
         self.state.record(rec)
+        if self.flavour == ANTHROPIC and bare == "/v1/messages/count_tokens" and h.command == "POST":
+            count_tokens_answer(self, h, rec, body)
+            return
+        if self.flavour == OPENAI and bare.endswith("/completions") and not bare.endswith("/chat/completions") \
+                and h.command == "POST":
+            TextCompletion(self, h, rec, body, self.state.next_behaviour(rec["body"]) or {}).run()
+            return
         if self.flavour == ANTHROPIC:
             is_endpoint = bare == "/v1/messages"
             ep = AnthropicEndpoint
@@ -1417,6 +1424,73 @@ class OpenAIEndpoint(Endpoint):
         events.append(b"data: [DONE]\n\n")
         self.h.start_chunked(status, "text/event-stream; charset=utf-8")
         self.stream_events(events)
+
+
+def count_tokens_answer(server: "ProviderServer", h: MockHandler, rec: dict, body: bytes) -> None:
+    """`POST /v1/messages/count_tokens`: `{"input_tokens": n}`, n counted as the Messages answer's
+    usage counts the prompt (model and messages required, as Anthropic's endpoint wants)."""
+    ep = AnthropicEndpoint(server, h, rec, body, {})
+    if not isinstance(ep.req.get("model"), str) or not isinstance(ep.req.get("messages"), list):
+        rec["response"].update(status=400, outcome="error")
+        h.send_json(400, ep.error_body(400, "model and messages: Field required"))
+        return
+    n = ep.input_tokens()
+    rec["response"].update(status=200, outcome="complete", usage={"input_tokens": n})
+    h.send_json(200, {"input_tokens": n})
+
+
+class TextCompletion(OpenAIEndpoint):
+    """OpenAI's legacy `POST /v1/completions`: one choice per prompt (a string or a list of strings),
+    text = the mock's hello + the prompt (after the prompt itself with `echo`), cut at `max_tokens`
+    (default 16, as OpenAI's), `text_completion` objects, a stream of them with `[DONE]`."""
+
+    def validate(self) -> None:
+        r = self.req
+        if not isinstance(r.get("model"), str):
+            raise ValidationError(400, "you must provide a model parameter", param="model")
+        p = r.get("prompt")
+        if not (isinstance(p, str) or (isinstance(p, list) and p and all(isinstance(x, str) for x in p))):
+            raise ValidationError(400, "prompt must be a string or a list of strings", param="prompt")
+        if "messages" in r:
+            raise ValidationError(400, "Unrecognized request argument supplied: messages")
+
+    def completions(self) -> dict:
+        r = self.req
+        prompts = r["prompt"] if isinstance(r["prompt"], list) else [r["prompt"]]
+        mt = r.get("max_tokens", 16)
+        choices, completion = [], 0
+        for i, pr in enumerate(prompts):
+            text, why, _ = cut_text(f"Hello from the mock OpenAI provider! You said: {pr}", self.stops("stop"), mt)
+            completion += count_tokens(text)
+            choices.append({"index": i, "text": (pr if r.get("echo") else "") + text, "logprobs": None,
+                            "finish_reason": "length" if why == "max_tokens" else "stop"})
+        prompt = sum(count_tokens(pr) for pr in prompts) or 1
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        return {"id": "cmpl-" + _rand(29), "object": "text_completion", "created": int(time.time()),
+                "model": r["model"], "choices": choices, "usage": usage}
+
+    def answer_json(self) -> None:
+        body = self.completions()
+        self.rec["response"].update(status=200, usage=body["usage"], outcome="complete", id=body["id"])
+        self.h.send_json(200, body)
+
+    def answer_stream(self) -> None:
+        whole = self.completions()
+        self.rec["response"].update(status=200, usage=whole["usage"], id=whole["id"])
+        so = self.req.get("stream_options") or {}
+        include_usage = isinstance(so, dict) and so.get("include_usage") is True
+        head = {k: whole[k] for k in ("id", "object", "created", "model")}
+        events = []
+        for c in whole["choices"]:
+            for piece in words(c["text"]):
+                events.append({**head, "choices": [{"index": c["index"], "text": piece, "logprobs": None,
+                                                    "finish_reason": None}]})
+            events.append({**head, "choices": [{"index": c["index"], "text": "", "logprobs": None,
+                                                "finish_reason": c["finish_reason"]}]})
+        if include_usage:
+            events.append({**head, "choices": [], "usage": whole["usage"]})
+        self.h.start_chunked(200, "text/event-stream; charset=utf-8")
+        self.stream_events([f"data: {dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"])
 
 
 # ---------------------------------------------------------------- in-process API and CLI

@@ -90,6 +90,11 @@ impl Gateway {
 
     /// Start a request: headers then body, as Envoy delivers them.
     pub fn send(&mut self, path: &str, headers: &[(&str, &str)], body: &Value) -> Request {
+        self.send_raw(path, headers, serde_json::to_vec(body).unwrap())
+    }
+
+    /// [`Self::send`] with the body's bytes as given.
+    pub fn send_raw(&mut self, path: &str, headers: &[(&str, &str)], bytes: Vec<u8>) -> Request {
         self.rng = self.rng.wrapping_mul(6364136223846793005).wrapping_add(1);
         let mut host = FakeHost::new(Rc::clone(&self.store));
         host.now_ms = self.now_ms;
@@ -113,7 +118,6 @@ impl Gateway {
         for (k, v) in headers {
             host.request_headers.push((k.to_string(), v.to_string()));
         }
-        let bytes = serde_json::to_vec(body).unwrap();
         host.request_headers
             .push(("content-length".into(), bytes.len().to_string()));
         host.request_body = bytes;

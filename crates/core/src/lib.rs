@@ -21,6 +21,7 @@ pub mod api;
 pub mod cache;
 pub mod config;
 pub mod guardrails;
+pub mod ingress;
 pub mod otlp;
 pub mod provider;
 pub mod sort;

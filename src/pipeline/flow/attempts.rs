@@ -200,8 +200,25 @@ impl RequestFlow {
         let header_overrides: Vec<(&str, String)> = std::mem::take(&mut self.client.overrides);
         let body_len = body.len();
         let started = host.span_start();
+        let anthropic = std::mem::take(&mut self.client.anthropic);
+        let body = match self.edge.ingress {
+            crate::ingress::Ingress::Chat => body,
+            _ if self.count_tokens => {
+                let c = crate::ingress::messages::request::count_request(body, &anthropic)?;
+                self.native = Some((c.native, 0));
+                c.chat
+            }
+            ingress => {
+                let c = ingress.to_chat(body, &anthropic)?;
+                self.native = Some((c.native, 0));
+                c.chat
+            }
+        };
         let (mut parsed, overrides) =
             super::super::prepare(self.record.op, body, &header_overrides)?;
+        if let Some((_, fp)) = self.native.as_mut() {
+            *fp = fingerprint(parsed.body());
+        }
         host.span_stop(Span::Prepare, started);
         let started = host.span_start();
         self.record.requested_alias = Some(parsed.head.model.clone());
@@ -227,6 +244,11 @@ impl RequestFlow {
             &overrides,
         )?;
         let allowed = self.callers_own(&cfg, plan.attempts);
+        if self.count_tokens {
+            let first = allowed.first().map(|a| a.deployment);
+            self.count_tokens_answer(&parsed, first, body_len, host);
+            return Ok(());
+        }
         let planned: Vec<&Deployment> = allowed.iter().map(|a| a.deployment).collect();
         let cache_control = self.client.cache_control.take();
         let traceparent = self.client.traceparent.take();
@@ -275,6 +297,17 @@ impl RequestFlow {
                 return Ok(());
             }
         }
+        if let Some((native, fp)) = self.native.as_mut() {
+            // A hook rewrote the request (a guardrail masked it): only the
+            // translation carries that, so nothing is passed through.
+            native.pass = native.pass && *fp == fingerprint(parsed.body());
+            // A completions answer is no chat answer for the guardrails to read.
+            if native.ingress == crate::ingress::Ingress::Completions
+                && self.hooks.guardrails.acts_on_answers()
+            {
+                native.pass = false;
+            }
+        }
         // Usage is read from every answer when it is charged or routes by tokens.
         self.need_usage = self.hooks.needs_usage()
             || cfg.router.routing_strategy == crate::config::RoutingStrategy::UsageBased;
@@ -297,13 +330,14 @@ impl RequestFlow {
             let Some(dep) = cfg.deployments.get(t.idx) else {
                 continue;
             };
-            match super::super::attempt(
+            match super::super::attempt_with(
                 &cfg,
                 &parsed,
                 dep,
                 &self.record.id,
                 self.record.created,
                 &self.overrides,
+                self.native.as_ref().map(|(n, _)| n),
             ) {
                 Ok(a) => break (t, a),
                 Err(e) => {
@@ -314,25 +348,8 @@ impl RequestFlow {
         };
         let started = host.span_start();
         let up = &attempt.upstream;
-        // Client credentials and routing overrides never reach a provider,
-        // and the provider must answer uncompressed (translation reads the
-        // bytes): `strip` lists those present.
-        let mut set: Vec<(&str, &str)> = Vec::with_capacity(up.headers.len() + 8);
-        // Kept as Envoy keeps it for its own path rewrites, so access logs
-        // (`%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%`) show what the client asked for.
-        if !self.client.path.is_empty() {
-            let logged = self.client.log_path.as_ref().unwrap_or(&self.client.path);
-            set.push(("x-envoy-original-path", logged));
-        }
-        set.push((":path", &up.path));
-        set.push((":authority", &attempt.deployment.api_base.authority));
-        for (k, v) in &up.headers {
-            set.push((k, v));
-        }
-        let length = up.body.len().to_string();
-        set.push(("content-length", &length));
-        set.push((&cfg.cluster_header, &attempt.deployment.cluster));
         let traceparent = self.hooks.trace.upstream_traceparent();
+        let mut set: Vec<(&str, &str)> = Vec::with_capacity(3);
         if let Some(tp) = &traceparent {
             set.push(("traceparent", tp));
         }
@@ -354,7 +371,7 @@ impl RequestFlow {
         } else {
             set.push(("x-envoy-upstream-rq-timeout-ms", &per_try));
         }
-        host.edit_headers(HeaderMap::Request, &self.client.strip, &set);
+        self.rewrite_request(up, attempt.deployment, &set, host);
         host.replace_request_body(body_len, &up.body);
         host.clear_route_cache();
         host.span_stop(Span::RequestEdits, started);
@@ -368,6 +385,38 @@ impl RequestFlow {
         self.parsed = Some(parsed);
         self.begin_attempt(t, host);
         Ok(())
+    }
+
+    /// Rewrite the client's request into `up` for `dep` (and `extra`), to go
+    /// through Envoy's router (the body is replaced by the caller): one
+    /// header-map edit.
+    pub(super) fn rewrite_request(
+        &self,
+        up: &crate::provider::UpstreamRequest,
+        dep: &Deployment,
+        extra: &[(&str, &str)],
+        host: &mut dyn Host,
+    ) {
+        let mut set: Vec<(&str, &str)> = Vec::with_capacity(up.headers.len() + 6 + extra.len());
+        // Kept as Envoy keeps it for its own path rewrites, so access logs
+        // (`%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%`) show what the client asked for.
+        if !self.client.path.is_empty() {
+            let logged = self.client.log_path.as_ref().unwrap_or(&self.client.path);
+            set.push(("x-envoy-original-path", logged));
+        }
+        set.push((":path", &up.path));
+        set.push((":authority", &dep.api_base.authority));
+        for (k, v) in &up.headers {
+            set.push((k, v));
+        }
+        let length = up.body.len().to_string();
+        set.push(("content-length", &length));
+        set.push((&self.cfg.cluster_header, &dep.cluster));
+        set.extend_from_slice(extra);
+        // Client credentials and routing overrides never reach a provider,
+        // and the provider must answer uncompressed (translation reads the
+        // bytes): `strip` lists those present.
+        host.edit_headers(HeaderMap::Request, &self.client.strip, &set);
     }
 
     /// Make the next planned attempt with an out-of-band call. Returns false
@@ -386,13 +435,14 @@ impl RequestFlow {
                 debug!("llm-gateway: skipping {}: cooled down meanwhile", dep.id);
                 continue;
             }
-            let attempt = match super::super::attempt(
+            let attempt = match super::super::attempt_with(
                 &cfg,
                 &parsed,
                 dep,
                 &self.record.id,
                 self.record.created,
                 &self.overrides,
+                self.native.as_ref().map(|(n, _)| n),
             ) {
                 Ok(a) => a,
                 Err(e) => {
@@ -504,4 +554,11 @@ impl RequestFlow {
         let (hooks, mut cx) = self.hook_cx(host);
         hooks.before_provider_call(&mut cx, exchange, dep);
     }
+}
+
+/// FNV-1a over a request body: whether a hook rewrote it.
+fn fingerprint(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

@@ -74,6 +74,8 @@ pub(super) struct ClientHeaders {
     pub cache_control: Option<String>,
     /// W3C `traceparent` (the span the gateway's joins).
     pub traceparent: Option<String>,
+    /// `anthropic-version` and `anthropic-beta`, for a Messages passthrough.
+    pub anthropic: Vec<(String, String)>,
     /// `OVERRIDE_HEADERS` present, with their values.
     pub overrides: Vec<(&'static str, String)>,
     /// Present headers to remove before the request goes upstream: client
@@ -112,6 +114,7 @@ impl ClientHeaders {
                 "content-type" if h.content_type.is_none() => h.content_type = Some(value),
                 "cache-control" if h.cache_control.is_none() => h.cache_control = Some(value),
                 "traceparent" if h.traceparent.is_none() => h.traceparent = Some(value),
+                "anthropic-version" | "anthropic-beta" => h.anthropic.push((name, value)),
                 n if n == LOCAL_REPLY_MARKER => h.has_local_reply_marker = true,
                 _ => {}
             }

@@ -19,8 +19,11 @@
 //! features to come act at the hook points of [`super::hooks`], on the
 //! [`ExchangeRecord`].
 
+mod answers;
 mod attempts;
 mod client_headers;
+mod count_tokens;
+mod local;
 pub mod reply;
 
 use std::collections::VecDeque;
@@ -28,7 +31,7 @@ use std::rc::Rc;
 
 use log::debug;
 
-use super::hooks::{Cx, Hooks, ServiceStep};
+use super::hooks::{Cx, Hooks};
 use super::host::{Action, HeaderMap, Host, Span};
 use super::record::ExchangeRecord;
 use super::{Endpoint, Exchange};
@@ -91,6 +94,14 @@ pub struct RequestFlow {
     waiting: bool,
     /// The client's request headers.
     client: ClientHeaders,
+    /// The client's API: answers and errors leave in it.
+    edge: super::ingress::Edge,
+    /// The request as the client wrote it, when its API is not chat (for
+    /// passthrough attempts), and the chat request's fingerprint before
+    /// the hooks could rewrite it.
+    native: Option<(crate::ingress::NativeRequest, u64)>,
+    /// `POST /v1/messages/count_tokens`.
+    count_tokens: bool,
 }
 
 impl RequestFlow {
@@ -116,6 +127,9 @@ impl RequestFlow {
             need_usage: false,
             waiting: false,
             client: ClientHeaders::default(),
+            edge: super::ingress::Edge::default(),
+            native: None,
+            count_tokens: false,
         }
     }
 
@@ -230,6 +244,7 @@ impl RequestFlow {
             return;
         };
         let w = ex.whole_response(status, &body);
+        let native = ex.native_answer() && w.status < 400;
         self.attempt_succeeded(host);
         if w.status < 400 && self.hooks.checks_answers() {
             let (hooks, mut cx) = self.hook_cx(host);
@@ -244,7 +259,13 @@ impl RequestFlow {
         let mut served = served;
         served.extend(self.response_complete(host, Some((w.status, &w.body))));
         self.replied = true;
-        reply::send_json_with(host, w.status, w.content_type, &w.body, &served);
+        let client = if native {
+            body
+        } else {
+            self.for_client(w.status, w.content_type, w.body)
+        };
+        self.record.read_client_id(&client);
+        reply::send_json_with(host, w.status, w.content_type, &client, &served);
     }
 
     /// The request is over, however it ended (the client gone, the upstream
@@ -257,47 +278,6 @@ impl RequestFlow {
         let (hooks, mut cx) = self.hook_cx(host);
         hooks.finished(&mut cx, status, traceparent.as_deref());
         host.span_stop(Span::Log, started);
-    }
-
-    /// The fleet-wide spend report's read answered: the report from Redis,
-    /// or (Redis unreachable) this Envoy's own totals, said in a header.
-    fn spend_read_answered(&mut self, num_headers: usize, body_size: usize, host: &mut dyn Host) {
-        let Some((_, query)) = self.spend_read.take() else {
-            return;
-        };
-        let (status, body) = host.call_response(num_headers, body_size);
-        let cfg = Rc::clone(&self.cfg);
-        let key = self.record.caller.caller(&cfg).key();
-        let reader = key.map(|k| (k.alias.as_str(), k.team.as_deref()));
-        let now = host.now_ms();
-        let (per_day, scope) = match super::spend_fleet::read_answer(status, &body) {
-            Ok(days) => (Ok(days), "fleet"),
-            Err(e) => {
-                log::warn!(
-                    "llm-gateway: fleet spend totals unreadable ({e}); answering this Envoy's"
-                );
-                (
-                    crate::spend::ledger::local_days(host.store(), &query, now),
-                    "local",
-                )
-            }
-        };
-        let answer = per_day.and_then(|d| crate::spend::ledger::report_from(&d, &query, reader));
-        match answer {
-            Ok(body) => {
-                self.replied = true;
-                reply::send_json_with(
-                    host,
-                    200,
-                    "application/json",
-                    &body,
-                    &[("x-llm-gateway-spend-scope".to_string(), scope.to_string())],
-                );
-            }
-            Err(e) => {
-                self.reply_error(&e, host);
-            }
-        }
     }
 
     fn request_headers(&mut self, end_of_stream: bool, host: &mut dyn Host) -> Action {
@@ -319,14 +299,30 @@ impl RequestFlow {
         let method = self.client.method.clone();
         let path = self.client.path.clone();
         let endpoint = super::classify(&method, &path);
-        self.record.api_request =
-            matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Embeddings);
+        self.edge = super::ingress::Edge::new(match endpoint {
+            Endpoint::Messages | Endpoint::CountTokens => crate::ingress::Ingress::Messages,
+            Endpoint::Completions => crate::ingress::Ingress::Completions,
+            _ => crate::ingress::Ingress::Chat,
+        });
+        self.record.ingress = self.edge.ingress;
+        self.record.api_request = matches!(
+            endpoint,
+            Endpoint::ChatCompletions
+                | Endpoint::Embeddings
+                | Endpoint::Messages
+                | Endpoint::Completions
+                | Endpoint::CountTokens
+        );
         if matches!(
             endpoint,
             Endpoint::Models
+                | Endpoint::ModelInfo
                 | Endpoint::KeyInfo
                 | Endpoint::ChatCompletions
                 | Endpoint::Embeddings
+                | Endpoint::Messages
+                | Endpoint::CountTokens
+                | Endpoint::Completions
                 | Endpoint::Spend(_)
         ) {
             if let Err(e) = self.authenticate(host) {
@@ -334,63 +330,19 @@ impl RequestFlow {
             }
         }
         match endpoint {
-            Endpoint::Models => {
-                self.replied = true;
-                let body =
-                    metering::models_body(&self.cfg, &self.record.caller, host.now_ms() / 1000);
-                reply::send_json_with(host, 200, "application/json", &body, &[]);
-                Action::Pause
-            }
-            Endpoint::KeyInfo => {
-                let query = path.split_once('?').map_or("", |(_, q)| q);
-                let now = host.now_ms();
-                match metering::key_info(&self.cfg, host.store(), &self.record.caller, query, now) {
-                    Ok(body) => {
-                        self.replied = true;
-                        reply::send_json_with(host, 200, "application/json", &body, &[]);
-                        Action::Pause
-                    }
-                    Err(e) => self.reply_error(&e, host),
-                }
-            }
-            Endpoint::Spend(which) => {
-                let query = path.split_once('?').map_or("", |(_, q)| q);
-                let now = host.now_ms();
-                let cfg = Rc::clone(&self.cfg);
-                if let (super::SpendEndpoint::Report, Some(fleet)) = (which, cfg.fleet.as_ref()) {
-                    // Fleet-wide: the days' totals from Redis (one call).
-                    match crate::spend::ledger::report_days(query, now) {
-                        Ok(days) => {
-                            let body = super::spend_fleet::read_body(fleet, &days);
-                            if let Some(t) = super::fleet_calls::post(host, fleet, &body) {
-                                self.spend_read = Some((t, query.to_string()));
-                                return Action::Pause;
-                            }
-                        }
-                        Err(e) => return self.reply_error(&e, host),
-                    }
-                }
-                match super::spend_answer(
-                    which,
-                    &cfg,
-                    host.store(),
-                    &self.record.caller,
-                    query,
-                    now,
-                ) {
-                    Ok(body) => {
-                        self.replied = true;
-                        reply::send_json_with(host, 200, "application/json", &body, &[]);
-                        Action::Pause
-                    }
-                    Err(e) => self.reply_error(&e, host),
-                }
+            Endpoint::Models | Endpoint::ModelInfo | Endpoint::KeyInfo | Endpoint::Spend(_) => {
+                self.gateway_endpoint(endpoint, &path, host)
             }
             Endpoint::Unknown => self.reply_error(&super::unknown_endpoint(&method, &path), host),
             Endpoint::MethodNotAllowed => {
                 self.reply_error(&super::method_not_allowed(&method, &path), host)
             }
-            Endpoint::ChatCompletions | Endpoint::Embeddings => {
+            Endpoint::ChatCompletions
+            | Endpoint::Embeddings
+            | Endpoint::Messages
+            | Endpoint::CountTokens
+            | Endpoint::Completions => {
+                self.count_tokens = endpoint == Endpoint::CountTokens;
                 if endpoint == Endpoint::Embeddings {
                     self.record.op = Operation::Embeddings;
                 }
@@ -525,6 +477,8 @@ impl RequestFlow {
                 self.end_in_flight(host);
             }
             self.replied = true;
+            let body = self.for_client(status, content_type, body);
+            self.record.read_client_id(&body);
             reply::send_json_with(host, status, content_type, &body, &served);
             return Action::Pause;
         }
@@ -592,15 +546,34 @@ impl RequestFlow {
             } else {
                 Vec::new()
             };
+            let native = exchange.native_answer();
             let sent = match exchange.stream_chunk(&chunk, end_of_stream) {
                 Some(out) => {
-                    if out != chunk {
+                    if out != chunk && !native && self.edge.ingress == crate::ingress::Ingress::Chat
+                    {
                         host.replace_response_body(body_size, &out);
                     }
                     out
                 }
-                None => chunk,
+                None => chunk.clone(),
             };
+            if !native {
+                // The client's API: the OpenAI chunks re-encoded.
+                if let Some(client) = self.edge.chunk(&sent, end_of_stream) {
+                    self.record.read_client_id(&client);
+                    host.replace_response_body(body_size, &client);
+                }
+            } else {
+                self.record.read_client_id(&chunk);
+            }
+            if native && end_of_stream {
+                // A passthrough cut short: the client is told, in its API.
+                if let Some(tail) = self.edge.ingress.native_stream_end(&sent, &chunk) {
+                    let mut client = chunk;
+                    client.extend_from_slice(&tail);
+                    host.replace_response_body(body_size, &client);
+                }
+            }
             let (hooks, mut cx) = self.hook_cx(host);
             hooks.chunk(&mut cx, &sent);
             if !end_of_stream && self.exchange.as_ref().is_some_and(Exchange::answered) {
@@ -683,13 +656,31 @@ impl RequestFlow {
                 Err(step) => self.answer_step(step, host),
             };
         }
-        let complete = match out {
-            Some(out) => {
-                host.replace_response_body(body_size, &out);
-                self.response_complete(host, Some((answer_status, &out)))
-            }
+        let native = self
+            .exchange
+            .as_ref()
+            .is_some_and(|e| e.native_answer() && upstream_status.is_none() && checked);
+        let complete = match &out {
+            Some(out) => self.response_complete(host, Some((answer_status, out))),
             None => self.response_complete(host, Some((answer_status, &body))),
         };
+        // The client's API (the provider's own bytes for a passthrough).
+        let openai = out.as_deref().unwrap_or(&body);
+        let client = if native {
+            None
+        } else {
+            self.edge.whole(answer_status, "application/json", openai)
+        };
+        self.record.read_client_id(
+            client
+                .as_deref()
+                .unwrap_or(if native { &body } else { &[] }),
+        );
+        match (client, out) {
+            (Some(c), _) => host.replace_response_body(body_size, &c),
+            (None, Some(out)) if !native => host.replace_response_body(body_size, &out),
+            _ => {}
+        }
         // The headers are still held: the cost can go in them.
         if !complete.is_empty() {
             let set: Vec<(&str, &str)> = complete
@@ -699,43 +690,6 @@ impl RequestFlow {
             host.edit_headers(HeaderMap::Response, &[], &set);
         }
         Action::Continue
-    }
-
-    /// The answer passed its guardrail services: send it (the cost
-    /// headers with it).
-    fn send_checked_answer(&mut self, body: &[u8], host: &mut dyn Host) {
-        let mut served = self.served_headers();
-        served.extend(self.response_complete(host, Some((200, body))));
-        self.replied = true;
-        reply::send_json_with(host, 200, "application/json", body, &served);
-    }
-
-    /// A stored answer (the response cache's hit): sent as the reply, no
-    /// provider called, charged nothing.
-    fn serve_cached(&mut self, served: &super::hooks::Served, host: &mut dyn Host) {
-        let mut headers = self.served_headers();
-        headers.extend(self.response_complete(host, None));
-        self.replied = true;
-        reply::send_json_with(host, 200, served.content_type, &served.body, &headers);
-    }
-
-    /// Where an answer's check is: waiting for a call, or refused.
-    fn answer_step(&mut self, step: ServiceStep, host: &mut dyn Host) -> Action {
-        match step {
-            ServiceStep::Refuse(e) => self.reply_error(&e, host),
-            ServiceStep::Wait | ServiceStep::Go => Action::Pause,
-        }
-    }
-
-    /// A guardrail service checking the answer answered.
-    fn answer_check_answered(&mut self, host: &mut dyn Host) {
-        let (hooks, mut cx) = self.hook_cx(host);
-        match hooks.answer_resumed(&mut cx) {
-            Ok(b) => self.send_checked_answer(&b, host),
-            Err(step) => {
-                let _: Action = self.answer_step(step, host);
-            }
-        }
     }
 
     fn reply_error(&mut self, err: &GatewayError, host: &mut dyn Host) -> Action {
@@ -748,7 +702,7 @@ impl RequestFlow {
         if let Some(s) = err.retry_after.or(self.record.retry_after) {
             headers.push(("retry-after".to_string(), s.to_string()));
         }
-        reply::send_error(host, err, &headers);
+        reply::send_error(host, err, self.edge.ingress, &headers);
         let (hooks, mut cx) = self.hook_cx(host);
         hooks.failed(&mut cx);
         Action::Pause

@@ -9,9 +9,16 @@ use crate::api::error::{ErrorKind, GatewayError};
 /// earlier attempt set an upstream failure flag. A client's copy is removed.
 pub const LOCAL_REPLY_MARKER: &str = "x-llm-gateway-local-reply";
 
-/// Answer the client with an OpenAI-shaped error.
-pub fn send_error(host: &mut dyn Host, err: &GatewayError, extra: &[(String, String)]) {
-    send_json_with(host, err.status, "application/json", &err.to_body(), extra);
+/// Answer the client with an error in its API's shape (OpenAI's, or
+/// Anthropic's on `/v1/messages`).
+pub fn send_error(
+    host: &mut dyn Host,
+    err: &GatewayError,
+    ingress: crate::ingress::Ingress,
+    extra: &[(String, String)],
+) {
+    let body = ingress.error_body(err);
+    send_json_with(host, err.status, "application/json", &body, extra);
 }
 
 /// Answer the client directly (a local reply replaces any upstream response
@@ -36,8 +43,12 @@ impl super::RequestFlow {
     /// Reply with a translated whole answer.
     pub(super) fn reply_whole(&mut self, status: u16, body: &[u8], host: &mut dyn Host) {
         let served = self.served_headers();
+        let native;
         let reply = match self.exchange.as_mut() {
-            Some(ex) => ex.whole_response(status, body),
+            Some(ex) => {
+                native = ex.native_answer();
+                ex.whole_response(status, body)
+            }
             None => {
                 let err = self.last_error.clone().unwrap_or_else(|| {
                     GatewayError::new(
@@ -47,7 +58,7 @@ impl super::RequestFlow {
                     )
                 });
                 self.replied = true;
-                send_error(host, &err, &served);
+                send_error(host, &err, self.edge.ingress, &served);
                 let (hooks, mut cx) = self.hook_cx(host);
                 hooks.failed(&mut cx);
                 return;
@@ -59,6 +70,12 @@ impl super::RequestFlow {
             served.push(("retry-after".to_string(), s.to_string()));
         }
         self.replied = true;
-        send_json_with(host, reply.status, reply.content_type, &reply.body, &served);
+        let client = if native && reply.status < 400 {
+            body.to_vec()
+        } else {
+            self.for_client(reply.status, reply.content_type, reply.body)
+        };
+        self.record.read_client_id(&client);
+        send_json_with(host, reply.status, reply.content_type, &client, &served);
     }
 }

@@ -220,6 +220,12 @@ impl GuardrailHook {
         self.services.check_answers() || !self.vault.is_empty()
     }
 
+    /// Whether a guardrail may rewrite or hold the answer (so an answer
+    /// the hooks cannot read as chat must not be passed through).
+    pub fn acts_on_answers(&self) -> bool {
+        self.checks_answers() || !self.output.is_empty() || !self.vault.is_empty()
+    }
+
     /// Each attempt: its answer goes through the output guardrails (and a
     /// stream gets the masked values back as it passes).
     pub fn before_provider_call(&self, exchange: &mut Exchange) {

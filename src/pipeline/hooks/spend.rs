@@ -39,9 +39,12 @@ impl SpendHook {
         let usage = cx.exchange.and_then(|e| e.usage());
         let record = SpendRecord {
             request_id: rec.answer_id().to_string(),
-            call_type: match rec.op {
-                crate::provider::Operation::Chat => "chat",
-                crate::provider::Operation::Embeddings => "embeddings",
+            // LiteLLM's call types for the other client APIs.
+            call_type: match (rec.op, rec.ingress) {
+                (crate::provider::Operation::Embeddings, _) => "embeddings",
+                (_, crate::ingress::Ingress::Messages) => "anthropic_messages",
+                (_, crate::ingress::Ingress::Completions) => "text_completion",
+                _ => "chat",
             },
             api_key: key.map(|k| {
                 let d = keys::digest_string(&k.digest);

@@ -424,7 +424,7 @@ impl CacheHook {
     /// The answer is complete (`whole`: its status and body, `None` for a
     /// stream): store it, if it may be stored.
     pub fn response_complete(&mut self, cx: &mut Cx<'_>, whole: Option<(u16, &[u8])>) {
-        if !self.stores() {
+        if !self.stores() || cx.exchange.is_some_and(|e| !e.answer_is_chat()) {
             return;
         }
         let Some(s) = settings(cx) else { return };
