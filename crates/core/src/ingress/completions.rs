@@ -37,15 +37,7 @@ use crate::codec::sse::SseDecoder;
 /// OpenAI-compatible server still takes it; the chat body then carries the
 /// prompts' text for the hooks).
 pub fn to_chat(body: &[u8]) -> Result<(Vec<u8>, Option<GatewayError>), GatewayError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        GatewayError::bad_request(format!("request body is not valid JSON: {e}"))
-            .with_code("invalid_json")
-    })?;
-    let Value::Object(req) = v else {
-        return Err(GatewayError::bad_request(
-            "request body must be a JSON object",
-        ));
-    };
+    let req = super::json_object(body)?;
     let mut untranslatable = None;
     let mut refuse = |param: &str, what: &str| {
         untranslatable.get_or_insert_with(|| {

@@ -164,6 +164,22 @@ pub trait ClientStream {
 
 /// An OpenAI error body (the gateway's own, or a provider's passed on) read
 /// back into the error it says, to be written in another API's shape.
+/// A client's request body as a JSON object, or the 400 saying why not.
+pub(crate) fn json_object(
+    body: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, GatewayError> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        GatewayError::bad_request(format!("request body is not valid JSON: {e}"))
+            .with_code("invalid_json")
+    })?;
+    match v {
+        serde_json::Value::Object(req) => Ok(req),
+        _ => Err(GatewayError::bad_request(
+            "request body must be a JSON object",
+        )),
+    }
+}
+
 fn openai_error(status: u16, body: &[u8]) -> GatewayError {
     use crate::api::error::{upstream_status_kind, ErrorKind};
     let text = std::str::from_utf8(body).unwrap_or("");

@@ -69,15 +69,7 @@ fn convert(
     body: &[u8],
     require_max_tokens: bool,
 ) -> Result<(Vec<u8>, Option<GatewayError>), GatewayError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        GatewayError::bad_request(format!("request body is not valid JSON: {e}"))
-            .with_code("invalid_json")
-    })?;
-    let Value::Object(req) = v else {
-        return Err(GatewayError::bad_request(
-            "request body must be a JSON object",
-        ));
-    };
+    let req = crate::ingress::json_object(body)?;
     let model = match req.get("model") {
         Some(Value::String(m)) => m,
         Some(_) => return Err(bad("model", "`model` must be a string")),
