@@ -414,10 +414,16 @@ pub fn prepare(cfg: &Value) -> Result<Prepared, ConfigError> {
 /// or JSON into a value).
 pub fn render(cfg: &Value, opts: &RenderOptions) -> Result<Value, ConfigError> {
     let Prepared {
-        plugin,
+        mut plugin,
         clusters,
         parsed,
     } = prepare(cfg)?;
+    if opts.spend_log_path.is_some() {
+        // The spend log reads each record from the filter state.
+        if let Some(g) = plugin.get_mut("gateway").and_then(Value::as_object_mut) {
+            g.insert("spend_log_filter_state".into(), Value::Bool(true));
+        }
+    }
     let cluster_header = parsed.cluster_header.clone();
     let plugin_json = plugin.to_string();
     let mut envoy_clusters: Vec<Value> = clusters
@@ -476,10 +482,7 @@ pub fn render(cfg: &Value, opts: &RenderOptions) -> Result<Value, ConfigError> {
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                         "stat_prefix": "llm_gateway",
                         "local_reply_config": upstream_failure_reply(),
-                        "access_log": [
-                            access_log(opts.access_log_path.as_deref()),
-                            spend_log(opts.spend_log_path.as_deref())
-                        ],
+                        "access_log": access_logs(opts),
                         "route_config": {"virtual_hosts": [{
                             "name": "providers",
                             "domains": ["*"],
@@ -521,6 +524,17 @@ pub fn render(cfg: &Value, opts: &RenderOptions) -> Result<Value, ConfigError> {
 
 /// One JSON access-log line per request, with what the filter publishes
 /// (`%FILTER_STATE(wasm.llm_gateway.*:PLAIN)%`) next to Envoy's own fields.
+/// The access logs: requests, and with `--spend-log` the spend records
+/// (`-`: stdout). Without it no spend log is rendered and the filter writes
+/// no spend filter state (records still reach `/spend/logs` and the reports).
+fn access_logs(opts: &RenderOptions) -> Value {
+    let mut logs = vec![access_log(opts.access_log_path.as_deref())];
+    if let Some(p) = opts.spend_log_path.as_deref() {
+        logs.push(spend_log(Some(p).filter(|p| *p != "-")));
+    }
+    Value::Array(logs)
+}
+
 pub fn access_log(path: Option<&str>) -> Value {
     let format = json!({
         "start_time": "%START_TIME%",

@@ -242,7 +242,9 @@ fn a_cut_passthrough_stream_ends_with_an_error_in_the_clients_api() {
 
 #[test]
 fn spend_records_name_the_client_api_and_id() {
-    let mut gw = Gateway::new(json!({"model_list": deps(), "gateway": clusters()}));
+    let mut gateway = clusters();
+    gateway["spend_log_filter_state"] = json!(true);
+    let mut gw = Gateway::new(json!({"model_list": deps(), "gateway": gateway}));
     let log = |rq: &support::Request, field: &str| {
         let log: Value =
             serde_json::from_str(&rq.host.filter_state["llm_gateway.spend_log"]).unwrap();

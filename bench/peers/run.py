@@ -22,7 +22,10 @@ utime + stime of the server's whole process tree (every thread, children
 included) from /proc over the run, divided by the completed requests. Every
 answer is checked (status 200 and the mock's text, bench/peers/wrk.lua on top
 of bench/wrk.lua): a run with one wrong answer or socket error is INVALID,
-never a number, and the exit status is 1.
+never a number, and the exit status is 1. A measured run during which other
+processes (or the hypervisor) took over CONTENDED_SHARE of the servers' CPU
+(/proc/stat for that CPU, less our servers' own ticks) is CONTENDED: printed,
+not written, exit status 1.
 
 The peers are installed into target/bench-peers/ (a scratch venv and npm
 prefix, kept between runs); nothing of theirs enters the product.
@@ -92,6 +95,9 @@ CHECK = load.Check(200, ['"chat.completion"', "The benchmark answer"])
 # 7,000-8,000 requests here; the LiteLLM proxy does not get cheaper with warm-up.
 WARM_REQUESTS = 10000
 WARM_MAX_SECONDS = 30
+# A measured run during which other processes (or the hypervisor: steal) took more than
+# this share of the servers' CPU is CONTENDED: printed, never written to BENCHMARKS.md.
+CONTENDED_SHARE = 0.05
 
 ORDER = ("llm-gateway", "plain", "litellm", "portkey")
 LABELS = {"llm-gateway": "llm-gateway (Envoy + filter)", "plain": "plain Envoy",
@@ -176,13 +182,39 @@ load.cpu_ticks = tree_ticks
 load.HERE = HERE
 
 
-def wrk(t: Target, body_file: Path, seconds: float, connections: int, client_cpu: int) -> load.WrkResult:
+def cpu_busy_ticks(cpu: int) -> int:
+    """Ticks CPU `cpu` ran processes (user, nice, system) or was stolen by the hypervisor, from
+    /proc/stat; not irq and softirq time, most of which is our own loopback traffic."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                v = [int(x) for x in line.split()[1:]]
+                return v[0] + v[1] + v[2] + v[7]
+    return 0
+
+
+@dataclass
+class Watch:
+    """What shares the servers' CPU: every server we started, all pinned to `cpu`."""
+    cpu: int
+    pids: list[int]
+
+    def ours(self) -> int:
+        return sum(tree_ticks(p) for p in self.pids)
+
+
+def wrk(t: Target, body_file: Path, seconds: float, connections: int, client_cpu: int,
+        watch: Watch) -> tuple[load.WrkResult, float]:
+    """One wrk run, and the share of the server CPU that processes other than ours used meanwhile."""
     os.environ["BENCH_HEADERS"] = "\n".join(f"{k}: {v}" for k, v in t.headers.items())
+    busy0, ours0, t0 = cpu_busy_ticks(watch.cpu), watch.ours(), time.monotonic()
     try:
-        return load.run_wrk(f"http://127.0.0.1:{t.proc.port}{t.path}", body_file, t.key, CHECK,
-                            t.proc.pid, seconds, connections, client_cpu)
+        r = load.run_wrk(f"http://127.0.0.1:{t.proc.port}{t.path}", body_file, t.key, CHECK,
+                         t.proc.pid, seconds, connections, client_cpu)
     finally:
         os.environ.pop("BENCH_HEADERS", None)
+    other = (cpu_busy_ticks(watch.cpu) - busy0) - (watch.ours() - ours0)
+    return r, max(other, 0) / servers.CLK_TCK / (time.monotonic() - t0)
 
 
 def ask(t: Target, body: bytes) -> tuple[int, bytes]:
@@ -349,20 +381,28 @@ def median_of(rs: list[load.WrkResult]) -> dict:
     }
 
 
-def measure(targets: dict[str, Target], st: Settings, body_file: Path, client_cpu: int, log) -> dict:
-    def note(name: str, what: str, r: load.WrkResult) -> None:
-        state = "ok" if r.valid else f"INVALID {r.errors} first bad answer: {r.first_bad!r}"
+def measure(targets: dict[str, Target], st: Settings, body_file: Path, client_cpu: int,
+            watch: Watch, log) -> dict:
+    contention: dict[str, list[float]] = {n: [] for n in targets}
+
+    def run1(name: str, what: str, seconds: float, conns: int, measured: bool = True) -> load.WrkResult:
+        r, other = wrk(targets[name], body_file, seconds, conns, client_cpu, watch)
+        if measured:
+            contention[name].append(other)
+        state = "ok" if r.valid else ("INVALID: no answers" if not r.requests else
+                                      f"INVALID {r.errors} first bad answer: {r.first_bad!r}")
+        busy = f"  CONTENDED (others {other:.0%} of CPU {watch.cpu})" if other > CONTENDED_SHARE else ""
         log(f"  {name:12s} {what:10s} {r.rps:8.0f} req/s  p50 {r.p50_us:7.0f} us  p99 {r.p99_us:7.0f} us  "
             f"{r.cpu_us_per_req:8.1f} us CPU/req (server {r.envoy_cpu_share:4.0%} of a CPU, "
-            f"wrk {r.wrk_cpu_share:4.0%})  {state}")
+            f"wrk {r.wrk_cpu_share:4.0%})  {state}{busy}")
+        return r
 
     warm: dict[str, list[load.WrkResult]] = {n: [] for n in targets}
-    for name, t in targets.items():
+    for name in targets:
         done, t0 = 0, time.monotonic()
         while True:
-            r = wrk(t, body_file, 2 if not st.quick else 1, st.connections, client_cpu)
+            r = run1(name, "warm-up", 2 if not st.quick else 1, st.connections, measured=False)
             warm[name].append(r)
-            note(name, "warm-up", r)
             done += r.requests
             spent = time.monotonic() - t0
             if not r.valid or (done >= st.warm_requests and spent >= st.warm_min_seconds) \
@@ -374,17 +414,14 @@ def measure(targets: dict[str, Target], st: Settings, body_file: Path, client_cp
     for rnd in range(st.rounds):
         order = names[rnd % len(names):] + names[:rnd % len(names)]
         for name in order:
-            r = wrk(targets[name], body_file, st.seconds, st.connections, client_cpu)
-            loaded[name].append(r)
-            note(name, f"round {rnd + 1}", r)
-            r = wrk(targets[name], body_file, st.latency_seconds, 1, client_cpu)
-            single[name].append(r)
-            note(name, f"-c1 rnd {rnd + 1}", r)
+            loaded[name].append(run1(name, f"round {rnd + 1}", st.seconds, st.connections))
+            single[name].append(run1(name, f"-c1 rnd {rnd + 1}", st.latency_seconds, 1))
     out = {}
     for name in targets:
         out[name] = {"loaded": median_of(loaded[name]), "single": median_of(single[name]),
                      "warmup_requests": sum(r.requests for r in warm[name]),
-                     "warmup_valid": all(r.valid for r in warm[name])}
+                     "warmup_valid": all(r.valid for r in warm[name]),
+                     "others_cpu_share_max": max(contention[name], default=0.0)}
         out[name]["valid"] = out[name]["loaded"]["valid"] and out[name]["single"]["valid"] \
             and out[name]["warmup_valid"]
     return out
@@ -422,9 +459,10 @@ def render(res: dict) -> str:
             continue
         r = g[name]
         if not r["valid"]:
-            bad = next((x for k in ("loaded", "single") for x in r[k]["runs"] if any(x["errors"].values())), None)
-            errs = ", ".join(f"{k} {v}" for k, v in (bad or {"errors": {}})["errors"].items() if v) \
-                or "invalid warm-up"
+            bad = next((x for k in ("loaded", "single") for x in r[k]["runs"]
+                        if any(x["errors"].values()) or not x["requests"]), None)
+            errs = ("no answers" if bad and not bad["requests"] else
+                    ", ".join(f"{k} {v}" for k, v in bad["errors"].items() if v)) if bad else "invalid warm-up"
             lines.append(f"| {LABELS[name]} | {vers[name]} | INVALID ({errs}) | | | | | | | | |")
             continue
         lo, si = r["loaded"], r["single"]
@@ -435,6 +473,10 @@ def render(res: dict) -> str:
                if plain and name != "plain" else "")
         lines.append(f"| {LABELS[name]} | {vers[name]} | {_n(lo['rps'])} | {_n(lo['p50_us'])} | {_n(lo['p99_us'])} "
                      f"| {_n(cpu, 1)} | {added} | {ratio} | {_n(si['p50_us'])} | {_n(si['p99_us'])} | {lat} |")
+    worst = max((g[n]["others_cpu_share_max"] for n in g), default=0.0)
+    lines += ["", f"Other processes (and steal) on CPU {res['cpus'][0]} during the measured runs: at most "
+                  f"{worst:.1%} of it" + (f" (over {CONTENDED_SHARE:.0%}: CONTENDED, not a measurement)."
+                                          if worst > CONTENDED_SHARE else ".")]
     invalid = [LABELS[n] for n in ORDER if n in g and not g[n]["valid"]]
     if invalid:
         lines += ["", f"INVALID runs (wrong status or body, or socket errors): {', '.join(invalid)}."]
@@ -512,11 +554,12 @@ def main() -> int:
                 "x-portkey-custom-host": f"http://127.0.0.1:{ngx.port}/v1",
             })
         targets = {n: targets[n] for n in ORDER if n in targets}
+        watch = Watch(server_cpu, [p.pid for p in procs])
         for name, t in targets.items():
             results["samples"][name] = wait_answering(t, body)
         log(f"bench-peers: nginx :{ngx.port}; " + ", ".join(f"{n} :{t.proc.port}" for n, t in targets.items())
             + f"; servers on CPU {server_cpu}, wrk on CPU {client_cpu}; work dir {work}")
-        results["gateways"] = measure(targets, st, body_file, client_cpu, log)
+        results["gateways"] = measure(targets, st, body_file, client_cpu, watch, log)
         for t in targets.values():
             if t.proc.popen.poll() is not None:
                 problems.append(f"{t.name} exited with {t.proc.popen.returncode}")
@@ -545,11 +588,17 @@ def main() -> int:
     print()
     print(text)
     invalid = [n for n, r in results["gateways"].items() if not r["valid"]]
-    if not st.quick and not args.no_write and not args.only and not invalid:
+    contended = [n for n, r in results["gateways"].items() if r["others_cpu_share_max"] > CONTENDED_SHARE]
+    if contended and not st.quick:
+        print(f"bench-peers: CONTENDED: other processes took over {CONTENDED_SHARE:.0%} of CPU {server_cpu} "
+              f"while measuring {', '.join(contended)}; nothing written: rerun on a quiet machine", file=sys.stderr)
+    if not st.quick and not args.no_write and not args.only and not invalid and not contended:
         report.write_benchmarks_md(ROOT / "BENCHMARKS.md", text, BEGIN, END)
         print(f"bench-peers: wrote {ROOT / 'BENCHMARKS.md'}", file=sys.stderr)
     if invalid:
         print(f"bench-peers: INVALID runs: {', '.join(invalid)}; kept {work}", file=sys.stderr)
+        return 1
+    if contended and not st.quick:
         return 1
     if args.keep:
         print(f"bench-peers: kept {work}", file=sys.stderr)

@@ -7,7 +7,7 @@
 //!   --admin-port PORT    admin interface on 127.0.0.1 (default 9901)
 //!   --wasm PATH          llm_gateway.wasm as Envoy sees it
 //!   --access-log PATH    JSON access log file (default: stdout)
-//!   --spend-log PATH     spend records, one JSON line per LLM request (default: stdout)
+//!   --spend-log PATH     spend records, one JSON line per LLM request (`-`: stdout; default: none)
 //! ```
 //!
 //! Both use the filter's own parser, so an error here is the error the

@@ -156,19 +156,15 @@ impl CounterService {
     /// Fold queued spend records into this Envoy's daily totals and recent
     /// ring, and (fleet counters) into the rows waiting for Redis.
     fn drain_spend(&mut self, host: &mut dyn Host) {
-        use crate::spend::ledger;
         for _ in 0..MAX_DEQUEUE {
             let Some(msg) = host.dequeue(SPEND_QUEUE) else {
                 break;
             };
             // A message is one worker's batch of records, one per line.
-            for line in usage_batch::events(&msg) {
-                usage_sink::apply_spend(host, line);
-                if self.fleet.is_some() {
-                    let line = String::from_utf8_lossy(line);
-                    if let Some((day, rows)) = ledger::line_rows(&line) {
-                        spend_fleet::pend(&mut self.spend_pending, &day, &rows);
-                    }
+            let per_day = usage_sink::apply_spend(host, &msg);
+            if self.fleet.is_some() {
+                for (day, rows) in &per_day {
+                    spend_fleet::pend(&mut self.spend_pending, day, rows);
                 }
             }
         }

@@ -59,17 +59,24 @@ fn send_spend(host: &mut dyn Host, msg: &[u8]) {
     if host.enqueue(SPEND_QUEUE, msg) {
         return;
     }
-    for line in usage_batch::events(msg) {
-        apply_spend(host, line);
-    }
+    apply_spend(host, msg);
 }
 
-/// Fold one spend record into the daily totals and the recent records.
-pub fn apply_spend(host: &mut dyn Host, line: &[u8]) {
-    let line = String::from_utf8_lossy(line);
-    if let Err(e) = crate::spend::ledger::apply(host.store(), &line) {
-        warn!("llm-gateway: spend record not kept: {e:?}");
-        add_counter(host, "llm_gateway.spend.records_lost", 1);
+/// Fold a message of spend records (one per line) into the daily totals
+/// and the recent records; returns their rows per day.
+pub fn apply_spend(
+    host: &mut dyn Host,
+    msg: &[u8],
+) -> Vec<(String, Vec<crate::spend::ledger::Row>)> {
+    let text = String::from_utf8_lossy(msg);
+    let lines: Vec<&str> = text.split('\n').filter(|l| !l.is_empty()).collect();
+    match crate::spend::ledger::apply_all(host.store(), &lines) {
+        Ok(rows) => rows,
+        Err(e) => {
+            warn!("llm-gateway: spend records not kept: {e:?}");
+            add_counter(host, "llm_gateway.spend.records_lost", lines.len() as u64);
+            Vec::new()
+        }
     }
 }
 

@@ -79,7 +79,9 @@ impl SpendHook {
             attempts: rec.attempts,
         };
         let line = record.to_line();
-        cx.host.set_filter_state(fs::SPEND_LOG, &line);
+        if cx.cfg.spend_log_filter_state {
+            cx.host.set_filter_state(fs::SPEND_LOG, &line);
+        }
         let now = record.end_ms;
         usage_sink::enqueue_spend(cx.host, line.as_bytes(), now);
     }

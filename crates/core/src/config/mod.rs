@@ -345,6 +345,11 @@ pub struct Config {
     pub traces: Option<telemetry::TraceSettings>,
     /// Spend records are written (`general_settings.disable_spend_logs: true`: not).
     pub spend_logs: bool,
+    /// Each spend record is also a filter-state value for an access log
+    /// (`wasm.llm_gateway.spend_log`; `gateway.spend_log_filter_state`,
+    /// which `render --spend-log` sets): off, it is not written (Envoy keeps
+    /// every value for the request's life; ~15 µs per request).
+    pub spend_log_filter_state: bool,
     /// Things worth a log line at start (ignored LiteLLM keys ...).
     pub warnings: Vec<String>,
 }
@@ -397,6 +402,9 @@ struct GatewaySection {
     /// Load logging callbacks this gateway does not serve (loudly).
     #[serde(default)]
     allow_unexported_callbacks: bool,
+    /// Write each spend record where an access log reads it.
+    #[serde(default)]
+    spend_log_filter_state: bool,
     // Budget switches: accepted here, checked (with their field names) by `keys::parse`.
     #[serde(default)]
     #[allow(dead_code)]
@@ -682,6 +690,7 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         cache,
         traces,
         spend_logs,
+        spend_log_filter_state: gateway.spend_log_filter_state,
         warnings,
     })
 }

@@ -121,27 +121,57 @@ fn rows_text(all: &[Row]) -> String {
 
 /// Fold one spend log line into its day's totals and the recent ring.
 pub fn apply(store: &dyn SharedStore, line: &str) -> Result<(), StoreError> {
-    let Some((day, add)) = line_rows(line) else {
-        return Ok(());
-    };
-    update(store, &day_key(&day), |old| {
-        let mut all = rows(old.and_then(|b| std::str::from_utf8(b).ok()).unwrap_or(""));
-        merge(&mut all, &add);
-        rows_text(&all).into_bytes()
-    })?;
-    let mut slot = 0;
+    apply_all(store, &[line]).map(|_| ())
+}
+
+/// [`apply`] for a batch of records (a worker's message): each day's
+/// record is read and written once, the ring's position once, then one
+/// write per record (per record alone it was five shared-data calls).
+/// Returns the batch's rows per day (what the fleet's totals add).
+pub fn apply_all(
+    store: &dyn SharedStore,
+    lines: &[&str],
+) -> Result<Vec<(String, Vec<Row>)>, StoreError> {
+    let mut per_day: Vec<(String, Vec<Row>)> = Vec::new();
+    let mut kept: Vec<&str> = Vec::with_capacity(lines.len());
+    for line in lines {
+        let Some((day, add)) = line_rows(line) else {
+            continue;
+        };
+        kept.push(line);
+        match per_day.iter_mut().find(|(d, _)| *d == day) {
+            Some((_, rows)) => merge(rows, &add),
+            None => per_day.push((day, add)),
+        }
+    }
+    for (day, add) in &per_day {
+        update(store, &day_key(day), |old| {
+            let mut all = rows(old.and_then(|b| std::str::from_utf8(b).ok()).unwrap_or(""));
+            merge(&mut all, add);
+            rows_text(&all).into_bytes()
+        })?;
+    }
+    if kept.is_empty() {
+        return Ok(per_day);
+    }
+    let mut first = 0;
     update(store, "llm_gateway.spend.log_next", |old| {
-        slot = old
+        first = old
             .and_then(|b| std::str::from_utf8(b).ok()?.parse::<u64>().ok())
             .unwrap_or(0);
-        ((slot + 1) % RECENT).to_string().into_bytes()
+        ((first + kept.len() as u64) % RECENT)
+            .to_string()
+            .into_bytes()
     })?;
-    let _ = store.set(
-        &format!("llm_gateway.spend.log.{slot}"),
-        line.as_bytes(),
-        None,
-    );
-    Ok(())
+    for (i, line) in kept.iter().enumerate() {
+        let slot = (first + i as u64) % RECENT;
+        let _ = store.set(
+            &format!("llm_gateway.spend.log.{slot}"),
+            line.as_bytes(),
+            None,
+        );
+    }
+    Ok(per_day)
 }
 
 /// The Redis hash of a day's fleet-wide totals.
